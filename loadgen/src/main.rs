@@ -1,0 +1,2 @@
+//! loadgen: placeholder until the loadgen issue fills it in.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The `corecache` binary.
+fn main() {}

@@ -1,0 +1,267 @@
+//! Storage: one [`Shard`] is a self-contained, single-threaded cache engine.
+//!
+//! A shard owns a slice of the keyspace and everything needed to serve it:
+//! the index, the item memory, eviction and expiry. It does no I/O, knows
+//! nothing of runtimes or sockets, and takes `&mut self` for every operation,
+//! so the thread-per-core runtime can own it outright and the work-stealing
+//! runtime can put it behind a lock, with the same code inside.
+//!
+//! Time comes in from outside as [`Millis`] on the server's monotonic clock
+//! (see [`crate::clock`]), which keeps the engine deterministic under test.
+//! Protocol-level exptime rules (relative seconds, absolute unix time,
+//! negative) are resolved into a [`Deadline`] before they reach a shard.
+
+mod shard;
+
+pub use shard::Shard;
+
+/// Milliseconds on the server's monotonic clock, counted from server start.
+pub type Millis = u64;
+
+/// When an item stops being readable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline(Millis);
+
+impl Deadline {
+    /// The item never expires.
+    pub const NEVER: Deadline = Deadline(0);
+
+    /// An item that expires at `at` (a value of 0 is bumped to 1 so it is not
+    /// mistaken for [`Deadline::NEVER`]).
+    pub fn at(at: Millis) -> Deadline {
+        Deadline(at.max(1))
+    }
+
+    /// The deadline as milliseconds, or `None` for an item that never expires.
+    pub fn millis(self) -> Option<Millis> {
+        (self.0 != 0).then_some(self.0)
+    }
+
+    /// Whether an item with this deadline is expired at `now`.
+    pub fn is_expired(self, now: Millis) -> bool {
+        self.0 != 0 && self.0 <= now
+    }
+}
+
+/// Sizing of one shard's memory, derived from the server configuration.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// Bytes of item memory this shard may use (`memory / shards`).
+    pub memory_limit: usize,
+    /// Largest item (header, key and value) the shard accepts.
+    pub max_item_size: usize,
+    /// Size of one slab page; pages are the unit taken from the budget.
+    pub slab_page_size: usize,
+    /// Smallest chunk size, in bytes of item data.
+    pub slab_min_chunk: usize,
+    /// Each slab class's chunk size is the previous one times this factor.
+    pub slab_growth_factor: f64,
+    /// This shard's index, `0..shard_count`.
+    pub index: usize,
+    /// How many shards the server has; with `index` it keeps CAS values
+    /// unique across shards without any shared counter.
+    pub shard_count: usize,
+}
+
+impl ShardConfig {
+    /// A small configuration for unit tests and benchmarks.
+    pub fn for_tests(memory_limit: usize) -> ShardConfig {
+        ShardConfig {
+            memory_limit,
+            max_item_size: 1024 * 1024,
+            slab_page_size: 1024 * 1024,
+            slab_min_chunk: 48,
+            slab_growth_factor: 1.25,
+            index: 0,
+            shard_count: 1,
+        }
+    }
+}
+
+/// A read-only view of a stored item, valid until the shard is next used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Item<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The value (the data block, without the trailing `\r\n`).
+    pub value: &'a [u8],
+    /// The client's opaque 32-bit flags.
+    pub flags: u32,
+    /// The item's compare-and-swap token, fresh on every store.
+    pub cas: u64,
+    /// When the item expires.
+    pub deadline: Deadline,
+}
+
+/// What a store operation does with an existing item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    /// Store unconditionally.
+    Set,
+    /// Store only if the key is absent.
+    Add,
+    /// Store only if the key is present.
+    Replace,
+    /// Add the value after the existing one (flags and deadline are kept).
+    Append,
+    /// Add the value before the existing one (flags and deadline are kept).
+    Prepend,
+    /// Store only if the item's CAS token still equals this one.
+    Cas(u64),
+}
+
+/// One store request, as handed to [`Shard::store`].
+#[derive(Clone, Copy, Debug)]
+pub struct Store<'a> {
+    /// How the store treats an existing item.
+    pub mode: StoreMode,
+    /// The key.
+    pub key: &'a [u8],
+    /// The key's hash (the same one used to pick the shard).
+    pub hash: u64,
+    /// Client flags.
+    pub flags: u32,
+    /// When the item expires.
+    pub deadline: Deadline,
+    /// The value.
+    pub value: &'a [u8],
+}
+
+/// The result of a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// The item was stored; carries its new CAS token.
+    Stored(u64),
+    /// `add` found the key, or `replace`/`append`/`prepend` did not.
+    NotStored,
+    /// `cas` found the item changed since the client read it.
+    Exists,
+    /// `cas` found no item.
+    NotFound,
+    /// The item is larger than the largest item this shard stores. Any
+    /// existing item under the key has been removed, as memcached does, so
+    /// a failed overwrite never leaves stale data readable.
+    TooLarge,
+    /// No memory could be found for the item even after eviction.
+    OutOfMemory,
+}
+
+/// Increment or decrement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOp {
+    /// Add, wrapping at 2^64.
+    Incr,
+    /// Subtract, stopping at 0.
+    Decr,
+}
+
+/// The result of `incr`/`decr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithOutcome {
+    /// The new value.
+    Value(u64),
+    /// No such item.
+    NotFound,
+    /// The stored value is not a decimal number that fits in 64 bits.
+    NonNumeric,
+}
+
+/// Counters one shard keeps about itself; summed over shards for `stats`.
+///
+/// The names follow memcached's `stats` output so the mapping is obvious.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Keys looked up by get-like commands.
+    pub cmd_get: u64,
+    /// Store commands of any kind.
+    pub cmd_set: u64,
+    /// Touch and get-and-touch commands.
+    pub cmd_touch: u64,
+    /// Gets that found an item.
+    pub get_hits: u64,
+    /// Gets that found nothing.
+    pub get_misses: u64,
+    /// Gets that found only an expired item.
+    pub get_expired: u64,
+    /// Gets that found only an item invalidated by `flush_all`.
+    pub get_flushed: u64,
+    /// Deletes that removed an item.
+    pub delete_hits: u64,
+    /// Deletes that found nothing.
+    pub delete_misses: u64,
+    /// Increments that found an item.
+    pub incr_hits: u64,
+    /// Increments that found nothing.
+    pub incr_misses: u64,
+    /// Decrements that found an item.
+    pub decr_hits: u64,
+    /// Decrements that found nothing.
+    pub decr_misses: u64,
+    /// CAS stores that succeeded.
+    pub cas_hits: u64,
+    /// CAS stores that found no item.
+    pub cas_misses: u64,
+    /// CAS stores that found the item changed.
+    pub cas_badval: u64,
+    /// Touches that found an item.
+    pub touch_hits: u64,
+    /// Touches that found nothing.
+    pub touch_misses: u64,
+    /// Items stored now.
+    pub curr_items: u64,
+    /// Items ever stored.
+    pub total_items: u64,
+    /// Bytes used by stored items (headers, keys and values).
+    pub bytes: u64,
+    /// Live items removed to make room.
+    pub evictions: u64,
+    /// Expired items whose memory was taken back (by a read, the expiry
+    /// wheel, or eviction finding them first).
+    pub reclaimed: u64,
+    /// Items that expired without ever being read.
+    pub expired_unfetched: u64,
+    /// Items evicted without ever being read.
+    pub evicted_unfetched: u64,
+    /// Slab pages moved from one class to another.
+    pub slabs_moved: u64,
+    /// Bytes of memory this shard may use.
+    pub limit_maxbytes: u64,
+}
+
+impl ShardStats {
+    /// Adds `other` into `self`, field by field.
+    pub fn add(&mut self, other: &ShardStats) {
+        macro_rules! sum {
+            ($($field:ident),*) => { $( self.$field += other.$field; )* };
+        }
+        sum!(
+            cmd_get,
+            cmd_set,
+            cmd_touch,
+            get_hits,
+            get_misses,
+            get_expired,
+            get_flushed,
+            delete_hits,
+            delete_misses,
+            incr_hits,
+            incr_misses,
+            decr_hits,
+            decr_misses,
+            cas_hits,
+            cas_misses,
+            cas_badval,
+            touch_hits,
+            touch_misses,
+            curr_items,
+            total_items,
+            bytes,
+            evictions,
+            reclaimed,
+            expired_unfetched,
+            evicted_unfetched,
+            slabs_moved,
+            limit_maxbytes
+        );
+    }
+}
