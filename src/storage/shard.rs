@@ -158,7 +158,14 @@ impl Shard {
     /// Gives `key` a new deadline; false if there is no such item.
     pub fn touch(&mut self, key: &[u8], hash: u64, deadline: Deadline, now: Millis) -> bool {
         self.stats.cmd_touch += 1;
-        match live(&mut self.table, &mut self.stats, self.flush_at, key, hash, now) {
+        match live(
+            &mut self.table,
+            &mut self.stats,
+            self.flush_at,
+            key,
+            hash,
+            now,
+        ) {
             Ok(entry) => {
                 entry.deadline = deadline;
                 self.stats.touch_hits += 1;
@@ -186,7 +193,16 @@ impl Shard {
             self.remove(key, hash);
             return StoreOutcome::TooLarge;
         }
-        let existing = live(&mut self.table, &mut self.stats, self.flush_at, key, hash, now).ok().map(|e| (e.cas, e.value.len()));
+        let existing = live(
+            &mut self.table,
+            &mut self.stats,
+            self.flush_at,
+            key,
+            hash,
+            now,
+        )
+        .ok()
+        .map(|e| (e.cas, e.value.len()));
         let new_len = match (mode, existing) {
             (StoreMode::Add, Some(_)) => return StoreOutcome::NotStored,
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
@@ -254,7 +270,10 @@ impl Shard {
     }
 
     fn remove(&mut self, key: &[u8], hash: u64) -> bool {
-        match self.table.find_entry(hash, |e| e.hash == hash && *e.key == *key) {
+        match self
+            .table
+            .find_entry(hash, |e| e.hash == hash && *e.key == *key)
+        {
             Ok(occupied) => {
                 let (entry, _) = occupied.remove();
                 self.stats.curr_items -= 1;
@@ -267,7 +286,16 @@ impl Shard {
 
     /// Removes `key`; false if there was no live item.
     pub fn delete(&mut self, key: &[u8], hash: u64, now: Millis) -> bool {
-        let hit = live(&mut self.table, &mut self.stats, self.flush_at, key, hash, now).is_ok() && self.remove(key, hash);
+        let hit = live(
+            &mut self.table,
+            &mut self.stats,
+            self.flush_at,
+            key,
+            hash,
+            now,
+        )
+        .is_ok()
+            && self.remove(key, hash);
         if hit {
             self.stats.delete_hits += 1;
         } else {
@@ -287,7 +315,14 @@ impl Shard {
     ) -> ArithOutcome {
         let cas = self.next_cas;
         let mut grew: i64 = 0;
-        let outcome = match live(&mut self.table, &mut self.stats, self.flush_at, key, hash, now) {
+        let outcome = match live(
+            &mut self.table,
+            &mut self.stats,
+            self.flush_at,
+            key,
+            hash,
+            now,
+        ) {
             Err(_) => ArithOutcome::NotFound,
             Ok(entry) => match parse_decimal(&entry.value) {
                 None => ArithOutcome::NonNumeric,

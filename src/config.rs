@@ -1,0 +1,543 @@
+//! Configuration: built-in defaults, an optional TOML file, command-line
+//! overrides, and validation that names the setting at fault.
+//!
+//! Precedence is defaults < file < flags. Every value is checked before
+//! anything starts, so a bad setting stops start-up with one clear line
+//! rather than a half-started server.
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which runtime serves connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    /// One pinned single-threaded runtime per core; each core owns its
+    /// shards and forwards requests for the others' keys.
+    ThreadPerCore,
+    /// tokio's work-stealing runtime; shards are shared behind locks.
+    WorkStealing,
+}
+
+impl RuntimeKind {
+    /// The name used on the command line and in `stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::ThreadPerCore => "thread-per-core",
+            RuntimeKind::WorkStealing => "work-stealing",
+        }
+    }
+}
+
+/// Command-line flags. Every flag is optional so that the file and the
+/// defaults can fill in what is not given.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "corecache",
+    version,
+    about = "A memcached-compatible, thread-per-core, shared-nothing cache server"
+)]
+pub struct Cli {
+    /// TOML configuration file (see configs/default.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on: an IP, or IP:PORT [default: 127.0.0.1:11211].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// TCP port; overrides the port in --listen [default: 11211].
+    #[arg(short = 'p', long)]
+    pub port: Option<u16>,
+    /// Worker threads [default: the CPUs this process may use].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// CPUs to pin threads to, e.g. `0-3,6` [default: the first N allowed].
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+    /// Do not pin threads to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Shards the keyspace is split into; at least --threads [default: threads].
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Item memory in MiB (a size with a unit, like `1g`, also works) [default: 64].
+    #[arg(short = 'm', long, value_name = "MiB")]
+    pub memory: Option<String>,
+    /// Largest item, e.g. `1m`, `512k` [default: 1m].
+    #[arg(short = 'I', long, value_name = "SIZE")]
+    pub max_item_size: Option<String>,
+    /// Most simultaneous connections [default: 1024].
+    #[arg(short = 'c', long)]
+    pub max_connections: Option<usize>,
+    /// thread-per-core or work-stealing [default: thread-per-core].
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeKind>,
+    /// How often expired items are reclaimed, e.g. `100ms` [default: 100ms].
+    #[arg(long, value_name = "DURATION")]
+    pub ttl_tick: Option<String>,
+    /// Growth factor between slab class sizes [default: 1.25].
+    #[arg(long, value_name = "FACTOR")]
+    pub slab_growth_factor: Option<f64>,
+    /// Smallest slab chunk, in bytes of item data [default: 48].
+    #[arg(long, value_name = "BYTES")]
+    pub slab_min_chunk: Option<usize>,
+    /// Slab page size, e.g. `1m`; at least --max-item-size [default: 1m].
+    #[arg(long, value_name = "SIZE")]
+    pub slab_page_size: Option<String>,
+    /// Allow the `shutdown` command to stop the server.
+    #[arg(long)]
+    pub enable_shutdown: bool,
+}
+
+/// The configuration file: the same settings as the flags, in TOML.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<String>,
+    port: Option<u16>,
+    threads: Option<usize>,
+    cpus: Option<String>,
+    pin: Option<bool>,
+    shards: Option<usize>,
+    memory: Option<toml::Value>,
+    max_item_size: Option<String>,
+    max_connections: Option<usize>,
+    runtime: Option<RuntimeKind>,
+    ttl_tick: Option<String>,
+    slab_growth_factor: Option<f64>,
+    slab_min_chunk: Option<usize>,
+    slab_page_size: Option<String>,
+    enable_shutdown: Option<bool>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Address all listeners bind (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Worker threads.
+    pub threads: usize,
+    /// CPU of each thread, `threads` entries (meaningless when not pinning).
+    pub cpus: Vec<usize>,
+    /// Pin each thread to its CPU.
+    pub pin: bool,
+    /// Number of shards.
+    pub shards: usize,
+    /// Item memory in bytes, split evenly over shards.
+    pub memory: usize,
+    /// Largest item in bytes.
+    pub max_item_size: usize,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// Which runtime to use.
+    pub runtime: RuntimeKind,
+    /// Interval between expiry passes.
+    pub ttl_tick: Duration,
+    /// Slab class growth factor.
+    pub slab_growth_factor: f64,
+    /// Smallest slab chunk in bytes.
+    pub slab_min_chunk: usize,
+    /// Slab page size in bytes.
+    pub slab_page_size: usize,
+    /// Whether the `shutdown` command is honoured.
+    pub enable_shutdown: bool,
+}
+
+/// A setting that cannot be used, with the setting's name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{setting}: {reason}")]
+pub struct ConfigError {
+    /// The flag or key at fault, e.g. `--threads`.
+    pub setting: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn error(setting: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_string(),
+        reason: reason.into(),
+    }
+}
+
+const MIB: usize = 1024 * 1024;
+
+impl Config {
+    /// Built-in defaults for a machine whose allowed CPUs are `allowed`.
+    pub fn defaults(allowed: &[usize]) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 11211)),
+            threads: allowed.len().max(1),
+            cpus: allowed.to_vec(),
+            pin: true,
+            shards: allowed.len().max(1),
+            memory: 64 * MIB,
+            max_item_size: MIB,
+            max_connections: 1024,
+            runtime: RuntimeKind::ThreadPerCore,
+            ttl_tick: Duration::from_millis(100),
+            slab_growth_factor: 1.25,
+            slab_min_chunk: 48,
+            slab_page_size: MIB,
+            enable_shutdown: false,
+        }
+    }
+
+    /// Builds the configuration from parsed flags, reading `--config` if
+    /// given, against the CPUs this process may run on.
+    pub fn from_cli(cli: &Cli, allowed: &[usize]) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(cli, file, allowed)
+    }
+
+    /// Builds a configuration from TOML text and flags (for tests and tools).
+    pub fn from_toml(text: &str, cli: &Cli, allowed: &[usize]) -> Result<Config, ConfigError> {
+        let file = toml::from_str(text).map_err(|e| error("config", e.message()))?;
+        Config::merge(cli, file, allowed)
+    }
+
+    fn merge(cli: &Cli, file: FileConfig, allowed: &[usize]) -> Result<Config, ConfigError> {
+        let mut config = Config::defaults(allowed);
+        // Each setting: the flag if given, else the file's, else the default.
+        // The name reported is the one the value came from.
+        let pick = |flag: Option<String>, key: Option<String>, name: &str| match (flag, key) {
+            (Some(v), _) => Some((v, format!("--{name}"))),
+            (None, Some(v)) => Some((v, format!("{name} (config file)"))),
+            (None, None) => None,
+        };
+
+        if let Some((listen, name)) = pick(cli.listen.clone(), file.listen, "listen") {
+            config.listen = parse_listen(&listen).map_err(|r| error(&name, r))?;
+        }
+        if let Some(port) = cli.port.or(file.port) {
+            config.listen.set_port(port);
+        }
+        let memory_file = file.memory.map(|v| match v {
+            toml::Value::Integer(n) => n.to_string(),
+            other => other.as_str().map(str::to_string).unwrap_or_default(),
+        });
+        if let Some((memory, name)) = pick(cli.memory.clone(), memory_file, "memory") {
+            // A bare number is MiB, as in memcached's -m.
+            config.memory = match memory.trim().parse::<usize>() {
+                Ok(mib) => mib
+                    .checked_mul(MIB)
+                    .ok_or_else(|| error(&name, "too large"))?,
+                Err(_) => parse_size(&memory).map_err(|r| error(&name, r))?,
+            };
+            if config.memory == 0 {
+                return Err(error(&name, "must be more than 0"));
+            }
+        }
+        if let Some((size, name)) = pick(
+            cli.max_item_size.clone(),
+            file.max_item_size,
+            "max-item-size",
+        ) {
+            config.max_item_size = parse_size(&size).map_err(|r| error(&name, r))?;
+            if config.max_item_size < 1024 {
+                return Err(error(&name, "must be at least 1k"));
+            }
+        }
+        if let Some((size, name)) = pick(
+            cli.slab_page_size.clone(),
+            file.slab_page_size,
+            "slab-page-size",
+        ) {
+            config.slab_page_size = parse_size(&size).map_err(|r| error(&name, r))?;
+        } else {
+            // Pages grow with the largest item unless set explicitly.
+            config.slab_page_size = config.slab_page_size.max(config.max_item_size);
+        }
+        if let Some((tick, name)) = pick(cli.ttl_tick.clone(), file.ttl_tick, "ttl-tick") {
+            config.ttl_tick = humantime::parse_duration(&tick)
+                .map_err(|e| error(&name, format!("'{tick}' is not a duration ({e})")))?;
+            if config.ttl_tick.is_zero() {
+                return Err(error(&name, "must be more than 0"));
+            }
+        }
+        if let Some(max) = cli.max_connections.or(file.max_connections) {
+            if max == 0 {
+                return Err(error("--max-connections", "must be at least 1"));
+            }
+            config.max_connections = max;
+        }
+        if let Some(runtime) = cli.runtime.or(file.runtime) {
+            config.runtime = runtime;
+        }
+        if let Some(factor) = cli.slab_growth_factor.or(file.slab_growth_factor) {
+            if !(factor > 1.0 && factor <= 4.0) {
+                return Err(error(
+                    "--slab-growth-factor",
+                    "must be above 1.0 and at most 4.0",
+                ));
+            }
+            config.slab_growth_factor = factor;
+        }
+        if let Some(chunk) = cli.slab_min_chunk.or(file.slab_min_chunk) {
+            if !(8..=65536).contains(&chunk) {
+                return Err(error(
+                    "--slab-min-chunk",
+                    "must be between 8 and 65536 bytes",
+                ));
+            }
+            config.slab_min_chunk = chunk;
+        }
+        config.pin = !cli.no_pin && file.pin.unwrap_or(true);
+        config.enable_shutdown = cli.enable_shutdown || file.enable_shutdown.unwrap_or(false);
+
+        // Threads and CPUs: --cpus alone sets the thread count; --threads
+        // alone takes the first N allowed CPUs.
+        let cpus = match pick(cli.cpus.clone(), file.cpus, "cpus") {
+            Some((list, name)) => {
+                let cpus = parse_cpu_list(&list).map_err(|r| error(&name, r))?;
+                if let Some(cpu) = cpus.iter().find(|cpu| !allowed.contains(cpu)) {
+                    return Err(error(
+                        &name,
+                        format!("CPU {cpu} is not one this process may use (allowed: {allowed:?})"),
+                    ));
+                }
+                Some((cpus, name))
+            }
+            None => None,
+        };
+        let threads = cli.threads.or(file.threads);
+        if threads == Some(0) {
+            return Err(error("--threads", "must be at least 1"));
+        }
+        match (threads, cpus) {
+            (Some(n), Some((cpus, name))) => {
+                if cpus.len() < n {
+                    return Err(error(
+                        &name,
+                        format!("lists {} CPUs but --threads is {n}", cpus.len()),
+                    ));
+                }
+                config.threads = n;
+                config.cpus = cpus[..n].to_vec();
+            }
+            (None, Some((cpus, _))) => {
+                config.threads = cpus.len();
+                config.cpus = cpus;
+            }
+            (Some(n), None) => {
+                config.threads = n;
+                if config.pin && n > allowed.len() {
+                    return Err(error(
+                        "--threads",
+                        format!(
+                            "{n} threads but this process may use only {} CPUs (add --no-pin to run more)",
+                            allowed.len()
+                        ),
+                    ));
+                }
+                config.cpus = allowed.iter().copied().cycle().take(n).collect();
+            }
+            (None, None) => {}
+        }
+        config.shards = cli.shards.or(file.shards).unwrap_or(config.threads);
+        if config.shards < config.threads {
+            return Err(error(
+                "--shards",
+                format!(
+                    "{} is fewer than the {} threads",
+                    config.shards, config.threads
+                ),
+            ));
+        }
+        if config.slab_page_size < config.max_item_size {
+            return Err(error(
+                "--slab-page-size",
+                format!(
+                    "{} bytes is smaller than --max-item-size ({} bytes)",
+                    config.slab_page_size, config.max_item_size
+                ),
+            ));
+        }
+        let per_shard = config.memory / config.shards;
+        if per_shard < config.slab_page_size {
+            return Err(error(
+                "--memory",
+                format!(
+                    "{} MiB over {} shards leaves {} KiB per shard, less than one slab page ({} KiB)",
+                    config.memory / MIB,
+                    config.shards,
+                    per_shard / 1024,
+                    config.slab_page_size / 1024
+                ),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The sizing of shard `index`.
+    pub fn shard_config(&self, index: usize) -> crate::storage::ShardConfig {
+        crate::storage::ShardConfig {
+            memory_limit: self.memory / self.shards,
+            max_item_size: self.max_item_size,
+            slab_page_size: self.slab_page_size,
+            slab_min_chunk: self.slab_min_chunk,
+            slab_growth_factor: self.slab_growth_factor,
+            index,
+            shard_count: self.shards,
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let name = format!("--config {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| error(&name, e.to_string()))?;
+    toml::from_str(&text).map_err(|e| error(&name, e.message().trim().to_string()))
+}
+
+/// Parses `IP` or `IP:PORT` (IPv6 as `[::1]:11211`).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 11211))
+        .map_err(|_| format!("'{text}' is not an IP address or IP:PORT"))
+}
+
+/// Parses a byte size: a number with an optional `k`, `m` or `g` suffix
+/// (binary units; `b` and `ib` endings are accepted).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let trimmed = lower.trim_end_matches("ib").trim_end_matches('b');
+    let (digits, shift) = match trimmed.chars().last() {
+        Some('k') => (&trimmed[..trimmed.len() - 1], 10),
+        Some('m') => (&trimmed[..trimmed.len() - 1], 20),
+        Some('g') => (&trimmed[..trimmed.len() - 1], 30),
+        _ => (trimmed, 0),
+    };
+    digits
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("'{text}' is not a size (examples: 1048576, 512k, 1m, 2g)"))
+}
+
+/// Parses a CPU list such as `0-3,6`.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("'{text}' is not a CPU list (example: 0-3,6)");
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.trim(), hi.trim()),
+            None => (part, part),
+        };
+        let lo: usize = lo.parse().map_err(|_| bad())?;
+        let hi: usize = hi.parse().map_err(|_| bad())?;
+        if lo > hi {
+            return Err(bad());
+        }
+        for cpu in lo..=hi {
+            if cpus.contains(&cpu) {
+                return Err(format!("CPU {cpu} is listed twice"));
+            }
+            cpus.push(cpu);
+        }
+    }
+    Ok(cpus)
+}
+
+/// The CPUs this process may run on, in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    let mut cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|core| core.id)
+        .collect();
+    cpus.sort_unstable();
+    if cpus.is_empty() {
+        cpus.push(0);
+    }
+    cpus
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("corecache").chain(args.iter().copied())).unwrap()
+    }
+
+    const FOUR: [usize; 4] = [0, 1, 2, 3];
+
+    #[test]
+    fn defaults_follow_the_machine() {
+        let config = Config::from_cli(&cli(&[]), &FOUR).unwrap();
+        assert_eq!(config, Config::defaults(&FOUR));
+        assert_eq!(config.threads, 4);
+        assert_eq!(config.shards, 4);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:11211");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let text =
+            "threads = 2\nmemory = 128\nlisten = \"0.0.0.0:9999\"\nruntime = \"work-stealing\"\n";
+        let config = Config::from_toml(text, &cli(&["-t", "3", "-p", "1234"]), &FOUR).unwrap();
+        assert_eq!(config.threads, 3);
+        assert_eq!(config.cpus, [0, 1, 2]);
+        assert_eq!(config.memory, 128 * MIB);
+        assert_eq!(config.listen.to_string(), "0.0.0.0:1234");
+        assert_eq!(config.runtime, RuntimeKind::WorkStealing);
+    }
+
+    #[test]
+    fn the_shipped_default_file_is_the_built_in_default() {
+        let text = include_str!("../configs/default.toml");
+        let config = Config::from_toml(text, &cli(&[]), &FOUR).unwrap();
+        assert_eq!(config, Config::defaults(&FOUR));
+    }
+
+    #[test]
+    fn cpus_pick_threads() {
+        let config = Config::from_cli(&cli(&["--cpus", "1-2"]), &FOUR).unwrap();
+        assert_eq!((config.threads, config.cpus), (2, vec![1, 2]));
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--threads", "0"], "--threads"),
+            (&["--cpus", "7"], "--cpus"),
+            (&["--cpus", "2-1"], "--cpus"),
+            (&["--threads", "3", "--cpus", "0-1"], "--cpus"),
+            (&["--shards", "1", "-t", "2"], "--shards"),
+            (&["-m", "lots"], "--memory"),
+            (&["-m", "1", "--shards", "4"], "--memory"),
+            (&["-I", "12q"], "--max-item-size"),
+            (&["--ttl-tick", "soon"], "--ttl-tick"),
+            (&["--listen", "nowhere"], "--listen"),
+            (&["--slab-growth-factor", "1.0"], "--slab-growth-factor"),
+            (&["--slab-page-size", "512k"], "--slab-page-size"),
+        ];
+        for (args, setting) in cases {
+            let err = Config::from_cli(&cli(args), &FOUR).unwrap_err();
+            assert_eq!(err.setting, *setting, "{args:?}: {err}");
+        }
+        assert!(Cli::try_parse_from(["corecache", "--runtime", "fibers"]).is_err());
+        let err = Config::from_toml("thread = 2", &cli(&[]), &FOUR).unwrap_err();
+        assert!(err.reason.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1m"), Ok(MIB));
+        assert_eq!(parse_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("m").is_err());
+        assert_eq!(parse_cpu_list("0-2,5"), Ok(vec![0, 1, 2, 5]));
+    }
+}

@@ -1,0 +1,20 @@
+//! memcached's text protocol: bytes in, requests out, replies back to bytes.
+//!
+//! Everything here is pure: no sockets, no storage, no clocks. The parser
+//! ([`parse`]) looks at a read buffer and either returns one complete
+//! request borrowing from it, or says the buffer holds only part of one
+//! ([`ParseError::Incomplete`]), so a request split over any number of reads
+//! parses the same and a buffer holding many requests (pipelining) is taken
+//! apart one request at a time without copying. Malformed input is not a
+//! parse error: it is a [`Request::Invalid`] carrying the exact reply
+//! memcached would send, so the connection answers it in order like any
+//! other request. Only a line that never ends is fatal.
+
+mod reply;
+mod request;
+
+pub use reply::{ErrorReply, Reply};
+pub use request::{
+    ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens, parse,
+    valid_key,
+};

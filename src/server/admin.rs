@@ -1,0 +1,178 @@
+//! Requests about the whole server: `stats` in its forms, `version`.
+//!
+//! Output follows memcached's names and formats so existing dashboards and
+//! exporters read it unchanged; corecache's own figures (runtime, shards,
+//! forwarding) are added under names memcached does not use.
+
+use super::connection::Dispatch;
+use super::{Control, ServerState};
+use crate::protocol::{ErrorReply, Reply, Tokens};
+use crate::storage::ShardStats;
+
+/// The server's version as `version` and `stats` report it.
+pub const VERSION: &str = concat!("corecache-", env!("CARGO_PKG_VERSION"));
+
+/// The whole reply to `version`.
+pub const VERSION_LINE: &[u8] =
+    concat!("VERSION corecache-", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes();
+
+/// Answers `stats <args>`.
+pub async fn stats<D: Dispatch>(
+    args: &[u8],
+    state: &ServerState,
+    dispatch: &mut D,
+    out: &mut Vec<u8>,
+) {
+    let mut tokens = Tokens::new(args);
+    match (tokens.next(), tokens.next()) {
+        (None, _) => {
+            let shards = dispatch.control(Control::Stats).await;
+            general(state, &shards, out);
+        }
+        (Some(b"threads"), None) => threads(state, out),
+        (Some(b"settings"), None) => settings(state, out),
+        (Some(b"reset"), None) => {
+            dispatch.control(Control::ResetStats).await;
+            for thread in state.threads.iter() {
+                thread.reset();
+            }
+            out.extend_from_slice(b"RESET\r\n");
+            return;
+        }
+        _ => return ErrorReply::Error.write(out),
+    }
+    out.extend_from_slice(Reply::END);
+}
+
+fn general(state: &ServerState, shards: &[ShardStats], out: &mut Vec<u8>) {
+    let mut total = ShardStats::default();
+    for shard in shards {
+        total.add(shard);
+    }
+    let sum = |field: fn(&crate::stats::ThreadStats) -> &crate::stats::Counter| -> u64 {
+        state.threads.iter().map(|t| field(t).get()).sum()
+    };
+    let (user, system) = rusage();
+    let s = &mut *out;
+    Reply::stat(s, "pid", std::process::id());
+    Reply::stat(s, "uptime", state.clock.uptime_secs());
+    Reply::stat(s, "time", state.clock.unix_now());
+    Reply::stat(s, "version", VERSION);
+    Reply::stat(s, "pointer_size", usize::BITS);
+    Reply::stat(s, "rusage_user", user);
+    Reply::stat(s, "rusage_system", system);
+    Reply::stat(s, "max_connections", state.config.max_connections);
+    Reply::stat(s, "curr_connections", sum(|t| &t.curr_connections));
+    Reply::stat(s, "total_connections", sum(|t| &t.total_connections));
+    Reply::stat(s, "rejected_connections", sum(|t| &t.rejected_connections));
+    Reply::stat(s, "cmd_get", total.cmd_get);
+    Reply::stat(s, "cmd_set", total.cmd_set);
+    Reply::stat(s, "cmd_flush", sum(|t| &t.cmd_flush));
+    Reply::stat(s, "cmd_touch", total.cmd_touch);
+    Reply::stat(s, "get_hits", total.get_hits);
+    Reply::stat(s, "get_misses", total.get_misses);
+    Reply::stat(s, "get_expired", total.get_expired);
+    Reply::stat(s, "get_flushed", total.get_flushed);
+    Reply::stat(s, "delete_misses", total.delete_misses);
+    Reply::stat(s, "delete_hits", total.delete_hits);
+    Reply::stat(s, "incr_misses", total.incr_misses);
+    Reply::stat(s, "incr_hits", total.incr_hits);
+    Reply::stat(s, "decr_misses", total.decr_misses);
+    Reply::stat(s, "decr_hits", total.decr_hits);
+    Reply::stat(s, "cas_misses", total.cas_misses);
+    Reply::stat(s, "cas_hits", total.cas_hits);
+    Reply::stat(s, "cas_badval", total.cas_badval);
+    Reply::stat(s, "touch_hits", total.touch_hits);
+    Reply::stat(s, "touch_misses", total.touch_misses);
+    Reply::stat(s, "bytes_read", sum(|t| &t.bytes_read));
+    Reply::stat(s, "bytes_written", sum(|t| &t.bytes_written));
+    Reply::stat(s, "limit_maxbytes", state.config.memory);
+    Reply::stat(s, "threads", state.config.threads);
+    Reply::stat(s, "bytes", total.bytes);
+    Reply::stat(s, "curr_items", total.curr_items);
+    Reply::stat(s, "total_items", total.total_items);
+    Reply::stat(s, "expired_unfetched", total.expired_unfetched);
+    Reply::stat(s, "evicted_unfetched", total.evicted_unfetched);
+    Reply::stat(s, "evictions", total.evictions);
+    Reply::stat(s, "reclaimed", total.reclaimed);
+    Reply::stat(s, "slabs_moved", total.slabs_moved);
+    Reply::stat(s, "runtime", state.config.runtime.name());
+    Reply::stat(s, "shards", state.config.shards);
+    Reply::stat(s, "forwarded_requests", sum(|t| &t.forwarded_out));
+    Reply::stat(s, "forward_batches", sum(|t| &t.forward_batches));
+}
+
+fn threads(state: &ServerState, out: &mut Vec<u8>) {
+    for (i, t) in state.threads.iter().enumerate() {
+        let cpu = if state.config.pin {
+            state.config.cpus[i].to_string()
+        } else {
+            "unpinned".to_string()
+        };
+        Reply::stat(out, &format!("thread:{i}:cpu"), cpu);
+        Reply::stat(
+            out,
+            &format!("thread:{i}:curr_connections"),
+            t.curr_connections.get(),
+        );
+        Reply::stat(
+            out,
+            &format!("thread:{i}:total_connections"),
+            t.total_connections.get(),
+        );
+        Reply::stat(out, &format!("thread:{i}:cmd_total"), t.cmd_total.get());
+        Reply::stat(
+            out,
+            &format!("thread:{i}:forwarded_out"),
+            t.forwarded_out.get(),
+        );
+        Reply::stat(
+            out,
+            &format!("thread:{i}:forwarded_in"),
+            t.forwarded_in.get(),
+        );
+        Reply::stat(
+            out,
+            &format!("thread:{i}:forward_batches"),
+            t.forward_batches.get(),
+        );
+    }
+}
+
+fn settings(state: &ServerState, out: &mut Vec<u8>) {
+    let c = &state.config;
+    Reply::stat(out, "maxbytes", c.memory);
+    Reply::stat(out, "maxconns", c.max_connections);
+    Reply::stat(out, "tcpport", state.listen.port());
+    Reply::stat(out, "udpport", 0);
+    Reply::stat(out, "inter", state.listen.ip());
+    Reply::stat(out, "evictions", "on");
+    Reply::stat(out, "growth_factor", format!("{:.2}", c.slab_growth_factor));
+    Reply::stat(out, "chunk_size", c.slab_min_chunk);
+    Reply::stat(out, "num_threads", c.threads);
+    Reply::stat(out, "item_size_max", c.max_item_size);
+    Reply::stat(out, "slab_page_size", c.slab_page_size);
+    Reply::stat(out, "cas_enabled", "yes");
+    Reply::stat(out, "runtime", c.runtime.name());
+    Reply::stat(out, "shards", c.shards);
+    Reply::stat(out, "pin_threads", if c.pin { "yes" } else { "no" });
+    Reply::stat(out, "ttl_tick_ms", c.ttl_tick.as_millis());
+    Reply::stat(
+        out,
+        "shutdown_command",
+        if c.enable_shutdown { "yes" } else { "no" },
+    );
+}
+
+/// User and system CPU time of the process, as memcached prints them.
+fn rusage() -> (String, String) {
+    // SAFETY: getrusage only writes the struct we pass, which is plain data
+    // and zero-initialised.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let fmt = |t: libc::timeval| format!("{}.{:06}", t.tv_sec, t.tv_usec);
+    (fmt(usage.ru_utime), fmt(usage.ru_stime))
+}

@@ -1,0 +1,355 @@
+//! One client connection: read, parse every complete request, run them,
+//! write every reply in request order, repeat.
+//!
+//! The loop is the same in both runtimes; only [`Dispatch`], which runs the
+//! keyed operations, differs. Each read is turned into a plan of [`Step`]s
+//! (one per key for a multi-key get), the plan is run as a whole, and the
+//! replies go out in one write. Requests that need every shard (`stats`,
+//! `flush_all`) split the plan: what comes before them finishes first, so
+//! `set; flush_all; get` behaves as if run one at a time.
+
+use super::admin;
+use super::op::{Op, OpKind, Span};
+use super::{Control, ServerState};
+use crate::protocol::{self, ArithKind, ErrorReply, ParseError, Reply, Request};
+use crate::stats::ThreadStats;
+use crate::storage::{ArithOp, ShardStats};
+use bytes::{Buf, BytesMut};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Read buffer size to keep free before each read.
+const READ_RESERVE: usize = 16 * 1024;
+/// Buffers that grew past this (a large value went through) are given back
+/// once empty, so an idle connection holds little memory.
+const BUFFER_KEEP: usize = 256 * 1024;
+
+/// One entry of a read batch's plan.
+#[derive(Clone, Copy, Debug)]
+pub enum Step {
+    /// A keyed operation; its reply goes here.
+    Op(Op),
+    /// A fixed reply, such as the `END` after a get's values.
+    Text(&'static [u8]),
+    /// An error reply.
+    Error(ErrorReply),
+    /// A request that needs the whole server.
+    Admin(AdminStep),
+}
+
+/// Requests that are not about one key.
+#[derive(Clone, Copy, Debug)]
+pub enum AdminStep {
+    /// `stats [args]`; the arguments as a span of the read buffer.
+    Stats(Span),
+    /// `flush_all`.
+    FlushAll {
+        /// Delay in seconds or absolute unix time.
+        delay: i64,
+        /// Suppress the reply.
+        noreply: bool,
+    },
+    /// `shutdown`.
+    Shutdown,
+    /// `quit`: stop here and close.
+    Quit,
+}
+
+/// How a runtime runs keyed operations and reaches every shard.
+pub trait Dispatch {
+    /// Runs `steps` (which hold no [`Step::Admin`]) in order, appending each
+    /// reply to `out`. Op spans refer to `base`.
+    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>);
+
+    /// Runs `control` on every shard, after everything this connection sent
+    /// before it; returns each shard's stats.
+    async fn control(&mut self, control: Control) -> Vec<ShardStats>;
+
+    /// Counters of the thread this connection is running on.
+    fn thread_stats(&self) -> &ThreadStats;
+}
+
+/// What the loop does after a batch.
+#[derive(PartialEq, Eq)]
+enum Next {
+    Continue,
+    Close,
+}
+
+/// A client connection and its reusable buffers.
+pub struct Connection<D> {
+    stream: TcpStream,
+    state: Arc<ServerState>,
+    dispatch: D,
+    input: BytesMut,
+    output: Vec<u8>,
+    plan: Vec<Step>,
+    /// Bytes of a refused data block still to be discarded.
+    swallow: usize,
+}
+
+impl<D: Dispatch> Connection<D> {
+    /// Wraps an accepted socket.
+    pub fn new(stream: TcpStream, state: Arc<ServerState>, dispatch: D) -> Self {
+        // Replies are written whole, once per batch: Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        Connection {
+            stream,
+            state,
+            dispatch,
+            input: BytesMut::with_capacity(READ_RESERVE),
+            output: Vec::with_capacity(READ_RESERVE),
+            plan: Vec::new(),
+            swallow: 0,
+        }
+    }
+
+    /// Serves the connection until the client leaves, sends `quit`, or the
+    /// server shuts down. Requests already read are answered before closing.
+    pub async fn serve(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if self.input.capacity() - self.input.len() < READ_RESERVE / 2 {
+                self.input.reserve(READ_RESERVE);
+            }
+            let read = tokio::select! {
+                biased;
+                read = self.stream.read_buf(&mut self.input) => read,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.dispatch.thread_stats().bytes_read.add(n as u64),
+            }
+            let next = self.handle_input().await;
+            if !self.output.is_empty() {
+                if self.stream.write_all(&self.output).await.is_err() {
+                    break;
+                }
+                self.dispatch
+                    .thread_stats()
+                    .bytes_written
+                    .add(self.output.len() as u64);
+                self.output.clear();
+                if self.output.capacity() > BUFFER_KEEP {
+                    self.output = Vec::with_capacity(READ_RESERVE);
+                }
+            }
+            if next == Next::Close {
+                break;
+            }
+            if self.input.is_empty() && self.input.capacity() > BUFFER_KEEP {
+                self.input = BytesMut::with_capacity(READ_RESERVE);
+            }
+        }
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Plans and runs every complete request in the input buffer.
+    async fn handle_input(&mut self) -> Next {
+        let skip = self.swallow.min(self.input.len());
+        self.input.advance(skip);
+        self.swallow -= skip;
+        if self.swallow > 0 {
+            return Next::Continue;
+        }
+        let (consumed, mut next) = self.plan_requests();
+        let mut done = 0;
+        while done < self.plan.len() {
+            let end = self.plan[done..]
+                .iter()
+                .position(|step| matches!(step, Step::Admin(_)))
+                .map_or(self.plan.len(), |i| done + i);
+            if end > done {
+                self.dispatch
+                    .run(&self.plan[done..end], &self.input, &mut self.output)
+                    .await;
+            }
+            if let Some(&Step::Admin(step)) = self.plan.get(end) {
+                if self.admin(step).await == Next::Close {
+                    next = Next::Close;
+                    break;
+                }
+            }
+            done = end + 1;
+        }
+        self.plan.clear();
+        self.input.advance(consumed);
+        next
+    }
+
+    /// Parses requests into the plan; returns the bytes used and whether the
+    /// connection must close after answering them.
+    fn plan_requests(&mut self) -> (usize, Next) {
+        let max_value = self.state.config.max_item_size;
+        let base: &[u8] = &self.input;
+        let mut pos = 0;
+        let mut requests = 0;
+        let mut next = Next::Continue;
+        while pos < base.len() {
+            let parsed = match protocol::parse(&base[pos..], max_value) {
+                Ok(parsed) => parsed,
+                Err(ParseError::Incomplete) => break,
+                Err(ParseError::LineTooLong) => {
+                    self.plan
+                        .push(Step::Error(ErrorReply::Client("line too long")));
+                    pos = base.len();
+                    next = Next::Close;
+                    break;
+                }
+            };
+            requests += 1;
+            pos += parsed.consumed;
+            match parsed.request {
+                Request::Invalid {
+                    error,
+                    swallow,
+                    noreply,
+                } => {
+                    if !noreply {
+                        self.plan.push(Step::Error(error));
+                    }
+                    let here = swallow.min(base.len() - pos);
+                    pos += here;
+                    self.swallow = swallow - here;
+                    if self.swallow > 0 {
+                        break;
+                    }
+                }
+                Request::Quit => {
+                    self.plan.push(Step::Admin(AdminStep::Quit));
+                    break;
+                }
+                request => plan_one(
+                    base,
+                    request,
+                    self.state.config.enable_shutdown,
+                    &mut self.plan,
+                ),
+            }
+        }
+        self.dispatch.thread_stats().cmd_total.add(requests);
+        (pos, next)
+    }
+
+    async fn admin(&mut self, step: AdminStep) -> Next {
+        let out = &mut self.output;
+        match step {
+            AdminStep::Quit => return Next::Close,
+            AdminStep::Shutdown => {
+                out.extend_from_slice(Reply::OK);
+                let _ = self.state.shutdown.send(true);
+                return Next::Close;
+            }
+            AdminStep::FlushAll { delay, noreply } => {
+                self.dispatch.thread_stats().cmd_flush.add(1);
+                let clock = &self.state.clock;
+                let now = clock.now();
+                let at = match delay {
+                    0 => now,
+                    delay => clock.deadline(delay, now).millis().unwrap_or(now),
+                };
+                self.dispatch.control(Control::Flush { at }).await;
+                if !noreply {
+                    self.output.extend_from_slice(Reply::OK);
+                }
+            }
+            AdminStep::Stats(args) => {
+                let args = args.of(&self.input).to_vec();
+                admin::stats(&args, &self.state, &mut self.dispatch, &mut self.output).await;
+            }
+        }
+        Next::Continue
+    }
+}
+
+/// Appends the steps of one parsed request (not `quit`/invalid) to `plan`.
+fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mut Vec<Step>) {
+    let op = |kind, key: &[u8]| Op {
+        kind,
+        hash: super::Router::hash(key),
+        key: Span::within(base, key),
+        data: Span::default(),
+        flags: 0,
+        exptime: 0,
+        number: 0,
+        noreply: false,
+    };
+    match request {
+        Request::Get { keys, cas, touch } => {
+            let kind = OpKind::Get {
+                cas,
+                touch: touch.is_some(),
+            };
+            for key in keys {
+                plan.push(Step::Op(Op {
+                    exptime: touch.unwrap_or(0),
+                    ..op(kind, key)
+                }));
+            }
+            plan.push(Step::Text(Reply::END));
+        }
+        Request::Store {
+            kind,
+            key,
+            flags,
+            exptime,
+            data,
+            cas_unique,
+            noreply,
+        } => plan.push(Step::Op(Op {
+            data: Span::within(base, data),
+            flags,
+            exptime,
+            number: cas_unique,
+            noreply,
+            ..op(OpKind::Store(kind), key)
+        })),
+        Request::Delete { key, noreply } => plan.push(Step::Op(Op {
+            noreply,
+            ..op(OpKind::Delete, key)
+        })),
+        Request::Arith {
+            kind,
+            key,
+            delta,
+            noreply,
+        } => {
+            let arith = match kind {
+                ArithKind::Incr => ArithOp::Incr,
+                ArithKind::Decr => ArithOp::Decr,
+            };
+            plan.push(Step::Op(Op {
+                number: delta,
+                noreply,
+                ..op(OpKind::Arith(arith), key)
+            }));
+        }
+        Request::Touch {
+            key,
+            exptime,
+            noreply,
+        } => plan.push(Step::Op(Op {
+            exptime,
+            noreply,
+            ..op(OpKind::Touch, key)
+        })),
+        Request::FlushAll { delay, noreply } => {
+            plan.push(Step::Admin(AdminStep::FlushAll { delay, noreply }))
+        }
+        Request::Stats { args } => plan.push(Step::Admin(AdminStep::Stats(Span::within(
+            base,
+            args.rest(),
+        )))),
+        Request::Version => plan.push(Step::Text(admin::VERSION_LINE)),
+        Request::Verbosity { noreply } => {
+            if !noreply {
+                plan.push(Step::Text(Reply::OK));
+            }
+        }
+        Request::Shutdown if shutdown_enabled => plan.push(Step::Admin(AdminStep::Shutdown)),
+        Request::Shutdown => plan.push(Step::Error(ErrorReply::Error)),
+        Request::Quit | Request::Invalid { .. } => unreachable!("handled by the caller"),
+    }
+}

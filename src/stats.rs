@@ -1,0 +1,98 @@
+//! Per-thread counters: connections, requests and forwarding, for `stats`
+//! and `stats threads`.
+//!
+//! Each thread writes only its own [`ThreadStats`]; any thread may read all
+//! of them. A [`Counter`] is an atomic used with plain loads and stores
+//! (one writer), so counting costs an ordinary add, never a locked
+//! instruction, and a reader sees a recent value. Counters kept by the
+//! shards themselves (hits, misses, items, bytes) live in
+//! [`crate::storage::ShardStats`] and are gathered from the shards.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A counter with a single writer and any number of readers.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning thread may call this: two writers could
+    /// lose updates (never corrupt memory).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    /// Subtracts `n` (same rule as [`Counter::add`]).
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
+    }
+
+    /// Adds `n` with an atomic read-modify-write, for the few counters
+    /// more than one thread updates (connection gauges in the work-stealing
+    /// runtime, where a connection may close on another worker).
+    pub fn add_shared(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+
+    /// Subtracts `n` atomically (see [`Counter::add_shared`]).
+    pub fn sub_shared(&self, n: u64) {
+        self.0.fetch_sub(n, Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    /// Sets the value to zero (`stats reset`).
+    pub fn reset(&self) {
+        self.0.store(0, Relaxed);
+    }
+}
+
+/// One thread's counters. Aligned to a cache line so two threads never
+/// write the same line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct ThreadStats {
+    /// Connections open now on this thread.
+    pub curr_connections: Counter,
+    /// Connections ever accepted by this thread.
+    pub total_connections: Counter,
+    /// Connections refused because the server was full.
+    pub rejected_connections: Counter,
+    /// Requests parsed by this thread's connections.
+    pub cmd_total: Counter,
+    /// Keyed operations this thread sent to another thread's shards.
+    pub forwarded_out: Counter,
+    /// Keyed operations this thread ran for another thread.
+    pub forwarded_in: Counter,
+    /// Batches this thread sent (one per owner per read batch).
+    pub forward_batches: Counter,
+    /// Bytes read from clients.
+    pub bytes_read: Counter,
+    /// Bytes written to clients.
+    pub bytes_written: Counter,
+    /// `flush_all` commands.
+    pub cmd_flush: Counter,
+}
+
+impl ThreadStats {
+    /// Zeroes the event counters, keeping the `curr_connections` gauge.
+    pub fn reset(&self) {
+        for counter in [
+            &self.total_connections,
+            &self.rejected_connections,
+            &self.cmd_total,
+            &self.forwarded_out,
+            &self.forwarded_in,
+            &self.forward_batches,
+            &self.bytes_read,
+            &self.bytes_written,
+            &self.cmd_flush,
+        ] {
+            counter.reset();
+        }
+    }
+}
