@@ -29,9 +29,11 @@ impl Clock {
         }
     }
 
-    /// Milliseconds since start.
+    /// Milliseconds since start, plus one: the clock never reads 0, so a
+    /// deadline of "now" (a negative exptime) is already due even in the
+    /// server's first millisecond, and 0 stays free to mean "never".
     pub fn now(&self) -> Millis {
-        self.start.elapsed().as_millis() as Millis
+        self.start.elapsed().as_millis() as Millis + 1
     }
 
     /// Seconds since start (memcached's `uptime`).
@@ -61,7 +63,7 @@ impl Clock {
                 // Already in the past (before this server even started).
                 Deadline::at(now)
             } else {
-                Deadline::at((unix - self.start_unix) * 1000)
+                Deadline::at((unix - self.start_unix) * 1000 + 1)
             }
         }
     }

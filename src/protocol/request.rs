@@ -163,6 +163,20 @@ pub enum Request<'a> {
     Quit,
     /// `shutdown`: stop the server, if enabled.
     Shutdown,
+    /// A storage command whose data block is larger than any item can be:
+    /// answered `SERVER_ERROR object too large for cache`, its data
+    /// swallowed, and, for `set`, any existing item under the key removed
+    /// so a failed overwrite never leaves the old value readable.
+    TooLarge {
+        /// Which command.
+        kind: StoreKind,
+        /// The key.
+        key: &'a [u8],
+        /// Bytes of data block to skip after `consumed`.
+        swallow: usize,
+        /// Suppress the reply.
+        noreply: bool,
+    },
     /// Input that gets an error reply in its turn.
     Invalid {
         /// The reply to send.
@@ -338,7 +352,13 @@ fn store<'a>(
         return refuse(BAD_FORMAT);
     }
     if len > max_value {
-        return refuse(ErrorReply::Server("object too large for cache"));
+        let request = Request::TooLarge {
+            kind,
+            key,
+            swallow: len + 2,
+            noreply,
+        };
+        return Ok(done(request, line_end));
     }
     let data_end = line_end + len;
     if buf.len() < data_end + 2 {
@@ -424,7 +444,7 @@ fn flush_all(tokens: Tokens<'_>) -> Request<'_> {
         Some((_, 0, noreply)) => Request::FlushAll { delay: 0, noreply },
         Some((t, 1, noreply)) => match number::<i64>(t[0]) {
             Some(delay) if delay >= 0 => Request::FlushAll { delay, noreply },
-            _ => Request::invalid(BAD_FORMAT),
+            _ => Request::invalid(ErrorReply::Client("invalid exptime argument")),
         },
         _ => Request::invalid(ErrorReply::Error),
     }
@@ -541,8 +561,9 @@ mod tests {
         assert_eq!(parsed.consumed, 19);
         assert_eq!(
             parsed.request,
-            Request::Invalid {
-                error: ErrorReply::Server("object too large for cache"),
+            Request::TooLarge {
+                kind: StoreKind::Set,
+                key: b"k",
                 swallow: 2_000_002,
                 noreply: false,
             }

@@ -11,7 +11,7 @@
 use super::admin;
 use super::op::{Op, OpKind, Span};
 use super::{Control, ServerState};
-use crate::protocol::{self, ArithKind, ErrorReply, ParseError, Reply, Request};
+use crate::protocol::{self, ArithKind, ErrorReply, ParseError, Reply, Request, StoreKind};
 use crate::stats::ThreadStats;
 use crate::storage::{ArithOp, ShardStats};
 use bytes::{Buf, BytesMut};
@@ -202,14 +202,8 @@ impl<D: Dispatch> Connection<D> {
             requests += 1;
             pos += parsed.consumed;
             match parsed.request {
-                Request::Invalid {
-                    error,
-                    swallow,
-                    noreply,
-                } => {
-                    if !noreply {
-                        self.plan.push(Step::Error(error));
-                    }
+                Request::Invalid { swallow, .. } | Request::TooLarge { swallow, .. } => {
+                    plan_one(base, parsed.request, false, &mut self.plan);
                     let here = swallow.min(base.len() - pos);
                     pos += here;
                     self.swallow = swallow - here;
@@ -264,7 +258,7 @@ impl<D: Dispatch> Connection<D> {
     }
 }
 
-/// Appends the steps of one parsed request (not `quit`/invalid) to `plan`.
+/// Appends the steps of one parsed request (not `quit`) to `plan`.
 fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mut Vec<Step>) {
     let op = |kind, key: &[u8]| Op {
         kind,
@@ -350,6 +344,25 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         }
         Request::Shutdown if shutdown_enabled => plan.push(Step::Admin(AdminStep::Shutdown)),
         Request::Shutdown => plan.push(Step::Error(ErrorReply::Error)),
-        Request::Quit | Request::Invalid { .. } => unreachable!("handled by the caller"),
+        Request::TooLarge {
+            kind, key, noreply, ..
+        } => {
+            if kind == StoreKind::Set {
+                plan.push(Step::Op(Op {
+                    noreply,
+                    ..op(OpKind::Discard, key)
+                }));
+            } else if !noreply {
+                plan.push(Step::Error(ErrorReply::Server(
+                    "object too large for cache",
+                )));
+            }
+        }
+        Request::Invalid { error, noreply, .. } => {
+            if !noreply {
+                plan.push(Step::Error(error));
+            }
+        }
+        Request::Quit => unreachable!("handled by the caller"),
     }
 }

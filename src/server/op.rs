@@ -29,6 +29,8 @@ pub enum OpKind {
     Arith(ArithOp),
     /// `touch`
     Touch,
+    /// A `set` refused as too large: drop the old item, answer the error.
+    Discard,
 }
 
 /// A byte range into the buffer an [`Op`] travels with.
@@ -147,6 +149,10 @@ impl Op {
                 } else {
                     Reply::NOT_FOUND
                 }
+            }
+            OpKind::Discard => {
+                shard.discard(key, self.hash);
+                return self.error(out, ErrorReply::Server("object too large for cache"));
             }
             OpKind::Arith(op) => match shard.arith(key, self.hash, op, self.number, now) {
                 ArithOutcome::Value(value) => {

@@ -269,6 +269,12 @@ impl Shard {
         StoreOutcome::Stored(cas)
     }
 
+    /// Removes `key` if present, without counting it as a delete: what a
+    /// refused overwrite does to the old value.
+    pub fn discard(&mut self, key: &[u8], hash: u64) {
+        self.remove(key, hash);
+    }
+
     fn remove(&mut self, key: &[u8], hash: u64) -> bool {
         match self
             .table

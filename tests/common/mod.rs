@@ -1,0 +1,212 @@
+//! Shared test harness: a real server on an ephemeral port, in either
+//! runtime, and a raw-bytes client for it.
+#![allow(dead_code)] // each test binary uses a different part
+
+use corecache::config::{Config, RuntimeKind};
+use corecache::server::{self, RunningServer};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A server running in this process; stopped when dropped.
+pub struct TestServer {
+    server: Option<RunningServer>,
+    pub addr: SocketAddr,
+    pub runtime: RuntimeKind,
+}
+
+impl TestServer {
+    /// Two threads, four shards (so each thread owns two), unpinned so tests
+    /// running side by side do not fight over CPUs.
+    pub fn start(runtime: RuntimeKind) -> TestServer {
+        TestServer::with(runtime, |_| {})
+    }
+
+    /// Like [`TestServer::start`], with the config adjusted first.
+    pub fn with(runtime: RuntimeKind, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::defaults(&[0, 1]);
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.threads = 2;
+        config.shards = 4;
+        config.pin = false;
+        config.runtime = runtime;
+        config.ttl_tick = Duration::from_millis(20);
+        adjust(&mut config);
+        let server = server::start(config).expect("server starts");
+        let addr = server.local_addr();
+        TestServer {
+            server: Some(server),
+            addr,
+            runtime,
+        }
+    }
+
+    /// A new raw connection.
+    pub fn connect(&self) -> Raw {
+        Raw::connect(self.addr)
+    }
+
+    /// The value of one `stats` field, read over a new connection.
+    pub fn stat(&self, args: &str, name: &str) -> String {
+        let stats = self.connect().stats(args);
+        stats
+            .iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("no stat {name} in {stats:?}"))
+            .1
+            .clone()
+    }
+
+    /// Asserts that some requests crossed threads (thread-per-core only:
+    /// the work-stealing runtime never forwards).
+    pub fn assert_forwarded(&self) {
+        let forwarded = self.stat_u64("", "forwarded_requests");
+        match self.runtime {
+            RuntimeKind::ThreadPerCore => assert!(forwarded > 0, "nothing was forwarded"),
+            RuntimeKind::WorkStealing => assert_eq!(forwarded, 0),
+        }
+    }
+
+    /// A numeric stat.
+    pub fn stat_u64(&self, args: &str, name: &str) -> u64 {
+        self.stat(args, name).parse().expect("a number")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+/// A client speaking raw protocol bytes.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    /// Connects, with a read timeout so a missing reply fails the test
+    /// instead of hanging it.
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw { stream }
+    }
+
+    /// Sends bytes without waiting for anything.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.stream.read_exact(&mut buf).unwrap_or_else(|e| {
+            panic!("reading {n} bytes: {e}");
+        });
+        buf
+    }
+
+    /// Sends `request` and asserts the reply is exactly `expected`.
+    #[track_caller]
+    pub fn expect(&mut self, request: &str, expected: &str) {
+        self.send(request.as_bytes());
+        let got = self.read_exact(expected.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            expected,
+            "reply to {request:?}"
+        );
+    }
+
+    /// Reads until the reply ends with `terminator`.
+    pub fn read_until(&mut self, terminator: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(terminator) {
+            let n = self.stream.read(&mut buf).expect("read");
+            assert!(
+                n > 0,
+                "connection closed after {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// `stats <args>` as name/value pairs, in order.
+    pub fn stats(&mut self, args: &str) -> Vec<(String, String)> {
+        let request = if args.is_empty() {
+            "stats\r\n".to_string()
+        } else {
+            format!("stats {args}\r\n")
+        };
+        self.send(request.as_bytes());
+        let reply = self.read_until(b"END\r\n");
+        String::from_utf8(reply)
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.strip_prefix("STAT ")?.splitn(2, ' ');
+                Some((parts.next()?.to_string(), parts.next()?.to_string()))
+            })
+            .collect()
+    }
+
+    /// True once the server has closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.stream.read(&mut buf), Ok(0))
+    }
+}
+
+/// Defines one test per runtime from a body taking a started server.
+#[macro_export]
+macro_rules! both_runtimes {
+    ($(fn $name:ident($server:ident) $body:block)*) => {
+        mod thread_per_core {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    let $server = $crate::common::TestServer::start(
+                        corecache::config::RuntimeKind::ThreadPerCore,
+                    );
+                    $body
+                }
+            )*
+        }
+        mod work_stealing {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    let $server = $crate::common::TestServer::start(
+                        corecache::config::RuntimeKind::WorkStealing,
+                    );
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+/// A key the server places on `thread` (of 2 threads, 4 shards), found by
+/// asking the router.
+pub fn key_on_thread(thread: usize, seed: usize) -> String {
+    let router = corecache::server::Router::new(4, 2);
+    (seed..)
+        .map(|i| format!("key:{i}"))
+        .find(|key| {
+            router.owner(router.shard(corecache::server::Router::hash(key.as_bytes()))) == thread
+        })
+        .unwrap()
+}

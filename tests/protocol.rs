@@ -1,0 +1,417 @@
+//! The text protocol over real TCP, byte for byte, in both runtimes.
+
+mod common;
+
+use common::{Raw, key_on_thread};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+both_runtimes! {
+    fn storage_commands(server) {
+        let mut c = server.connect();
+        c.expect("set k 5 0 3\r\nabc\r\n", "STORED\r\n");
+        c.expect("get k\r\n", "VALUE k 5 3\r\nabc\r\nEND\r\n");
+        c.expect("add k 0 0 1\r\nx\r\n", "NOT_STORED\r\n");
+        c.expect("add fresh 1 0 1\r\nx\r\n", "STORED\r\n");
+        c.expect("replace missing 0 0 1\r\nx\r\n", "NOT_STORED\r\n");
+        c.expect("replace k 9 0 2\r\nxy\r\n", "STORED\r\n");
+        c.expect("append k 0 0 2\r\n>>\r\n", "STORED\r\n");
+        c.expect("prepend k 0 0 2\r\n<<\r\n", "STORED\r\n");
+        // append/prepend keep the flags of the item.
+        c.expect("get k\r\n", "VALUE k 9 6\r\n<<xy>>\r\nEND\r\n");
+        c.expect("append missing 0 0 1\r\nx\r\n", "NOT_STORED\r\n");
+        c.expect("prepend missing 0 0 1\r\nx\r\n", "NOT_STORED\r\n");
+        c.expect("set empty 4294967295 0 0\r\n\r\n", "STORED\r\n");
+        c.expect("get empty\r\n", "VALUE empty 4294967295 0\r\n\r\nEND\r\n");
+        c.expect("delete k\r\n", "DELETED\r\n");
+        c.expect("delete k\r\n", "NOT_FOUND\r\n");
+        c.expect("delete fresh 0\r\n", "DELETED\r\n");
+        c.expect("get k fresh\r\n", "END\r\n");
+        // Values may hold any bytes, \r\n included.
+        c.expect("set bin 0 0 6\r\n\r\n\0\x01\r\n\r\n", "STORED\r\n");
+        c.expect("get bin\r\n", "VALUE bin 0 6\r\n\r\n\0\x01\r\n\r\nEND\r\n");
+    }
+
+    fn cas_conflicts_between_two_connections(server) {
+        let mut a = server.connect();
+        let mut b = server.connect();
+        a.expect("set c 0 0 1\r\n1\r\n", "STORED\r\n");
+        let cas = gets_cas(&mut a, "c");
+        assert_eq!(gets_cas(&mut b, "c"), cas);
+        b.expect(&format!("cas c 0 0 1 {cas}\r\n2\r\n"), "STORED\r\n");
+        // a's token is stale now.
+        a.expect(&format!("cas c 0 0 1 {cas}\r\n3\r\n"), "EXISTS\r\n");
+        let fresh = gets_cas(&mut a, "c");
+        assert_ne!(fresh, cas);
+        a.expect(&format!("cas c 0 0 1 {fresh}\r\n3\r\n"), "STORED\r\n");
+        a.expect("get c\r\n", "VALUE c 0 1\r\n3\r\nEND\r\n");
+        b.expect("cas nothing 0 0 1 1\r\nx\r\n", "NOT_FOUND\r\n");
+        // Every store makes a fresh token.
+        let before = gets_cas(&mut a, "c");
+        a.expect("set c 0 0 1\r\n3\r\n", "STORED\r\n");
+        assert_ne!(gets_cas(&mut a, "c"), before);
+        assert_eq!(server.stat_u64("", "cas_hits"), 2);
+        assert_eq!(server.stat_u64("", "cas_badval"), 1);
+        assert_eq!(server.stat_u64("", "cas_misses"), 1);
+    }
+
+    fn get_of_100_keys_spanning_threads_keeps_key_order(server) {
+        let mut c = server.connect();
+        let keys: Vec<String> = (0..100).map(|i| format!("multi:{i}")).collect();
+        // Every third key is missing; the rest hold their own name.
+        let mut expected = String::new();
+        for (i, key) in keys.iter().enumerate() {
+            if i % 3 == 0 {
+                continue;
+            }
+            c.expect(&format!("set {key} {i} 0 {}\r\n{key}\r\n", key.len()), "STORED\r\n");
+            write!(expected, "VALUE {key} {i} {}\r\n{key}\r\n", key.len()).unwrap();
+        }
+        expected.push_str("END\r\n");
+        c.expect(&format!("get {}\r\n", keys.join(" ")), &expected);
+        server.assert_forwarded();
+    }
+
+    fn a_pipelined_burst_of_1000_mixed_requests_is_answered_in_order(server) {
+        let mut c = server.connect();
+        let mut request = String::new();
+        let mut expected = String::new();
+        for i in 0..250 {
+            let key = format!("burst:{i}");
+            let value = format!("v{i}");
+            write!(request, "set {key} {i} 0 {}\r\n{value}\r\n", value.len()).unwrap();
+            expected.push_str("STORED\r\n");
+            write!(request, "get {key} burst:none\r\n").unwrap();
+            write!(expected, "VALUE {key} {i} {}\r\n{value}\r\nEND\r\n", value.len()).unwrap();
+            if i % 2 == 0 {
+                write!(request, "delete {key}\r\n").unwrap();
+                expected.push_str("DELETED\r\n");
+            } else {
+                write!(request, "incr {key} 1\r\n").unwrap();
+                expected.push_str("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+            }
+            write!(request, "touch {key} 100\r\n").unwrap();
+            expected.push_str(if i % 2 == 0 { "NOT_FOUND\r\n" } else { "TOUCHED\r\n" });
+        }
+        c.expect(&request, &expected);
+        // Keys of both threads were in the burst.
+        server.assert_forwarded();
+    }
+
+    fn a_request_written_one_byte_at_a_time(server) {
+        let mut c = server.connect();
+        let request = b"set slow 3 0 5\r\nhello\r\nget slow\r\n";
+        for byte in request {
+            c.send(&[*byte]);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let expected = "STORED\r\nVALUE slow 3 5\r\nhello\r\nEND\r\n";
+        assert_eq!(String::from_utf8(c.read_exact(expected.len())).unwrap(), expected);
+    }
+
+    fn noreply_suppresses_replies_but_not_effects(server) {
+        let mut c = server.connect();
+        c.send(b"set n 0 0 1 noreply\r\n5\r\nincr n 2 noreply\r\nadd n 0 0 1 noreply\r\nx\r\n");
+        c.send(b"touch n 100 noreply\r\nappend n 0 0 1 noreply\r\n0\r\nflush_all 0 noreply\r\n");
+        c.send(b"set m 0 0 1 noreply\r\nm\r\ndelete gone noreply\r\nverbosity 1 noreply\r\n");
+        c.send(b"set k 0 0 2000000 noreply\r\n");
+        c.send(&vec![b'z'; 2_000_000]);
+        c.send(b"\r\n");
+        // Nothing came back for any of those: the next reply is the get's.
+        c.expect("get n m\r\n", "VALUE m 0 1\r\nm\r\nEND\r\n");
+        c.expect("delete m noreply\r\nget m\r\n", "END\r\n");
+    }
+
+    fn incr_and_decr(server) {
+        let mut c = server.connect();
+        c.expect("set n 0 0 2\r\n10\r\n", "STORED\r\n");
+        c.expect("incr n 5\r\n", "15\r\n");
+        c.expect("decr n 20\r\n", "0\r\n");
+        c.expect("set n 0 0 20\r\n18446744073709551615\r\n", "STORED\r\n");
+        c.expect("incr n 2\r\n", "1\r\n");
+        c.expect("get n\r\n", "VALUE n 0 1\r\n1\r\nEND\r\n");
+        c.expect("incr missing 1\r\n", "NOT_FOUND\r\n");
+        c.expect("decr missing 1\r\n", "NOT_FOUND\r\n");
+        c.expect("incr n abc\r\n", "CLIENT_ERROR invalid numeric delta argument\r\n");
+        c.expect("set s 0 0 2\r\nab\r\n", "STORED\r\n");
+        c.expect("incr s 1\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+        assert_eq!(server.stat_u64("", "incr_hits"), 3);
+        assert_eq!(server.stat_u64("", "incr_misses"), 1);
+        assert_eq!(server.stat_u64("", "decr_hits"), 1);
+        assert_eq!(server.stat_u64("", "decr_misses"), 1);
+    }
+
+    fn touch_gat_and_gats(server) {
+        let mut c = server.connect();
+        c.expect("set t 1 1 1\r\nx\r\n", "STORED\r\n");
+        c.expect("touch t 0\r\n", "TOUCHED\r\n");
+        c.expect("touch missing 10\r\n", "NOT_FOUND\r\n");
+        c.expect("gat 0 t missing\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
+        let cas = gets_cas(&mut c, "t");
+        c.expect("gats 100 t\r\n", &format!("VALUE t 1 1 {cas}\r\nx\r\nEND\r\n"));
+        // The touches above made it immortal: it outlives its first TTL.
+        std::thread::sleep(Duration::from_millis(1500));
+        c.expect("get t\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
+        // And gat can give it a past deadline.
+        c.expect("gat -1 t\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
+        c.expect("get t\r\n", "END\r\n");
+        assert!(server.stat_u64("", "touch_hits") >= 4);
+        assert!(server.stat_u64("", "cmd_touch") >= 5);
+    }
+
+    fn expiry(server) {
+        let mut c = server.connect();
+        c.expect("set short 0 1 1\r\nx\r\n", "STORED\r\n");
+        c.expect("set forever 0 0 1\r\nx\r\n", "STORED\r\n");
+        c.expect("set gone 0 -1 1\r\nx\r\n", "STORED\r\n");
+        c.expect("get gone\r\n", "END\r\n");
+        // An absolute unix time in the past is expired at once; one in the
+        // future is not.
+        c.expect("set past 0 1000000000 1\r\nx\r\n", "STORED\r\n");
+        c.expect("get past\r\n", "END\r\n");
+        let future = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        c.expect(&format!("set later 0 {future} 1\r\nx\r\n"), "STORED\r\n");
+        c.expect("get short later\r\n", "VALUE short 0 1\r\nx\r\nVALUE later 0 1\r\nx\r\nEND\r\n");
+        std::thread::sleep(Duration::from_millis(1300));
+        c.expect("get short forever later\r\n", "VALUE forever 0 1\r\nx\r\nVALUE later 0 1\r\nx\r\nEND\r\n");
+        c.expect("touch short 10\r\n", "NOT_FOUND\r\n");
+    }
+
+    fn flush_all_now_and_later(server) {
+        let mut c = server.connect();
+        for i in 0..20 {
+            c.expect(&format!("set f{i} 0 0 1\r\nx\r\n"), "STORED\r\n");
+        }
+        // Pipelined: the set before flush_all is flushed, the one after is not.
+        c.expect(
+            "set before 0 0 1\r\nb\r\nflush_all\r\nset after 0 0 1\r\na\r\nget before after f1\r\n",
+            "STORED\r\nOK\r\nSTORED\r\nVALUE after 0 1\r\na\r\nEND\r\n",
+        );
+        assert_eq!(server.stat_u64("", "curr_items"), 1);
+        c.expect("flush_all 1\r\n", "OK\r\n");
+        c.expect("get after\r\n", "VALUE after 0 1\r\na\r\nEND\r\n");
+        std::thread::sleep(Duration::from_millis(1300));
+        c.expect("get after\r\n", "END\r\n");
+        c.expect("set new 0 0 1\r\nn\r\n", "STORED\r\n");
+        c.expect("get new\r\n", "VALUE new 0 1\r\nn\r\nEND\r\n");
+        c.expect("flush_all soon\r\n", "CLIENT_ERROR invalid exptime argument\r\n");
+        assert_eq!(server.stat_u64("", "cmd_flush"), 2);
+    }
+
+    fn errors_keep_the_connection_in_sync(server) {
+        let mut c = server.connect();
+        c.expect("bogus\r\n", "ERROR\r\n");
+        c.expect("\r\n", "ERROR\r\n");
+        c.expect("get\r\n", "ERROR\r\n");
+        c.expect("set k 0 0\r\n", "ERROR\r\n");
+        c.expect("set k abc 0 1\r\nx\r\n", "CLIENT_ERROR bad command line format\r\n");
+        let long = "k".repeat(251);
+        c.expect(&format!("get {long}\r\n"), "CLIENT_ERROR bad command line format\r\n");
+        c.expect(&format!("set {long} 0 0 1\r\nx\r\n"), "CLIENT_ERROR bad command line format\r\n");
+        // As in memcached: the block is taken at its declared length, and what
+        // follows it is read as the next command.
+        c.expect("set k 0 0 2\r\nabcd\r\n", "CLIENT_ERROR bad data chunk\r\nERROR\r\n");
+        c.expect("delete k 10\r\n", "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n");
+        c.expect("touch k x\r\n", "CLIENT_ERROR invalid exptime argument\r\n");
+        c.expect("shutdown\r\n", "ERROR\r\n");
+        // A value over the item limit is refused and its data swallowed,
+        // even when it arrives in pieces after the reply.
+        c.expect("set big 0 0 2000000\r\n", "SERVER_ERROR object too large for cache\r\n");
+        let chunk = vec![b'z'; 100_000];
+        for _ in 0..20 {
+            c.send(&chunk);
+        }
+        c.expect("\r\nget big\r\n", "END\r\n");
+        // An existing item is removed by a refused overwrite (memcached does).
+        c.expect("set big 0 0 1\r\nx\r\n", "STORED\r\n");
+        c.send(b"set big 0 0 1048577\r\n");
+        c.send(&vec![b'z'; 1_048_577]);
+        c.expect("\r\nget big\r\n", "SERVER_ERROR object too large for cache\r\nEND\r\n");
+        // Large values that fit go through.
+        let value = "v".repeat(1_000_000);
+        c.expect(&format!("set big 0 0 {}\r\n{value}\r\n", value.len()), "STORED\r\n");
+        c.expect("get big\r\n", &format!("VALUE big 0 {}\r\n{value}\r\nEND\r\n", value.len()));
+        c.expect("version\r\n", &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")));
+        c.expect("verbosity 1\r\n", "OK\r\n");
+        c.expect("stats nonsense\r\n", "ERROR\r\n");
+    }
+
+    fn an_endless_line_closes_only_its_connection(server) {
+        let mut bad = server.connect();
+        let mut good = server.connect();
+        good.expect("set k 0 0 1\r\nx\r\n", "STORED\r\n");
+        bad.send(&vec![b'a'; 70_000]);
+        bad.expect("", "CLIENT_ERROR line too long\r\n");
+        assert!(bad.is_closed());
+        good.expect("get k\r\n", "VALUE k 0 1\r\nx\r\nEND\r\n");
+    }
+
+    fn quit_answers_what_came_before_and_closes(server) {
+        let mut c = server.connect();
+        c.send(b"set q 0 0 1\r\nx\r\nget q\r\nquit\r\nget q\r\n");
+        let expected = "STORED\r\nVALUE q 0 1\r\nx\r\nEND\r\n";
+        assert_eq!(String::from_utf8(c.read_exact(expected.len())).unwrap(), expected);
+        assert!(c.is_closed());
+    }
+
+    fn stats_report_what_happened(server) {
+        let mut c = server.connect();
+        c.expect("set a 0 0 1\r\n1\r\nget a b\r\ndelete b\r\n", "STORED\r\nVALUE a 0 1\r\n1\r\nEND\r\nNOT_FOUND\r\n");
+        let stats = c.stats("");
+        let get = |name: &str| {
+            stats
+                .iter()
+                .find(|(k, _)| k == name)
+                .unwrap_or_else(|| panic!("missing {name}"))
+                .1
+                .clone()
+        };
+        for name in [
+            "pid", "uptime", "time", "version", "curr_connections", "total_connections",
+            "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "get_hits", "get_misses",
+            "get_expired", "delete_hits", "delete_misses", "incr_hits", "incr_misses",
+            "decr_hits", "decr_misses", "cas_hits", "cas_misses", "cas_badval", "touch_hits",
+            "touch_misses", "curr_items", "bytes", "limit_maxbytes", "threads", "evictions",
+            "runtime", "shards", "forwarded_requests", "forward_batches",
+        ] {
+            get(name);
+        }
+        assert_eq!(get("pid"), std::process::id().to_string());
+        assert_eq!(get("cmd_get"), "2");
+        assert_eq!(get("get_hits"), "1");
+        assert_eq!(get("get_misses"), "1");
+        assert_eq!(get("cmd_set"), "1");
+        assert_eq!(get("delete_misses"), "1");
+        assert_eq!(get("curr_items"), "1");
+        assert_eq!(get("threads"), "2");
+        assert_eq!(get("shards"), "4");
+        assert_eq!(get("limit_maxbytes"), (64 << 20).to_string());
+        assert!(get("bytes").parse::<u64>().unwrap() > 0);
+        assert!(get("curr_connections").parse::<u64>().unwrap() >= 1);
+
+        let threads = c.stats("threads");
+        for thread in 0..2 {
+            for field in ["curr_connections", "total_connections", "cmd_total", "forwarded_out", "forwarded_in"] {
+                let name = format!("thread:{thread}:{field}");
+                assert!(threads.iter().any(|(k, _)| *k == name), "missing {name}");
+            }
+        }
+        let settings = c.stats("settings");
+        assert!(settings.iter().any(|(k, v)| k == "num_threads" && v == "2"));
+        assert!(settings.iter().any(|(k, v)| k == "tcpport" && *v == server.addr.port().to_string()));
+
+        c.expect("stats reset\r\n", "RESET\r\n");
+        assert_eq!(server.stat_u64("", "cmd_get"), 0);
+        assert_eq!(server.stat_u64("", "curr_items"), 1);
+    }
+
+    fn keys_owned_by_each_thread_work_from_any_connection(server) {
+        let local = key_on_thread(0, 0);
+        let remote = key_on_thread(1, 0);
+        for _ in 0..4 {
+            let mut c = server.connect();
+            c.expect(&format!("set {local} 0 0 1\r\nL\r\nset {remote} 0 0 1\r\nR\r\n"), "STORED\r\nSTORED\r\n");
+            c.expect(
+                &format!("get {remote} {local}\r\n"),
+                &format!("VALUE {remote} 0 1\r\nR\r\nVALUE {local} 0 1\r\nL\r\nEND\r\n"),
+            );
+        }
+    }
+
+    fn four_connections_set_and_get_10000_random_keys_each(server) {
+        let handles: Vec<_> = (0..4)
+            .map(|worker| {
+                let addr = server.addr;
+                std::thread::spawn(move || {
+                    let mut c = Raw::connect(addr);
+                    let mut rng = Xorshift(0x9E37_79B9_7F4A_7C15 ^ (worker + 1));
+                    let keys: Vec<String> =
+                        (0..10_000).map(|_| format!("w{worker}:{:016x}", rng.next())).collect();
+                    // In pipelined chunks of 100, like a real client would.
+                    for chunk in keys.chunks(100) {
+                        let mut request = String::new();
+                        for key in chunk {
+                            write!(request, "set {key} {worker} 0 {}\r\n{key}\r\n", key.len()).unwrap();
+                        }
+                        c.expect(&request, &"STORED\r\n".repeat(chunk.len()));
+                    }
+                    for chunk in keys.chunks(100) {
+                        let mut expected = String::new();
+                        for key in chunk {
+                            write!(expected, "VALUE {key} {worker} {}\r\n{key}\r\n", key.len()).unwrap();
+                        }
+                        expected.push_str("END\r\n");
+                        c.expect(&format!("get {}\r\n", chunk.join(" ")), &expected);
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().expect("worker");
+        }
+        assert_eq!(server.stat_u64("", "curr_items"), 40_000);
+        assert_eq!(server.stat_u64("", "get_hits"), 40_000);
+        assert_eq!(server.stat_u64("", "get_misses"), 0);
+    }
+
+}
+
+/// The CAS token of `key`, read with `gets`.
+fn gets_cas(c: &mut Raw, key: &str) -> u64 {
+    c.send(format!("gets {key}\r\n").as_bytes());
+    let reply = String::from_utf8(c.read_until(b"END\r\n")).unwrap();
+    let header = reply.lines().next().unwrap();
+    header
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{reply:?}"))
+}
+
+/// A tiny deterministic generator for test keys.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn too_many_connections_are_refused() {
+    use corecache::config::RuntimeKind;
+    for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
+        let server = common::TestServer::with(runtime, |config| config.max_connections = 2);
+        let version = format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION"));
+        let mut first = server.connect();
+        let mut second = server.connect();
+        first.expect("version\r\n", &version);
+        second.expect("version\r\n", &version);
+        let mut third = server.connect();
+        third.expect("", "ERROR Too many open connections\r\n");
+        assert!(third.is_closed());
+        let stats = first.stats("");
+        assert!(stats.contains(&("rejected_connections".to_string(), "1".to_string())));
+        drop(first);
+        // The slot comes back once the first connection is gone (the server
+        // notices the close asynchronously, so poll for it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut again = server.connect();
+            again.send(b"version\r\n");
+            if again.read_until(b"\r\n") == version.as_bytes() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "slot never freed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
