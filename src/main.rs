@@ -28,6 +28,25 @@ fn main() -> ExitCode {
         config.memory >> 20,
         config.runtime.name()
     );
+    // Signal handlers go in before the server starts, so a SIGTERM that
+    // arrives the moment it is listening is a clean shutdown, not a kill.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    let signals = runtime.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    });
+    let (mut interrupt, mut terminate) = match signals {
+        Ok(signals) => signals,
+        Err(e) => return fail(&format!("installing signal handlers: {e}")),
+    };
     let server = match server::start(config) {
         Ok(server) => server,
         Err(e) => return fail(&e),
@@ -37,25 +56,13 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );
-
-    let waited = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let mut interrupt = signal(SignalKind::interrupt())?;
-                let mut terminate = signal(SignalKind::terminate())?;
-                tokio::select! {
-                    _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-                    _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-                    _ = server.stopping() => tracing::info!("shutdown command: shutting down"),
-                }
-                Ok::<_, std::io::Error>(())
-            })
-        });
-    if let Err(e) = waited {
-        tracing::error!("signal handling failed: {e}");
-    }
+    runtime.block_on(async {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = server.stopping() => tracing::info!("shutdown command: shutting down"),
+        }
+    });
     server.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS

@@ -1,0 +1,185 @@
+//! The `corecache` binary itself: start-up errors, pinning, signals.
+
+mod common;
+
+use common::Raw;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_corecache");
+
+/// Runs the binary expecting it to refuse to start; returns its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{args:?} should exit 2");
+    assert!(out.stdout.is_empty());
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Starts the binary on a free port and waits for its "listening" line.
+fn spawn(args: &[&str]) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["--port", "0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("server logs before exiting").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(' ').next().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on a child we own.
+    assert_eq!(unsafe { libc_kill(child.id() as i32, signal) }, 0);
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+#[test]
+fn bad_settings_stop_start_up_with_one_line_and_status_2() {
+    for (args, names) in [
+        (&["--threads", "0"][..], "--threads"),
+        (&["--runtime", "fibers"], "--runtime"),
+        (&["-m", "lots"], "--memory"),
+        (&["--cpus", "4096"], "--cpus"),
+        (&["--ttl-tick", "often"], "--ttl-tick"),
+        (&["--config", "/nonexistent.toml"], "--config"),
+    ] {
+        let stderr = refused(args);
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+        if names != "--runtime" {
+            // clap prints its own multi-line usage; ours is one line.
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_port_already_bound_is_refused() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let stderr = refused(&["--port", &port]);
+    assert!(
+        stderr.contains("--listen") && stderr.contains("in use"),
+        "{stderr}"
+    );
+    // A running corecache also holds its port against a second one, even
+    // though its own listeners share the port with SO_REUSEPORT.
+    let (mut first, addr) = spawn(&["--threads", "2", "--no-pin"]);
+    let stderr = refused(&["--port", &addr.port().to_string(), "--threads", "2"]);
+    assert!(stderr.contains("in use"), "{stderr}");
+    signal(&first, SIGTERM);
+    first.wait().unwrap();
+}
+
+#[test]
+fn the_shipped_config_file_runs() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/default.toml");
+    let (mut child, addr) = spawn(&["--config", config, "--no-pin"]);
+    let mut c = Raw::connect(addr);
+    c.expect(
+        "set a 0 0 1\r\n1\r\nget a\r\n",
+        "STORED\r\nVALUE a 0 1\r\n1\r\nEND\r\n",
+    );
+    signal(&child, SIGINT);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn each_runtime_thread_is_pinned_to_its_own_cpu() {
+    let allowed = corecache::config::allowed_cpus();
+    if allowed.len() < 2 {
+        // A one-CPU runner cannot show two pinned threads; the start-up path
+        // is still covered by the other tests.
+        eprintln!(
+            "only {} CPU allowed; skipping the two-thread pin check",
+            allowed.len()
+        );
+        return;
+    }
+    let cpus = format!("{},{}", allowed[0], allowed[1]);
+    let (mut child, addr) = spawn(&["--threads", "2", "--cpus", &cpus]);
+    let mut pinned = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap();
+        if !name.starts_with("corecache-") {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let list = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        pinned.push((name.trim().to_string(), list));
+    }
+    pinned.sort();
+    assert_eq!(
+        pinned,
+        [
+            ("corecache-0".to_string(), allowed[0].to_string()),
+            ("corecache-1".to_string(), allowed[1].to_string()),
+        ]
+    );
+    let mut c = Raw::connect(addr);
+    c.expect(
+        "version\r\n",
+        &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
+    );
+    signal(&child, SIGTERM);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn sigterm_answers_what_was_read_then_exits_zero() {
+    for runtime in ["thread-per-core", "work-stealing"] {
+        let (mut child, addr) = spawn(&["--threads", "2", "--no-pin", "--runtime", runtime]);
+        let mut busy = Raw::connect(addr);
+        let mut idle = Raw::connect(addr);
+        idle.expect(
+            "version\r\n",
+            &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
+        );
+        let mut request = String::new();
+        let mut expected = String::new();
+        for i in 0..500 {
+            request.push_str(&format!("set k{i} 0 0 1\r\nx\r\nget k{i}\r\n"));
+            expected.push_str(&format!("STORED\r\nVALUE k{i} 0 1\r\nx\r\nEND\r\n"));
+        }
+        busy.expect(&request, &expected);
+        signal(&child, SIGTERM);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{runtime}: {status:?}");
+        assert!(idle.is_closed());
+        assert!(busy.is_closed());
+        assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+    }
+}
+
+#[test]
+fn the_shutdown_command_only_when_enabled() {
+    let (mut child, addr) = spawn(&["--threads", "2", "--no-pin", "--enable-shutdown"]);
+    let mut c = Raw::connect(addr);
+    c.expect("shutdown\r\n", "OK\r\n");
+    assert!(child.wait().unwrap().success());
+}
