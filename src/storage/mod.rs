@@ -28,6 +28,9 @@ pub mod shard;
 pub mod slab;
 pub mod wheel;
 
+#[cfg(test)]
+mod tests;
+
 pub use shard::Shard;
 
 /// Checks the slab settings of a shard configuration (page size at least
@@ -84,8 +87,12 @@ pub struct SlabClassStats {
     pub number: u64,
     /// Seconds since the class's LRU tail was last used.
     pub age_secs: u64,
-    /// Live items evicted.
+    /// Live items evicted from the LRU tail to make room in this class.
     pub evicted: u64,
+    /// Live items evicted because their page was moved to another class
+    /// (also counted in the shard's `evictions`, not in `evicted`, so the
+    /// automove policy sees only memory pressure).
+    pub evicted_by_move: u64,
     /// Evicted items that had a deadline.
     pub evicted_nonzero: u64,
     /// Evicted items never read.

@@ -59,6 +59,7 @@ struct ClassCounters {
     cas_badval: u64,
     touch_hits: u64,
     evicted: u64,
+    evicted_by_move: u64,
     evicted_nonzero: u64,
     evicted_unfetched: u64,
     expired_unfetched: u64,
@@ -76,6 +77,8 @@ enum Gone {
     Expired,
     Flushed,
     Evicted,
+    /// Evicted because its page moved to another class.
+    Moved,
 }
 
 /// Why a lookup found nothing usable.
@@ -151,9 +154,13 @@ impl Core {
                     counters.expired_unfetched += 1;
                 }
             }
-            Gone::Evicted => {
+            Gone::Evicted | Gone::Moved => {
                 self.stats.evictions += 1;
-                counters.evicted += 1;
+                if why == Gone::Moved {
+                    counters.evicted_by_move += 1;
+                } else {
+                    counters.evicted += 1;
+                }
                 if timed {
                     counters.evicted_nonzero += 1;
                 }
@@ -183,7 +190,7 @@ impl Core {
         for id in ids {
             let why = self
                 .is_dead(self.slabs.chunk(id), now)
-                .unwrap_or(Gone::Evicted);
+                .unwrap_or(Gone::Moved);
             self.unlink_unhashed(id, why);
         }
         self.slabs.reassign_page(page, to);
@@ -261,8 +268,8 @@ pub struct Shard {
     automove: Automove,
     config: ShardConfig,
     next_cas: u64,
-    /// A delayed `flush_all`: its time, and whether the epoch was already
-    /// bumped during that very millisecond.
+    /// A delayed `flush_all`: its time, and whether it has been applied
+    /// (kept only during that very millisecond).
     flush_at: Option<(Millis, bool)>,
     sweep: Option<Sweep>,
     /// No item from an epoch before this one is left in the arena.
@@ -343,21 +350,24 @@ impl Shard {
         cas
     }
 
-    /// Applies a delayed flush that has fallen due.
+    /// Applies a delayed flush that has fallen due. While its very
+    /// millisecond lasts the delayed flush stays recorded: a store made then
+    /// is also "at or before" it, so it is never readable.
     fn catch_up(&mut self, now: Millis) {
         if let Some((at, bumped)) = self.flush_at
             && at <= now
         {
-            if at < now {
-                self.flush_at = None;
-                self.bump_epoch();
-            } else if !bumped {
-                // Items stored later in this same millisecond are also
-                // "at or before" it: bump again once it has passed.
-                self.flush_at = Some((at, true));
+            if !bumped {
                 self.bump_epoch();
             }
+            self.flush_at = (at == now).then_some((at, true));
         }
+    }
+
+    /// Whether a store now is invalidated by a delayed flush falling due in
+    /// this same millisecond.
+    fn flushed_on_arrival(&self, now: Millis) -> bool {
+        matches!(self.flush_at, Some((at, _)) if at == now)
     }
 
     fn bump_epoch(&mut self) {
@@ -468,6 +478,20 @@ impl Shard {
             };
             self.wheel.schedule(entry, ms);
         }
+    }
+
+    /// Whether a live item is stored under `key`, without any side effect
+    /// (no LRU bump, no counters, nothing reclaimed).
+    pub fn peek(&self, key: &[u8], hash: u64, now: Millis) -> bool {
+        // A due flush not applied yet kills everything stored so far.
+        let flush_due = matches!(self.flush_at, Some((at, false)) if at <= now);
+        self.core
+            .index
+            .find(&self.core.slabs, key, hash)
+            .is_some_and(|id| {
+                let c = self.core.slabs.chunk(id);
+                !flush_due && self.core.is_dead(c, now).is_none()
+            })
     }
 
     /// Looks up `key` and, on a hit, gives it a new deadline (`gat`).
@@ -587,7 +611,7 @@ impl Shard {
             self.core.unlink(id, hash, Gone::Removed);
         }
         let cas = self.fresh_cas();
-        if deadline.is_expired(now) {
+        if deadline.is_expired(now) || self.flushed_on_arrival(now) {
             // Never readable: storing it would only waste a chunk.
             return StoreOutcome::Stored(cas);
         }
@@ -749,6 +773,7 @@ impl Shard {
     /// that time comes (`flush_all <delay>`). Either way the memory comes
     /// back through the sweep run from [`Shard::tick`].
     pub fn flush(&mut self, at: Millis, now: Millis) {
+        self.catch_up(now);
         if at <= now {
             self.flush_at = None;
             self.bump_epoch();
@@ -836,6 +861,7 @@ impl Shard {
                     number: core.lru.len(class),
                     age_secs: u64::from(age),
                     evicted: k.evicted,
+                    evicted_by_move: k.evicted_by_move,
                     evicted_nonzero: k.evicted_nonzero,
                     evicted_unfetched: k.evicted_unfetched,
                     expired_unfetched: k.expired_unfetched,
