@@ -97,14 +97,14 @@ impl Automove {
             .filter(|&(_, &d)| d > 0)
             .max_by_key(|&(i, &d)| (d, std::cmp::Reverse(i)))
             .map(|(i, _)| i);
-        for i in 0..n {
-            self.hot[i] = if Some(i) == hottest {
-                self.hot[i].saturating_add(1)
+        for (i, (hot, quiet)) in self.hot.iter_mut().zip(&mut self.quiet).enumerate() {
+            *hot = if Some(i) == hottest {
+                hot.saturating_add(1)
             } else {
                 0
             };
-            self.quiet[i] = if deltas[i] == 0 {
-                self.quiet[i].saturating_add(1)
+            *quiet = if deltas[i] == 0 {
+                quiet.saturating_add(1)
             } else {
                 0
             };
@@ -169,13 +169,11 @@ mod tests {
     #[test]
     fn evaluates_once_per_window() {
         let mut policy = Automove::new();
-        let mut e = 0;
         let mut moves = 0;
         for step in 0..100 {
-            // Ticks every 10 ms: ten per window.
-            let classes = [view(0, 10, 0), view(e, 1, 9)];
+            // Ticks every 10 ms: ten per window, one eviction per tick.
+            let classes = [view(0, 10, 0), view(step, 1, 9)];
             moves += usize::from(policy.evaluate(step * 10, &classes).is_some());
-            e += 1;
         }
         assert!(moves <= 1000 / WINDOW_MS as usize);
     }

@@ -558,6 +558,8 @@ impl Shard {
             deadline,
             value,
         } = *store;
+        // The index recomputes hashes when it grows, so it relies on this.
+        debug_assert_eq!(hash, xxh3_64(key), "Store::hash must be xxh3_64 of the key");
         if !self.fits(key.len(), value.len()) {
             if let Ok(id) = self.core.find_live(key, hash, now) {
                 self.core.unlink(id, hash, Gone::Removed);
