@@ -17,7 +17,10 @@
 //!   most pages. Only if that fails is the store `OutOfMemory`.
 //! * **Expiry** is checked on every read, and the timing wheel reclaims
 //!   items in the background from [`Shard::tick`], at most
-//!   [`TICK_EXPIRY_BUDGET`] wheel entries per call.
+//!   [`TICK_EXPIRY_BUDGET`] wheel entries per call. Overwrites, touches and
+//!   counter updates leave stale wheel entries behind; when they outnumber
+//!   the items with a deadline (plus 4096), `tick` also drops stale entries
+//!   slot by slot, so the wheel stays within about twice the timed items.
 //! * **Flush** is lazy by epoch: every item records the flush epoch it was
 //!   stored in (6 bits), a flush bumps the shard's epoch, and an item from
 //!   an older epoch is dead. A sweep in `tick` walks the arena, bounded per
@@ -98,6 +101,8 @@ struct Core {
     classes: Vec<ClassCounters>,
     /// The current flush epoch; items keep it modulo [`EPOCH_MODULUS`].
     epoch: u64,
+    /// Items with a deadline (each has one current wheel entry).
+    timed: usize,
 }
 
 impl Core {
@@ -140,6 +145,7 @@ impl Core {
         debug_assert!(found, "unlinking an item the index does not hold");
         self.lru.unlink(&mut self.slabs, class, id);
         self.slabs.free(id);
+        self.timed -= usize::from(timed);
         self.stats.curr_items -= 1;
         self.stats.bytes -= size;
         let counters = &mut self.classes[class];
@@ -276,6 +282,8 @@ pub struct Shard {
     oldest_epoch: u64,
     /// Reused buffer for append/prepend and counters that change size.
     scratch: Vec<u8>,
+    /// A pass dropping stale wheel entries is under way.
+    compacting: bool,
 }
 
 impl Shard {
@@ -303,6 +311,7 @@ impl Shard {
                 stats,
                 classes: vec![ClassCounters::default(); classes],
                 epoch: 0,
+                timed: 0,
             },
             wheel: Wheel::new(0),
             automove: Automove::new(),
@@ -312,6 +321,7 @@ impl Shard {
             sweep: None,
             oldest_epoch: 0,
             scratch: Vec::new(),
+            compacting: false,
         }
     }
 
@@ -462,11 +472,15 @@ impl Shard {
     /// Gives an item a new deadline and reschedules it.
     fn retime(&mut self, id: ChunkId, deadline: Deadline) {
         let c = self.core.slabs.chunk_mut(id);
-        if item::deadline(c) == deadline {
+        let old = item::deadline(c);
+        if old == deadline {
             return;
         }
         item::set_deadline(c, deadline);
         let cas = item::cas(c);
+        let core = &mut self.core;
+        core.timed = core.timed + usize::from(deadline != Deadline::NEVER)
+            - usize::from(old != Deadline::NEVER);
         self.schedule(id, cas, item::deadline(self.core.slabs.chunk(id)));
     }
 
@@ -658,6 +672,9 @@ impl Shard {
         core.lru.push_front(&mut core.slabs, class, id);
         core.stats.curr_items += 1;
         core.stats.bytes += size as u64;
+        if item::deadline(core.slabs.chunk(id)) != Deadline::NEVER {
+            core.timed += 1;
+        }
         core.classes[class].mem_requested += size as u64;
     }
 
@@ -792,14 +809,11 @@ impl Shard {
         let core = &mut self.core;
         core.index.migrate(&mut core.slabs, TICK_MIGRATE_BUDGET);
         self.wheel.advance(now, TICK_EXPIRY_BUDGET, |entry| {
-            if !core.slabs.is_live(entry.chunk) {
+            if !is_current(core, entry) {
                 return None;
             }
             let c = core.slabs.chunk(entry.chunk);
             let deadline = item::deadline(c).millis()?;
-            if wheel::check(item::cas(c), deadline) != entry.check {
-                return None;
-            }
             match core.is_dead(c, now) {
                 Some(why) => {
                     core.unlink_unhashed(entry.chunk, why);
@@ -808,6 +822,11 @@ impl Shard {
                 None => Some(deadline),
             }
         });
+        if self.wheel.len() > 2 * core.timed + 4096 || self.compacting {
+            self.compacting = !self
+                .wheel
+                .compact(TICK_EXPIRY_BUDGET, |e| is_current(core, e));
+        }
         self.sweep_step(TICK_SWEEP_BUDGET, now);
         self.automove(now);
     }
@@ -908,6 +927,18 @@ fn format_decimal(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
             return &buf[at..];
         }
     }
+}
+
+/// Whether a wheel entry still belongs to the item in its chunk: the chunk
+/// holds an item whose CAS and deadline give the entry's check.
+fn is_current(core: &Core, entry: wheel::Entry) -> bool {
+    if !core.slabs.is_live(entry.chunk) {
+        return false;
+    }
+    let c = core.slabs.chunk(entry.chunk);
+    item::deadline(c)
+        .millis()
+        .is_some_and(|d| wheel::check(item::cas(c), d) == entry.check)
 }
 
 fn secs(now: Millis) -> u32 {

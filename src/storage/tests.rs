@@ -214,6 +214,36 @@ fn stale_wheel_entries_never_remove_the_current_item() {
 }
 
 #[test]
+fn stale_wheel_entries_do_not_pile_up() {
+    let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
+    let day = 86_400_000;
+    let mut now = 0;
+    for i in 0..200_000u64 {
+        let key = format!("k{}", i % 100);
+        set(
+            &mut s,
+            key.as_bytes(),
+            b"v",
+            Deadline::at(now + 30 * day),
+            now,
+        );
+        if i % 1000 == 0 {
+            now += 100;
+            s.tick(now);
+        }
+    }
+    assert!(
+        s.wheel_len() <= 2 * 100 + 4096 + 1000 + TICK_EXPIRY_BUDGET,
+        "{}",
+        s.wheel_len()
+    );
+    // The current entries survived compaction: everything still expires.
+    s.tick(now + 31 * day);
+    assert_eq!(s.stats().curr_items, 0);
+    assert_eq!(s.stats().reclaimed, 100);
+}
+
+#[test]
 fn tick_work_is_bounded_and_carries_over() {
     let mut s = Shard::new(&ShardConfig::for_tests(64 << 20));
     let n = TICK_EXPIRY_BUDGET as u32 * 2 + 10;

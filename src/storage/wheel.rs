@@ -57,6 +57,8 @@ pub struct Wheel {
     /// Entries waiting to be visited.
     due: Vec<Entry>,
     len: usize,
+    /// Next slot [`Wheel::compact`] looks at.
+    compact_cursor: usize,
 }
 
 impl Wheel {
@@ -68,6 +70,7 @@ impl Wheel {
             now: now / TICK_MS,
             due: Vec::new(),
             len: 0,
+            compact_cursor: 0,
         }
     }
 
@@ -113,6 +116,38 @@ impl Wheel {
             let s = &mut self.slots[level * SLOTS + slot];
             self.due.append(s);
         }
+    }
+
+    /// Drops entries for which `keep` is false, going through whole slots
+    /// from where the last call stopped until about `budget` entries were
+    /// looked at. Returns true when a full pass over the wheel has ended.
+    ///
+    /// Stale entries of far deadlines would otherwise sit in the wheel until
+    /// their slot is reached (a key overwritten with a 30-day TTL leaves one
+    /// behind per store); the shard calls this when stale entries outnumber
+    /// current ones, which keeps the cost amortized O(1) per schedule.
+    pub fn compact(&mut self, budget: usize, mut keep: impl FnMut(Entry) -> bool) -> bool {
+        let mut seen = 0;
+        while seen < budget {
+            let i = self.compact_cursor;
+            if i == self.slots.len() {
+                self.compact_cursor = 0;
+                return true;
+            }
+            self.compact_cursor += 1;
+            let slot = &mut self.slots[i];
+            if slot.is_empty() {
+                continue;
+            }
+            seen += slot.len();
+            let before = slot.len();
+            slot.retain(|&e| keep(e));
+            self.len -= before - slot.len();
+            if slot.is_empty() {
+                self.occupied[i / SLOTS] &= !(1 << (i % SLOTS));
+            }
+        }
+        false
     }
 
     /// Moves the wheel's clock towards `now`, handing every entry that
@@ -299,6 +334,27 @@ mod tests {
         });
         assert_eq!(wheel.len(), 1);
         assert!(visits <= LEVELS * 2);
+    }
+
+    #[test]
+    fn compaction_drops_only_what_it_is_told_to() {
+        let mut wheel = Wheel::new(0);
+        for i in 0..1000u32 {
+            wheel.schedule(entry(i), 1 + u64::from(i) * 997);
+        }
+        let mut passes = 0;
+        while !wheel.compact(100, |e| e.chunk % 2 == 0) {
+            passes += 1;
+        }
+        assert!(passes > 1, "the work was split");
+        assert_eq!(wheel.len(), 500);
+        let mut fired = Vec::new();
+        wheel.advance(1000 * 997 + 1, usize::MAX, |e| {
+            fired.push(e.chunk);
+            None
+        });
+        fired.sort();
+        assert_eq!(fired, (0..1000).step_by(2).collect::<Vec<u32>>());
     }
 
     #[test]
