@@ -88,6 +88,27 @@ pub fn init(
     c[HEADER..HEADER + key.len()].copy_from_slice(key);
 }
 
+/// Rewrites an item in place for a store that keeps its chunk: new value
+/// length, flags, CAS, deadline and time, not fetched; the key, links and
+/// flush epoch stay. The caller then writes the value through
+/// [`value_mut`].
+pub fn rewrite(
+    c: &mut [u8],
+    value_len: usize,
+    flags: u32,
+    cas: u64,
+    deadline: Deadline,
+    time: u32,
+) {
+    debug_assert!(HEADER + key_len(c) + value_len <= c.len());
+    wr32(c, FLAGS, flags);
+    c[CAS..CAS + 8].copy_from_slice(&cas.to_le_bytes());
+    wr32(c, VLEN, value_len as u32);
+    wr32(c, TIME, time);
+    set_deadline(c, deadline);
+    c[BITS] &= !FETCHED;
+}
+
 /// Marks a chunk free (clears the allocated bit).
 pub fn clear(c: &mut [u8]) {
     c[BITS] = 0;
@@ -253,6 +274,16 @@ mod tests {
         assert_eq!(deadline(&c), Deadline::NEVER);
         set_deadline(&mut c, Deadline::at(u64::MAX));
         assert_eq!(deadline(&c), Deadline::at(MAX_DEADLINE));
+        rewrite(&mut c, 2, 8, 100, Deadline::at(5), 4);
+        assert_eq!((value(&c), flags(&c), cas(&c)), (&b"he"[..], 8, 100));
+        assert_eq!(
+            (deadline(&c), time(&c), fetched(&c)),
+            (Deadline::at(5), 4, false)
+        );
+        assert_eq!(
+            (key(&c), lru_prev(&c), hash_next(&c), epoch(&c)),
+            (&b"key"[..], 11, 13, 1)
+        );
         clear(&mut c);
         assert!(!is_allocated(&c));
     }

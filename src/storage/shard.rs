@@ -43,6 +43,12 @@ use xxhash_rust::xxh3::xxh3_64;
 /// How many items from the LRU tail an allocation inspects for an expired
 /// one before evicting a live item.
 pub const TAIL_SEARCH: usize = 5;
+/// A hit moves an item to the head of its LRU only if it was last moved at
+/// least this long ago (memcached's `ITEM_UPDATE_INTERVAL`): a bump touches
+/// three other items' headers, which at a million items means cache misses
+/// on every hit, and an item used within the last minute is near the head
+/// anyway.
+pub const BUMP_INTERVAL_SECS: u32 = 60;
 /// Wheel entries visited per `tick` at most; the rest carry over.
 pub const TICK_EXPIRY_BUDGET: usize = 20_000;
 /// Chunks the flush sweep visits per `tick`.
@@ -461,12 +467,21 @@ impl Shard {
 
     /// Marks an item read and bumps it in its LRU.
     fn hit(&mut self, id: ChunkId, now: Millis) {
+        item::set_fetched(self.core.slabs.chunk_mut(id));
+        self.bump(id, now);
+    }
+
+    /// Moves an item to the head of its LRU, unless it was moved within the
+    /// last [`BUMP_INTERVAL_SECS`].
+    fn bump(&mut self, id: ChunkId, now: Millis) {
         let core = &mut self.core;
-        let class = core.slabs.class_of(id);
         let c = core.slabs.chunk_mut(id);
-        item::set_fetched(c);
-        item::set_time(c, secs(now));
-        core.lru.bump(&mut core.slabs, class, id);
+        let now_secs = secs(now);
+        if now_secs.saturating_sub(item::time(c)) >= BUMP_INTERVAL_SECS {
+            item::set_time(c, now_secs);
+            let class = core.slabs.class_of(id);
+            core.lru.bump(&mut core.slabs, class, id);
+        }
     }
 
     /// Gives an item a new deadline and reschedules it.
@@ -545,9 +560,7 @@ impl Shard {
         match self.core.find_live(key, hash, now) {
             Ok(id) => {
                 let class = self.core.slabs.class_of(id);
-                let c = self.core.slabs.chunk_mut(id);
-                item::set_time(c, secs(now));
-                self.core.lru.bump(&mut self.core.slabs, class, id);
+                self.bump(id, now);
                 self.retime(id, deadline);
                 self.core.stats.touch_hits += 1;
                 self.core.classes[class].touch_hits += 1;
@@ -612,6 +625,22 @@ impl Shard {
         if cas_mode {
             self.core.stats.cas_hits += 1;
         }
+        let size = item::total_size(key.len(), new_len);
+        if let Some(id) = existing
+            && self.core.slabs.class_for(size) == Some(self.core.slabs.class_of(id))
+            && !self.flushed_on_arrival(now)
+        {
+            let (flags, deadline) = match mode {
+                StoreMode::Append | StoreMode::Prepend => {
+                    let c = self.core.slabs.chunk(id);
+                    (item::flags(c), item::deadline(c))
+                }
+                _ => (flags, deadline),
+            };
+            if !deadline.is_expired(now) {
+                return self.rewrite(id, mode, value, flags, deadline, size, now);
+            }
+        }
         // Append and prepend keep the old item's flags and deadline and need
         // its value; copy it out before the old chunk is freed.
         let (flags, deadline) = match (mode, existing) {
@@ -631,7 +660,6 @@ impl Shard {
             // Never readable: storing it would only waste a chunk.
             return StoreOutcome::Stored(cas);
         }
-        let size = item::total_size(key.len(), new_len);
         let Some(class) = self.core.slabs.class_for(size) else {
             return StoreOutcome::TooLarge;
         };
@@ -662,6 +690,52 @@ impl Shard {
             counters.cas_hits += 1;
         }
         self.core.stats.total_items += 1;
+        StoreOutcome::Stored(cas)
+    }
+
+    /// A store whose new item needs the same slab class as the old one:
+    /// rewritten in its chunk, keeping its index and LRU links (no unlink,
+    /// free, alloc and relink).
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite(
+        &mut self,
+        id: ChunkId,
+        mode: StoreMode,
+        value: &[u8],
+        flags: u32,
+        deadline: Deadline,
+        size: usize,
+        now: Millis,
+    ) -> StoreOutcome {
+        let cas = self.fresh_cas();
+        let core = &mut self.core;
+        let class = core.slabs.class_of(id);
+        let c = core.slabs.chunk_mut(id);
+        let old_size = item::item_size(c);
+        let old_len = item::value_len(c);
+        let was_timed = item::deadline(c) != Deadline::NEVER;
+        let new_len = size - item::HEADER - item::key_len(c);
+        item::rewrite(c, new_len, flags, cas, deadline, item::time(c));
+        let v = item::value_mut(c);
+        match mode {
+            StoreMode::Append => v[old_len..].copy_from_slice(value),
+            StoreMode::Prepend => {
+                v.copy_within(..old_len, value.len());
+                v[..value.len()].copy_from_slice(value);
+            }
+            _ => v.copy_from_slice(value),
+        }
+        core.timed = core.timed + usize::from(deadline != Deadline::NEVER) - usize::from(was_timed);
+        core.stats.bytes = core.stats.bytes + size as u64 - old_size as u64;
+        core.stats.total_items += 1;
+        let counters = &mut core.classes[class];
+        counters.mem_requested = counters.mem_requested + size as u64 - old_size as u64;
+        counters.cmd_set += 1;
+        if matches!(mode, StoreMode::Cas(_)) {
+            counters.cas_hits += 1;
+        }
+        self.bump(id, now);
+        self.schedule(id, cas, deadline);
         StoreOutcome::Stored(cas)
     }
 

@@ -326,27 +326,85 @@ fn eviction_takes_the_least_recently_used_and_prefers_expired() {
         set(&mut s, format!("k{i:02}").as_bytes(), &value, deadline, 0);
     }
     assert_eq!(s.stats().evictions, 0);
-    // Read k00, so k01 is now the oldest.
-    assert!(get(&mut s, b"k00", 1).is_some());
-    set(&mut s, b"new1", &value, Deadline::NEVER, 2);
-    assert!(get(&mut s, b"k01", 2).is_none());
-    assert!(get(&mut s, b"k00", 2).is_some());
+    // Read k00 (a minute later, so the hit moves it), so k01 is now the
+    // oldest.
+    let t = 61_000;
+    assert!(get(&mut s, b"k00", t).is_some());
+    set(&mut s, b"new1", &value, Deadline::NEVER, t);
+    assert!(get(&mut s, b"k01", t).is_none());
+    assert!(get(&mut s, b"k00", t).is_some());
     assert_eq!(s.stats().evictions, 1);
     assert_eq!(s.stats().evicted_unfetched, 1);
     // Bump k02..k17: the tail is now k18, k19, k20, and k20 has expired,
     // so it is reclaimed instead of evicting k18.
     for i in 2..18u32 {
-        assert!(get(&mut s, format!("k{i:02}").as_bytes(), 3).is_some());
+        assert!(get(&mut s, format!("k{i:02}").as_bytes(), t).is_some());
     }
-    set(&mut s, b"new2", &value, Deadline::NEVER, 100);
+    set(&mut s, b"new2", &value, Deadline::NEVER, t + 100);
     assert_eq!(s.stats().evictions, 1);
     assert_eq!(s.stats().reclaimed, 1);
-    assert!(get(&mut s, b"k18", 100).is_some());
-    set(&mut s, b"new3", &value, Deadline::NEVER, 100);
+    assert!(get(&mut s, b"k18", t + 100).is_some());
+    set(&mut s, b"new3", &value, Deadline::NEVER, t + 100);
     assert_eq!(s.stats().evictions, 2);
-    assert!(get(&mut s, b"k19", 100).is_none());
+    assert!(get(&mut s, b"k19", t + 100).is_none());
     let classes = s.slab_class_stats(100);
     assert_eq!(classes.iter().map(|c| c.evicted).sum::<u64>(), 2);
+}
+
+#[test]
+fn hits_within_a_minute_do_not_move_items() {
+    let mut s = Shard::new(&small_pages(4096, 4096));
+    let value = [1u8; 60];
+    for i in 0..36u32 {
+        set(
+            &mut s,
+            format!("k{i:02}").as_bytes(),
+            &value,
+            Deadline::NEVER,
+            0,
+        );
+    }
+    assert!(get(&mut s, b"k00", 59_000).is_some());
+    set(&mut s, b"new", &value, Deadline::NEVER, 59_000);
+    assert!(get(&mut s, b"k00", 59_000).is_none(), "k00 stayed the tail");
+}
+
+#[test]
+fn same_class_overwrites_keep_their_chunk() {
+    let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
+    set(&mut s, b"k", b"aaaa", Deadline::at(10_000), 0);
+    store(
+        &mut s,
+        StoreMode::Append,
+        b"k",
+        b"bb",
+        5,
+        Deadline::NEVER,
+        1,
+    );
+    store(
+        &mut s,
+        StoreMode::Prepend,
+        b"k",
+        b"cc",
+        5,
+        Deadline::NEVER,
+        2,
+    );
+    let item = s.get(b"k", xxh3_64(b"k"), 3).unwrap();
+    assert_eq!(
+        (item.value, item.flags, item.deadline),
+        (&b"ccaaaabb"[..], 0, Deadline::at(10_000))
+    );
+    set(&mut s, b"k", b"x", Deadline::NEVER, 4);
+    assert_eq!(s.pages_allocated(), 1);
+    assert_eq!(s.stats().curr_items, 1);
+    assert_eq!(s.stats().bytes, item::total_size(1, 1) as u64);
+    assert_eq!(s.stats().total_items, 4);
+    // The first deadline's wheel entry is stale and removes nothing.
+    s.tick(20_000);
+    assert_eq!(get(&mut s, b"k", 20_000), Some(b"x".to_vec()));
+    assert_eq!(s.stats().reclaimed, 0);
 }
 
 #[test]
