@@ -9,7 +9,7 @@
 //!   unlink the old item (its chunk is then usually reused at once), as
 //!   memcached does on a failed allocation too: no stale value survives a
 //!   store that could not complete.
-//! * **Allocation** ([`Core::alloc`]): a free chunk of the class; else a new
+//! * **Allocation**: a free chunk of the class; else a new
 //!   page from the budget; else a page with no items from any class; else
 //!   reclaim the first expired or flushed item among the last
 //!   [`TAIL_SEARCH`] of the class LRU; else evict the LRU tail. A class with
