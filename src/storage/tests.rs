@@ -243,6 +243,106 @@ fn stale_wheel_entries_do_not_pile_up() {
     assert_eq!(s.stats().reclaimed, 100);
 }
 
+/// Counts heap allocations made by the current thread, so a test can check
+/// that warm stores and deletes allocate nothing. Test builds only.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_allocation() {
+    // `try_with`: never panics, even while the thread is being torn down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the caller's own pointer and
+// layout, so `System` upholds the `GlobalAlloc` contract; the only addition
+// is bumping a thread-local counter, which neither allocates (const
+// initialised, no destructor) nor touches the memory handed out.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: forwarded unchanged; the caller guarantees a valid layout.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        count_allocation();
+        // SAFETY: as for `alloc`.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        count_allocation();
+        // SAFETY: `ptr` was allocated by `System` through this wrapper with
+        // `layout`, as the caller guarantees.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as for `realloc`.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|n| n.get())
+}
+
+#[test]
+fn warm_stores_and_deletes_do_not_allocate() {
+    let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
+    let keys: Vec<(Vec<u8>, u64)> = (0..2000)
+        .map(|i| {
+            let k = format!("key:{i}").into_bytes();
+            let h = xxh3_64(&k);
+            (k, h)
+        })
+        .collect();
+    let small = [b's'; 100];
+    let big = [b'b'; 300];
+    let cycle = |s: &mut Shard, now: Millis| {
+        for (i, (key, hash)) in keys.iter().enumerate() {
+            let value: &[u8] = if i % 2 == 0 { &small } else { &big };
+            let st = Store {
+                mode: StoreMode::Set,
+                key,
+                hash: *hash,
+                flags: 0,
+                deadline: Deadline::NEVER,
+                value,
+            };
+            s.store(&st, now);
+            s.store(&Store { value: &big, ..st }, now);
+            s.store(
+                &Store {
+                    mode: StoreMode::Append,
+                    value: b"x",
+                    ..st
+                },
+                now,
+            );
+            assert!(s.get(key, *hash, now).is_some());
+            assert!(s.delete(key, *hash, now));
+            s.store(&st, now);
+        }
+    };
+    // Warm-up: pages carved, free lists and the index at their size.
+    cycle(&mut s, 0);
+    cycle(&mut s, 0);
+    let before = allocations();
+    cycle(&mut s, 0);
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations in warm stores/deletes"
+    );
+}
+
 #[test]
 fn tick_work_is_bounded_and_carries_over() {
     let mut s = Shard::new(&ShardConfig::for_tests(64 << 20));
