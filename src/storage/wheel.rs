@@ -114,7 +114,13 @@ impl Wheel {
         if self.occupied[level] & (1 << slot) != 0 {
             self.occupied[level] &= !(1 << slot);
             let s = &mut self.slots[level * SLOTS + slot];
-            self.due.append(s);
+            if self.due.is_empty() {
+                // O(1) however full the slot is; the slot keeps `due`'s old
+                // buffer for reuse.
+                std::mem::swap(&mut self.due, s);
+            } else {
+                self.due.append(s);
+            }
         }
     }
 
