@@ -228,6 +228,32 @@ mod tests {
     }
 
     #[test]
+    fn removals_during_growth_are_exact() {
+        let mut slabs = Slabs::new(&ShardConfig::for_tests(64 << 20));
+        let mut index = Index::new();
+        let mut live = std::collections::HashMap::new();
+        for i in 0..30_000u32 {
+            let key = format!("key:{i}");
+            live.insert(key.clone(), put(&mut slabs, &mut index, key.as_bytes()));
+            if i % 3 == 0 {
+                // Remove an earlier key, which may sit in either table.
+                let old = format!("key:{}", i / 2);
+                if let Some(id) = live.remove(&old) {
+                    assert!(index.remove(&mut slabs, id, xxh3_64(old.as_bytes())));
+                    slabs.free(id);
+                }
+            }
+        }
+        assert_eq!(index.len(), live.len());
+        for (key, &id) in &live {
+            assert_eq!(
+                index.find(&slabs, key.as_bytes(), xxh3_64(key.as_bytes())),
+                Some(id)
+            );
+        }
+    }
+
+    #[test]
     fn remove_unlinks_from_the_middle_of_a_chain() {
         let mut slabs = Slabs::new(&ShardConfig::for_tests(64 << 20));
         let mut index = Index::new();
