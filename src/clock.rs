@@ -98,11 +98,7 @@ mod tests {
             Some(now + MAX_RELATIVE_EXPTIME as u64 * 1000)
         );
         // An absolute time in the past is expired; one in the future is not.
-        assert!(
-            clock
-                .deadline(MAX_RELATIVE_EXPTIME + 1, now)
-                .is_expired(now)
-        );
+        assert!(clock.deadline(MAX_RELATIVE_EXPTIME + 1, now).is_expired(now));
         let future = clock.unix_now() as i64 + 100;
         let deadline = clock.deadline(future, now);
         assert!(!deadline.is_expired(now));
