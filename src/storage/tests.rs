@@ -400,6 +400,17 @@ fn flush_now_and_later() {
 }
 
 #[test]
+fn a_new_delayed_flush_applies_the_one_falling_due_first() {
+    // Found by the model test: replacing a delayed flush in the very
+    // millisecond it falls due must not cancel it.
+    let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
+    s.flush(1143, 0);
+    set(&mut s, b"k", b"v", Deadline::NEVER, 75);
+    s.flush(1583, 1143);
+    assert!(!s.touch(b"k", xxh3_64(b"k"), Deadline::NEVER, 1143));
+}
+
+#[test]
 fn many_flushes_never_resurrect_old_items() {
     let mut s = Shard::new(&small_pages(64 << 10, 4096));
     set(&mut s, b"old", b"v", Deadline::NEVER, 0);
