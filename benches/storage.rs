@@ -230,12 +230,41 @@ fn bench_shard(c: &mut Criterion) {
     }
 }
 
+/// Sets of new keys into a full shard: every store evicts the LRU tail.
+fn bench_full(c: &mut Criterion) {
+    let mut shard = Shard::new(&ShardConfig::for_tests(64 << 20));
+    let value = [b'v'; 100];
+    let mut i = 0usize;
+    let mut set_next = |shard: &mut Shard| {
+        let (key, hash) = key(b"new:", i % 100_000_000);
+        i += 1;
+        shard.store(
+            &Store {
+                mode: StoreMode::Set,
+                key: &key,
+                hash,
+                flags: 0,
+                deadline: Deadline::NEVER,
+                value: &value,
+            },
+            1000,
+        )
+    };
+    while shard.stats().evictions == 0 {
+        set_next(&mut shard);
+    }
+    println!("full at {} items", shard.stats().curr_items);
+    c.bench_function("shard/set evicting (full, 64 MiB)", |b| {
+        b.iter(|| black_box(set_next(&mut shard)))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_slab, bench_lru, bench_wheel, bench_shard
+    targets = bench_slab, bench_lru, bench_wheel, bench_shard, bench_full
 }
 criterion_main!(benches);

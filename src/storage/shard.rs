@@ -109,6 +109,9 @@ struct Core {
     epoch: u64,
     /// Items with a deadline (each has one current wheel entry).
     timed: usize,
+    /// Items of an older flush epoch may still be in the arena (a sweep
+    /// has not finished since the last flush).
+    flush_pending: bool,
 }
 
 impl Core {
@@ -236,7 +239,14 @@ impl Core {
             if let Some(tail) = self.lru.tail(class) {
                 let mut at = Some(tail);
                 let mut victim = (tail, Gone::Evicted);
-                for _ in 0..TAIL_SEARCH {
+                // Each look is a header read (a cache miss in a big cache):
+                // only look past the tail if something can be dead there.
+                let search = if self.timed > 0 || self.flush_pending {
+                    TAIL_SEARCH
+                } else {
+                    1
+                };
+                for _ in 0..search {
                     let Some(id) = at else { break };
                     if let Some(why) = self.is_dead(self.slabs.chunk(id), now) {
                         victim = (id, why);
@@ -318,6 +328,7 @@ impl Shard {
                 classes: vec![ClassCounters::default(); classes],
                 epoch: 0,
                 timed: 0,
+                flush_pending: false,
             },
             wheel: Wheel::new(0),
             automove: Automove::new(),
@@ -402,6 +413,7 @@ impl Shard {
             }
         }
         self.core.epoch += 1;
+        self.core.flush_pending = true;
         self.sweep = Some(Sweep {
             start_epoch: self.core.epoch,
             page: 0,
@@ -417,6 +429,7 @@ impl Shard {
         while visited < budget {
             if sweep.page >= core.slabs.pages_allocated() {
                 self.oldest_epoch = sweep.start_epoch;
+                core.flush_pending = false;
                 self.sweep = None;
                 return;
             }
