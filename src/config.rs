@@ -371,6 +371,19 @@ impl Config {
                 ),
             ));
         }
+        // The engine's own limits (class count, chunk ids per shard).
+        crate::storage::validate_config(&config.shard_config(0)).map_err(|reason| {
+            let setting = [
+                ("slab page size", "--slab-page-size"),
+                ("max item size", "--max-item-size"),
+                ("slab growth factor", "--slab-growth-factor"),
+                ("slab minimum chunk", "--slab-min-chunk"),
+            ]
+            .iter()
+            .find(|(prefix, _)| reason.starts_with(prefix))
+            .map_or("--memory", |(_, flag)| flag);
+            error(setting, reason)
+        })?;
         Ok(config)
     }
 
@@ -521,6 +534,7 @@ mod tests {
             (&["--listen", "nowhere"], "--listen"),
             (&["--slab-growth-factor", "1.0"], "--slab-growth-factor"),
             (&["--slab-page-size", "512k"], "--slab-page-size"),
+            (&["--slab-growth-factor", "1.001"], "--slab-growth-factor"),
         ];
         for (args, setting) in cases {
             let err = Config::from_cli(&cli(args), &FOUR).unwrap_err();

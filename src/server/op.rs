@@ -151,7 +151,7 @@ impl Op {
                 }
             }
             OpKind::Discard => {
-                shard.discard(key, self.hash);
+                shard.discard(key, self.hash, now);
                 return self.error(out, ErrorReply::Server("object too large for cache"));
             }
             OpKind::Arith(op) => match shard.arith(key, self.hash, op, self.number, now) {

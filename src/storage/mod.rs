@@ -10,10 +10,104 @@
 //! (see [`crate::clock`]), which keeps the engine deterministic under test.
 //! Protocol-level exptime rules (relative seconds, absolute unix time,
 //! negative) are resolved into a [`Deadline`] before they reach a shard.
+//!
+//! The engine is memcached's design, per shard: a slab arena ([`slab`]) of
+//! pages carved into chunks, one item per chunk with a small header
+//! ([`item`]); a chained hash index threaded through the items that grows
+//! incrementally ([`index`]); one LRU list per slab class ([`lru`]); a
+//! hierarchical timing wheel that reclaims expired items without reads
+//! ([`wheel`]); and a page rebalancing policy ([`automove`]). [`shard`]
+//! glues them into the operations the server calls. The parts are public
+//! so the benchmarks can measure them on their own.
 
-mod shard;
+pub mod automove;
+pub mod index;
+pub mod item;
+pub mod lru;
+pub mod shard;
+pub mod slab;
+pub mod wheel;
+
+#[cfg(test)]
+mod tests;
 
 pub use shard::Shard;
+
+/// Checks the slab settings of a shard configuration (page size at least
+/// the largest item, growth factor above 1, a sane minimum chunk, a memory
+/// limit chunk ids can address). The error names the bad setting, for the
+/// configuration layer to report.
+pub fn validate_config(config: &ShardConfig) -> Result<(), String> {
+    slab::validate(config)
+}
+
+/// The chunk size of every slab class a configuration gives, smallest
+/// first, item header included.
+pub fn slab_class_sizes(config: &ShardConfig) -> Vec<usize> {
+    slab::class_sizes(config)
+}
+
+/// One slab class's memory and counters, for memcached's `stats slabs` and
+/// `stats items` (the field names are memcached's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlabClassStats {
+    /// Class id, 0-based (memcached numbers classes from 1).
+    pub class: usize,
+    /// Bytes per chunk, header included.
+    pub chunk_size: u64,
+    /// Chunks carved from one page.
+    pub chunks_per_page: u64,
+    /// Pages the class holds.
+    pub total_pages: u64,
+    /// Chunks the class holds.
+    pub total_chunks: u64,
+    /// Chunks holding items.
+    pub used_chunks: u64,
+    /// Chunks on the free list.
+    pub free_chunks: u64,
+    /// Bytes the items actually need (header, key, value).
+    pub mem_requested: u64,
+    /// Gets that hit an item of this class.
+    pub get_hits: u64,
+    /// Stores that wrote an item of this class.
+    pub cmd_set: u64,
+    /// Deletes that removed an item of this class.
+    pub delete_hits: u64,
+    /// Increments that hit an item of this class.
+    pub incr_hits: u64,
+    /// Decrements that hit an item of this class.
+    pub decr_hits: u64,
+    /// CAS stores that succeeded into this class.
+    pub cas_hits: u64,
+    /// CAS stores that found an item of this class changed.
+    pub cas_badval: u64,
+    /// Touches that hit an item of this class.
+    pub touch_hits: u64,
+    /// Items in the class (`stats items` `number`).
+    pub number: u64,
+    /// Seconds since the class's LRU tail was last used.
+    pub age_secs: u64,
+    /// Live items evicted from the LRU tail to make room in this class.
+    pub evicted: u64,
+    /// Live items evicted because their page was moved to another class
+    /// (also counted in the shard's `evictions`, not in `evicted`, so the
+    /// automove policy sees only memory pressure).
+    pub evicted_by_move: u64,
+    /// Evicted items that had a deadline.
+    pub evicted_nonzero: u64,
+    /// Evicted items never read.
+    pub evicted_unfetched: u64,
+    /// Expired items never read.
+    pub expired_unfetched: u64,
+    /// Stores that found no memory in this class.
+    pub outofmemory: u64,
+    /// Expired items whose chunk was taken back.
+    pub reclaimed: u64,
+    /// Pages moved into this class.
+    pub pages_in: u64,
+    /// Pages moved out of this class.
+    pub pages_out: u64,
+}
 
 /// Milliseconds on the server's monotonic clock, counted from server start.
 pub type Millis = u64;

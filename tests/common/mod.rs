@@ -67,6 +67,20 @@ impl TestServer {
         }
     }
 
+    /// Waits (up to 10 s) until a numeric stat equals `value`: for effects
+    /// the server completes in the background, such as the expiry wheel or
+    /// the sweep after `flush_all`. Returns the last value seen.
+    pub fn wait_for_stat(&self, name: &str, value: u64) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = self.stat_u64("", name);
+            if seen == value || std::time::Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A numeric stat.
     pub fn stat_u64(&self, args: &str, name: &str) -> u64 {
         self.stat(args, name).parse().expect("a number")

@@ -1,0 +1,180 @@
+//! The page rebalancing policy (memcached's slab automove): which class
+//! gives a page to which, and when.
+//!
+//! This module owns only the decision; the shard carries out the move
+//! (evicting what the page held, unlinking it from the index and LRU, and
+//! recarving the page). The policy, evaluated from `tick` once per
+//! [`WINDOW_MS`] window:
+//!
+//! * a class is *hot* in a window when it had the most evictions of all
+//!   classes (at least one); it becomes a **receiver** after being hot for
+//!   [`HOT_WINDOWS`] windows in a row;
+//! * a class is *quiet* in a window when it evicted nothing; a **donor** is
+//!   a class quiet for [`QUIET_WINDOWS`] windows in a row that holds at
+//!   least two pages, or any page with no item on it;
+//! * while there is a receiver and a donor, one page moves per window, from
+//!   the donor whose LRU tail is oldest (its memory is the coldest). The
+//!   receiver stays a receiver as long as it stays hot, so a big shift in
+//!   value sizes moves a page every window until the evictions stop.
+//!
+//! Two faster paths live in the shard's allocator and need no window: a
+//! class that needs a chunk takes a page with no items from any other class
+//! at once, and a class that has no page at all (so nothing of its own to
+//! evict) takes the coldest page of the class with the most pages.
+
+use super::Millis;
+
+/// Length of an evaluation window.
+pub const WINDOW_MS: Millis = 100;
+/// Windows a class must top the evictions for before it receives pages.
+pub const HOT_WINDOWS: u32 = 3;
+/// Windows without evictions before a class may give pages away.
+pub const QUIET_WINDOWS: u32 = 3;
+
+/// What the policy sees of one class at the end of a window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClassView {
+    /// Evictions ever counted in the class.
+    pub evictions: u64,
+    /// Pages the class holds.
+    pub pages: usize,
+    /// Pages of the class with no item on them.
+    pub empty_pages: usize,
+    /// Last access time (seconds) of the class's LRU tail, `None` if empty.
+    pub tail_time: Option<u32>,
+}
+
+/// A page move the shard should make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Move {
+    /// Class giving the page.
+    pub from: usize,
+    /// Class receiving it.
+    pub to: usize,
+}
+
+/// The automove state of one shard.
+#[derive(Debug, Default)]
+pub struct Automove {
+    window_start: Option<Millis>,
+    last_evictions: Vec<u64>,
+    hot: Vec<u32>,
+    quiet: Vec<u32>,
+}
+
+impl Automove {
+    /// A policy with no history.
+    pub fn new() -> Automove {
+        Automove::default()
+    }
+
+    /// Called from every tick; at the end of a window returns the move to
+    /// make, if any.
+    pub fn evaluate(&mut self, now: Millis, classes: &[ClassView]) -> Option<Move> {
+        let n = classes.len();
+        if self.last_evictions.len() != n {
+            self.last_evictions = classes.iter().map(|c| c.evictions).collect();
+            self.hot = vec![0; n];
+            self.quiet = vec![0; n];
+            self.window_start = Some(now);
+            return None;
+        }
+        match self.window_start {
+            Some(start) if now.saturating_sub(start) < WINDOW_MS => return None,
+            _ => self.window_start = Some(now),
+        }
+        let deltas: Vec<u64> = classes
+            .iter()
+            .zip(&self.last_evictions)
+            .map(|(c, &last)| c.evictions.saturating_sub(last))
+            .collect();
+        for (last, c) in self.last_evictions.iter_mut().zip(classes) {
+            *last = c.evictions;
+        }
+        let hottest = deltas
+            .iter()
+            .enumerate()
+            .filter(|&(_, &d)| d > 0)
+            .max_by_key(|&(i, &d)| (d, std::cmp::Reverse(i)))
+            .map(|(i, _)| i);
+        for (i, (hot, quiet)) in self.hot.iter_mut().zip(&mut self.quiet).enumerate() {
+            *hot = if Some(i) == hottest {
+                hot.saturating_add(1)
+            } else {
+                0
+            };
+            *quiet = if deltas[i] == 0 {
+                quiet.saturating_add(1)
+            } else {
+                0
+            };
+        }
+        let to = hottest.filter(|&r| self.hot[r] >= HOT_WINDOWS)?;
+        let from = (0..n)
+            .filter(|&d| d != to && self.quiet[d] >= QUIET_WINDOWS)
+            .filter(|&d| classes[d].pages >= 2 || classes[d].empty_pages > 0)
+            .min_by_key(|&d| (classes[d].empty_pages == 0, classes[d].tail_time))?;
+        Some(Move { from, to })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(evictions: u64, pages: usize, tail_time: u32) -> ClassView {
+        ClassView {
+            evictions,
+            pages,
+            empty_pages: 0,
+            tail_time: Some(tail_time),
+        }
+    }
+
+    #[test]
+    fn moves_from_quiet_cold_class_to_steadily_hot_class() {
+        let mut policy = Automove::new();
+        let mut now = 0;
+        let mut evictions = 0;
+        let mut moves = Vec::new();
+        for _ in 0..8 {
+            let classes = [view(0, 10, 5), view(evictions, 1, 100), view(0, 10, 50)];
+            if let Some(m) = policy.evaluate(now, &classes) {
+                moves.push(m);
+            }
+            evictions += 50;
+            now += WINDOW_MS;
+        }
+        // Needs HOT_WINDOWS windows of evictions first, then one per window,
+        // always from the class with the oldest tail (class 0).
+        assert!(!moves.is_empty() && moves.len() <= 8 - HOT_WINDOWS as usize);
+        assert!(moves.iter().all(|&m| m == Move { from: 0, to: 1 }));
+    }
+
+    #[test]
+    fn no_move_when_every_class_evicts_or_has_one_page() {
+        let mut policy = Automove::new();
+        let mut now = 0;
+        for round in 1..10u64 {
+            let classes = [
+                view(round * 10, 10, 5),
+                view(round * 20, 10, 100),
+                view(0, 1, 1),
+            ];
+            assert_eq!(policy.evaluate(now, &classes), None);
+            now += WINDOW_MS;
+        }
+    }
+
+    #[test]
+    fn evaluates_once_per_window() {
+        let mut policy = Automove::new();
+        let mut moves = 0;
+        for step in 0..100 {
+            // Ticks every 10 ms: ten per window, one eviction per tick.
+            let classes = [view(0, 10, 0), view(step, 1, 9)];
+            moves += usize::from(policy.evaluate(step * 10, &classes).is_some());
+        }
+        assert!(moves <= 1000 / WINDOW_MS as usize);
+    }
+}

@@ -1,0 +1,509 @@
+//! The slab arena: pages taken from the shard's memory budget, each carved
+//! into equal chunks of one slab class, with a free list per class.
+//!
+//! This module owns item memory. A chunk is named by a [`ChunkId`], a `u32`
+//! packing `(page << slot_bits | slot) + 1`, so 0 can mean "none" in the
+//! links other structures keep inside item headers. Pages are `Box<[u8]>`
+//! allocated zeroed on first use (the allocator hands back untouched, lazily
+//! zeroed memory for large sizes), never returned to the system, and can be
+//! moved from one class to another once every chunk on them is free
+//! ([`Slabs::reassign_page`]). Free chunks sit on a per-class `Vec` used as a
+//! stack, so once a class is warm no store or delete allocates.
+//!
+//! Class sizes are memcached's: the smallest chunk holds the item header
+//! plus `slab_min_chunk` bytes, each class is the previous times
+//! `slab_growth_factor` rounded up to 8 bytes, and the last class is the
+//! largest item (`max_item_size`, by default a whole page).
+
+use super::ShardConfig;
+use super::item;
+
+/// Names one chunk: `(page << slot_bits | slot) + 1`; 0 is "none".
+pub type ChunkId = u32;
+
+/// The "no chunk" id used in links.
+pub const NIL: ChunkId = 0;
+
+/// Most slab classes a configuration may produce (class ids fit in a `u8`).
+pub const MAX_CLASSES: usize = 255;
+
+/// Checks the slab settings of a configuration, returning a message that
+/// names the offending setting.
+pub fn validate(config: &ShardConfig) -> Result<(), String> {
+    let page = config.slab_page_size;
+    if !(1024..=1 << 30).contains(&page) {
+        return Err(format!(
+            "slab page size {page} must be between 1 KiB and 1 GiB"
+        ));
+    }
+    if config.max_item_size > page {
+        return Err(format!(
+            "max item size {} must not exceed the slab page size {page}",
+            config.max_item_size
+        ));
+    }
+    let factor = config.slab_growth_factor;
+    if !(factor.is_finite() && factor > 1.0) {
+        return Err(format!("slab growth factor {factor} must be above 1.0"));
+    }
+    if config.slab_min_chunk == 0 || config.slab_min_chunk > page / 2 {
+        return Err(format!(
+            "slab minimum chunk {} must be between 1 and half a page ({})",
+            config.slab_min_chunk,
+            page / 2
+        ));
+    }
+    if config.max_item_size < item::HEADER + config.slab_min_chunk {
+        return Err(format!(
+            "max item size {} is below the smallest chunk ({} bytes of header plus {} of data)",
+            config.max_item_size,
+            item::HEADER,
+            config.slab_min_chunk
+        ));
+    }
+    let sizes = class_sizes(config);
+    if sizes.len() > MAX_CLASSES {
+        return Err(format!(
+            "slab growth factor {factor} gives {} classes; at most {MAX_CLASSES} are supported",
+            sizes.len()
+        ));
+    }
+    let slot_bits = slot_bits(page, sizes[0]);
+    let pages = page_limit(config) as u64;
+    if (pages << slot_bits) >= u64::from(u32::MAX) {
+        return Err(format!(
+            "memory limit {} in pages of {page} bytes is too large for one shard; use larger pages or more shards",
+            config.memory_limit
+        ));
+    }
+    Ok(())
+}
+
+/// The chunk size of every slab class, smallest first, header included
+/// (what `stats slabs` reports as `chunk_size`).
+pub fn class_sizes(config: &ShardConfig) -> Vec<usize> {
+    let largest = config.max_item_size.min(config.slab_page_size);
+    let mut sizes = Vec::new();
+    let mut size = align8(item::HEADER + config.slab_min_chunk);
+    while size < largest && (size as f64) <= largest as f64 / config.slab_growth_factor {
+        sizes.push(size);
+        if sizes.len() > MAX_CLASSES {
+            break;
+        }
+        let grown = align8((size as f64 * config.slab_growth_factor) as usize);
+        size = grown.max(size + 8);
+    }
+    sizes.push(largest);
+    sizes
+}
+
+/// Pages the budget allows: `memory_limit / page_size`, at least one.
+pub fn page_limit(config: &ShardConfig) -> usize {
+    (config.memory_limit / config.slab_page_size).max(1)
+}
+
+fn align8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+fn slot_bits(page_size: usize, smallest: usize) -> u32 {
+    let per_page = (page_size / smallest) as u32;
+    u32::BITS - per_page.leading_zeros()
+}
+
+struct Page {
+    data: Box<[u8]>,
+    class: u8,
+    /// Chunks of this page holding items.
+    used: u32,
+}
+
+struct Class {
+    size: usize,
+    per_page: u32,
+    free: Vec<ChunkId>,
+    pages: Vec<u32>,
+    used: u64,
+    /// Pages of this class with no chunk in use.
+    empty_pages: u32,
+}
+
+/// A snapshot of one class's memory, for `stats slabs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassMemory {
+    /// Bytes per chunk.
+    pub chunk_size: usize,
+    /// Chunks carved from one page.
+    pub chunks_per_page: u32,
+    /// Pages the class holds.
+    pub total_pages: u64,
+    /// Chunks the class holds (`total_pages * chunks_per_page`).
+    pub total_chunks: u64,
+    /// Chunks holding items.
+    pub used_chunks: u64,
+    /// Chunks on the free list.
+    pub free_chunks: u64,
+}
+
+/// The slab arena of one shard.
+pub struct Slabs {
+    page_size: usize,
+    slot_bits: u32,
+    page_limit: usize,
+    pages: Vec<Page>,
+    classes: Vec<Class>,
+    /// Pages with no chunk in use, all classes.
+    empty_total: usize,
+}
+
+impl Slabs {
+    /// An arena with no pages yet. The configuration must pass
+    /// [`validate`].
+    pub fn new(config: &ShardConfig) -> Slabs {
+        let sizes = class_sizes(config);
+        let page_size = config.slab_page_size;
+        let classes = sizes
+            .iter()
+            .map(|&size| Class {
+                size,
+                per_page: (page_size / size) as u32,
+                free: Vec::new(),
+                pages: Vec::new(),
+                used: 0,
+                empty_pages: 0,
+            })
+            .collect();
+        Slabs {
+            page_size,
+            slot_bits: slot_bits(page_size, sizes[0]),
+            page_limit: page_limit(config),
+            pages: Vec::new(),
+            classes,
+            empty_total: 0,
+        }
+    }
+
+    /// How many slab classes there are.
+    pub fn class_count(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// The smallest class whose chunks hold `size` bytes, if any does.
+    pub fn class_for(&self, size: usize) -> Option<usize> {
+        let i = self.classes.partition_point(|c| c.size < size);
+        (i < self.classes.len()).then_some(i)
+    }
+
+    /// The largest item size any class holds.
+    pub fn largest_chunk(&self) -> usize {
+        self.classes.last().map_or(0, |c| c.size)
+    }
+
+    /// Chunk size of a class.
+    pub fn chunk_size(&self, class: usize) -> usize {
+        self.classes[class].size
+    }
+
+    /// Pages allocated so far (all classes).
+    pub fn pages_allocated(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The page budget.
+    pub fn page_limit(&self) -> usize {
+        self.page_limit
+    }
+
+    /// Pages held by a class.
+    pub fn class_pages(&self, class: usize) -> usize {
+        self.classes[class].pages.len()
+    }
+
+    /// Pages of a class with no chunk in use.
+    pub fn class_empty_pages(&self, class: usize) -> usize {
+        self.classes[class].empty_pages as usize
+    }
+
+    /// A memory snapshot of a class.
+    pub fn class_memory(&self, class: usize) -> ClassMemory {
+        let c = &self.classes[class];
+        ClassMemory {
+            chunk_size: c.size,
+            chunks_per_page: c.per_page,
+            total_pages: c.pages.len() as u64,
+            total_chunks: c.pages.len() as u64 * u64::from(c.per_page),
+            used_chunks: c.used,
+            free_chunks: c.free.len() as u64,
+        }
+    }
+
+    fn split(&self, id: ChunkId) -> (usize, usize) {
+        let raw = id - 1;
+        (
+            (raw >> self.slot_bits) as usize,
+            (raw & ((1 << self.slot_bits) - 1)) as usize,
+        )
+    }
+
+    fn make(&self, page: usize, slot: usize) -> ChunkId {
+        ((page as u32) << self.slot_bits | slot as u32) + 1
+    }
+
+    /// The page a chunk lives on.
+    pub fn page_of(&self, id: ChunkId) -> usize {
+        self.split(id).0
+    }
+
+    /// The class of the page a chunk lives on.
+    pub fn class_of(&self, id: ChunkId) -> usize {
+        self.pages[self.split(id).0].class as usize
+    }
+
+    /// The class a page is carved for.
+    pub fn page_class(&self, page: usize) -> usize {
+        self.pages[page].class as usize
+    }
+
+    /// Whether `id` names a chunk of a page's current carving that holds an
+    /// item. Ids kept elsewhere (the expiry wheel) may be older than a page
+    /// move; this is how they are recognised.
+    pub fn is_live(&self, id: ChunkId) -> bool {
+        if id == NIL {
+            return false;
+        }
+        let (page, slot) = self.split(id);
+        match self.pages.get(page) {
+            Some(p) => {
+                let class = &self.classes[p.class as usize];
+                slot < class.per_page as usize
+                    && item::is_allocated(&p.data[slot * class.size..][..class.size])
+            }
+            None => false,
+        }
+    }
+
+    /// The bytes of a chunk.
+    pub fn chunk(&self, id: ChunkId) -> &[u8] {
+        let (page, slot) = self.split(id);
+        let p = &self.pages[page];
+        let size = self.classes[p.class as usize].size;
+        &p.data[slot * size..][..size]
+    }
+
+    /// The bytes of a chunk, writable.
+    pub fn chunk_mut(&mut self, id: ChunkId) -> &mut [u8] {
+        let (page, slot) = self.split(id);
+        let p = &mut self.pages[page];
+        let size = self.classes[p.class as usize].size;
+        &mut p.data[slot * size..][..size]
+    }
+
+    /// Takes a free chunk of `class`, carving a new page from the budget if
+    /// the class has none. `None` when the class is full and the budget is
+    /// spent. The chunk's header is garbage until the caller initialises it.
+    pub fn alloc(&mut self, class: usize) -> Option<ChunkId> {
+        if self.classes[class].free.is_empty() {
+            if self.pages.len() >= self.page_limit {
+                return None;
+            }
+            let page = self.pages.len();
+            self.pages.push(Page {
+                data: vec![0u8; self.page_size].into_boxed_slice(),
+                class: class as u8,
+                used: 0,
+            });
+            self.carve(page, class);
+        }
+        let id = self.classes[class].free.pop()?;
+        let page = self.split(id).0;
+        let p = &mut self.pages[page];
+        p.used += 1;
+        let c = &mut self.classes[class];
+        c.used += 1;
+        if p.used == 1 {
+            c.empty_pages -= 1;
+            self.empty_total -= 1;
+        }
+        Some(id)
+    }
+
+    /// Returns a chunk to its class's free list.
+    pub fn free(&mut self, id: ChunkId) {
+        debug_assert!(self.is_live(id));
+        item::clear(self.chunk_mut(id));
+        let page = self.split(id).0;
+        let class = self.pages[page].class as usize;
+        let p = &mut self.pages[page];
+        p.used -= 1;
+        let c = &mut self.classes[class];
+        c.used -= 1;
+        if p.used == 0 {
+            c.empty_pages += 1;
+            self.empty_total += 1;
+        }
+        c.free.push(id);
+    }
+
+    fn carve(&mut self, page: usize, class: usize) {
+        self.pages[page].class = class as u8;
+        let per_page = self.classes[class].per_page as usize;
+        let ids: Vec<ChunkId> = (0..per_page).rev().map(|s| self.make(page, s)).collect();
+        let size = self.classes[class].size;
+        let data = &mut self.pages[page].data;
+        for s in 0..per_page {
+            item::clear(&mut data[s * size..][..size]);
+        }
+        let c = &mut self.classes[class];
+        c.free.extend(ids);
+        c.pages.push(page as u32);
+        c.empty_pages += 1;
+        self.empty_total += 1;
+    }
+
+    /// The chunks of a page in its current carving.
+    pub fn page_chunks(&self, page: usize) -> impl Iterator<Item = ChunkId> + use<'_> {
+        let per_page = self.classes[self.pages[page].class as usize].per_page as usize;
+        (0..per_page).map(move |s| self.make(page, s))
+    }
+
+    /// Whether no chunk of `page` holds an item.
+    pub fn page_is_empty(&self, page: usize) -> bool {
+        self.pages[page].used == 0
+    }
+
+    /// Pages with no chunk in use, over all classes.
+    pub fn empty_pages(&self) -> usize {
+        self.empty_total
+    }
+
+    /// An empty page of `class`, if it has one.
+    pub fn empty_page_of(&self, class: usize) -> Option<usize> {
+        let c = &self.classes[class];
+        if c.empty_pages == 0 {
+            return None;
+        }
+        c.pages
+            .iter()
+            .map(|&p| p as usize)
+            .find(|&p| self.pages[p].used == 0)
+    }
+
+    /// Moves an empty page to `to`, recarving it. Every chunk on the page
+    /// must already be free.
+    pub fn reassign_page(&mut self, page: usize, to: usize) {
+        assert!(self.page_is_empty(page), "page {page} still holds items");
+        let from = self.pages[page].class as usize;
+        let (lo, hi) = (self.make(page, 0), self.make(page + 1, 0));
+        let c = &mut self.classes[from];
+        c.free.retain(|&id| !(lo..hi).contains(&id));
+        let pos = c.pages.iter().position(|&p| p as usize == page);
+        if let Some(pos) = pos {
+            c.pages.swap_remove(pos);
+        }
+        c.empty_pages -= 1;
+        self.empty_total -= 1;
+        self.carve(page, to);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Deadline;
+
+    fn config(memory: usize, page: usize) -> ShardConfig {
+        ShardConfig {
+            slab_page_size: page,
+            max_item_size: page,
+            ..ShardConfig::for_tests(memory)
+        }
+    }
+
+    #[test]
+    fn class_sizes_grow_by_factor_to_a_page() {
+        let sizes = class_sizes(&ShardConfig::for_tests(64 << 20));
+        assert_eq!(sizes[0], 88);
+        assert_eq!(sizes[1], 112);
+        assert_eq!(*sizes.last().unwrap(), 1 << 20);
+        assert!(sizes.windows(2).all(|w| w[1] > w[0]));
+        assert!(sizes.len() < 64);
+    }
+
+    #[test]
+    fn validation_names_the_bad_setting() {
+        let good = ShardConfig::for_tests(64 << 20);
+        assert!(validate(&good).is_ok());
+        let bad = ShardConfig {
+            max_item_size: 2 << 20,
+            ..good.clone()
+        };
+        assert!(validate(&bad).unwrap_err().contains("max item size"));
+        let bad = ShardConfig {
+            slab_growth_factor: 1.0,
+            ..good.clone()
+        };
+        assert!(validate(&bad).unwrap_err().contains("growth factor"));
+        let bad = ShardConfig {
+            slab_min_chunk: 0,
+            ..good.clone()
+        };
+        assert!(validate(&bad).unwrap_err().contains("minimum chunk"));
+        let bad = ShardConfig {
+            slab_growth_factor: 1.0001,
+            ..good.clone()
+        };
+        assert!(validate(&bad).unwrap_err().contains("classes"));
+        let bad = ShardConfig {
+            memory_limit: 1 << 40,
+            slab_page_size: 1024,
+            max_item_size: 1024,
+            ..good
+        };
+        assert!(validate(&bad).unwrap_err().contains("memory limit"));
+    }
+
+    #[test]
+    fn alloc_free_reuses_chunks_and_respects_budget() {
+        let cfg = config(2 * 4096, 4096);
+        let mut slabs = Slabs::new(&cfg);
+        let class = slabs.class_for(100).unwrap();
+        assert_eq!(slabs.chunk_size(class), 112);
+        let per_page = 4096 / 112;
+        let mut ids = Vec::new();
+        while let Some(id) = slabs.alloc(class) {
+            item::init(slabs.chunk_mut(id), b"k", 1, 0, 1, Deadline::NEVER, 0, 0);
+            assert!(slabs.is_live(id));
+            ids.push(id);
+        }
+        assert_eq!(ids.len(), 2 * per_page);
+        assert_eq!(slabs.pages_allocated(), 2);
+        // Another class cannot get a page now.
+        assert_eq!(slabs.alloc(class + 1), None);
+        let id = ids.pop().unwrap();
+        slabs.free(id);
+        assert!(!slabs.is_live(id));
+        assert_eq!(slabs.alloc(class), Some(id));
+        let m = slabs.class_memory(class);
+        assert_eq!(m.used_chunks, m.total_chunks);
+    }
+
+    #[test]
+    fn empty_pages_move_between_classes() {
+        let cfg = config(4096, 4096);
+        let mut slabs = Slabs::new(&cfg);
+        let small = slabs.class_for(90).unwrap();
+        let big = slabs.class_count() - 1;
+        let a = slabs.alloc(small).unwrap();
+        item::init(slabs.chunk_mut(a), b"k", 1, 0, 1, Deadline::NEVER, 0, 0);
+        assert_eq!(slabs.empty_page_of(small), None);
+        slabs.free(a);
+        let page = slabs.empty_page_of(small).unwrap();
+        slabs.reassign_page(page, big);
+        assert_eq!(slabs.class_pages(small), 0);
+        assert_eq!(slabs.class_memory(small).free_chunks, 0);
+        assert!(!slabs.is_live(a));
+        let b = slabs.alloc(big).unwrap();
+        assert_eq!(slabs.chunk(b).len(), 4096);
+        assert_eq!(slabs.class_of(b), big);
+    }
+}
