@@ -310,6 +310,31 @@ both_runtimes! {
         assert_eq!(server.stat_u64("", "curr_items"), 1);
     }
 
+    fn stats_slabs_and_items_account_for_every_item(server) {
+        let mut c = server.connect();
+        // 30 small and 10 larger items land in two different slab classes.
+        for i in 0..40 {
+            let len = if i < 30 { 10 } else { 5000 };
+            c.expect(&format!("set s{i} 0 0 {len}\r\n{}\r\n", "x".repeat(len)), "STORED\r\n");
+        }
+        let slabs = c.stats("slabs");
+        let sum = |stats: &[(String, String)], suffix: &str| -> u64 {
+            stats
+                .iter()
+                .filter(|(k, _)| k.ends_with(suffix))
+                .map(|(_, v)| v.parse::<u64>().unwrap())
+                .sum()
+        };
+        assert_eq!(sum(&slabs, ":used_chunks"), 40, "{slabs:?}");
+        assert_eq!(sum(&slabs, ":cmd_set"), 40);
+        let active: u64 = slabs.iter().find(|(k, _)| k == "active_slabs").unwrap().1.parse().unwrap();
+        assert_eq!(active, 2, "{slabs:?}");
+        assert!(sum(&slabs, "total_malloced") >= 2 << 20);
+        let items = c.stats("items");
+        assert_eq!(sum(&items, ":number"), 40, "{items:?}");
+        assert_eq!(items.iter().filter(|(k, _)| k.ends_with(":number")).count(), 2);
+    }
+
     fn keys_owned_by_each_thread_work_from_any_connection(server) {
         let local = key_on_thread(0, 0);
         let remote = key_on_thread(1, 0);

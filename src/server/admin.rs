@@ -5,9 +5,9 @@
 //! forwarding) are added under names memcached does not use.
 
 use super::connection::Dispatch;
-use super::{Control, ServerState};
+use super::{Control, ServerState, ShardReport};
 use crate::protocol::{ErrorReply, Reply, Tokens};
-use crate::storage::ShardStats;
+use crate::storage::{ShardStats, SlabClassStats};
 
 /// The server's version as `version` and `stats` report it.
 pub const VERSION: &str = concat!("corecache-", env!("CARGO_PKG_VERSION"));
@@ -29,6 +29,14 @@ pub async fn stats<D: Dispatch>(
             let shards = dispatch.control(Control::Stats).await;
             general(state, &shards, out);
         }
+        (Some(b"slabs"), None) => {
+            let shards = dispatch.control(Control::Slabs).await;
+            slabs(&shards, out);
+        }
+        (Some(b"items"), None) => {
+            let shards = dispatch.control(Control::Slabs).await;
+            items(&shards, out);
+        }
         (Some(b"threads"), None) => threads(state, out),
         (Some(b"settings"), None) => settings(state, out),
         (Some(b"reset"), None) => {
@@ -44,10 +52,10 @@ pub async fn stats<D: Dispatch>(
     out.extend_from_slice(Reply::END);
 }
 
-fn general(state: &ServerState, shards: &[ShardStats], out: &mut Vec<u8>) {
+fn general(state: &ServerState, shards: &[ShardReport], out: &mut Vec<u8>) {
     let mut total = ShardStats::default();
     for shard in shards {
-        total.add(shard);
+        total.add(&shard.stats);
     }
     let sum = |field: fn(&crate::stats::ThreadStats) -> &crate::stats::Counter| -> u64 {
         state.threads.iter().map(|t| field(t).get()).sum()
@@ -87,6 +95,11 @@ fn general(state: &ServerState, shards: &[ShardStats], out: &mut Vec<u8>) {
     Reply::stat(s, "bytes_read", sum(|t| &t.bytes_read));
     Reply::stat(s, "bytes_written", sum(|t| &t.bytes_written));
     Reply::stat(s, "limit_maxbytes", state.config.memory);
+    Reply::stat(
+        s,
+        "total_malloced",
+        shards.iter().map(|s| s.page_bytes).sum::<u64>(),
+    );
     Reply::stat(s, "threads", state.config.threads);
     Reply::stat(s, "bytes", total.bytes);
     Reply::stat(s, "curr_items", total.curr_items);
@@ -100,6 +113,99 @@ fn general(state: &ServerState, shards: &[ShardStats], out: &mut Vec<u8>) {
     Reply::stat(s, "shards", state.config.shards);
     Reply::stat(s, "forwarded_requests", sum(|t| &t.forwarded_out));
     Reply::stat(s, "forward_batches", sum(|t| &t.forward_batches));
+}
+
+/// Every shard has the same classes; memcached numbers them from 1 and
+/// lists only classes that hold memory (`slabs`) or items (`items`).
+fn merged_classes(shards: &[ShardReport]) -> Vec<SlabClassStats> {
+    let mut merged: Vec<SlabClassStats> = Vec::new();
+    for shard in shards {
+        for class in &shard.classes {
+            match merged.iter_mut().find(|m| m.class == class.class) {
+                None => merged.push(class.clone()),
+                Some(m) => {
+                    macro_rules! sum {
+                        ($($field:ident),*) => { $( m.$field += class.$field; )* };
+                    }
+                    sum!(
+                        total_pages,
+                        total_chunks,
+                        used_chunks,
+                        free_chunks,
+                        mem_requested,
+                        get_hits,
+                        cmd_set,
+                        delete_hits,
+                        incr_hits,
+                        decr_hits,
+                        cas_hits,
+                        cas_badval,
+                        touch_hits,
+                        number,
+                        evicted,
+                        evicted_by_move,
+                        evicted_nonzero,
+                        evicted_unfetched,
+                        expired_unfetched,
+                        outofmemory,
+                        reclaimed,
+                        pages_in,
+                        pages_out
+                    );
+                    m.age_secs = m.age_secs.max(class.age_secs);
+                }
+            }
+        }
+    }
+    merged.sort_by_key(|m| m.class);
+    merged
+}
+
+fn slabs(shards: &[ShardReport], out: &mut Vec<u8>) {
+    let classes = merged_classes(shards);
+    let mut active = 0;
+    for c in classes.iter().filter(|c| c.total_pages > 0) {
+        active += 1;
+        let id = c.class + 1;
+        let mut stat = |name: &str, value: u64| Reply::stat(out, &format!("{id}:{name}"), value);
+        stat("chunk_size", c.chunk_size);
+        stat("chunks_per_page", c.chunks_per_page);
+        stat("total_pages", c.total_pages);
+        stat("total_chunks", c.total_chunks);
+        stat("used_chunks", c.used_chunks);
+        stat("free_chunks", c.free_chunks);
+        stat("free_chunks_end", 0);
+        stat("mem_requested", c.mem_requested);
+        stat("get_hits", c.get_hits);
+        stat("cmd_set", c.cmd_set);
+        stat("delete_hits", c.delete_hits);
+        stat("incr_hits", c.incr_hits);
+        stat("decr_hits", c.decr_hits);
+        stat("cas_hits", c.cas_hits);
+        stat("cas_badval", c.cas_badval);
+        stat("touch_hits", c.touch_hits);
+        stat("pages_moved_in", c.pages_in);
+        stat("pages_moved_out", c.pages_out);
+    }
+    Reply::stat(out, "active_slabs", active);
+    let malloced: u64 = shards.iter().map(|s| s.page_bytes).sum();
+    Reply::stat(out, "total_malloced", malloced);
+}
+
+fn items(shards: &[ShardReport], out: &mut Vec<u8>) {
+    for c in merged_classes(shards).iter().filter(|c| c.number > 0) {
+        let id = c.class + 1;
+        let mut stat =
+            |name: &str, value: u64| Reply::stat(out, &format!("items:{id}:{name}"), value);
+        stat("number", c.number);
+        stat("age", c.age_secs);
+        stat("evicted", c.evicted + c.evicted_by_move);
+        stat("evicted_nonzero", c.evicted_nonzero);
+        stat("evicted_unfetched", c.evicted_unfetched);
+        stat("expired_unfetched", c.expired_unfetched);
+        stat("outofmemory", c.outofmemory);
+        stat("reclaimed", c.reclaimed);
+    }
 }
 
 fn threads(state: &ServerState, out: &mut Vec<u8>) {

@@ -10,10 +10,10 @@
 
 use super::admin;
 use super::op::{Op, OpKind, Span};
-use super::{Control, ServerState};
+use super::{Control, ServerState, ShardReport};
 use crate::protocol::{self, ArithKind, ErrorReply, ParseError, Reply, Request, StoreKind};
 use crate::stats::ThreadStats;
-use crate::storage::{ArithOp, ShardStats};
+use crate::storage::ArithOp;
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,7 +65,7 @@ pub trait Dispatch {
 
     /// Runs `control` on every shard, after everything this connection sent
     /// before it; returns each shard's stats.
-    async fn control(&mut self, control: Control) -> Vec<ShardStats>;
+    async fn control(&mut self, control: Control) -> Vec<ShardReport>;
 
     /// Counters of the thread this connection is running on.
     fn thread_stats(&self) -> &ThreadStats;

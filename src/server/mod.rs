@@ -44,6 +44,43 @@ pub enum Control {
     },
     /// Zero the counters (`stats reset`).
     ResetStats,
+    /// Report counters and per-slab-class figures (`stats slabs`/`items`).
+    Slabs,
+}
+
+/// One shard's answer to a [`Control`] request.
+#[derive(Clone, Debug, Default)]
+pub struct ShardReport {
+    /// The shard's counters.
+    pub stats: crate::storage::ShardStats,
+    /// Per-class figures; filled in only for [`Control::Slabs`].
+    pub classes: Vec<crate::storage::SlabClassStats>,
+    /// Bytes of slab pages the shard has taken from its budget.
+    pub page_bytes: u64,
+}
+
+impl ShardReport {
+    /// Runs `control` on `shard` and reports on it.
+    pub fn of(
+        shard: &mut crate::storage::Shard,
+        control: Control,
+        now: crate::storage::Millis,
+    ) -> ShardReport {
+        match control {
+            Control::Stats | Control::Slabs => {}
+            Control::Flush { at } => shard.flush(at, now),
+            Control::ResetStats => shard.reset_stats(),
+        }
+        ShardReport {
+            stats: shard.stats().clone(),
+            classes: if control == Control::Slabs {
+                shard.slab_class_stats(now)
+            } else {
+                Vec::new()
+            },
+            page_bytes: (shard.pages_allocated() * shard.page_size()) as u64,
+        }
+    }
 }
 
 /// State shared by every thread: read-mostly, nothing on it is locked.

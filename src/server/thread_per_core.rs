@@ -30,9 +30,9 @@
 
 use super::connection::{Connection, Dispatch, Step};
 use super::op::{Op, Span};
-use super::{Control, ServerState};
+use super::{Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
-use crate::storage::{Shard, ShardStats};
+use crate::storage::Shard;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -106,7 +106,7 @@ pub(super) enum Message {
     /// A batch this core sent, with its replies filled in.
     Reply(ForwardBatch),
     /// A whole-server request, answered with the receiver's shard stats.
-    Control(Control, oneshot::Sender<Vec<ShardStats>>),
+    Control(Control, oneshot::Sender<Vec<ShardReport>>),
 }
 
 /// A connection waiting for forwarded replies.
@@ -134,19 +134,12 @@ impl Core {
     }
 
     /// Runs a control request on this core's shards.
-    fn control(&self, control: Control) -> Vec<ShardStats> {
+    fn control(&self, control: Control) -> Vec<ShardReport> {
         let now = self.state.clock.now();
         let mut shards = self.shards.borrow_mut();
         shards
             .iter_mut()
-            .map(|shard| {
-                match control {
-                    Control::Stats => {}
-                    Control::Flush { at } => shard.flush(at, now),
-                    Control::ResetStats => shard.reset_stats(),
-                }
-                shard.stats().clone()
-            })
+            .map(|shard| ShardReport::of(shard, control, now))
             .collect()
     }
 
@@ -369,7 +362,7 @@ impl Dispatch for CoreDispatch {
         }
     }
 
-    async fn control(&mut self, control: Control) -> Vec<ShardStats> {
+    async fn control(&mut self, control: Control) -> Vec<ShardReport> {
         let mut pending = Vec::new();
         for (index, inbox) in self.core.inboxes.iter().enumerate() {
             if index != self.core.index {

@@ -7,9 +7,9 @@
 //! comparing the two compares ownership and dispatch and nothing else.
 
 use super::connection::{Connection, Dispatch, Step};
-use super::{Control, ServerState};
+use super::{Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
-use crate::storage::{Shard, ShardStats};
+use crate::storage::Shard;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,18 +58,10 @@ impl Dispatch for SharedDispatch {
         }
     }
 
-    async fn control(&mut self, control: Control) -> Vec<ShardStats> {
+    async fn control(&mut self, control: Control) -> Vec<ShardReport> {
         let now = self.shared.state.clock.now();
         (0..self.shared.shards.len())
-            .map(|index| {
-                let mut shard = self.shared.lock(index);
-                match control {
-                    Control::Stats => {}
-                    Control::Flush { at } => shard.flush(at, now),
-                    Control::ResetStats => shard.reset_stats(),
-                }
-                shard.stats().clone()
-            })
+            .map(|index| ShardReport::of(&mut self.shared.lock(index), control, now))
             .collect()
     }
 

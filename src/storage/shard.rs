@@ -990,6 +990,11 @@ impl Shard {
             .collect()
     }
 
+    /// Bytes in one slab page.
+    pub fn page_size(&self) -> usize {
+        self.config.slab_page_size
+    }
+
     /// Chunk sizes of the slab classes, smallest first.
     pub fn class_sizes(&self) -> Vec<usize> {
         slab::class_sizes(&self.config)
