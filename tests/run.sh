@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every test of
+# the workspace. On a fresh Debian machine this is all the set-up there is.
+#
+#   bash tests/run.sh            # everything
+#   bash tests/run.sh protocol   # extra arguments go to the test runner (a filter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Programs some tests drive for real: memcached (loadgen and comparisons),
+# libmemcached-tools and nutcracker (interoperability), nc (the smoke test).
+packages=(memcached libmemcached-tools nutcracker netcat-openbsd)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "tests/run.sh: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "tests/run.sh: please install: ${missing[*]} (needs root and apt-get)" >&2
+        exit 1
+    fi
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+    # nextest does not run doctests.
+    cargo test --workspace --doc --quiet
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
