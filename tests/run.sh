@@ -26,9 +26,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
-    # nextest does not run doctests.
+    # nextest does not run doctests; they go first so the summary of the
+    # whole run is the last thing printed.
     cargo test --workspace --doc --quiet
+    cargo nextest run --workspace --no-fail-fast "$@"
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
