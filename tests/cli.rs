@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::Raw;
+use common::{KillOnDrop, Raw};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_corecache");
@@ -19,7 +19,7 @@ fn refused(args: &[&str]) -> String {
 }
 
 /// Starts the binary on a free port and waits for its "listening" line.
-fn spawn(args: &[&str]) -> (Child, SocketAddr) {
+fn spawn(args: &[&str]) -> (KillOnDrop, SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["--port", "0"])
         .args(args)
@@ -37,12 +37,12 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr) {
     };
     // Keep draining so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (KillOnDrop(child), addr)
 }
 
-fn signal(child: &Child, signal: i32) {
+fn signal(child: &KillOnDrop, signal: i32) {
     // SAFETY: kill(2) on a child we own.
-    assert_eq!(unsafe { libc_kill(child.id() as i32, signal) }, 0);
+    assert_eq!(unsafe { libc_kill(child.0.id() as i32, signal) }, 0);
 }
 
 unsafe extern "C" {
@@ -87,7 +87,7 @@ fn a_port_already_bound_is_refused() {
     let stderr = refused(&["--port", &addr.port().to_string(), "--threads", "2"]);
     assert!(stderr.contains("in use"), "{stderr}");
     signal(&first, SIGTERM);
-    first.wait().unwrap();
+    first.0.wait().unwrap();
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn the_shipped_config_file_runs() {
         "STORED\r\nVALUE a 0 1\r\n1\r\nEND\r\n",
     );
     signal(&child, SIGINT);
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn each_runtime_thread_is_pinned_to_its_own_cpu() {
     let cpus = format!("{},{}", allowed[0], allowed[1]);
     let (mut child, addr) = spawn(&["--threads", "2", "--cpus", &cpus]);
     let mut pinned = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap() {
+    for task in std::fs::read_dir(format!("/proc/{}/task", child.0.id())).unwrap() {
         let task = task.unwrap().path();
         let name = std::fs::read_to_string(task.join("comm")).unwrap();
         if !name.starts_with("corecache-") {
@@ -147,7 +147,7 @@ fn each_runtime_thread_is_pinned_to_its_own_cpu() {
         &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
     );
     signal(&child, SIGTERM);
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn sigterm_answers_what_was_read_then_exits_zero() {
         }
         busy.expect(&request, &expected);
         signal(&child, SIGTERM);
-        let status = child.wait().unwrap();
+        let status = child.0.wait().unwrap();
         assert!(status.success(), "{runtime}: {status:?}");
         assert!(idle.is_closed());
         assert!(busy.is_closed());
@@ -181,5 +181,5 @@ fn the_shutdown_command_only_when_enabled() {
     let (mut child, addr) = spawn(&["--threads", "2", "--no-pin", "--enable-shutdown"]);
     let mut c = Raw::connect(addr);
     c.expect("shutdown\r\n", "OK\r\n");
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 }

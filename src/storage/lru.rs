@@ -89,6 +89,31 @@ impl Lru {
         list.len -= 1;
     }
 
+    /// Puts `new` (not linked) in `old`'s place in the list of `class`,
+    /// keeping its age: an item that moved to another chunk.
+    pub fn replace(&mut self, slabs: &mut Slabs, class: usize, old: ChunkId, new: ChunkId) {
+        let (prev, next) = {
+            let c = slabs.chunk(old);
+            (item::lru_prev(c), item::lru_next(c))
+        };
+        {
+            let c = slabs.chunk_mut(new);
+            item::set_lru_prev(c, prev);
+            item::set_lru_next(c, next);
+        }
+        let list = &mut self.lists[class];
+        if prev != NIL {
+            item::set_lru_next(slabs.chunk_mut(prev), new);
+        } else {
+            list.head = new;
+        }
+        if next != NIL {
+            item::set_lru_prev(slabs.chunk_mut(next), new);
+        } else {
+            list.tail = new;
+        }
+    }
+
     /// Moves `id` to the head of `class` (a hit).
     pub fn bump(&mut self, slabs: &mut Slabs, class: usize, id: ChunkId) {
         if self.lists[class].head != id {

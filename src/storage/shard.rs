@@ -112,6 +112,9 @@ struct Core {
     /// Items of an older flush epoch may still be in the arena (a sweep
     /// has not finished since the last flush).
     flush_pending: bool,
+    /// Items a page move relocated, whose wheel entries the shard must
+    /// renew (the wheel names chunks, and these changed chunk).
+    relocated: Vec<ChunkId>,
 }
 
 impl Core {
@@ -193,25 +196,58 @@ impl Core {
         self.unlink(id, hash, why);
     }
 
-    /// Empties a page (expired and flushed items are reclaimed, live ones
-    /// evicted) and gives it to class `to`.
+    /// Empties a page and gives it to class `to`. Expired and flushed
+    /// items are reclaimed; live ones are rescued into other chunks of their
+    /// class, and where the class has no room, its least recently used items
+    /// are evicted instead. So a page move costs the donor class its oldest
+    /// items, never the ones just written that happened to sit on the page.
     fn move_page(&mut self, page: usize, to: usize, now: Millis) {
         let from = self.slabs.page_class(page);
-        let ids: Vec<ChunkId> = self
-            .slabs
-            .page_chunks(page)
-            .filter(|&id| item::is_allocated(self.slabs.chunk(id)))
-            .collect();
+        let ids: Vec<ChunkId> = self.slabs.page_chunks(page).collect();
         for id in ids {
-            let why = self
-                .is_dead(self.slabs.chunk(id), now)
-                .unwrap_or(Gone::Moved);
-            self.unlink_unhashed(id, why);
+            let c = self.slabs.chunk(id);
+            // Checked per chunk: rescuing an earlier one may have evicted it.
+            if !item::is_allocated(c) {
+                continue;
+            }
+            match self.is_dead(c, now) {
+                Some(why) => self.unlink_unhashed(id, why),
+                None => self.rescue(id, page, from, now),
+            }
         }
         self.slabs.reassign_page(page, to);
         self.stats.slabs_moved += 1;
         self.classes[from].pages_out += 1;
         self.classes[to].pages_in += 1;
+    }
+
+    /// Moves live item `id` off `page` to another chunk of `class`, evicting
+    /// the class's oldest items until one is free (or `id` is the oldest).
+    fn rescue(&mut self, id: ChunkId, page: usize, class: usize, now: Millis) {
+        loop {
+            if let Some(to) = self.slabs.alloc_outside(class, page) {
+                let hash = xxh3_64(item::key(self.slabs.chunk(id)));
+                let found = self.index.remove(&mut self.slabs, id, hash);
+                debug_assert!(found, "rescuing an item the index does not hold");
+                self.slabs.copy_chunk(id, to);
+                self.lru.replace(&mut self.slabs, class, id, to);
+                self.index.insert(&mut self.slabs, to, hash);
+                self.slabs.free(id);
+                self.relocated.push(to);
+                return;
+            }
+            let tail = self
+                .lru
+                .tail(class)
+                .expect("the item being rescued is linked");
+            let why = self
+                .is_dead(self.slabs.chunk(tail), now)
+                .unwrap_or(Gone::Moved);
+            self.unlink_unhashed(tail, why);
+            if tail == id {
+                return;
+            }
+        }
     }
 
     /// The page of `class` to give away: an empty one, else the one holding
@@ -329,6 +365,7 @@ impl Shard {
                 epoch: 0,
                 timed: 0,
                 flush_pending: false,
+                relocated: Vec::new(),
             },
             wheel: Wheel::new(0),
             automove: Automove::new(),
@@ -512,6 +549,18 @@ impl Shard {
         self.schedule(id, cas, item::deadline(self.core.slabs.chunk(id)));
     }
 
+    /// Renews the wheel entries of items a page move relocated.
+    fn renew_relocated(&mut self) {
+        while let Some(id) = self.core.relocated.pop() {
+            let c = self.core.slabs.chunk(id);
+            // A later rescue in the same move may have evicted it again.
+            if item::is_allocated(c) {
+                let (cas, deadline) = (item::cas(c), item::deadline(c));
+                self.schedule(id, cas, deadline);
+            }
+        }
+    }
+
     fn schedule(&mut self, id: ChunkId, cas: u64, deadline: Deadline) {
         if let Some(ms) = deadline.millis() {
             let entry = wheel::Entry {
@@ -676,7 +725,9 @@ impl Shard {
         let Some(class) = self.core.slabs.class_for(size) else {
             return StoreOutcome::TooLarge;
         };
-        let Some(id) = self.core.alloc(class, now) else {
+        let allocated = self.core.alloc(class, now);
+        self.renew_relocated();
+        let Some(id) = allocated else {
             return StoreOutcome::OutOfMemory;
         };
         let epoch = self.core.epoch;
@@ -862,7 +913,9 @@ impl Shard {
         let Some(class) = self.core.slabs.class_for(new_size) else {
             return;
         };
-        let Some(new) = self.core.alloc(class, now) else {
+        let allocated = self.core.alloc(class, now);
+        self.renew_relocated();
+        let Some(new) = allocated else {
             return;
         };
         let epoch = self.core.epoch;
@@ -943,6 +996,7 @@ impl Shard {
             && let Some(page) = self.core.donor_page(m.from)
         {
             self.core.move_page(page, m.to, now);
+            self.renew_relocated();
         }
     }
 

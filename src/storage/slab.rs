@@ -327,6 +327,43 @@ impl Slabs {
         Some(id)
     }
 
+    /// Takes a free chunk of `class` that is not on `page`, carving a new
+    /// page from the budget if need be: a new home for an item rescued off
+    /// a page that is about to change class. `None` if there is none.
+    pub fn alloc_outside(&mut self, class: usize, page: usize) -> Option<ChunkId> {
+        let (lo, hi) = (self.make(page, 0), self.make(page + 1, 0));
+        let free = &mut self.classes[class].free;
+        match free.iter().rposition(|id| !(lo..hi).contains(id)) {
+            // Put it on top, so `alloc` takes exactly this one.
+            Some(at) => {
+                let last = free.len() - 1;
+                free.swap(at, last);
+            }
+            None if self.pages.len() < self.page_limit => {}
+            None => return None,
+        }
+        let id = self.alloc(class)?;
+        debug_assert!(!(lo..hi).contains(&id));
+        Some(id)
+    }
+
+    /// Copies chunk `from` over chunk `to`, which must be of the same class
+    /// and on another page.
+    pub fn copy_chunk(&mut self, from: ChunkId, to: ChunkId) {
+        let ((pf, sf), (pt, st)) = (self.split(from), self.split(to));
+        assert_ne!(pf, pt, "copy between chunks of one page");
+        let size = self.classes[self.pages[pf].class as usize].size;
+        debug_assert_eq!(self.pages[pf].class, self.pages[pt].class);
+        let (src, dst) = if pf < pt {
+            let (low, high) = self.pages.split_at_mut(pt);
+            (&low[pf], &mut high[0])
+        } else {
+            let (low, high) = self.pages.split_at_mut(pf);
+            (&high[0], &mut low[pt])
+        };
+        dst.data[st * size..][..size].copy_from_slice(&src.data[sf * size..][..size]);
+    }
+
     /// Returns a chunk to its class's free list.
     pub fn free(&mut self, id: ChunkId) {
         debug_assert!(self.is_live(id));

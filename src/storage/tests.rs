@@ -613,6 +613,57 @@ fn class_with_no_pages_takes_one_when_memory_is_full() {
 }
 
 #[test]
+fn a_page_move_evicts_the_oldest_items_not_the_ones_on_the_page() {
+    // Three small pages, all taken by one class, then an item of another
+    // class that has no page: one page must change class.
+    let mut s = Shard::new(&small_pages(3 * 4096, 4096));
+    let keys: Vec<String> = (0..400).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        set(
+            &mut s,
+            key.as_bytes(),
+            &[0u8; 60],
+            Deadline::at(1_000_000),
+            0,
+        );
+    }
+    // Whatever page the move picks, it holds some of the newest keys
+    // (chunks freed by evicting old items were reused in every page).
+    let present = |s: &mut Shard| -> Vec<bool> {
+        keys.iter()
+            .map(|k| get(s, k.as_bytes(), 0).is_some())
+            .collect()
+    };
+    let before = present(&mut s);
+    let survivors = before.iter().filter(|&&p| p).count();
+    assert!(survivors < 400 && survivors > 50);
+    let big = vec![1u8; 3000];
+    assert!(matches!(
+        set(&mut s, b"big", &big, Deadline::NEVER, 0),
+        StoreOutcome::Stored(_)
+    ));
+    assert_eq!(s.stats().slabs_moved, 1);
+    let after = present(&mut s);
+    let kept = after.iter().filter(|&&p| p).count();
+    // A third of the memory went to `big`: about a third of the items go,
+    // and exactly the oldest ones: what is left is the newest run of keys.
+    assert!(
+        kept < survivors && kept > survivors / 2,
+        "{kept} of {survivors}"
+    );
+    let first = after.iter().position(|&p| p).unwrap();
+    assert!(
+        after[first..].iter().all(|&p| p),
+        "survivors are not the newest keys"
+    );
+    assert!(after[399], "the newest key survived");
+    // Rescued items kept their wheel entries: they still expire actively.
+    s.tick(1_000_001);
+    s.tick(1_000_200);
+    assert_eq!(s.stats().curr_items, 1, "only `big` (no deadline) is left");
+}
+
+#[test]
 fn memory_per_item_is_below_memcached() {
     // 1M items of 12-byte keys and 100-byte values: slab pages plus index.
     let n = 1_000_000u64;

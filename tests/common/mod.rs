@@ -224,3 +224,14 @@ pub fn key_on_thread(thread: usize, seed: usize) -> String {
         })
         .unwrap()
 }
+
+/// A child process (a server binary) killed when dropped, so a failing
+/// test never leaves a server running behind it.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
