@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IsTerminal;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::config::{Config, VerifyMode};
 use crate::proto::{self, Kind, Parsed, Reply};
@@ -416,21 +418,27 @@ impl Conn {
     /// Reads once (bounded by `deadline`) and handles every complete reply.
     /// `window` = the measured interval; replies completing inside it are
     /// recorded.
+    ///
+    /// The deadline is one long-lived `Sleep` per connection: registering a
+    /// fresh timer per read showed up in profiles.
     async fn read_replies(
         &mut self,
         st: &RefCell<ThreadState>,
         window: Option<(Instant, Instant)>,
-        deadline: Instant,
+        deadline: Pin<&mut Sleep>,
     ) {
         if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
             self.rbuf.reserve(64 * 1024);
         }
-        let read = tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.rbuf));
-        match read.await {
-            Err(_) => return self.fail_io(st, "read", "no reply before the deadline"),
-            Ok(Err(e)) => return self.fail_io(st, "read", e),
-            Ok(Ok(0)) => return self.fail_io(st, "read", "server closed the connection"),
-            Ok(Ok(_)) => {}
+        let r = tokio::select! {
+            biased;
+            r = self.stream.read_buf(&mut self.rbuf) => r,
+            _ = deadline => return self.fail_io(st, "read", "no reply before the deadline"),
+        };
+        match r {
+            Err(e) => return self.fail_io(st, "read", e),
+            Ok(0) => return self.fail_io(st, "read", "server closed the connection"),
+            Ok(_) => {}
         }
         self.process(st, window);
     }
@@ -554,7 +562,8 @@ impl Conn {
     async fn prefill(&mut self, st: &RefCell<ThreadState>) {
         let depth = self.depth.max(32);
         let mut key = self.id as u64;
-        let deadline = Instant::now() + Duration::from_secs(600);
+        let deadline = tokio::time::sleep(Duration::from_secs(600));
+        tokio::pin!(deadline);
         while self.alive && (key < self.keys || !self.inflight.is_empty()) {
             let now = Instant::now();
             while key < self.keys && self.inflight.len() < depth {
@@ -564,7 +573,7 @@ impl Conn {
             }
             self.flush(st).await;
             if self.alive {
-                self.read_replies(st, None, deadline).await;
+                self.read_replies(st, None, deadline.as_mut()).await;
             }
         }
     }
@@ -572,7 +581,10 @@ impl Conn {
     /// The measured run: warmup, measurement, drain.
     async fn drive(&mut self, p: Phase, st: &RefCell<ThreadState>) {
         let window = Some((p.measure, p.end));
-        let deadline = p.end + DRAIN_TIMEOUT;
+        let deadline = tokio::time::sleep_until((p.end + DRAIN_TIMEOUT).into());
+        tokio::pin!(deadline);
+        let due = tokio::time::sleep_until(p.start.into());
+        tokio::pin!(due);
         // Open loop: this connection's schedule, staggered across connections.
         let mut next_due = match self.rate_interval {
             Some(iv) => p.start + iv.mul_f64(self.id as f64 / self.connections as f64),
@@ -609,17 +621,21 @@ impl Conn {
                 if !more_due || now >= p.end {
                     break;
                 }
-                tokio::time::sleep_until(next_due.into()).await;
+                due.as_mut().reset(next_due.into());
+                due.as_mut().await;
                 continue;
             }
             if more_due && self.inflight.len() < self.depth {
+                if due.deadline() != next_due.into() {
+                    due.as_mut().reset(next_due.into());
+                }
                 tokio::select! {
                     biased;
-                    _ = self.read_replies(st, window, deadline) => {}
-                    _ = tokio::time::sleep_until(next_due.into()) => {}
+                    _ = self.read_replies(st, window, deadline.as_mut()) => {}
+                    _ = due.as_mut() => {}
                 }
             } else {
-                self.read_replies(st, window, deadline).await;
+                self.read_replies(st, window, deadline.as_mut()).await;
             }
         }
     }
