@@ -28,6 +28,7 @@ pub mod config;
 pub mod proto;
 pub mod report;
 pub mod run;
+pub mod timer;
 pub mod verify;
 pub mod workload;
 

@@ -30,6 +30,7 @@ use tokio::time::Sleep;
 use crate::config::{Config, VerifyMode};
 use crate::proto::{self, Kind, Parsed, Reply};
 use crate::report::{Report, Stats, new_histogram};
+use crate::timer::PreciseTimer;
 use crate::verify;
 use crate::workload::{Generator, KeyDist};
 
@@ -211,6 +212,11 @@ fn thread_main(
         && !core_affinity::set_for_current(core_affinity::CoreId { id })
     {
         eprintln!("loadgen: could not pin a thread to CPU {id}");
+    }
+    if cfg.rate.is_some() {
+        // The default 50 us timer slack would delay every open-loop send.
+        // SAFETY: PR_SET_TIMERSLACK only changes this thread's slack.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -583,8 +589,13 @@ impl Conn {
         let window = Some((p.measure, p.end));
         let deadline = tokio::time::sleep_until((p.end + DRAIN_TIMEOUT).into());
         tokio::pin!(deadline);
-        let due = tokio::time::sleep_until(p.start.into());
-        tokio::pin!(due);
+        let timer = match self.rate_interval {
+            None => None,
+            Some(_) => match PreciseTimer::new() {
+                Ok(t) => Some(t),
+                Err(e) => return self.fail_io(st, "timerfd", e),
+            },
+        };
         // Open loop: this connection's schedule, staggered across connections.
         let mut next_due = match self.rate_interval {
             Some(iv) => p.start + iv.mul_f64(self.id as f64 / self.connections as f64),
@@ -621,18 +632,21 @@ impl Conn {
                 if !more_due || now >= p.end {
                     break;
                 }
-                due.as_mut().reset(next_due.into());
-                due.as_mut().await;
+                if let Some(t) = &timer
+                    && let Err(e) = t.sleep_until(next_due).await
+                {
+                    return self.fail_io(st, "timerfd", e);
+                }
                 continue;
             }
-            if more_due && self.inflight.len() < self.depth {
-                if due.deadline() != next_due.into() {
-                    due.as_mut().reset(next_due.into());
-                }
+            if let Some(t) = timer
+                .as_ref()
+                .filter(|_| more_due && self.inflight.len() < self.depth)
+            {
                 tokio::select! {
                     biased;
                     _ = self.read_replies(st, window, deadline.as_mut()) => {}
-                    _ = due.as_mut() => {}
+                    _ = t.sleep_until(next_due) => {}
                 }
             } else {
                 self.read_replies(st, window, deadline.as_mut()).await;
