@@ -66,3 +66,85 @@ fn memcached_passes_strict_verification() {
     assert!(r.requests > 1000, "{r}");
     assert_eq!(r.hit_ratio, 1.0, "{r}");
 }
+
+#[test]
+fn compare_runs_the_matrix_against_memcached() {
+    // Fails here, rather than skipping inside `compare`, when memcached is absent.
+    drop(start_memcached());
+    let out_dir = std::env::temp_dir().join(format!("loadgen-compare-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare",
+            "--systems",
+            "memcached",
+            "--duration",
+            "150ms",
+            "--warmup",
+            "50ms",
+        ])
+        .args([
+            "--keys",
+            "2000",
+            "--connections",
+            "8",
+            "--loadgen-cpus",
+            "0",
+            "--server-cpus",
+            "0",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("p16 zipf0.99 50%g") && stdout.contains("machine: nproc"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out_dir.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("memcached,1,uniform,0.9,"),
+        "{csv}"
+    );
+    let svg = std::fs::read_to_string(out_dir.join("latency.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("memcached p99"),
+        "bad SVG"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap())
+            .unwrap();
+    assert!(json["machine"]["nproc"].as_u64().unwrap() >= 1);
+    assert_eq!(json["systems"][0]["reports"].as_array().unwrap().len(), 8);
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn compare_fails_when_corecache_is_missing() {
+    let out_dir =
+        std::env::temp_dir().join(format!("loadgen-compare-missing-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare",
+            "--systems",
+            "corecache-tpc",
+            "--corecache",
+            "/nonexistent/corecache",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/corecache"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
