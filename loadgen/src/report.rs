@@ -22,8 +22,9 @@
 //!               "io" }  (whole run, warmup and prefill included),
 //!   "latency_us": { "min", "mean", "p50", "p90", "p99", "p999", "p9999",
 //!                   "max" }  (microseconds, floats),
-//!   "cpu": { "user_s", "system_s", "us_per_request" }  (this process,
-//!            measured phase only),
+//!   "cpu": { "user_s", "system_s", "us_per_request",
+//!            "user_us_per_request" }  (this process, measured phase only;
+//!            us_per_request = CPU-seconds per million requests),
 //!   "prefill_s": seconds spent prefilling (0 without --prefill)
 //! }
 //! ```
@@ -205,6 +206,9 @@ pub struct Cpu {
     pub system_s: f64,
     /// (user + system) microseconds per measured request.
     pub us_per_request: f64,
+    /// User-space share of `us_per_request` (the kernel's TCP stack is
+    /// the rest).
+    pub user_us_per_request: f64,
 }
 
 /// Result of a run; see the module docs for the JSON schema.
@@ -279,6 +283,11 @@ impl Report {
                 system_s: cpu_s.1,
                 us_per_request: if requests > 0 {
                     (cpu_s.0 + cpu_s.1) * 1e6 / requests as f64
+                } else {
+                    0.0
+                },
+                user_us_per_request: if requests > 0 {
+                    cpu_s.0 * 1e6 / requests as f64
                 } else {
                     0.0
                 },

@@ -147,7 +147,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
                         r
                     };
                     let secs = (now - last).as_secs_f64();
-                    let tag = if now < p.measure { "warmup" } else { "run" };
+                    let tag = if last < p.measure { "warmup" } else { "run" };
                     print!(
                         "\r[{:>6} {:>5.0}s] {:>12.0} ops/s   p99 {:>9.1} us ",
                         tag,
