@@ -140,6 +140,10 @@ pub struct Config {
     /// Print a live progress line (only honoured when stdout is a terminal).
     #[serde(skip)]
     pub progress: bool,
+    /// How long after the measured phase in-flight replies may take before
+    /// their connection counts as failed (`errors.io`).
+    #[serde(skip)]
+    pub drain_timeout: Duration,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -170,6 +174,7 @@ impl Default for Config {
             seed: 1,
             verify: VerifyMode::Off,
             progress: false,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -212,6 +217,7 @@ impl Config {
             seed: a.seed,
             verify,
             progress: true,
+            ..Config::default()
         };
         c.validate()?;
         Ok(c)

@@ -34,10 +34,6 @@ use crate::timer::PreciseTimer;
 use crate::verify;
 use crate::workload::{Generator, KeyDist};
 
-/// How long past the end of the run in-flight replies may take before the
-/// connection is counted as failed.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Shared clock of the load phases.
 #[derive(Debug, Clone, Copy)]
 struct Phase {
@@ -269,7 +265,7 @@ fn thread_main(
         }
         if let Some(pr) = progress {
             let st = state.clone();
-            hs.push(tokio::task::spawn_local(async move {
+            tokio::task::spawn_local(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(250));
                 loop {
                     tick.tick().await;
@@ -286,12 +282,31 @@ fn thread_main(
                         break;
                     }
                 }
-            }));
+            });
         }
+        // Watchdog: a server that stops answering must not hang the run.
+        let drain = cfg.drain_timeout;
+        let aborts: Vec<_> = hs.iter().map(|h| h.abort_handle()).collect();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep_until((p.end + drain).into()).await;
+            aborts.iter().for_each(|a| a.abort());
+        });
         for h in hs {
-            h.await.expect("connection task");
+            match h.await {
+                Ok(()) => {}
+                Err(e) if e.is_cancelled() => {
+                    let mut s = state.borrow_mut();
+                    s.stats.errors.io += 1;
+                    s.stats.errors.total += 1;
+                    s.stats.sample(|| {
+                        format!("a connection got no reply within {drain:?} of the end")
+                    });
+                }
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
         }
     });
+    drop(local);
     Rc::try_unwrap(state)
         .ok()
         .expect("all tasks finished")
@@ -425,21 +440,26 @@ impl Conn {
     /// `window` = the measured interval; replies completing inside it are
     /// recorded.
     ///
-    /// The deadline is one long-lived `Sleep` per connection: registering a
-    /// fresh timer per read showed up in profiles.
+    /// The deadline, if any, is one long-lived `Sleep` per connection:
+    /// registering a fresh timer per read showed up in profiles. The
+    /// measured run passes none and relies on a per-thread watchdog, which
+    /// keeps timers off the hot path entirely.
     async fn read_replies(
         &mut self,
         st: &RefCell<ThreadState>,
         window: Option<(Instant, Instant)>,
-        deadline: Pin<&mut Sleep>,
+        deadline: Option<Pin<&mut Sleep>>,
     ) {
         if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
             self.rbuf.reserve(64 * 1024);
         }
-        let r = tokio::select! {
-            biased;
-            r = self.stream.read_buf(&mut self.rbuf) => r,
-            _ = deadline => return self.fail_io(st, "read", "no reply before the deadline"),
+        let r = match deadline {
+            Some(deadline) => tokio::select! {
+                biased;
+                r = self.stream.read_buf(&mut self.rbuf) => r,
+                _ = deadline => return self.fail_io(st, "read", "no reply before the deadline"),
+            },
+            None => self.stream.read_buf(&mut self.rbuf).await,
         };
         match r {
             Err(e) => return self.fail_io(st, "read", e),
@@ -579,7 +599,7 @@ impl Conn {
             }
             self.flush(st).await;
             if self.alive {
-                self.read_replies(st, None, deadline.as_mut()).await;
+                self.read_replies(st, None, Some(deadline.as_mut())).await;
             }
         }
     }
@@ -587,8 +607,6 @@ impl Conn {
     /// The measured run: warmup, measurement, drain.
     async fn drive(&mut self, p: Phase, st: &RefCell<ThreadState>) {
         let window = Some((p.measure, p.end));
-        let deadline = tokio::time::sleep_until((p.end + DRAIN_TIMEOUT).into());
-        tokio::pin!(deadline);
         let timer = match self.rate_interval {
             None => None,
             Some(_) => match PreciseTimer::new() {
@@ -645,11 +663,11 @@ impl Conn {
             {
                 tokio::select! {
                     biased;
-                    _ = self.read_replies(st, window, deadline.as_mut()) => {}
+                    _ = self.read_replies(st, window, None) => {}
                     _ = t.sleep_until(next_due) => {}
                 }
             } else {
-                self.read_replies(st, window, deadline.as_mut()).await;
+                self.read_replies(st, window, None).await;
             }
         }
     }

@@ -20,6 +20,8 @@ enum Fault {
     DropOverwrites,
     /// Answers every `set` with `SERVER_ERROR`.
     ServerErrorOnSet,
+    /// Reads requests but stops answering after its first 50 reads.
+    GoesSilent,
 }
 
 type Map = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
@@ -54,6 +56,7 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 16384];
+    let mut answered = 0;
     loop {
         let n = match sock.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
@@ -107,6 +110,10 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
             }
         }
         buf.drain(..off);
+        answered += 1;
+        if fault == Fault::GoesSilent && answered > 50 {
+            out.clear();
+        }
         if !out.is_empty() {
             if sock.write_all(&out).await.is_err() {
                 return;
@@ -343,4 +350,21 @@ fn connect_failure_is_an_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("connecting"));
+}
+
+#[test]
+fn a_silent_server_fails_the_run_instead_of_hanging() {
+    let addr = start_fake(Fault::GoesSilent);
+    let cfg = loadgen::Config {
+        server: addr,
+        connections: 2,
+        pipeline: 4,
+        duration: Duration::from_millis(300),
+        warmup: Duration::ZERO,
+        drain_timeout: Duration::from_millis(300),
+        ..loadgen::Config::default()
+    };
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.failed(), "{r}");
+    assert_eq!(r.errors.io, 2, "{r}");
 }
