@@ -43,7 +43,7 @@ pub struct CompareArgs {
     /// CPUs for the servers [default: all but CPU 0, or CPU 0 on one core].
     #[arg(long)]
     pub server_cpus: Option<String>,
-    /// CPUs for loadgen's threads (one thread per CPU) [default: 0].
+    /// CPUs for loadgen's threads (one thread per CPU).
     #[arg(long, default_value = "0")]
     pub loadgen_cpus: String,
     /// Server worker threads [default: one per server CPU].
@@ -64,8 +64,8 @@ pub struct CompareArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 32)]
     pub value_size: usize,
-    /// Server memory limit, MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Server memory limit, MiB (passed as `-m`).
+    #[arg(short = 'm', long, default_value_t = 256)]
     pub memory: usize,
     /// Directory for the CSV, Markdown, JSON and SVG outputs.
     #[arg(long, default_value = "compare-results")]

@@ -67,7 +67,8 @@ pub struct Args {
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
     /// Check every value read: `--verify` checks hits, `--verify=strict`
-    /// also fails on a miss of a key this run wrote.
+    /// also fails on a miss or stale read of a key this run wrote. Use with
+    /// `--prefill` when the server may hold values of an unverified run.
     #[arg(long, num_args = 0..=1, default_missing_value = "on", value_name = "strict")]
     pub verify: Option<String>,
 }

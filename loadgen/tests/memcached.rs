@@ -148,3 +148,72 @@ fn compare_fails_when_corecache_is_missing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/corecache"));
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+#[test]
+fn compare_drives_corecache_flags() {
+    // A stand-in `corecache` that logs its flags and serves with memcached,
+    // so the corecache path of `compare` is exercised before the server
+    // exists.
+    drop(start_memcached());
+    let dir = std::env::temp_dir().join(format!("loadgen-fake-corecache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("corecache");
+    let log = dir.join("args.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {log}\nwhile [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done\n\
+             exec memcached -u nobody -U 0 -l 127.0.0.1 -t 1 -m 64 -p \"$port\"\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare",
+            "--systems",
+            "corecache-tpc,corecache-ws",
+            "--corecache",
+        ])
+        .arg(&script)
+        .args([
+            "--duration",
+            "100ms",
+            "--warmup",
+            "0s",
+            "--keys",
+            "500",
+            "--connections",
+            "4",
+        ])
+        .args(["--loadgen-cpus", "0", "--server-cpus", "0", "-m", "64"])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("corecache-tpc") && stdout.contains("corecache-ws"),
+        "{stdout}"
+    );
+    let args = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = args.lines().collect();
+    assert_eq!(lines.len(), 2, "{args}");
+    assert!(
+        lines[0].contains("--runtime thread-per-core") && lines[0].contains("--cpus 0"),
+        "{args}"
+    );
+    assert!(
+        lines[1].contains("--runtime work-stealing") && lines[1].contains("-m 64"),
+        "{args}"
+    );
+    assert!(lines[0].starts_with("--listen 127.0.0.1 --port "), "{args}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
