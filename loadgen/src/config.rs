@@ -1,7 +1,7 @@
 //! Command-line flags and the validated workload configuration.
 //!
 //! [`Args`] is what clap parses; [`Config`] is the checked, typed form that
-//! [`crate::run`] consumes. Tests and other crates usually start from
+//! [`crate::run()`] consumes. Tests and other crates usually start from
 //! [`Config::default`] and change a few fields.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -224,7 +224,7 @@ impl Config {
         Ok(c)
     }
 
-    /// Checks the invariants [`crate::run`] relies on.
+    /// Checks the invariants [`crate::run()`] relies on.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.connections == 0 || self.threads == 0 || self.pipeline == 0 {
             bail!("--connections, --threads and --pipeline must be at least 1");

@@ -23,6 +23,8 @@
 //! documented in [`report`]. `--verify` value layout is in [`verify`]. The
 //! `compare` experiment harness is in [`compare`].
 
+#![warn(missing_docs)]
+
 pub mod compare;
 pub mod config;
 pub mod proto;

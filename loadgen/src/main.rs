@@ -1,4 +1,4 @@
-//! The `loadgen` command line: a thin wrapper over [`loadgen::run`] and
+//! The `loadgen` command line: a thin wrapper over [`loadgen::run()`] and
 //! [`loadgen::compare::compare`].
 
 use std::process::ExitCode;
