@@ -51,6 +51,10 @@ pub struct Args {
     /// Key popularity: `uniform` or `zipf:S` (S > 0, e.g. `zipf:0.99`).
     #[arg(long, default_value = "uniform")]
     pub distribution: String,
+    /// Keys per get: N > 1 sends `get k1 ... kN` (multi-get); the keys
+    /// are drawn independently, so they usually live on different shards.
+    #[arg(long, default_value_t = 1)]
+    pub multiget: usize,
     /// Store every key once before the warmup.
     #[arg(long)]
     pub prefill: bool,
@@ -130,6 +134,8 @@ pub struct Config {
     pub get_ratio: f64,
     /// Key distribution.
     pub distribution: Distribution,
+    /// Keys per get request (1 = plain get).
+    pub multiget: usize,
     /// Store every key once first.
     pub prefill: bool,
     /// Total open-loop rate in requests/s; `None` = closed loop.
@@ -170,6 +176,7 @@ impl Default for Config {
             value_max: 32,
             get_ratio: 0.9,
             distribution: Distribution::Uniform,
+            multiget: 1,
             prefill: false,
             rate: None,
             seed: 1,
@@ -213,6 +220,7 @@ impl Config {
             value_max,
             get_ratio: a.get_ratio,
             distribution: parse_distribution(&a.distribution)?,
+            multiget: a.multiget,
             prefill: a.prefill,
             rate: a.rate,
             seed: a.seed,
@@ -228,6 +236,9 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.connections == 0 || self.threads == 0 || self.pipeline == 0 {
             bail!("--connections, --threads and --pipeline must be at least 1");
+        }
+        if !(1..=100).contains(&self.multiget) {
+            bail!("--multiget must be within 1..=100");
         }
         if self.keys == 0 {
             bail!("--keys must be at least 1");

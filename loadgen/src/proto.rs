@@ -27,8 +27,17 @@ pub fn push_key(out: &mut Vec<u8>, prefix: &[u8], key: u64) {
 /// Appends `get <key>\r\n`.
 #[inline]
 pub fn write_get(out: &mut Vec<u8>, prefix: &[u8], key: u64) {
-    out.extend_from_slice(b"get ");
-    push_key(out, prefix, key);
+    write_multiget(out, prefix, &[key]);
+}
+
+/// Appends `get <key1> <key2> ...\r\n`.
+#[inline]
+pub fn write_multiget(out: &mut Vec<u8>, prefix: &[u8], keys: &[u64]) {
+    out.extend_from_slice(b"get");
+    for &k in keys {
+        out.push(b' ');
+        push_key(out, prefix, k);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -68,15 +77,10 @@ pub enum ReplyError {
 pub enum Reply<'a> {
     /// `STORED`.
     Stored,
-    /// A get hit: the echoed key and the data block.
-    Hit {
-        /// Key as echoed by the server.
-        key: &'a [u8],
-        /// The value bytes.
-        data: &'a [u8],
-    },
-    /// A get miss (`END` alone).
-    Miss,
+    /// The reply to a (multi-)get: zero or more `VALUE` blocks, already
+    /// validated, before `END`. Iterate them with [`values`]; empty means
+    /// every key missed.
+    Values(&'a [u8]),
     /// An error line that keeps the stream in sync.
     Failed(ReplyError),
 }
@@ -160,39 +164,53 @@ pub fn parse_reply(buf: &[u8], kind: Kind) -> Parsed<'_> {
             _ => Parsed::Mismatch,
         },
         Kind::Get => {
-            if l == b"END" {
-                return Parsed::Done(Reply::Miss, end);
+            // VALUE blocks until END.
+            let mut pos = 0;
+            let mut line_end = end;
+            loop {
+                let l = &buf[pos..line_end - 2];
+                if l == b"END" {
+                    return Parsed::Done(Reply::Values(&buf[..pos]), line_end);
+                }
+                let Some((_, len)) = value_header(l) else {
+                    return Parsed::Mismatch;
+                };
+                let data_end = line_end + len;
+                if buf.len() < data_end + 2 {
+                    return Parsed::Incomplete;
+                }
+                if &buf[data_end..data_end + 2] != b"\r\n" {
+                    return Parsed::Mismatch;
+                }
+                pos = data_end + 2;
+                match line(&buf[pos..]) {
+                    None if buf.len() - pos > 4096 => return Parsed::Mismatch,
+                    None => return Parsed::Incomplete,
+                    Some(n) if n < 2 || buf[pos + n - 2] != b'\r' => return Parsed::Mismatch,
+                    Some(n) => line_end = pos + n,
+                }
             }
-            let Some(rest) = l.strip_prefix(b"VALUE ") else {
-                return Parsed::Mismatch;
-            };
-            // VALUE <key> <flags> <bytes> [<cas>]
-            let mut it = rest.split(|&b| b == b' ');
-            let (Some(key), Some(_flags), Some(len)) = (it.next(), it.next(), it.next()) else {
-                return Parsed::Mismatch;
-            };
-            let Some(len) = parse_dec(len) else {
-                return Parsed::Mismatch;
-            };
-            let data_start = end;
-            let data_end = data_start + len;
-            let total = data_end + 2 + 5; // "\r\n" + "END\r\n"
-            if buf.len() < total {
-                return Parsed::Incomplete;
-            }
-            if &buf[data_end..total] != b"\r\nEND\r\n" {
-                // Multi-value replies are not expected: we send single gets.
-                return Parsed::Mismatch;
-            }
-            Parsed::Done(
-                Reply::Hit {
-                    key,
-                    data: &buf[data_start..data_end],
-                },
-                total,
-            )
         }
     }
+}
+
+/// Splits `VALUE <key> <flags> <bytes> [<cas>]` into key and length.
+fn value_header(l: &[u8]) -> Option<(&[u8], usize)> {
+    let rest = l.strip_prefix(b"VALUE ")?;
+    let mut it = rest.split(|&b| b == b' ');
+    let (key, _flags, len) = (it.next()?, it.next()?, it.next()?);
+    Some((key, parse_dec(len)?))
+}
+
+/// Iterates the `(key, data)` blocks of a [`Reply::Values`] body.
+pub fn values(mut body: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    std::iter::from_fn(move || {
+        let end = line(body)?;
+        let (key, len) = value_header(&body[..end - 2])?;
+        let data = &body[end..end + len];
+        body = &body[end + len + 2..];
+        Some((key, data))
+    })
 }
 
 #[cfg(test)]
@@ -203,12 +221,13 @@ mod tests {
     fn formats_requests() {
         let mut b = Vec::new();
         write_get(&mut b, b"k:", 0);
+        write_multiget(&mut b, b"k:", &[1, 22]);
         write_set_header(&mut b, b"k:", 18_446_744_073_709_551_615, 3);
         b.extend_from_slice(b"abc");
         finish_set(&mut b);
         assert_eq!(
             b,
-            b"get k:0\r\nset k:18446744073709551615 0 0 3\r\nabc\r\n".to_vec()
+            b"get k:0\r\nget k:1 k:22\r\nset k:18446744073709551615 0 0 3\r\nabc\r\n".to_vec()
         );
     }
 
@@ -220,21 +239,34 @@ mod tests {
         );
         assert_eq!(
             parse_reply(b"END\r\n", Kind::Get),
-            Parsed::Done(Reply::Miss, 5)
+            Parsed::Done(Reply::Values(b""), 5)
         );
         let hit = b"VALUE k:1 0 3\r\nabc\r\nEND\r\nxx";
+        let Parsed::Done(Reply::Values(body), 25) = parse_reply(hit, Kind::Get) else {
+            panic!("{:?}", parse_reply(hit, Kind::Get));
+        };
         assert_eq!(
-            parse_reply(hit, Kind::Get),
-            Parsed::Done(
-                Reply::Hit {
-                    key: b"k:1",
-                    data: b"abc"
-                },
-                25
-            )
+            values(body).collect::<Vec<_>>(),
+            vec![(&b"k:1"[..], &b"abc"[..])]
         );
         for cut in 0..25 {
             assert_eq!(parse_reply(&hit[..cut], Kind::Get), Parsed::Incomplete);
+        }
+        let multi = b"VALUE a 0 2\r\nxy\r\nVALUE bb 5 0 77\r\n\r\nEND\r\n";
+        let Parsed::Done(Reply::Values(body), n) = parse_reply(multi, Kind::Get) else {
+            panic!("{:?}", parse_reply(multi, Kind::Get));
+        };
+        assert_eq!(n, multi.len());
+        assert_eq!(
+            values(body).collect::<Vec<_>>(),
+            vec![(&b"a"[..], &b"xy"[..]), (&b"bb"[..], &b""[..])]
+        );
+        for cut in 0..multi.len() {
+            assert_eq!(
+                parse_reply(&multi[..cut], Kind::Get),
+                Parsed::Incomplete,
+                "{cut}"
+            );
         }
         assert_eq!(
             parse_reply(b"SERVER_ERROR out of memory\r\n", Kind::Set),

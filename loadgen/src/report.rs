@@ -10,13 +10,15 @@
 //!               duration (s), warmup (s), keys, key_prefix,
 //!               value_min, value_max, get_ratio,
 //!               distribution: {"kind":"uniform"} | {"kind":"zipf","s":0.99},
-//!               prefill, rate (req/s or null = closed loop), seed,
+//!               multiget, prefill, rate (req/s or null = closed loop), seed,
 //!               verify: "off" | "hits" | "strict" },
 //!   "elapsed_s": measured wall time in seconds,
 //!   "requests": requests completed in the measured phase,
-//!   "gets", "sets", "hits", "misses": their split,
+//!   "gets", "sets": their split (a multi-get is one get),
+//!   "get_keys": keys the gets asked for (gets x multiget),
+//!   "hits", "misses": of those keys,
 //!   "ops_per_sec": requests / elapsed_s,
-//!   "hit_ratio": hits / gets (0 when there were no gets),
+//!   "hit_ratio": hits / get_keys (0 when there were no gets),
 //!   "errors": { "total", "error", "client_error", "server_error",
 //!               "not_stored", "mismatch", "verify_failed", "strict_miss",
 //!               "io" }  (whole run, warmup and prefill included),
@@ -108,8 +110,10 @@ impl ErrorCounts {
 pub struct Stats {
     /// Latency of measured requests, nanoseconds.
     pub hist: Histogram<u64>,
-    /// Measured gets.
+    /// Measured get requests.
     pub gets: u64,
+    /// Keys those gets asked for (`gets` × `--multiget`).
+    pub get_keys: u64,
     /// Measured sets.
     pub sets: u64,
     /// Measured get hits.
@@ -125,6 +129,7 @@ impl Default for Stats {
         Stats {
             hist: new_histogram(),
             gets: 0,
+            get_keys: 0,
             sets: 0,
             hits: 0,
             errors: ErrorCounts::default(),
@@ -145,6 +150,7 @@ impl Stats {
     pub fn merge(&mut self, o: &Stats) {
         self.hist.add(&o.hist).expect("same histogram bounds");
         self.gets += o.gets;
+        self.get_keys += o.get_keys;
         self.sets += o.sets;
         self.hits += o.hits;
         self.errors.add(&o.errors);
@@ -222,17 +228,19 @@ pub struct Report {
     pub elapsed_s: f64,
     /// Requests completed in the measured phase.
     pub requests: u64,
-    /// Gets among them.
+    /// Get requests among them.
     pub gets: u64,
     /// Sets among them.
     pub sets: u64,
-    /// Get hits.
+    /// Keys the gets asked for (= `gets` unless `--multiget`).
+    pub get_keys: u64,
+    /// Keys found.
     pub hits: u64,
-    /// Get misses.
+    /// Keys not found (`get_keys - hits`).
     pub misses: u64,
-    /// Throughput.
+    /// Requests per second (a multi-get is one request).
     pub ops_per_sec: f64,
-    /// hits / gets.
+    /// `hits / get_keys`.
     pub hit_ratio: f64,
     /// Errors by kind.
     pub errors: ErrorCounts,
@@ -264,15 +272,16 @@ impl Report {
             requests,
             gets: s.gets,
             sets: s.sets,
+            get_keys: s.get_keys,
             hits: s.hits,
-            misses: s.gets - s.hits,
+            misses: s.get_keys - s.hits,
             ops_per_sec: if elapsed_s > 0.0 {
                 requests as f64 / elapsed_s
             } else {
                 0.0
             },
-            hit_ratio: if s.gets > 0 {
-                s.hits as f64 / s.gets as f64
+            hit_ratio: if s.get_keys > 0 {
+                s.hits as f64 / s.get_keys as f64
             } else {
                 0.0
             },
@@ -322,6 +331,13 @@ impl fmt::Display for Report {
             "{:<22}{:>14}  ({} gets, {} sets in {:.2} s)",
             "requests", self.requests, self.gets, self.sets, self.elapsed_s
         )?;
+        if c.multiget > 1 {
+            writeln!(
+                f,
+                "{:<22}{:>14}  ({} per get)",
+                "keys requested", self.get_keys, c.multiget
+            )?;
+        }
         writeln!(f, "{:<22}{:>14.4}", "hit ratio", self.hit_ratio)?;
         let l = &self.latency_us;
         for (name, v) in [

@@ -29,7 +29,7 @@ use tokio::time::Sleep;
 
 use crate::config::{Config, VerifyMode};
 use crate::proto::{self, Kind, Parsed, Reply};
-use crate::report::{Report, Stats, new_histogram};
+use crate::report::{ErrorCounts, Report, Stats, new_histogram};
 use crate::timer::PreciseTimer;
 use crate::verify;
 use crate::workload::{Generator, KeyDist};
@@ -321,8 +321,8 @@ struct Pending {
     key: u64,
     /// Send time (closed loop) or intended send time (open loop).
     sent: Instant,
-    /// Strict verify: version a get must return (0 = none known).
-    expect: u64,
+    /// Gets: number of keys (their entries lead `Conn::gkeys`).
+    n: u32,
 }
 
 /// One connection and its reused buffers.
@@ -333,6 +333,12 @@ struct Conn {
     rbuf: BytesMut,
     kbuf: Vec<u8>,
     inflight: VecDeque<Pending>,
+    /// Keys of in-flight gets with the version each must return in strict
+    /// mode (0 = any), in send order.
+    gkeys: VecDeque<(u64, u64)>,
+    /// Scratch list of one multi-get's keys.
+    mkeys: Vec<u64>,
+    multiget: usize,
     depth: usize,
     generator: Generator,
     prefix: Vec<u8>,
@@ -364,6 +370,9 @@ impl Conn {
             rbuf: BytesMut::with_capacity(64 * 1024),
             kbuf: Vec::with_capacity(256),
             inflight: VecDeque::with_capacity(cfg.pipeline.max(32)),
+            gkeys: VecDeque::with_capacity(cfg.pipeline.max(32) * cfg.multiget),
+            mkeys: Vec::with_capacity(cfg.multiget),
+            multiget: cfg.multiget,
             depth: cfg.pipeline,
             generator: Generator::new(cfg, dist, id, strict),
             prefix: cfg.key_prefix.as_bytes().to_vec(),
@@ -385,25 +394,33 @@ impl Conn {
     fn push(&mut self, get: bool, key: u64, len: usize, sent: Instant) {
         let slot = (key / self.connections) as usize;
         if get {
-            proto::write_get(&mut self.wbuf, &self.prefix, key);
-            let expect = self.sent_versions.get(slot).copied().unwrap_or(0);
+            self.mkeys.clear();
+            self.mkeys.push(key);
+            for _ in 1..self.multiget {
+                let k = self.generator.next_key();
+                self.mkeys.push(k);
+            }
+            proto::write_multiget(&mut self.wbuf, &self.prefix, &self.mkeys);
+            for &k in &self.mkeys {
+                let slot = (k / self.connections) as usize;
+                let expect = self.sent_versions.get(slot).copied().unwrap_or(0);
+                self.gkeys.push_back((k, expect));
+            }
             self.inflight.push_back(Pending {
                 kind: Kind::Get,
                 key,
                 sent,
-                expect,
+                n: self.mkeys.len() as u32,
             });
         } else {
             proto::write_set_header(&mut self.wbuf, &self.prefix, key, len);
-            let mut version = 0;
             if self.verify == VerifyMode::Off {
                 self.wbuf.extend_from_slice(&self.pattern[..len]);
             } else {
                 self.version += 1;
-                version = self.version;
-                verify::encode(&mut self.wbuf, key, version, len);
+                verify::encode(&mut self.wbuf, key, self.version, len);
                 if let Some(v) = self.sent_versions.get_mut(slot) {
-                    *v = version;
+                    *v = self.version;
                 }
             }
             proto::finish_set(&mut self.wbuf);
@@ -411,7 +428,7 @@ impl Conn {
                 kind: Kind::Set,
                 key,
                 sent,
-                expect: version,
+                n: 1,
             });
         }
     }
@@ -476,87 +493,82 @@ impl Conn {
         let mut guard = st.borrow_mut();
         let ts = &mut *guard;
         let s = &mut ts.stats;
+        let (id, verify) = (self.id, self.verify);
         let mut off = 0;
         while let Some(p) = self.inflight.front().copied() {
             let (reply, len) = match proto::parse_reply(&self.rbuf[off..], p.kind) {
                 Parsed::Incomplete => break,
                 Parsed::Done(r, len) => (r, len),
                 Parsed::Mismatch => {
-                    s.errors.mismatch += 1;
-                    s.errors.total += 1;
                     let snippet =
                         String::from_utf8_lossy(&self.rbuf[off..(off + 60).min(self.rbuf.len())])
                             .into_owned();
-                    let id = self.id;
-                    s.sample(|| {
-                        format!(
-                            "connection {id}: reply to {:?} does not parse: {snippet:?}",
-                            p.kind
-                        )
-                    });
+                    count(
+                        s,
+                        |e| &mut e.mismatch,
+                        || {
+                            format!(
+                                "connection {id}: reply to {:?} does not parse: {snippet:?}",
+                                p.kind
+                            )
+                        },
+                    );
                     self.alive = false;
                     return;
                 }
             };
             self.inflight.pop_front();
             off += len;
-            let mut hit = false;
+            let mut hits = 0;
             match reply {
-                Reply::Stored | Reply::Miss => {}
+                Reply::Stored => {}
                 Reply::Failed(e) => {
                     s.errors.reply(e);
-                    let id = self.id;
                     s.sample(|| {
                         format!("connection {id}: {e:?} for {:?} of key {}", p.kind, p.key)
                     });
+                    // A failed get still owes its keys.
+                    if p.kind == Kind::Get {
+                        self.gkeys.drain(..p.n as usize);
+                    }
                 }
-                Reply::Hit { key, data } => {
-                    hit = true;
-                    self.kbuf.clear();
-                    proto::push_key(&mut self.kbuf, &self.prefix, p.key);
-                    if key != self.kbuf.as_slice() {
-                        s.errors.mismatch += 1;
-                        s.errors.total += 1;
+                Reply::Values(body) => {
+                    // Values come back in request order, misses omitted.
+                    let mut left = p.n as usize;
+                    let mut stray = false;
+                    'values: for (key, data) in proto::values(body) {
+                        while left > 0 {
+                            let (k, expect) = self.gkeys.pop_front().expect("get keys");
+                            left -= 1;
+                            self.kbuf.clear();
+                            proto::push_key(&mut self.kbuf, &self.prefix, k);
+                            if key == self.kbuf.as_slice() {
+                                hits += 1;
+                                check_hit(s, id, verify, k, expect, data);
+                                continue 'values;
+                            }
+                            check_miss(s, id, verify, k, expect);
+                        }
+                        stray = true;
                         let got = String::from_utf8_lossy(key).into_owned();
-                        let id = self.id;
-                        s.sample(|| {
-                            format!("connection {id}: asked for key {} got {got:?}", p.key)
-                        });
-                    } else if self.verify != VerifyMode::Off {
-                        match verify::check(data, p.key) {
-                            Err(bad) => {
-                                s.errors.verify_failed += 1;
-                                s.errors.total += 1;
-                                let id = self.id;
-                                s.sample(|| {
-                                    format!("connection {id}: key {}: value {bad:?}", p.key)
-                                });
-                            }
-                            Ok(v) => {
-                                if self.verify == VerifyMode::Strict
-                                    && p.expect != 0
-                                    && v != p.expect
-                                {
-                                    s.errors.strict_miss += 1;
-                                    s.errors.total += 1;
-                                    let id = self.id;
-                                    s.sample(|| {
-                                        format!(
-                                            "connection {id}: key {}: version {v:#x}, expected {:#x}",
-                                            p.key, p.expect
-                                        )
-                                    });
-                                }
-                            }
+                        count(
+                            s,
+                            |e| &mut e.mismatch,
+                            || {
+                                format!(
+                                    "connection {id}: value for {got:?}, which was not requested (or out of order)"
+                                )
+                            },
+                        );
+                        break;
+                    }
+                    for _ in 0..left {
+                        let (k, expect) = self.gkeys.pop_front().expect("get keys");
+                        if !stray {
+                            check_miss(s, id, verify, k, expect);
                         }
                     }
                 }
-            }
-            if matches!(reply, Reply::Miss) && self.verify == VerifyMode::Strict && p.expect != 0 {
-                s.errors.strict_miss += 1;
-                s.errors.total += 1;
-                let id = self.id;
-                s.sample(|| format!("connection {id}: key {} stored but missing", p.key));
             }
             let lat = now.saturating_duration_since(p.sent).as_nanos() as u64;
             if record {
@@ -564,7 +576,8 @@ impl Conn {
                 match p.kind {
                     Kind::Get => {
                         s.gets += 1;
-                        s.hits += hit as u64;
+                        s.get_keys += p.n as u64;
+                        s.hits += hits;
                     }
                     Kind::Set => s.sets += 1,
                 }
@@ -576,10 +589,11 @@ impl Conn {
         }
         self.rbuf.advance(off);
         if self.inflight.is_empty() && !self.rbuf.is_empty() {
-            s.errors.mismatch += 1;
-            s.errors.total += 1;
-            let id = self.id;
-            s.sample(|| format!("connection {id}: unsolicited bytes from the server"));
+            count(
+                s,
+                |e| &mut e.mismatch,
+                || format!("connection {id}: unsolicited bytes from the server"),
+            );
             self.alive = false;
         }
     }
@@ -670,5 +684,43 @@ impl Conn {
                 self.read_replies(st, window, None).await;
             }
         }
+    }
+}
+
+/// Counts one error of the kind `field` selects and keeps a sample.
+fn count(s: &mut Stats, field: fn(&mut ErrorCounts) -> &mut u64, what: impl FnOnce() -> String) {
+    *field(&mut s.errors) += 1;
+    s.errors.total += 1;
+    s.sample(what);
+}
+
+/// Checks a hit for key `k`; `expect` is the strict-mode version (0 = any).
+fn check_hit(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64, data: &[u8]) {
+    if verify == VerifyMode::Off {
+        return;
+    }
+    match verify::check(data, k) {
+        Err(bad) => count(
+            s,
+            |e| &mut e.verify_failed,
+            || format!("connection {id}: key {k}: value {bad:?}"),
+        ),
+        Ok(v) if verify == VerifyMode::Strict && expect != 0 && v != expect => count(
+            s,
+            |e| &mut e.strict_miss,
+            || format!("connection {id}: key {k}: version {v:#x}, expected {expect:#x}"),
+        ),
+        Ok(_) => {}
+    }
+}
+
+/// A miss is an error only in strict mode, for a key this connection stored.
+fn check_miss(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64) {
+    if verify == VerifyMode::Strict && expect != 0 {
+        count(
+            s,
+            |e| &mut e.strict_miss,
+            || format!("connection {id}: key {k} stored but missing"),
+        );
     }
 }

@@ -121,6 +121,14 @@ impl Generator {
         Op { get, key, len }
     }
 
+    /// Another key for the same multi-get (same distribution and
+    /// partition as [`Generator::next_op`]).
+    #[inline]
+    pub fn next_key(&mut self) -> u64 {
+        let raw = self.dist.sample(&mut self.rng);
+        self.own(raw)
+    }
+
     /// A value length for a set of a given key (used by prefill).
     #[inline]
     pub fn next_len(&mut self) -> usize {

@@ -20,6 +20,8 @@ enum Fault {
     DropOverwrites,
     /// Answers every `set` with `SERVER_ERROR`.
     ServerErrorOnSet,
+    /// Answers multi-gets with the values in reverse order.
+    ReverseMultiget,
     /// Reads requests but stops answering after its first 50 reads.
     GoesSilent,
 }
@@ -71,14 +73,19 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
                 b"get" => {
                     off += e + 2;
                     let m = map.lock().unwrap();
-                    if let Some(v) = m.get(words[1]) {
+                    let mut keys: Vec<&[u8]> = words[1..].to_vec();
+                    if fault == Fault::ReverseMultiget {
+                        keys.reverse();
+                    }
+                    for key in keys {
+                        let Some(v) = m.get(key) else { continue };
                         let mut v = v.clone();
                         if fault == Fault::CorruptValues {
                             let mid = v.len() / 2;
                             v[mid] ^= 1;
                         }
                         out.extend_from_slice(b"VALUE ");
-                        out.extend_from_slice(words[1]);
+                        out.extend_from_slice(key);
                         out.extend_from_slice(format!(" 0 {}\r\n", v.len()).as_bytes());
                         out.extend_from_slice(&v);
                         out.extend_from_slice(b"\r\n");
@@ -367,4 +374,41 @@ fn a_silent_server_fails_the_run_instead_of_hanging() {
     let r = loadgen::run(&cfg).unwrap();
     assert!(r.failed(), "{r}");
     assert_eq!(r.errors.io, 2, "{r}");
+}
+
+#[test]
+fn multiget_with_strict_verify() {
+    let addr = start_fake(Fault::None);
+    let (code, j) = loadgen(
+        addr,
+        &[
+            SHORT,
+            &[
+                "--prefill",
+                "--verify=strict",
+                "--get-ratio",
+                "0.7",
+                "--multiget",
+                "5",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{j:#}");
+    let gets = j["gets"].as_u64().unwrap();
+    assert!(gets > 100, "{j:#}");
+    assert_eq!(j["get_keys"].as_u64().unwrap(), gets * 5, "{j:#}");
+    assert_eq!(j["hit_ratio"].as_f64().unwrap(), 1.0, "{j:#}");
+    assert_eq!(j["config"]["multiget"], 5);
+}
+
+#[test]
+fn multiget_catches_out_of_order_values() {
+    let addr = start_fake(Fault::ReverseMultiget);
+    let (code, j) = loadgen(
+        addr,
+        &[SHORT, &["--prefill", "--get-ratio", "1", "--multiget", "4"]].concat(),
+    );
+    assert_eq!(code, 1, "{j:#}");
+    assert!(j["errors"]["mismatch"].as_u64().unwrap() > 0, "{j:#}");
 }

@@ -65,6 +65,17 @@ fn memcached_passes_strict_verification() {
     assert!(!r.failed(), "{r}");
     assert!(r.requests > 1000, "{r}");
     assert_eq!(r.hit_ratio, 1.0, "{r}");
+
+    // Multi-gets: values must come back in order, each intact.
+    let r = loadgen::run(&loadgen::Config {
+        multiget: 8,
+        seed: 2,
+        ..cfg
+    })
+    .unwrap();
+    assert!(!r.failed(), "{r}");
+    assert_eq!(r.get_keys, r.gets * 8, "{r}");
+    assert_eq!(r.hit_ratio, 1.0, "{r}");
 }
 
 #[test]
