@@ -40,12 +40,14 @@ pub struct CompareArgs {
     /// `corecache-tpc,corecache-ws,memcached`.
     #[arg(long, default_value = "corecache-tpc,corecache-ws,memcached")]
     pub systems: String,
-    /// CPUs for the servers [default: all but CPU 0, or CPU 0 on one core].
+    /// CPUs for the servers [default: the upper half of the usable CPUs;
+    /// CPU 1 of 2].
     #[arg(long)]
     pub server_cpus: Option<String>,
-    /// CPUs for loadgen's threads (one thread per CPU).
-    #[arg(long, default_value = "0")]
-    pub loadgen_cpus: String,
+    /// CPUs for loadgen's threads, one thread per CPU [default: the lower
+    /// half; CPU 0 of 2].
+    #[arg(long)]
+    pub loadgen_cpus: Option<String>,
     /// Server worker threads [default: one per server CPU].
     #[arg(long)]
     pub server_threads: Option<usize>,
@@ -241,11 +243,25 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let kernel = command_output("uname", &["-r"]).unwrap_or_else(|| "unknown".into());
-    let loadgen_cpus = parse_cpu_list(&a.loadgen_cpus)?;
+    // Split the CPUs this process may use: loadgen low, servers high.
+    let mut usable: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    usable.sort_unstable();
+    if usable.is_empty() {
+        usable.push(0);
+    }
+    let half = (usable.len() / 2).max(1);
+    let loadgen_cpus = match &a.loadgen_cpus {
+        Some(s) => parse_cpu_list(s)?,
+        None => usable[..half].to_vec(),
+    };
     let server_cpus = match &a.server_cpus {
         Some(s) => parse_cpu_list(s)?,
-        None if nproc >= 2 => (1..nproc).collect(),
-        None => vec![0],
+        None if usable.len() >= 2 => usable[half..].to_vec(),
+        None => usable.clone(),
     };
     if server_cpus.iter().any(|c| loadgen_cpus.contains(c)) {
         eprintln!("compare: warning: server and loadgen CPUs overlap; results will be noisy");
