@@ -17,6 +17,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -207,6 +208,15 @@ fn start_server(name: &str, argv: &[String], pin: Option<&[usize]>) -> anyhow::R
             c
         }
     };
+    // If loadgen dies (Ctrl-C), take the server with it instead of leaving
+    // it bound to its CPU.
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
