@@ -660,6 +660,7 @@ pub fn plot(c: &Comparison, path: &Path) -> anyhow::Result<()> {
             .x_label_formatter(&x_fmt)
             .y_desc("ops/s")
             .y_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(TRANSPARENT)
             .disable_x_mesh()
             .draw()?;
         for (k, sys) in c.systems.iter().enumerate() {
@@ -696,7 +697,9 @@ pub fn plot(c: &Comparison, path: &Path) -> anyhow::Result<()> {
             .x_labels(n)
             .x_label_formatter(&x_fmt)
             .y_desc("µs")
+            .y_labels(6)
             .y_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(TRANSPARENT)
             .disable_x_mesh()
             .draw()?;
         for (k, sys) in c.systems.iter().enumerate() {
