@@ -214,21 +214,46 @@ fn thread_main(
         // SAFETY: PR_SET_TIMERSLACK only changes this thread's slack.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("building a tokio runtime");
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            // Still take part in the three phase barriers, or run() hangs.
+            let mut stats = Stats::default();
+            stats.errors.io += conns.len() as u64;
+            stats.errors.total += conns.len() as u64;
+            stats.sample(|| format!("building a tokio runtime: {e}"));
+            (0..3).for_each(|_| {
+                barrier.wait();
+            });
+            return stats;
+        }
+    };
     let state = Rc::new(RefCell::new(ThreadState {
         stats: Stats::default(),
         prog_count: 0,
         prog_hist: progress.as_ref().map(|_| new_histogram()),
     }));
     let pattern: Rc<[u8]> = vec![b'x'; cfg.value_max].into();
+    // No panics before the barriers below: the other threads would wait
+    // forever. A socket tokio cannot register is a failed connection.
     let mut conns: Vec<Conn> = rt.block_on(async {
-        conns
-            .into_iter()
-            .map(|(i, s)| Conn::new(cfg, dist.clone(), i, s, pattern.clone()))
-            .collect()
+        let mut out = Vec::new();
+        for (i, s) in conns {
+            match TcpStream::from_std(s) {
+                Ok(s) => out.push(Conn::new(cfg, dist.clone(), i, s, pattern.clone())),
+                Err(e) => {
+                    let mut st = state.borrow_mut();
+                    st.stats.errors.io += 1;
+                    st.stats.errors.total += 1;
+                    st.stats
+                        .sample(|| format!("connection {i}: registering the socket: {e}"));
+                }
+            }
+        }
+        out
     });
     barrier.wait();
     if cfg.prefill {
@@ -354,18 +379,12 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(
-        cfg: &Config,
-        dist: KeyDist,
-        id: usize,
-        s: std::net::TcpStream,
-        pattern: Rc<[u8]>,
-    ) -> Conn {
+    fn new(cfg: &Config, dist: KeyDist, id: usize, stream: TcpStream, pattern: Rc<[u8]>) -> Conn {
         let strict = cfg.verify == VerifyMode::Strict;
         let owned = cfg.keys.div_ceil(cfg.connections as u64) as usize;
         Conn {
             id,
-            stream: TcpStream::from_std(s).expect("registering a socket"),
+            stream,
             wbuf: Vec::with_capacity(64 * 1024),
             rbuf: BytesMut::with_capacity(64 * 1024),
             kbuf: Vec::with_capacity(256),
