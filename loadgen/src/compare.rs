@@ -209,11 +209,20 @@ fn start_server(name: &str, argv: &[String], pin: Option<&[usize]>) -> anyhow::R
         }
     };
     // If loadgen dies (Ctrl-C), take the server with it instead of leaving
-    // it bound to its CPU.
-    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    // it bound to its CPU. And hand it no inherited descriptors: a server
+    // that outlives us holding, say, a build lock's fd blocks everybody.
+    // SAFETY: prctl and close_range are async-signal-safe syscalls; nothing
+    // else runs in the child. close_range may be missing (kernel < 5.11),
+    // which only loses the hygiene.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }
@@ -423,7 +432,17 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
                 progress: false,
                 ..Config::default()
             };
-            let r = crate::run(&cfg).with_context(|| format!("{system}: {}", cell.label()))?;
+            let r = match crate::run(&cfg) {
+                Ok(r) => r,
+                Err(e) => {
+                    // E.g. the server crashed: keep the other systems' results.
+                    eprintln!(
+                        "compare: error: {system}: {}: {e:#}; skipping the rest of {system}",
+                        cell.label()
+                    );
+                    break;
+                }
+            };
             eprintln!(
                 "compare: {system:<14} {:<20} {:>10.0} ops/s  p50 {:>8.1}  p99 {:>8.1}  p99.9 {:>8.1} us{}",
                 cell.label(),
@@ -442,6 +461,10 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
             reports.push(r);
         }
         drop(server);
+        if reports.len() < cells.len() {
+            broken.push(system.to_string());
+            continue;
+        }
         results.push(SystemResult {
             system: system.to_string(),
             command: args,

@@ -2,6 +2,7 @@
 //! verification with no errors. Needs `memcached` on PATH (or `$MEMCACHED`);
 //! fails, rather than skips, when it is missing.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,22 @@ fn start_memcached() -> (Server, std::net::SocketAddr) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    // No inherited descriptors (e.g. a build lock's) in a server that
+    // could outlive a killed test.
+    // SAFETY: close_range is an async-signal-safe syscall.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+    let child = cmd
         .args(["-u", "nobody", "-U", "0", "-l", "127.0.0.1", "-t", "1", "-m", "64", "-p"])
         .arg(port.to_string())
         .stdout(Stdio::null())
@@ -217,5 +233,78 @@ fn compare_drives_corecache_flags() {
         "{args}"
     );
     assert!(lines[0].starts_with("--listen 127.0.0.1 --port "), "{args}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compare_survives_a_crashing_server() {
+    drop(start_memcached());
+    let dir = std::env::temp_dir().join(format!("loadgen-crashing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("corecache");
+    // A stand-in that records its pid; the test kills it mid-matrix.
+    let pidfile = dir.join("pid");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nwhile [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done\n\
+             exec memcached -u nobody -U 0 -l 127.0.0.1 -t 1 -m 64 -p \"$port\"\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let killer = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let pid = loop {
+            if let Ok(p) = std::fs::read_to_string(&pidfile)
+                && let Ok(p) = p.trim().parse::<i32>()
+            {
+                break p;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "stand-in never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: plain kill(2) of the server this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare",
+            "--systems",
+            "corecache-tpc,memcached",
+            "--corecache",
+        ])
+        .arg(&script)
+        .args([
+            "--duration",
+            "100ms",
+            "--warmup",
+            "0s",
+            "--keys",
+            "500",
+            "--connections",
+            "4",
+        ])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    killer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("corecache-tpc"), "{stderr}");
+    let csv = std::fs::read_to_string(dir.join("out/results.csv")).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("memcached,")).count(),
+        8,
+        "{csv}"
+    );
+    assert!(!csv.contains("corecache-tpc"), "{csv}");
     let _ = std::fs::remove_dir_all(&dir);
 }
