@@ -1,0 +1,390 @@
+//! Command-line flags and the validated workload configuration.
+//!
+//! [`Args`] is what clap parses; [`Config`] is the checked, typed form that
+//! [`crate::run()`] consumes. Tests and other crates usually start from
+//! [`Config::default`] and change a few fields.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args as ClapArgs;
+use serde::Serialize;
+
+/// Flags of a load run, as parsed by clap.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    /// Server to load, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:11211")]
+    pub server: String,
+    /// Total number of TCP connections, spread round-robin over the threads.
+    #[arg(long, default_value_t = 50)]
+    pub connections: usize,
+    /// Number of loadgen threads, each a single-threaded tokio runtime.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// CPUs to pin the threads to, e.g. `0-3,6`; thread i gets the i-th CPU
+    /// of the list (cycling). Unpinned when absent.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Length of the measured phase, e.g. `5s`, `500ms`, `1m`.
+    #[arg(long, default_value = "5s")]
+    pub duration: String,
+    /// Unmeasured load before the measured phase.
+    #[arg(long, default_value = "1s")]
+    pub warmup: String,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Prefix of every key; the key is the prefix followed by its index.
+    #[arg(long, default_value = "key:")]
+    pub key_prefix: String,
+    /// Value size in bytes, `N` or `MIN-MAX` (uniform).
+    #[arg(long, default_value = "32")]
+    pub value_size: String,
+    /// Fraction of requests that are gets (the rest are sets), 0..=1.
+    #[arg(long, default_value_t = 0.9)]
+    pub get_ratio: f64,
+    /// Key popularity: `uniform` or `zipf:S` (S > 0, e.g. `zipf:0.99`).
+    #[arg(long, default_value = "uniform")]
+    pub distribution: String,
+    /// Keys per get: N > 1 sends `get k1 ... kN` (multi-get); the keys
+    /// are drawn independently, so they usually live on different shards.
+    #[arg(long, default_value_t = 1)]
+    pub multiget: usize,
+    /// Store every key once before the warmup.
+    #[arg(long)]
+    pub prefill: bool,
+    /// Open loop: this many requests per second in total, on a fixed
+    /// schedule, latency measured from the intended send time.
+    /// Closed loop when absent.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seed of the request generators; the same seed gives the same
+    /// per-connection request sequences.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the full report as JSON to this path.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Check every value read: `--verify` checks hits, `--verify=strict`
+    /// also fails on a miss or stale read of a key this run wrote. Use with
+    /// `--prefill` when the server may hold values of an unverified run.
+    #[arg(long, num_args = 0..=1, default_missing_value = "on", value_name = "strict")]
+    pub verify: Option<String>,
+}
+
+/// How keys are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Distribution {
+    /// Every key equally likely.
+    Uniform,
+    /// Key of rank i (0-based) has weight 1/(i+1)^s.
+    Zipf {
+        /// The exponent.
+        s: f64,
+    },
+}
+
+/// What `--verify` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// Values are a fixed pattern and are not checked.
+    Off,
+    /// Every hit must decode to the requested key with a valid checksum.
+    Hits,
+    /// As `Hits`, and a get must return exactly the last version this run
+    /// stored for the key; a miss of a stored key is a failure.
+    Strict,
+}
+
+/// Validated workload and client configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Server address.
+    pub server: SocketAddr,
+    /// Total connections.
+    pub connections: usize,
+    /// Client threads.
+    pub threads: usize,
+    /// CPUs to pin client threads to (cycled); empty = unpinned.
+    pub cpus: Vec<usize>,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Measured phase.
+    #[serde(serialize_with = "ser_secs")]
+    pub duration: Duration,
+    /// Warmup phase.
+    #[serde(serialize_with = "ser_secs")]
+    pub warmup: Duration,
+    /// Number of keys.
+    pub keys: u64,
+    /// Key prefix.
+    pub key_prefix: String,
+    /// Smallest value size in bytes.
+    pub value_min: usize,
+    /// Largest value size in bytes.
+    pub value_max: usize,
+    /// Fraction of gets.
+    pub get_ratio: f64,
+    /// Key distribution.
+    pub distribution: Distribution,
+    /// Keys per get request (1 = plain get).
+    pub multiget: usize,
+    /// Store every key once first.
+    pub prefill: bool,
+    /// Total open-loop rate in requests/s; `None` = closed loop.
+    pub rate: Option<f64>,
+    /// RNG seed.
+    pub seed: u64,
+    /// Verification mode.
+    pub verify: VerifyMode,
+    /// Print a live progress line (only honoured when stdout is a terminal).
+    #[serde(skip)]
+    pub progress: bool,
+    /// How long after the measured phase in-flight replies may take before
+    /// their connection counts as failed (`errors.io`).
+    #[serde(skip)]
+    pub drain_timeout: Duration,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Smallest value that can carry the `--verify` header.
+pub const VERIFY_MIN_VALUE: usize = crate::verify::HEADER_LEN;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: SocketAddr::from(([127, 0, 0, 1], 11211)),
+            connections: 50,
+            threads: 1,
+            cpus: Vec::new(),
+            pipeline: 1,
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            keys: 100_000,
+            key_prefix: "key:".into(),
+            value_min: 32,
+            value_max: 32,
+            get_ratio: 0.9,
+            distribution: Distribution::Uniform,
+            multiget: 1,
+            prefill: false,
+            rate: None,
+            seed: 1,
+            verify: VerifyMode::Off,
+            progress: false,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates command-line [`Args`].
+    pub fn from_args(a: &Args) -> anyhow::Result<Config> {
+        let server = a
+            .server
+            .to_socket_addrs()
+            .with_context(|| format!("resolving --server {}", a.server))?
+            .next()
+            .with_context(|| format!("--server {} resolves to nothing", a.server))?;
+        let (value_min, value_max) = parse_size_range(&a.value_size)?;
+        let verify = match a.verify.as_deref() {
+            None => VerifyMode::Off,
+            Some("on") | Some("") => VerifyMode::Hits,
+            Some("strict") => VerifyMode::Strict,
+            Some(o) => bail!("--verify takes no value or `strict`, not {o:?}"),
+        };
+        let c = Config {
+            server,
+            connections: a.connections,
+            threads: a.threads,
+            cpus: match &a.cpus {
+                Some(s) => parse_cpu_list(s)?,
+                None => Vec::new(),
+            },
+            pipeline: a.pipeline,
+            duration: parse_duration(&a.duration).context("--duration")?,
+            warmup: parse_duration(&a.warmup).context("--warmup")?,
+            keys: a.keys,
+            key_prefix: a.key_prefix.clone(),
+            value_min,
+            value_max,
+            get_ratio: a.get_ratio,
+            distribution: parse_distribution(&a.distribution)?,
+            multiget: a.multiget,
+            prefill: a.prefill,
+            rate: a.rate,
+            seed: a.seed,
+            verify,
+            progress: true,
+            ..Config::default()
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the invariants [`crate::run()`] relies on.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.connections == 0 || self.threads == 0 || self.pipeline == 0 {
+            bail!("--connections, --threads and --pipeline must be at least 1");
+        }
+        if !(1..=100).contains(&self.multiget) {
+            bail!("--multiget must be within 1..=100");
+        }
+        if self.keys == 0 {
+            bail!("--keys must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.get_ratio) {
+            bail!("--get-ratio must be within 0..=1");
+        }
+        if self.value_min > self.value_max || self.value_max > 1 << 20 {
+            bail!("--value-size must be MIN <= MAX <= 1 MiB");
+        }
+        if self.key_prefix.len() + 20 > 250 || self.key_prefix.bytes().any(|b| b <= b' ') {
+            bail!("--key-prefix must be short and contain no spaces or control bytes");
+        }
+        if self.duration.is_zero() {
+            bail!("--duration must be positive");
+        }
+        if let Some(r) = self.rate
+            && !(r > 0.0 && r.is_finite())
+        {
+            bail!("--rate must be a positive number");
+        }
+        if let Distribution::Zipf { s } = self.distribution
+            && !(s > 0.0 && s.is_finite())
+        {
+            bail!("zipf exponent must be positive");
+        }
+        if self.verify != VerifyMode::Off && self.value_min < VERIFY_MIN_VALUE {
+            bail!("--verify needs values of at least {VERIFY_MIN_VALUE} bytes");
+        }
+        if self.verify == VerifyMode::Strict && self.keys < self.connections as u64 {
+            bail!("--verify=strict partitions keys over connections: need --keys >= --connections");
+        }
+        Ok(())
+    }
+}
+
+/// Parses a humane duration: `250ms`, `5s`, `1.5s`, `2m`, `100us`; a bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        u => bail!("unknown duration unit {u:?} in {s:?}"),
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        bail!("bad duration {s:?}");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a CPU list such as `0-3,6` into `[0, 1, 2, 3, 6]`.
+pub fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: usize = a.trim().parse().with_context(|| format!("bad CPU {a:?}"))?;
+                let b: usize = b.trim().parse().with_context(|| format!("bad CPU {b:?}"))?;
+                if a > b {
+                    bail!("bad CPU range {part:?}");
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().with_context(|| format!("bad CPU {part:?}"))?),
+        }
+    }
+    if out.is_empty() {
+        bail!("empty CPU list {s:?}");
+    }
+    Ok(out)
+}
+
+/// Parses `N` or `MIN-MAX` into an inclusive range.
+pub fn parse_size_range(s: &str) -> anyhow::Result<(usize, usize)> {
+    let parse = |x: &str| -> anyhow::Result<usize> {
+        x.trim()
+            .parse()
+            .with_context(|| format!("bad --value-size {s:?}"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => Ok((parse(a)?, parse(b)?)),
+        None => {
+            let n = parse(s)?;
+            Ok((n, n))
+        }
+    }
+}
+
+/// Parses `uniform` or `zipf:S`.
+pub fn parse_distribution(s: &str) -> anyhow::Result<Distribution> {
+    if s == "uniform" {
+        return Ok(Distribution::Uniform);
+    }
+    if let Some(x) = s.strip_prefix("zipf:") {
+        let s: f64 = x
+            .parse()
+            .with_context(|| format!("bad zipf exponent {x:?}"))?;
+        return Ok(Distribution::Zipf { s });
+    }
+    bail!("--distribution must be `uniform` or `zipf:S`, not {s:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,6").unwrap(), vec![0, 1, 2, 3, 6]);
+        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn sizes_and_distributions() {
+        assert_eq!(parse_size_range("32").unwrap(), (32, 32));
+        assert_eq!(parse_size_range("10-100").unwrap(), (10, 100));
+        assert_eq!(
+            parse_distribution("uniform").unwrap(),
+            Distribution::Uniform
+        );
+        assert_eq!(
+            parse_distribution("zipf:0.99").unwrap(),
+            Distribution::Zipf { s: 0.99 }
+        );
+        assert!(parse_distribution("zipf").is_err());
+    }
+}

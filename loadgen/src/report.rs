@@ -1,0 +1,380 @@
+//! Measurement: per-thread counters and histograms, their merge, and the
+//! final [`Report`] with its JSON schema and human-readable table.
+//!
+//! # JSON schema (`--json PATH`, `"schema": 1`)
+//!
+//! ```text
+//! {
+//!   "schema": 1,
+//!   "config": { server, connections, threads, cpus, pipeline,
+//!               duration (s), warmup (s), keys, key_prefix,
+//!               value_min, value_max, get_ratio,
+//!               distribution: {"kind":"uniform"} | {"kind":"zipf","s":0.99},
+//!               multiget, prefill, rate (req/s or null = closed loop), seed,
+//!               verify: "off" | "hits" | "strict" },
+//!   "elapsed_s": measured wall time in seconds,
+//!   "requests": requests completed in the measured phase,
+//!   "gets", "sets": their split (a multi-get is one get),
+//!   "get_keys": keys the gets asked for (gets x multiget),
+//!   "hits", "misses": of those keys,
+//!   "ops_per_sec": requests / elapsed_s,
+//!   "hit_ratio": hits / get_keys (0 when there were no gets),
+//!   "errors": { "total", "error", "client_error", "server_error",
+//!               "not_stored", "mismatch", "verify_failed", "strict_miss",
+//!               "io" }  (whole run, warmup and prefill included),
+//!   "latency_us": { "min", "mean", "p50", "p90", "p99", "p999", "p9999",
+//!                   "max" }  (microseconds, floats),
+//!   "cpu": { "user_s", "system_s", "us_per_request",
+//!            "user_us_per_request" }  (this process, measured phase only;
+//!            us_per_request = CPU-seconds per million requests),
+//!   "prefill_s": seconds spent prefilling (0 without --prefill)
+//! }
+//! ```
+//!
+//! Open loop (`--rate`) latencies are measured from each request's intended
+//! send time, so time a request spent waiting for a pipeline slot (a slow
+//! server) counts; that also includes the client's timer lateness (tokio's
+//! timer has a 1 ms resolution), so sub-millisecond open-loop percentiles
+//! are upper bounds.
+
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::proto::ReplyError;
+
+/// Highest latency the histograms hold, in nanoseconds (larger ones are
+/// clamped): one minute.
+const MAX_NS: u64 = 60_000_000_000;
+
+/// Creates an empty latency histogram (nanoseconds, 3 significant digits).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
+}
+
+/// Error counts by kind.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ErrorCounts {
+    /// Sum of all kinds.
+    pub total: u64,
+    /// `ERROR` replies.
+    pub error: u64,
+    /// `CLIENT_ERROR` replies.
+    pub client_error: u64,
+    /// `SERVER_ERROR` replies.
+    pub server_error: u64,
+    /// `NOT_STORED`/`EXISTS`/`NOT_FOUND` to a `set`.
+    pub not_stored: u64,
+    /// Replies that do not match their request (wrong kind, wrong key,
+    /// garbage); the connection is dropped after one.
+    pub mismatch: u64,
+    /// `--verify`: a hit whose value is corrupt or belongs to another key.
+    pub verify_failed: u64,
+    /// `--verify=strict`: a miss, or a stale version, for a key this
+    /// connection stored.
+    pub strict_miss: u64,
+    /// Connection failures (connect, read, write, server closed).
+    pub io: u64,
+}
+
+impl ErrorCounts {
+    /// Counts a failed reply.
+    pub fn reply(&mut self, e: ReplyError) {
+        match e {
+            ReplyError::Error => self.error += 1,
+            ReplyError::ClientError => self.client_error += 1,
+            ReplyError::ServerError => self.server_error += 1,
+            ReplyError::NotStored => self.not_stored += 1,
+        }
+        self.total += 1;
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, o: &ErrorCounts) {
+        self.total += o.total;
+        self.error += o.error;
+        self.client_error += o.client_error;
+        self.server_error += o.server_error;
+        self.not_stored += o.not_stored;
+        self.mismatch += o.mismatch;
+        self.verify_failed += o.verify_failed;
+        self.strict_miss += o.strict_miss;
+        self.io += o.io;
+    }
+}
+
+/// Counters of one client thread (or the merge of all).
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Latency of measured requests, nanoseconds.
+    pub hist: Histogram<u64>,
+    /// Measured get requests.
+    pub gets: u64,
+    /// Keys those gets asked for (`gets` × `--multiget`).
+    pub get_keys: u64,
+    /// Measured sets.
+    pub sets: u64,
+    /// Measured get hits.
+    pub hits: u64,
+    /// Errors over the whole run.
+    pub errors: ErrorCounts,
+    /// First few error descriptions, for the human report.
+    pub samples: Vec<String>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            hist: new_histogram(),
+            gets: 0,
+            get_keys: 0,
+            sets: 0,
+            hits: 0,
+            errors: ErrorCounts::default(),
+            samples: Vec::new(),
+        }
+    }
+}
+
+impl Stats {
+    /// Keeps a description of an error if fewer than ten are kept.
+    pub fn sample(&mut self, f: impl FnOnce() -> String) {
+        if self.samples.len() < 10 {
+            self.samples.push(f());
+        }
+    }
+
+    /// Adds `o` into `self`.
+    pub fn merge(&mut self, o: &Stats) {
+        self.hist.add(&o.hist).expect("same histogram bounds");
+        self.gets += o.gets;
+        self.get_keys += o.get_keys;
+        self.sets += o.sets;
+        self.hits += o.hits;
+        self.errors.add(&o.errors);
+        for s in &o.samples {
+            if self.samples.len() < 10 {
+                self.samples.push(s.clone());
+            }
+        }
+    }
+}
+
+/// Latency summary in microseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    /// Smallest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// 99.99th percentile.
+    pub p9999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Latency {
+    /// Summarises a nanosecond histogram.
+    pub fn from_hist(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let us = |ns: u64| ns as f64 / 1e3;
+        Latency {
+            min: us(h.min()),
+            mean: h.mean() / 1e3,
+            p50: us(h.value_at_quantile(0.5)),
+            p90: us(h.value_at_quantile(0.9)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            p9999: us(h.value_at_quantile(0.9999)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// The client's own CPU use during the measured phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Cpu {
+    /// User CPU seconds.
+    pub user_s: f64,
+    /// System CPU seconds.
+    pub system_s: f64,
+    /// (user + system) microseconds per measured request.
+    pub us_per_request: f64,
+    /// User-space share of `us_per_request` (the kernel's TCP stack is
+    /// the rest).
+    pub user_us_per_request: f64,
+}
+
+/// Result of a run; see the module docs for the JSON schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Schema version of this JSON.
+    pub schema: u32,
+    /// The workload.
+    pub config: Config,
+    /// Wall time of the measured phase, seconds.
+    pub elapsed_s: f64,
+    /// Requests completed in the measured phase.
+    pub requests: u64,
+    /// Get requests among them.
+    pub gets: u64,
+    /// Sets among them.
+    pub sets: u64,
+    /// Keys the gets asked for (= `gets` unless `--multiget`).
+    pub get_keys: u64,
+    /// Keys found.
+    pub hits: u64,
+    /// Keys not found (`get_keys - hits`).
+    pub misses: u64,
+    /// Requests per second (a multi-get is one request).
+    pub ops_per_sec: f64,
+    /// `hits / get_keys`.
+    pub hit_ratio: f64,
+    /// Errors by kind.
+    pub errors: ErrorCounts,
+    /// Latency percentiles, microseconds.
+    pub latency_us: Latency,
+    /// Client CPU use.
+    pub cpu: Cpu,
+    /// Time spent in `--prefill`, seconds.
+    pub prefill_s: f64,
+    /// First few error descriptions (not part of the JSON).
+    #[serde(skip)]
+    pub error_samples: Vec<String>,
+}
+
+impl Report {
+    /// Builds the report from merged stats.
+    pub fn new(
+        config: Config,
+        s: &Stats,
+        elapsed_s: f64,
+        cpu_s: (f64, f64),
+        prefill_s: f64,
+    ) -> Report {
+        let requests = s.gets + s.sets;
+        Report {
+            schema: 1,
+            config,
+            elapsed_s,
+            requests,
+            gets: s.gets,
+            sets: s.sets,
+            get_keys: s.get_keys,
+            hits: s.hits,
+            misses: s.get_keys - s.hits,
+            ops_per_sec: if elapsed_s > 0.0 {
+                requests as f64 / elapsed_s
+            } else {
+                0.0
+            },
+            hit_ratio: if s.get_keys > 0 {
+                s.hits as f64 / s.get_keys as f64
+            } else {
+                0.0
+            },
+            errors: s.errors.clone(),
+            latency_us: Latency::from_hist(&s.hist),
+            cpu: Cpu {
+                user_s: cpu_s.0,
+                system_s: cpu_s.1,
+                us_per_request: if requests > 0 {
+                    (cpu_s.0 + cpu_s.1) * 1e6 / requests as f64
+                } else {
+                    0.0
+                },
+                user_us_per_request: if requests > 0 {
+                    cpu_s.0 * 1e6 / requests as f64
+                } else {
+                    0.0
+                },
+            },
+            prefill_s,
+            error_samples: s.samples.clone(),
+        }
+    }
+
+    /// True when the server misbehaved: any protocol error, mismatched
+    /// reply, verification failure or lost connection.
+    pub fn failed(&self) -> bool {
+        self.errors.total > 0
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        let mode = match c.rate {
+            Some(r) => format!("open loop, {r:.0} req/s"),
+            None => "closed loop".into(),
+        };
+        writeln!(
+            f,
+            "server {}  {} conns x pipeline {} on {} threads, {}",
+            c.server, c.connections, c.pipeline, c.threads, mode
+        )?;
+        writeln!(f, "{:<22}{:>14.0}", "ops/s", self.ops_per_sec)?;
+        writeln!(
+            f,
+            "{:<22}{:>14}  ({} gets, {} sets in {:.2} s)",
+            "requests", self.requests, self.gets, self.sets, self.elapsed_s
+        )?;
+        if c.multiget > 1 {
+            writeln!(
+                f,
+                "{:<22}{:>14}  ({} per get)",
+                "keys requested", self.get_keys, c.multiget
+            )?;
+        }
+        writeln!(f, "{:<22}{:>14.4}", "hit ratio", self.hit_ratio)?;
+        let l = &self.latency_us;
+        for (name, v) in [
+            ("latency p50 (us)", l.p50),
+            ("latency p90 (us)", l.p90),
+            ("latency p99 (us)", l.p99),
+            ("latency p99.9 (us)", l.p999),
+            ("latency p99.99 (us)", l.p9999),
+            ("latency max (us)", l.max),
+        ] {
+            writeln!(f, "{name:<22}{v:>14.1}")?;
+        }
+        writeln!(
+            f,
+            "{:<22}{:>14.3}",
+            "client cpu us/req", self.cpu.us_per_request
+        )?;
+        let e = &self.errors;
+        writeln!(f, "{:<22}{:>14}", "errors", e.total)?;
+        if e.total > 0 {
+            writeln!(
+                f,
+                "  error {} client_error {} server_error {} not_stored {} mismatch {} \
+                 verify_failed {} strict_miss {} io {}",
+                e.error,
+                e.client_error,
+                e.server_error,
+                e.not_stored,
+                e.mismatch,
+                e.verify_failed,
+                e.strict_miss,
+                e.io
+            )?;
+            for s in &self.error_samples {
+                writeln!(f, "  - {s}")?;
+            }
+        }
+        Ok(())
+    }
+}

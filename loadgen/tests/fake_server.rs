@@ -1,0 +1,414 @@
+//! End-to-end tests of loadgen against a tiny in-test memcached: the JSON
+//! schema, exit codes, `--verify` catching a corrupting server, strict
+//! verification catching lost writes, and the `--rate` schedule.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How the fake server misbehaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    /// Flips a bit in the middle of every value it returns.
+    CorruptValues,
+    /// Answers `STORED` but forgets every write after the first per key.
+    DropOverwrites,
+    /// Answers every `set` with `SERVER_ERROR`.
+    ServerErrorOnSet,
+    /// Answers multi-gets with the values in reverse order.
+    ReverseMultiget,
+    /// Reads requests but stops answering after its first 50 reads.
+    GoesSilent,
+}
+
+type Map = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
+
+/// Starts the fake server on an ephemeral loopback port.
+fn start_fake(fault: Fault) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let map: Map = Arc::default();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                tokio::spawn(serve(sock, map.clone(), fault));
+            }
+        });
+    });
+    addr
+}
+
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"\r\n")
+}
+
+async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 16384];
+    let mut answered = 0;
+    loop {
+        let n = match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut off = 0;
+        while let Some(e) = find_crlf(&buf[off..]) {
+            let line = buf[off..off + e].to_vec();
+            let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            match words[0] {
+                b"get" => {
+                    off += e + 2;
+                    let m = map.lock().unwrap();
+                    let mut keys: Vec<&[u8]> = words[1..].to_vec();
+                    if fault == Fault::ReverseMultiget {
+                        keys.reverse();
+                    }
+                    for key in keys {
+                        let Some(v) = m.get(key) else { continue };
+                        let mut v = v.clone();
+                        if fault == Fault::CorruptValues {
+                            let mid = v.len() / 2;
+                            v[mid] ^= 1;
+                        }
+                        out.extend_from_slice(b"VALUE ");
+                        out.extend_from_slice(key);
+                        out.extend_from_slice(format!(" 0 {}\r\n", v.len()).as_bytes());
+                        out.extend_from_slice(&v);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    out.extend_from_slice(b"END\r\n");
+                }
+                b"set" => {
+                    let len: usize = std::str::from_utf8(words[4]).unwrap().parse().unwrap();
+                    let start = off + e + 2;
+                    if buf.len() < start + len + 2 {
+                        break;
+                    }
+                    let data = buf[start..start + len].to_vec();
+                    off = start + len + 2;
+                    if fault == Fault::ServerErrorOnSet {
+                        out.extend_from_slice(b"SERVER_ERROR out of memory storing object\r\n");
+                        continue;
+                    }
+                    let mut m = map.lock().unwrap();
+                    if fault != Fault::DropOverwrites || !m.contains_key(words[1]) {
+                        m.insert(words[1].to_vec(), data);
+                    }
+                    out.extend_from_slice(b"STORED\r\n");
+                }
+                _ => {
+                    off += e + 2;
+                    out.extend_from_slice(b"ERROR\r\n");
+                }
+            }
+        }
+        buf.drain(..off);
+        answered += 1;
+        if fault == Fault::GoesSilent && answered > 50 {
+            out.clear();
+        }
+        if !out.is_empty() {
+            if sock.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+    }
+}
+
+/// Runs the loadgen binary; returns its exit code and the parsed JSON.
+fn loadgen(addr: SocketAddr, extra: &[&str]) -> (i32, serde_json::Value) {
+    let dir = std::env::temp_dir();
+    let json = dir.join(format!(
+        "loadgen-test-{}-{}.json",
+        std::process::id(),
+        addr.port()
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--server", &addr.to_string(), "--json"])
+        .arg(&json)
+        .args(extra)
+        .output()
+        .expect("running loadgen");
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
+        panic!(
+            "no JSON written ({e}); stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let _ = std::fs::remove_file(&json);
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&text).unwrap(),
+    )
+}
+
+const SHORT: &[&str] = &[
+    "--duration",
+    "400ms",
+    "--warmup",
+    "100ms",
+    "--connections",
+    "4",
+    "--threads",
+    "2",
+    "--pipeline",
+    "8",
+    "--keys",
+    "500",
+];
+
+#[test]
+fn json_schema_and_clean_exit() {
+    let addr = start_fake(Fault::None);
+    let (code, j) = loadgen(
+        addr,
+        &[SHORT, &["--prefill", "--get-ratio", "0.8"]].concat(),
+    );
+    assert_eq!(code, 0, "{j:#}");
+    for field in [
+        "ops_per_sec",
+        "hit_ratio",
+        "requests",
+        "gets",
+        "sets",
+        "hits",
+        "misses",
+        "elapsed_s",
+    ] {
+        assert!(j[field].is_number(), "missing {field}: {j:#}");
+    }
+    assert!(
+        j["requests"].as_u64().unwrap() > 1000,
+        "too few requests: {j:#}"
+    );
+    assert_eq!(
+        j["hit_ratio"].as_f64().unwrap(),
+        1.0,
+        "prefilled keys must hit"
+    );
+    assert_eq!(j["errors"]["total"], 0);
+    for p in ["min", "mean", "p50", "p90", "p99", "p999", "p9999", "max"] {
+        assert!(
+            j["latency_us"][p].as_f64().unwrap() > 0.0,
+            "latency_us.{p}: {j:#}"
+        );
+    }
+    let l = &j["latency_us"];
+    assert!(l["p50"].as_f64() <= l["p99"].as_f64() && l["p99"].as_f64() <= l["max"].as_f64());
+    let c = &j["config"];
+    assert_eq!(c["pipeline"], 8);
+    assert_eq!(c["connections"], 4);
+    assert_eq!(c["keys"], 500);
+    assert_eq!(c["distribution"]["kind"], "uniform");
+    assert_eq!(c["verify"], "off");
+    assert!(c["rate"].is_null());
+    assert!(j["cpu"]["us_per_request"].is_number());
+}
+
+#[test]
+fn verify_catches_corrupted_values() {
+    let addr = start_fake(Fault::CorruptValues);
+    let (code, j) = loadgen(
+        addr,
+        &[SHORT, &["--prefill", "--verify", "--get-ratio", "0.9"]].concat(),
+    );
+    assert_eq!(code, 1, "a corrupting server must fail the run: {j:#}");
+    assert!(j["errors"]["verify_failed"].as_u64().unwrap() > 0, "{j:#}");
+}
+
+#[test]
+fn verify_passes_on_a_correct_server() {
+    let addr = start_fake(Fault::None);
+    let (code, j) = loadgen(
+        addr,
+        &[
+            SHORT,
+            &[
+                "--prefill",
+                "--verify=strict",
+                "--get-ratio",
+                "0.5",
+                "--value-size",
+                "24-300",
+                "--distribution",
+                "zipf:0.99",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{j:#}");
+    assert_eq!(j["errors"]["total"], 0);
+    assert_eq!(j["config"]["verify"], "strict");
+    assert_eq!(j["config"]["distribution"]["s"], 0.99);
+}
+
+#[test]
+fn strict_verify_catches_lost_writes() {
+    let addr = start_fake(Fault::DropOverwrites);
+    // Plain --verify accepts stale-but-intact values...
+    let (code, j) = loadgen(
+        addr,
+        &[SHORT, &["--prefill", "--verify", "--get-ratio", "0.5"]].concat(),
+    );
+    assert_eq!(code, 0, "{j:#}");
+    // ...strict mode knows which version was acknowledged last.
+    let (code, j) = loadgen(
+        addr,
+        &[
+            SHORT,
+            &["--prefill", "--verify=strict", "--get-ratio", "0.5"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1, "{j:#}");
+    assert!(j["errors"]["strict_miss"].as_u64().unwrap() > 0, "{j:#}");
+}
+
+#[test]
+fn server_errors_fail_the_run() {
+    let addr = start_fake(Fault::ServerErrorOnSet);
+    let (code, j) = loadgen(addr, &[SHORT, &["--get-ratio", "0.5"]].concat());
+    assert_eq!(code, 1, "{j:#}");
+    assert!(j["errors"]["server_error"].as_u64().unwrap() > 0, "{j:#}");
+}
+
+#[test]
+fn rate_keeps_its_schedule() {
+    let addr = start_fake(Fault::None);
+    let (code, j) = loadgen(
+        addr,
+        &[
+            "--rate",
+            "2000",
+            "--duration",
+            "1500ms",
+            "--warmup",
+            "200ms",
+            "--connections",
+            "5",
+            "--pipeline",
+            "4",
+        ],
+    );
+    assert_eq!(code, 0, "{j:#}");
+    let n = j["requests"].as_u64().unwrap() as f64;
+    // 2000/s over 1.5 s; loose bounds, the machine is shared and noisy.
+    assert!(
+        (2400.0..=3600.0).contains(&n),
+        "expected ~3000 requests, got {n}: {j:#}"
+    );
+    assert_eq!(j["config"]["rate"], 2000.0);
+}
+
+#[test]
+fn library_api_runs_in_process() {
+    let addr = start_fake(Fault::None);
+    let cfg = loadgen::Config {
+        server: addr,
+        connections: 3,
+        pipeline: 2,
+        keys: 100,
+        duration: Duration::from_millis(300),
+        warmup: Duration::from_millis(50),
+        prefill: true,
+        verify: loadgen::VerifyMode::Strict,
+        ..loadgen::Config::default()
+    };
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(!r.failed(), "{r}");
+    assert!(r.requests > 100, "{r}");
+    assert_eq!(r.hit_ratio, 1.0);
+    let text = r.to_string();
+    assert!(text.contains("ops/s") && text.contains("p99.9"), "{text}");
+}
+
+#[test]
+fn connect_failure_is_an_error() {
+    // A port nobody listens on: bind, learn the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--duration",
+            "100ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connecting"));
+}
+
+#[test]
+fn a_silent_server_fails_the_run_instead_of_hanging() {
+    let addr = start_fake(Fault::GoesSilent);
+    let cfg = loadgen::Config {
+        server: addr,
+        connections: 2,
+        pipeline: 4,
+        duration: Duration::from_millis(300),
+        warmup: Duration::ZERO,
+        drain_timeout: Duration::from_millis(300),
+        ..loadgen::Config::default()
+    };
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(r.failed(), "{r}");
+    assert_eq!(r.errors.io, 2, "{r}");
+}
+
+#[test]
+fn multiget_with_strict_verify() {
+    let addr = start_fake(Fault::None);
+    let (code, j) = loadgen(
+        addr,
+        &[
+            SHORT,
+            &[
+                "--prefill",
+                "--verify=strict",
+                "--get-ratio",
+                "0.7",
+                "--multiget",
+                "5",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{j:#}");
+    let gets = j["gets"].as_u64().unwrap();
+    assert!(gets > 100, "{j:#}");
+    assert_eq!(j["get_keys"].as_u64().unwrap(), gets * 5, "{j:#}");
+    assert_eq!(j["hit_ratio"].as_f64().unwrap(), 1.0, "{j:#}");
+    assert_eq!(j["config"]["multiget"], 5);
+}
+
+#[test]
+fn multiget_catches_out_of_order_values() {
+    let addr = start_fake(Fault::ReverseMultiget);
+    let (code, j) = loadgen(
+        addr,
+        &[SHORT, &["--prefill", "--get-ratio", "1", "--multiget", "4"]].concat(),
+    );
+    assert_eq!(code, 1, "{j:#}");
+    assert!(j["errors"]["mismatch"].as_u64().unwrap() > 0, "{j:#}");
+}

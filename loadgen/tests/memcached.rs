@@ -1,0 +1,310 @@
+//! loadgen against a real memcached: the reference server must pass strict
+//! verification with no errors. Needs `memcached` on PATH (or `$MEMCACHED`);
+//! fails, rather than skips, when it is missing.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_memcached() -> (Server, std::net::SocketAddr) {
+    let bin = std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(&bin);
+    // No inherited descriptors (e.g. a build lock's) in a server that
+    // could outlive a killed test.
+    // SAFETY: close_range is an async-signal-safe syscall.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+    let child = cmd
+        .args(["-u", "nobody", "-U", "0", "-l", "127.0.0.1", "-t", "1", "-m", "64", "-p"])
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("this test needs memcached ({bin:?}: {e}); install it (apt-get install memcached) or set $MEMCACHED")
+        });
+    let server = Server(child);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "memcached did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, addr)
+}
+
+#[test]
+fn memcached_passes_strict_verification() {
+    let (_server, addr) = start_memcached();
+    let cfg = loadgen::Config {
+        server: addr,
+        connections: 8,
+        threads: 2,
+        pipeline: 8,
+        keys: 10_000,
+        value_min: 24,
+        value_max: 200,
+        get_ratio: 0.5,
+        distribution: loadgen::Distribution::Zipf { s: 0.99 },
+        duration: Duration::from_millis(500),
+        warmup: Duration::from_millis(100),
+        prefill: true,
+        verify: loadgen::VerifyMode::Strict,
+        ..loadgen::Config::default()
+    };
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(!r.failed(), "{r}");
+    assert!(r.requests > 1000, "{r}");
+    assert_eq!(r.hit_ratio, 1.0, "{r}");
+
+    // Multi-gets: values must come back in order, each intact.
+    let r = loadgen::run(&loadgen::Config {
+        multiget: 8,
+        seed: 2,
+        ..cfg
+    })
+    .unwrap();
+    assert!(!r.failed(), "{r}");
+    assert_eq!(r.get_keys, r.gets * 8, "{r}");
+    assert_eq!(r.hit_ratio, 1.0, "{r}");
+}
+
+#[test]
+fn compare_runs_the_matrix_against_memcached() {
+    // Fails here, rather than skipping inside `compare`, when memcached is absent.
+    drop(start_memcached());
+    let out_dir = std::env::temp_dir().join(format!("loadgen-compare-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare",
+            "--systems",
+            "memcached",
+            "--duration",
+            "150ms",
+            "--warmup",
+            "50ms",
+        ])
+        .args(["--keys", "2000", "--connections", "8"])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("p16 zipf0.99 50%g") && stdout.contains("machine: nproc"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out_dir.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("memcached,1,uniform,0.9,"),
+        "{csv}"
+    );
+    let svg = std::fs::read_to_string(out_dir.join("latency.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("memcached p99"),
+        "bad SVG"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap())
+            .unwrap();
+    assert!(json["machine"]["nproc"].as_u64().unwrap() >= 1);
+    assert_eq!(json["systems"][0]["reports"].as_array().unwrap().len(), 8);
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn compare_fails_when_corecache_is_missing() {
+    let out_dir =
+        std::env::temp_dir().join(format!("loadgen-compare-missing-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare",
+            "--systems",
+            "corecache-tpc",
+            "--corecache",
+            "/nonexistent/corecache",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/corecache"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn compare_drives_corecache_flags() {
+    // A stand-in `corecache` that logs its flags and serves with memcached,
+    // so the corecache path of `compare` is exercised before the server
+    // exists.
+    drop(start_memcached());
+    let dir = std::env::temp_dir().join(format!("loadgen-fake-corecache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("corecache");
+    let log = dir.join("args.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {log}\nwhile [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done\n\
+             exec memcached -u nobody -U 0 -l 127.0.0.1 -t 1 -m 64 -p \"$port\"\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare",
+            "--systems",
+            "corecache-tpc,corecache-ws",
+            "--corecache",
+        ])
+        .arg(&script)
+        .args([
+            "--duration",
+            "100ms",
+            "--warmup",
+            "0s",
+            "--keys",
+            "500",
+            "--connections",
+            "4",
+        ])
+        .args(["-m", "64"])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("corecache-tpc") && stdout.contains("corecache-ws"),
+        "{stdout}"
+    );
+    let args = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = args.lines().collect();
+    assert_eq!(lines.len(), 2, "{args}");
+    assert!(
+        lines[0].contains("--runtime thread-per-core") && lines[0].contains("--cpus "),
+        "{args}"
+    );
+    assert!(
+        lines[1].contains("--runtime work-stealing") && lines[1].contains("-m 64"),
+        "{args}"
+    );
+    assert!(lines[0].starts_with("--listen 127.0.0.1 --port "), "{args}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compare_survives_a_crashing_server() {
+    drop(start_memcached());
+    let dir = std::env::temp_dir().join(format!("loadgen-crashing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("corecache");
+    // A stand-in that records its pid; the test kills it mid-matrix.
+    let pidfile = dir.join("pid");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nwhile [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done\n\
+             exec memcached -u nobody -U 0 -l 127.0.0.1 -t 1 -m 64 -p \"$port\"\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let killer = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let pid = loop {
+            if let Ok(p) = std::fs::read_to_string(&pidfile)
+                && let Ok(p) = p.trim().parse::<i32>()
+            {
+                break p;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "stand-in never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: plain kill(2) of the server this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "compare",
+            "--systems",
+            "corecache-tpc,memcached",
+            "--corecache",
+        ])
+        .arg(&script)
+        .args([
+            "--duration",
+            "100ms",
+            "--warmup",
+            "0s",
+            "--keys",
+            "500",
+            "--connections",
+            "4",
+        ])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    killer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("corecache-tpc"), "{stderr}");
+    let csv = std::fs::read_to_string(dir.join("out/results.csv")).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("memcached,")).count(),
+        8,
+        "{csv}"
+    );
+    assert!(!csv.contains("corecache-tpc"), "{csv}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
