@@ -43,6 +43,11 @@ both_runtimes! {
         // T sets a new TTL and t reports it.
         c.expect("mg k T100 t\r\n", "HD t100\r\n");
         c.expect("mg k t v\r\n", "VA 2 t100\r\nhi\r\n");
+        // t reports the TTL as of its place among the flags.
+        c.expect("mg k t T50\r\n", "HD t100\r\n");
+        c.expect("mg k t\r\n", "HD t50\r\n");
+        c.expect("mg tv t N30\r\n", "HD t-1 W\r\n");
+        c.expect("mg tv t\r\n", "HD t30 Z\r\n");
     }
 
     fn mg_u_leaves_the_fetched_bit_alone(server) {
@@ -165,6 +170,9 @@ both_runtimes! {
         c.expect("ma j C1\r\n", "EX\r\n");
         c.expect("ma j E50\r\n", "HD\r\n");
         c.expect("ma j C50 T30 t v\r\n", "VA 2 t30\r\n45\r\n");
+        c.expect("ma tt N0 t T50\r\n", "HD t-1\r\n");
+        c.expect("ma tt t T60\r\n", "HD t50\r\n");
+        c.expect("ma tt t\r\n", "HD t60\r\n");
         c.expect("ms s 1\r\nx\r\n", "HD\r\n");
         c.expect("ma s\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
         // Wrapping past 2^64 as incr does.

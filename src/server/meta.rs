@@ -69,6 +69,9 @@ pub(super) fn execute(
             };
             let item = hit.item;
             let value = m.has(b'v');
+            // `t` reports the TTL as of its place in the request: T and N
+            // take effect where they appear, as in memcached.
+            let mut shown = hit.deadline_before;
             if value {
                 out.extend_from_slice(b"VA ");
                 number(out, item.value.len() as u64);
@@ -78,7 +81,9 @@ pub(super) fn execute(
             for token in Tokens::new(echo.tokens) {
                 match token[0] {
                     b's' => flag(out, b's', item.value.len() as u64),
-                    b't' => ttl(out, item.deadline, now),
+                    b't' => ttl(out, shown, now),
+                    b'T' => shown = req.touch.unwrap_or(shown),
+                    b'N' if hit.created => shown = req.vivify.unwrap_or(shown),
                     b'c' => flag(out, b'c', item.cas),
                     b'f' => flag(out, b'f', u64::from(item.flags)),
                     b'l' => flag(out, b'l', u64::from(hit.idle_secs)),
@@ -192,7 +197,8 @@ pub(super) fn execute(
                 MetaArithOutcome::Value {
                     value,
                     cas,
-                    deadline,
+                    deadline: _,
+                    deadline_before,
                     created,
                 } => {
                     // memcached 1.6.18 answers a vivified counter even in
@@ -209,10 +215,14 @@ pub(super) fn execute(
                     } else {
                         out.extend_from_slice(b"HD");
                     }
+                    // As for mg, `t` sees T and N only once they appear.
+                    let mut shown = deadline_before;
                     for token in Tokens::new(echo.tokens) {
                         match token[0] {
                             b'c' => flag(out, b'c', cas),
-                            b't' => ttl(out, deadline, now),
+                            b't' => ttl(out, shown, now),
+                            b'T' => shown = req.touch.unwrap_or(shown),
+                            b'N' if created => shown = req.vivify.map_or(shown, |(d, _)| d),
                             _ => echo.one(out, token),
                         }
                     }

@@ -391,6 +391,11 @@ pub struct MetaHit<'a> {
     pub token_taken: bool,
     /// This request won the token (`W`).
     pub won: bool,
+    /// The item was created by `vivify`.
+    pub created: bool,
+    /// The deadline before this request changed it (a vivified item counts
+    /// as never expiring until its `N` applies, as in memcached).
+    pub deadline_before: Deadline,
 }
 
 /// What a meta store (`ms`) adds to a [`Store`]; see [`Shard::store_meta`].
@@ -462,6 +467,8 @@ pub enum MetaArithOutcome {
         cas: u64,
         /// Its deadline.
         deadline: Deadline,
+        /// Its deadline before `touch` (never, for a created item).
+        deadline_before: Deadline,
         /// The item was created by `vivify`.
         created: bool,
     },

@@ -1003,6 +1003,11 @@ impl Shard {
         let idle_secs = secs(now).saturating_sub(item::time(c));
         let token_taken = item::token_sent(c);
         let stale = item::stale(c);
+        let deadline_before = if created {
+            Deadline::NEVER
+        } else {
+            item::deadline(c)
+        };
         let expires = item::deadline(c).millis();
         if let Some(deadline) = req.touch {
             self.core.stats.cmd_touch += 1;
@@ -1028,6 +1033,8 @@ impl Shard {
             stale,
             token_taken,
             won,
+            created,
+            deadline_before,
         })
     }
 
@@ -1121,12 +1128,22 @@ impl Shard {
                 ..StoreMeta::default()
             };
             return match self.store_meta(&store, &meta, now) {
-                StoreOutcome::Stored(cas) => MetaArithOutcome::Value {
-                    value: initial,
-                    cas,
-                    deadline,
-                    created: true,
-                },
+                StoreOutcome::Stored(cas) => {
+                    let mut deadline = deadline;
+                    if let Some(touch) = req.touch
+                        && let Some(id) = self.core.index.find(&self.core.slabs, key, hash)
+                    {
+                        self.retime(id, touch);
+                        deadline = touch;
+                    }
+                    MetaArithOutcome::Value {
+                        value: initial,
+                        cas,
+                        deadline,
+                        deadline_before: Deadline::NEVER,
+                        created: true,
+                    }
+                }
                 _ => MetaArithOutcome::NotStored,
             };
         };
@@ -1147,6 +1164,7 @@ impl Shard {
             ArithOp::Incr => self.core.classes[class].incr_hits += 1,
             ArithOp::Decr => self.core.classes[class].decr_hits += 1,
         }
+        let deadline_before = item::deadline(c);
         let cas = req.new_cas.unwrap_or_else(|| self.fresh_cas());
         let Some(id) = self.set_counter(id, hash, value, cas, now) else {
             return MetaArithOutcome::NotStored;
@@ -1158,6 +1176,7 @@ impl Shard {
             value,
             cas,
             deadline: item::deadline(self.core.slabs.chunk(id)),
+            deadline_before,
             created: false,
         }
     }
