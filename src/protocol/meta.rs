@@ -414,6 +414,34 @@ mod tests {
     }
 
     #[test]
+    fn every_prefix_of_every_meta_request_is_incomplete() {
+        let requests: [&[u8]; 8] = [
+            b"mg a2V5 b v k O1 T30 N5 R2 E9 q u s t c f h l\r\n",
+            b"ms a2V5 3 MP C1 E2 F3 I T4 N5 b k O1 c s q\r\nabc\r\n",
+            b"md k C1 E2 I T3 x q k O1\r\n",
+            b"ma k N1 J2 D3 T4 MD C5 E6 O1 q t c v k\r\n",
+            b"me k b\r\n",
+            b"mn\r\n",
+            b"ms k 2 zz\r\n",
+            b"mg k v v\n",
+        ];
+        for input in requests {
+            for end in 0..input.len() {
+                assert_eq!(
+                    parse(&input[..end], MAX),
+                    Err(ParseError::Incomplete),
+                    "{:?} cut at {end}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+            let mut pipelined = input.to_vec();
+            pipelined.extend_from_slice(b"mn\r\n");
+            let parsed = parse(&pipelined, MAX).unwrap();
+            assert_eq!(&pipelined[parsed.consumed..], b"mn\r\n");
+        }
+    }
+
+    #[test]
     fn noop_and_debug() {
         assert_eq!(parse(b"mn\r\n", MAX).unwrap().request, Request::MetaNoop);
         assert_eq!(parse(b"mn x\r\n", MAX).unwrap().request, Request::MetaNoop);
