@@ -69,6 +69,14 @@ both_runtimes! {
         c.expect("mg key v\r\n", "VA 3\r\nabc\r\n");
         c.expect("get key\r\n", "VALUE key 0 3\r\nabc\r\nEND\r\n");
         c.expect("mg a2V5 v\r\n", "EN\r\n");
+        // An item stored with a base64 key echoes it that way to mg, with
+        // or without b (memcached 1.6.18 remembers it per item)...
+        c.expect("mg key k\r\n", "HD ka2V5 b\r\n");
+        c.expect("md key k q\r\nmn\r\n", "MN\r\n");
+        // ...and a store without b forgets it.
+        c.expect("ms a2V5 3 b\r\nabc\r\nms key 1\r\nx\r\n", "HD\r\nHD\r\n");
+        c.expect("mg key k\r\n", "HD kkey\r\n");
+        c.expect("ma key k\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
         c.expect("md a2V5 b q\r\nmg key\r\n", "EN\r\n");
         c.expect("mg !!!! b\r\n", "CLIENT_ERROR error decoding key\r\n");
         c.expect("ms !!!! 2 b\r\nhi\r\nmn\r\n", "CLIENT_ERROR error decoding key\r\nMN\r\n");

@@ -12,7 +12,7 @@
 
 use super::op::Op;
 use crate::clock::Clock;
-use crate::protocol::meta::{MetaCommand, MetaFlags, decode_key, encode_key};
+use crate::protocol::meta::{MetaCommand, decode_key, encode_key};
 use crate::protocol::{ErrorReply, KEY_MAX_LEN, Tokens};
 use crate::storage::{
     ArithMeta, ArithOp, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, MetaGet, Millis,
@@ -42,9 +42,9 @@ pub(super) fn execute(
 ) {
     let mut buf = [0u8; KEY_MAX_LEN];
     let key = key(op, base, &mut buf);
-    let echo = Echo {
+    let mut echo = Echo {
         key,
-        flags: op.meta,
+        binary: op.meta.has(b'b'),
         tokens: op.tokens.of(base),
     };
     let m = &op.meta;
@@ -68,6 +68,8 @@ pub(super) fn execute(
                 return;
             };
             let item = hit.item;
+            // A hit echoes its key the way it was stored (memcached 1.6.18).
+            echo.binary = hit.binary_key;
             let value = m.has(b'v');
             // `t` reports the TTL as of its place in the request: T and N
             // take effect where they appear, as in memcached.
@@ -133,6 +135,7 @@ pub(super) fn execute(
                 new_cas: m.has(b'E').then_some(m.new_cas),
                 invalidate: m.has(b'I'),
                 vivify: deadline(b'N', m.vivify).filter(|_| appending),
+                binary_key: m.has(b'b'),
             };
             let outcome = shard.store_meta(&store, &meta, now);
             let stored = matches!(outcome, StoreOutcome::Stored(_));
@@ -277,7 +280,8 @@ pub(super) fn execute(
 /// The response flags every meta reply echoes: `O` opaques and `k` keys.
 struct Echo<'a> {
     key: &'a [u8],
-    flags: MetaFlags,
+    /// Echo the key base64-encoded, followed by ` b`.
+    binary: bool,
     tokens: &'a [u8],
 }
 
@@ -298,7 +302,7 @@ impl Echo<'_> {
             }
             b'k' => {
                 out.extend_from_slice(b" k");
-                if self.flags.has(b'b') {
+                if self.binary {
                     encode_key(self.key, out);
                     out.extend_from_slice(b" b");
                 } else {

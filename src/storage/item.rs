@@ -16,8 +16,9 @@
 //! 16     8    cas        compare-and-swap token
 //! 24     4    value_len  bytes of value
 //! 28     4    time       last access, seconds since server start
-//! 32     6    deadline   expiry in ms since server start (0 = never), low 46
-//!                          bits; bit 46 stale, bit 47 win token sent (meta)
+//! 32     6    deadline   expiry in ms since server start (0 = never), low 45
+//!                          bits; meta protocol: bit 45 binary key, bit 46
+//!                          stale, bit 47 win token sent
 //! 38     1    key_len    bytes of key (memcached keys are at most 250)
 //! 39     1    bits       bit 0 allocated, bit 1 fetched, bits 2..8 flush epoch
 //! ```
@@ -29,9 +30,9 @@ use super::{Deadline, Millis};
 /// Bytes of header in front of every item's key.
 pub const HEADER: usize = 40;
 
-/// The largest deadline the 46-bit field can hold (about 2200 years after
+/// The largest deadline the 45-bit field can hold (about 1100 years after
 /// server start); later deadlines are clamped to it.
-pub const MAX_DEADLINE: Millis = (1 << 46) - 1;
+pub const MAX_DEADLINE: Millis = (1 << 45) - 1;
 
 const PREV: usize = 0;
 const NEXT: usize = 4;
@@ -50,7 +51,10 @@ const META: usize = DEADLINE + 5;
 const STALE: u8 = 0x40;
 /// Meta protocol: a client has been handed the win token (`W`) for it.
 const TOKEN_SENT: u8 = 0x80;
-const META_BITS: u8 = STALE | TOKEN_SENT;
+/// Meta protocol: the item was stored with a base64 (`b`) key, so `mg k`
+/// echoes its key base64-encoded.
+const KEY_BINARY: u8 = 0x20;
+const META_BITS: u8 = STALE | TOKEN_SENT | KEY_BINARY;
 
 const ALLOCATED: u8 = 1;
 const FETCHED: u8 = 2;
@@ -130,6 +134,20 @@ pub fn set_stale(c: &mut [u8], on: bool) {
         c[META] |= STALE;
     } else {
         c[META] &= !STALE;
+    }
+}
+
+/// Whether the item was stored with a base64 key (meta `ms b`).
+pub fn key_binary(c: &[u8]) -> bool {
+    c[META] & KEY_BINARY != 0
+}
+
+/// Records whether the item was stored with a base64 key.
+pub fn set_key_binary(c: &mut [u8], on: bool) {
+    if on {
+        c[META] |= KEY_BINARY;
+    } else {
+        c[META] &= !KEY_BINARY;
     }
 }
 
@@ -336,14 +354,15 @@ mod tests {
         assert!(!stale(&c) && !token_sent(&c));
         set_stale(&mut c, true);
         set_token_sent(&mut c, true);
+        set_key_binary(&mut c, true);
         assert_eq!(deadline(&c), Deadline::at(MAX_DEADLINE));
         set_deadline(&mut c, Deadline::at(77));
-        assert!(stale(&c) && token_sent(&c));
+        assert!(stale(&c) && token_sent(&c) && key_binary(&c));
         assert_eq!(deadline(&c), Deadline::at(77));
         set_token_sent(&mut c, false);
         assert!(stale(&c) && !token_sent(&c));
         rewrite(&mut c, 0, 0, 2, Deadline::NEVER, 0);
-        assert!(!stale(&c) && !token_sent(&c));
+        assert!(!stale(&c) && !token_sent(&c) && !key_binary(&c));
         assert_eq!(deadline(&c), Deadline::NEVER);
     }
 }

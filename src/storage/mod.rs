@@ -393,6 +393,8 @@ pub struct MetaHit<'a> {
     pub won: bool,
     /// The item was created by `vivify`.
     pub created: bool,
+    /// The item was stored with a base64 key.
+    pub binary_key: bool,
     /// The deadline before this request changed it (a vivified item counts
     /// as never expiring until its `N` applies, as in memcached).
     pub deadline_before: Deadline,
@@ -413,6 +415,9 @@ pub struct StoreMeta {
     /// Append/prepend on a miss store the value as a new item with this
     /// deadline (`N`).
     pub vivify: Option<Deadline>,
+    /// The key was sent base64-encoded (`b`): remember it, so `mg k`
+    /// echoes it that way.
+    pub binary_key: bool,
 }
 
 /// What a meta delete (`md`) does; see [`Shard::meta_delete`].

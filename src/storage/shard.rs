@@ -673,12 +673,16 @@ impl Shard {
             meta.new_cas,
             now,
         );
-        if let (Some(token), StoreOutcome::Stored(_)) = (stale_bits, outcome)
+        if (stale_bits.is_some() || meta.binary_key)
+            && matches!(outcome, StoreOutcome::Stored(_))
             && let Some(id) = self.core.index.find(&self.core.slabs, key, hash)
         {
             let c = self.core.slabs.chunk_mut(id);
-            item::set_stale(c, true);
-            item::set_token_sent(c, token);
+            item::set_key_binary(c, meta.binary_key);
+            if let Some(token) = stale_bits {
+                item::set_stale(c, true);
+                item::set_token_sent(c, token);
+            }
         }
         outcome
     }
@@ -1034,6 +1038,7 @@ impl Shard {
             token_taken,
             won,
             created,
+            binary_key: item::key_binary(self.core.slabs.chunk(id)),
             deadline_before,
         })
     }
