@@ -260,6 +260,8 @@ both_runtimes! {
         let mut c = server.connect();
         c.expect("me nothing\r\n", "EN\r\n");
         c.expect("me\r\n", "CLIENT_ERROR bad command line format\r\n");
+        c.expect("me !!!! b\r\n", "CLIENT_ERROR bad command line format\r\n");
+        c.expect("mg kk O\r\nms kk 1 O\r\nx\r\nmg kk O k\r\n", "EN O\r\nHD O\r\nHD O kkk\r\n");
         c.expect("ms dbg 3 T0\r\nabc\r\n", "HD\r\n");
         c.expect("mg dbg E9\r\nms dbg 3 E9\r\nabc\r\n", "HD\r\nHD\r\n");
         // 40-byte header + 3 key + 3 value; the smallest class is 1.

@@ -247,7 +247,8 @@ pub(crate) fn parse<'a>(
         && flags.has(b'b')
         && decode_key(key, &mut [0; KEY_MAX_LEN]).is_none()
     {
-        return done(invalid(ErrorReply::Client("error decoding key")), line_end);
+        // memcached's `me` says only this when the key does not decode.
+        return done(invalid(BAD_FORMAT), line_end);
     }
     if Tokens::new(flag_tokens).any(|t| t[0] == b'O' && t.len() > OPAQUE_MAX_LEN) {
         return refuse(ErrorReply::Client("opaque token too long"));
