@@ -104,7 +104,7 @@ both_runtimes! {
             "VA 1\r\na\r\nNF\r\nNF\r\nMN\r\n",
         );
         // NS and EX are always sent; so are errors.
-        c.expect("ms q1 1 ME q\r\nz\r\nms q1 1 C1 q\r\nz\r\nmg q1 zz q\r\nmn\r\n",
+        c.expect("ms q1 1 ME q\r\nz\r\nms q1 1 C999999 q\r\nz\r\nmg q1 zz q\r\nmn\r\n",
             "NS\r\nEX\r\nCLIENT_ERROR invalid flag\r\nMN\r\n");
         // ma drops a successful reply, but (as memcached 1.6.18 does) not
         // the one that vivified the counter.
@@ -268,7 +268,7 @@ both_runtimes! {
         c.expect("me dbg\r\n", "ME dbg exp=-1 la=0 cas=9 fetch=no cls=1 size=46\r\n");
         c.expect("mg dbg T100\r\n", "HD\r\n");
         c.expect("me dbg\r\n", "ME dbg exp=100 la=0 cas=9 fetch=yes cls=1 size=46\r\n");
-        c.expect("me ZGJn b\r\n", "ME ZGJn exp=100 la=0 cas=9 fetch=yes cls=1 size=46\r\n");
+        c.expect("me ZGJn b\r\n", "ME dbg exp=100 la=0 cas=9 fetch=yes cls=1 size=46\r\n");
     }
 
     fn errors_match_memcached(server) {

@@ -254,7 +254,9 @@ pub(super) fn execute(
                 return;
             };
             out.extend_from_slice(b"ME ");
-            out.extend_from_slice(op.key.of(base));
+            // The decoded key even with `b`: what 1.6.18 prints (protocol.txt
+            // says base64).
+            out.extend_from_slice(key);
             out.extend_from_slice(b" exp=");
             let exp = Clock::remaining_secs(d.deadline, now);
             out.extend_from_slice(itoa::Buffer::new().format(exp).as_bytes());
