@@ -193,3 +193,17 @@ impl Op {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_stays_small() {
+        // Ops are copied into plans and forward batches by the thousand;
+        // the meta flags made them grow, keep an eye on it.
+        let size = std::mem::size_of::<Op>();
+        println!("Op is {size} bytes");
+        assert!(size <= 128, "Op grew to {size} bytes");
+    }
+}
