@@ -10,6 +10,7 @@
 //! memcached would send, so the connection answers it in order like any
 //! other request. Only a line that never ends is fatal.
 
+pub mod meta;
 mod reply;
 mod request;
 

@@ -177,6 +177,10 @@ pub enum Request<'a> {
         /// Suppress the reply.
         noreply: bool,
     },
+    /// A meta command (`mg ms md ma me`).
+    Meta(super::meta::Meta<'a>),
+    /// `mn`: the meta no-op, answered `MN` in its turn.
+    MetaNoop,
     /// Input that gets an error reply in its turn.
     Invalid {
         /// The reply to send.
@@ -237,6 +241,9 @@ pub fn parse(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
     let Some(command) = tokens.next() else {
         return Ok(done(Request::invalid(ErrorReply::Error), line_end));
     };
+    if super::meta::is_meta(command) {
+        return super::meta::parse(line, buf, line_end, max_value);
+    }
     let request = match command {
         b"get" => get(tokens, false, None),
         b"gets" => get(tokens, true, None),

@@ -11,6 +11,7 @@
 use super::admin;
 use super::op::{Op, OpKind, Span};
 use super::{Control, ServerState, ShardReport};
+use crate::protocol::meta::{MetaFlags, decode_key};
 use crate::protocol::{self, ArithKind, ErrorReply, ParseError, Reply, Request, StoreKind};
 use crate::stats::ThreadStats;
 use crate::storage::ArithOp;
@@ -201,8 +202,13 @@ impl<D: Dispatch> Connection<D> {
             };
             requests += 1;
             pos += parsed.consumed;
+            let swallow = match parsed.request {
+                Request::Invalid { swallow, .. } | Request::TooLarge { swallow, .. } => swallow,
+                Request::Meta(meta) => meta.too_large,
+                _ => 0,
+            };
             match parsed.request {
-                Request::Invalid { swallow, .. } | Request::TooLarge { swallow, .. } => {
+                _ if swallow > 0 => {
                     plan_one(base, parsed.request, false, &mut self.plan);
                     let here = swallow.min(base.len() - pos);
                     pos += here;
@@ -269,6 +275,8 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         exptime: 0,
         number: 0,
         noreply: false,
+        meta: MetaFlags::default(),
+        tokens: Span::default(),
     };
     match request {
         Request::Get { keys, cas, touch } => {
@@ -363,6 +371,27 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                 plan.push(Step::Error(error));
             }
         }
+        Request::Meta(meta) => {
+            let mut buf = [0u8; protocol::KEY_MAX_LEN];
+            let key = if meta.flags.has(b'b') {
+                decode_key(meta.key, &mut buf).unwrap_or(meta.key)
+            } else {
+                meta.key
+            };
+            let kind = if meta.too_large > 0 {
+                OpKind::Discard
+            } else {
+                OpKind::Meta(meta.command)
+            };
+            plan.push(Step::Op(Op {
+                hash: super::Router::hash(key),
+                data: Span::within(base, meta.data),
+                meta: meta.flags,
+                tokens: Span::within(base, meta.tokens),
+                ..op(kind, meta.key)
+            }));
+        }
+        Request::MetaNoop => plan.push(Step::Text(b"MN\r\n")),
         Request::Quit => unreachable!("handled by the caller"),
     }
 }

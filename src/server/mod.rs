@@ -14,6 +14,7 @@
 mod admin;
 mod connection;
 mod listener;
+mod meta;
 mod op;
 pub mod router;
 mod thread_per_core;

@@ -7,7 +7,8 @@
 //! both runtimes.
 
 use crate::clock::Clock;
-use crate::protocol::{ErrorReply, Reply};
+use crate::protocol::meta::{MetaCommand, MetaFlags};
+use crate::protocol::{ErrorReply, KEY_MAX_LEN, Reply};
 use crate::storage::{ArithOp, ArithOutcome, Millis, Shard, Store, StoreMode, StoreOutcome};
 
 /// What an [`Op`] does.
@@ -29,8 +30,11 @@ pub enum OpKind {
     Arith(ArithOp),
     /// `touch`
     Touch,
-    /// A `set` refused as too large: drop the old item, answer the error.
+    /// A `set` or `ms` refused as too large: drop the old item, answer the
+    /// error.
     Discard,
+    /// A meta command; its flags are in [`Op::meta`] and [`Op::tokens`].
+    Meta(MetaCommand),
 }
 
 /// A byte range into the buffer an [`Op`] travels with.
@@ -79,6 +83,10 @@ pub struct Op {
     pub number: u64,
     /// Suppress the reply.
     pub noreply: bool,
+    /// Meta commands: the parsed flags (default for classic commands).
+    pub meta: MetaFlags,
+    /// Meta commands: the flag tokens as sent, echoed in order in the reply.
+    pub tokens: Span,
 }
 
 impl Op {
@@ -92,8 +100,12 @@ impl Op {
         now: Millis,
         out: &mut Vec<u8>,
     ) {
-        let key = self.key.of(base);
+        let mut buf = [0u8; KEY_MAX_LEN];
+        let key = super::meta::key(self, base, &mut buf);
         let reply: &[u8] = match self.kind {
+            OpKind::Meta(command) => {
+                return super::meta::execute(self, command, base, shard, clock, now, out);
+            }
             OpKind::Get { cas, touch } => {
                 let item = if touch {
                     shard.get_and_touch(key, self.hash, clock.deadline(self.exptime, now), now)
@@ -179,5 +191,19 @@ impl Op {
         if !self.noreply {
             error.write(out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_stays_small() {
+        // Ops are copied into plans and forward batches by the thousand;
+        // the meta flags made them grow, keep an eye on it.
+        let size = std::mem::size_of::<Op>();
+        println!("Op is {size} bytes");
+        assert!(size <= 128, "Op grew to {size} bytes");
     }
 }

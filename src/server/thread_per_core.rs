@@ -73,6 +73,7 @@ impl ForwardBatch {
         let mut copy = *op;
         copy.key = self.append(op.key.of(base));
         copy.data = self.append(op.data.of(base));
+        copy.tokens = self.append(op.tokens.of(base));
         self.ops.push(copy);
         self.ops.len() - 1
     }

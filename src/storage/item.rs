@@ -16,7 +16,9 @@
 //! 16     8    cas        compare-and-swap token
 //! 24     4    value_len  bytes of value
 //! 28     4    time       last access, seconds since server start
-//! 32     6    deadline   expiry in ms since server start (0 = never), 48 bits
+//! 32     6    deadline   expiry in ms since server start (0 = never), low 45
+//!                          bits; meta protocol: bit 45 binary key, bit 46
+//!                          stale, bit 47 win token sent
 //! 38     1    key_len    bytes of key (memcached keys are at most 250)
 //! 39     1    bits       bit 0 allocated, bit 1 fetched, bits 2..8 flush epoch
 //! ```
@@ -28,9 +30,9 @@ use super::{Deadline, Millis};
 /// Bytes of header in front of every item's key.
 pub const HEADER: usize = 40;
 
-/// The largest deadline the 48-bit field can hold (about 8900 years after
+/// The largest deadline the 45-bit field can hold (about 1100 years after
 /// server start); later deadlines are clamped to it.
-pub const MAX_DEADLINE: Millis = (1 << 48) - 1;
+pub const MAX_DEADLINE: Millis = (1 << 45) - 1;
 
 const PREV: usize = 0;
 const NEXT: usize = 4;
@@ -42,6 +44,17 @@ const TIME: usize = 28;
 const DEADLINE: usize = 32;
 const KLEN: usize = 38;
 const BITS: usize = 39;
+
+/// The byte holding the top of the deadline and the two meta bits.
+const META: usize = DEADLINE + 5;
+/// Meta protocol: the item was invalidated (`md I`) and is served stale.
+const STALE: u8 = 0x40;
+/// Meta protocol: a client has been handed the win token (`W`) for it.
+const TOKEN_SENT: u8 = 0x80;
+/// Meta protocol: the item was stored with a base64 (`b`) key, so `mg k`
+/// echoes its key base64-encoded.
+const KEY_BINARY: u8 = 0x20;
+const META_BITS: u8 = STALE | TOKEN_SENT | KEY_BINARY;
 
 const ALLOCATED: u8 = 1;
 const FETCHED: u8 = 2;
@@ -107,6 +120,49 @@ pub fn rewrite(
     wr32(c, TIME, time);
     set_deadline(c, deadline);
     c[BITS] &= !FETCHED;
+    c[META] &= !META_BITS;
+}
+
+/// Whether the item is marked stale (meta `md I`).
+pub fn stale(c: &[u8]) -> bool {
+    c[META] & STALE != 0
+}
+
+/// Marks the item stale or fresh.
+pub fn set_stale(c: &mut [u8], on: bool) {
+    if on {
+        c[META] |= STALE;
+    } else {
+        c[META] &= !STALE;
+    }
+}
+
+/// Whether the item was stored with a base64 key (meta `ms b`).
+pub fn key_binary(c: &[u8]) -> bool {
+    c[META] & KEY_BINARY != 0
+}
+
+/// Records whether the item was stored with a base64 key.
+pub fn set_key_binary(c: &mut [u8], on: bool) {
+    if on {
+        c[META] |= KEY_BINARY;
+    } else {
+        c[META] &= !KEY_BINARY;
+    }
+}
+
+/// Whether a win token (`W`) has been handed out for the item.
+pub fn token_sent(c: &[u8]) -> bool {
+    c[META] & TOKEN_SENT != 0
+}
+
+/// Records whether a win token has been handed out.
+pub fn set_token_sent(c: &mut [u8], on: bool) {
+    if on {
+        c[META] |= TOKEN_SENT;
+    } else {
+        c[META] &= !TOKEN_SENT;
+    }
 }
 
 /// Marks a chunk free (clears the allocated bit).
@@ -195,16 +251,19 @@ pub fn set_time(c: &mut [u8], secs: u32) {
 pub fn deadline(c: &[u8]) -> Deadline {
     let mut b = [0u8; 8];
     b[..6].copy_from_slice(&c[DEADLINE..DEADLINE + 6]);
-    match u64::from_le_bytes(b) {
+    match u64::from_le_bytes(b) & MAX_DEADLINE {
         0 => Deadline::NEVER,
         ms => Deadline::at(ms),
     }
 }
 
-/// Sets the deadline (clamped to [`MAX_DEADLINE`]).
+/// Sets the deadline (clamped to [`MAX_DEADLINE`]); the meta bits sharing
+/// its top byte are kept.
 pub fn set_deadline(c: &mut [u8], deadline: Deadline) {
     let ms = deadline.millis().map_or(0, |ms| ms.min(MAX_DEADLINE));
+    let bits = c[META] & META_BITS;
     c[DEADLINE..DEADLINE + 6].copy_from_slice(&ms.to_le_bytes()[..6]);
+    c[META] |= bits;
 }
 
 /// Key length.
@@ -286,5 +345,24 @@ mod tests {
         );
         clear(&mut c);
         assert!(!is_allocated(&c));
+    }
+
+    #[test]
+    fn meta_bits_share_the_deadline_byte() {
+        let mut c = vec![0u8; 64];
+        init(&mut c, b"k", 0, 0, 1, Deadline::at(MAX_DEADLINE), 0, 0);
+        assert!(!stale(&c) && !token_sent(&c));
+        set_stale(&mut c, true);
+        set_token_sent(&mut c, true);
+        set_key_binary(&mut c, true);
+        assert_eq!(deadline(&c), Deadline::at(MAX_DEADLINE));
+        set_deadline(&mut c, Deadline::at(77));
+        assert!(stale(&c) && token_sent(&c) && key_binary(&c));
+        assert_eq!(deadline(&c), Deadline::at(77));
+        set_token_sent(&mut c, false);
+        assert!(stale(&c) && !token_sent(&c));
+        rewrite(&mut c, 0, 0, 2, Deadline::NEVER, 0);
+        assert!(!stale(&c) && !token_sent(&c) && !key_binary(&c));
+        assert_eq!(deadline(&c), Deadline::NEVER);
     }
 }

@@ -359,3 +359,147 @@ impl ShardStats {
         );
     }
 }
+
+/// What a meta get (`mg`) does besides reading; see [`Shard::meta_get`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetaGet {
+    /// Give a hit this new deadline (`T`).
+    pub touch: Option<Deadline>,
+    /// On a miss, create an empty item with this deadline and hand the
+    /// caller its win token (`N`).
+    pub vivify: Option<Deadline>,
+    /// Hand out the win token if the item expires before this (`R`).
+    pub recache_before: Option<Deadline>,
+    /// Leave the LRU position, fetched bit and access time alone (`u`).
+    pub no_bump: bool,
+    /// The CAS token a vivified item gets instead of a fresh one (`E`).
+    pub new_cas: Option<u64>,
+}
+
+/// A meta get hit: the item and what the meta protocol reports about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaHit<'a> {
+    /// The item, after the request's changes.
+    pub item: Item<'a>,
+    /// Whether it had been read before this request (`h`).
+    pub fetched_before: bool,
+    /// Seconds since it was last accessed, before this request (`l`).
+    pub idle_secs: u32,
+    /// It is marked stale (`X`).
+    pub stale: bool,
+    /// Another client already holds its win token (`Z`).
+    pub token_taken: bool,
+    /// This request won the token (`W`).
+    pub won: bool,
+    /// The item was created by `vivify`.
+    pub created: bool,
+    /// The item was stored with a base64 key.
+    pub binary_key: bool,
+    /// The deadline before this request changed it (a vivified item counts
+    /// as never expiring until its `N` applies, as in memcached).
+    pub deadline_before: Deadline,
+}
+
+/// What a meta store (`ms`) adds to a [`Store`]; see [`Shard::store_meta`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreMeta {
+    /// Compare this CAS token first, for modes other than
+    /// [`StoreMode::Cas`] (append/prepend/add with `C`).
+    pub compare: Option<u64>,
+    /// Give the stored item this CAS token instead of a fresh one (`E`).
+    pub new_cas: Option<u64>,
+    /// With [`StoreMode::Cas`]: a token older than the item's still stores,
+    /// but the item is marked stale and keeps its deadline and win token
+    /// (`I`).
+    pub invalidate: bool,
+    /// Append/prepend on a miss store the value as a new item with this
+    /// deadline (`N`).
+    pub vivify: Option<Deadline>,
+    /// The key was sent base64-encoded (`b`): remember it, so `mg k`
+    /// echoes it that way.
+    pub binary_key: bool,
+}
+
+/// What a meta delete (`md`) does; see [`Shard::meta_delete`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeleteMeta {
+    /// Act only if the item's CAS token is this one (`C`).
+    pub compare: Option<u64>,
+    /// Mark stale and take back the win token instead of removing (`I`).
+    pub invalidate: bool,
+    /// The CAS token a kept item gets instead of a fresh one (`E`).
+    pub new_cas: Option<u64>,
+    /// With `invalidate`: a new deadline (`T`).
+    pub touch: Option<Deadline>,
+    /// Empty the value but keep the item (`x`).
+    pub strip: bool,
+}
+
+/// The result of [`Shard::meta_delete`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Removed, invalidated or emptied.
+    Done,
+    /// No live item.
+    NotFound,
+    /// The CAS token did not match.
+    Exists,
+}
+
+/// What a meta arithmetic (`ma`) does besides the delta; see
+/// [`Shard::meta_arith`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArithMeta {
+    /// Act only if the item's CAS token is this one (`C`).
+    pub compare: Option<u64>,
+    /// The CAS token the updated item gets instead of a fresh one (`E`).
+    pub new_cas: Option<u64>,
+    /// On a miss, create the item with this deadline and the initial value
+    /// (`N`, `J`); the delta is not applied to it.
+    pub vivify: Option<(Deadline, u64)>,
+    /// On success, a new deadline (`T`).
+    pub touch: Option<Deadline>,
+}
+
+/// The result of [`Shard::meta_arith`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaArithOutcome {
+    /// The counter now holds `value`.
+    Value {
+        /// The new value.
+        value: u64,
+        /// Its CAS token.
+        cas: u64,
+        /// Its deadline.
+        deadline: Deadline,
+        /// Its deadline before `touch` (never, for a created item).
+        deadline_before: Deadline,
+        /// The item was created by `vivify`.
+        created: bool,
+    },
+    /// No item, and no `vivify`.
+    NotFound,
+    /// `vivify` could not create the item.
+    NotStored,
+    /// The CAS token did not match.
+    Exists,
+    /// The value is not a decimal number.
+    NonNumeric,
+}
+
+/// An item's metadata for `me` (meta debug); see [`Shard::meta_debug`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaDebug {
+    /// Its deadline.
+    pub deadline: Deadline,
+    /// Seconds since it was last accessed.
+    pub idle_secs: u32,
+    /// Its CAS token.
+    pub cas: u64,
+    /// Whether it has been read.
+    pub fetched: bool,
+    /// Its slab class, 0-based.
+    pub class: usize,
+    /// Header, key and value bytes.
+    pub size: usize,
+}

@@ -35,7 +35,8 @@ use super::lru::Lru;
 use super::slab::{self, ChunkId, Slabs};
 use super::wheel::{self, Wheel};
 use super::{
-    ArithOp, ArithOutcome, Deadline, Item, Millis, ShardConfig, ShardStats, SlabClassStats, Store,
+    ArithMeta, ArithOp, ArithOutcome, Deadline, DeleteMeta, DeleteOutcome, Item, MetaArithOutcome,
+    MetaDebug, MetaGet, MetaHit, Millis, ShardConfig, ShardStats, SlabClassStats, Store, StoreMeta,
     StoreMode, StoreOutcome,
 };
 use xxhash_rust::xxh3::xxh3_64;
@@ -637,14 +638,19 @@ impl Shard {
 
     /// Stores an item according to `store.mode`.
     pub fn store(&mut self, store: &Store<'_>, now: Millis) -> StoreOutcome {
+        self.store_meta(store, &StoreMeta::default(), now)
+    }
+
+    /// Stores an item with the meta protocol's extras (see [`StoreMeta`]).
+    pub fn store_meta(&mut self, store: &Store<'_>, meta: &StoreMeta, now: Millis) -> StoreOutcome {
         self.catch_up(now);
         self.core.stats.cmd_set += 1;
         let Store {
-            mode,
+            mut mode,
             key,
             hash,
             flags,
-            deadline,
+            mut deadline,
             value,
         } = *store;
         // The index recomputes hashes when it grows, so it relies on this.
@@ -660,6 +666,19 @@ impl Shard {
             let c = self.core.slabs.chunk(id);
             (id, item::cas(c), item::value_len(c))
         });
+        // A lower token with `invalidate` stores a stale item that keeps
+        // the old deadline and win token.
+        let mut stale_bits = None;
+        if meta.compare.is_some() && old.is_none() {
+            self.core.stats.cas_misses += 1;
+            return StoreOutcome::NotFound;
+        }
+        if let (StoreMode::Append | StoreMode::Prepend, None, Some(vivify)) =
+            (mode, old, meta.vivify)
+        {
+            mode = StoreMode::Set;
+            deadline = vivify;
+        }
         let new_len = match (mode, old) {
             (StoreMode::Add, Some(_)) => return StoreOutcome::NotStored,
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
@@ -670,16 +689,67 @@ impl Shard {
                 return StoreOutcome::NotFound;
             }
             (StoreMode::Cas(expected), Some((id, cas, _))) if expected != cas => {
-                self.core.stats.cas_badval += 1;
-                let class = self.core.slabs.class_of(id);
-                self.core.classes[class].cas_badval += 1;
-                return StoreOutcome::Exists;
+                if meta.invalidate && expected < cas {
+                    let c = self.core.slabs.chunk(id);
+                    deadline = item::deadline(c);
+                    stale_bits = Some(item::token_sent(c));
+                    value.len()
+                } else {
+                    self.core.stats.cas_badval += 1;
+                    let class = self.core.slabs.class_of(id);
+                    self.core.classes[class].cas_badval += 1;
+                    return StoreOutcome::Exists;
+                }
             }
-            (StoreMode::Append | StoreMode::Prepend, Some((_, _, old_len))) => {
+            (StoreMode::Append | StoreMode::Prepend, Some((id, cas, old_len))) => {
+                if meta.compare.is_some_and(|expected| expected != cas) {
+                    self.core.stats.cas_badval += 1;
+                    let class = self.core.slabs.class_of(id);
+                    self.core.classes[class].cas_badval += 1;
+                    return StoreOutcome::Exists;
+                }
                 old_len + value.len()
             }
             _ => value.len(),
         };
+        let outcome = self.store_checked(
+            mode,
+            store,
+            flags,
+            deadline,
+            new_len,
+            existing,
+            meta.new_cas,
+            now,
+        );
+        if (stale_bits.is_some() || meta.binary_key)
+            && matches!(outcome, StoreOutcome::Stored(_))
+            && let Some(id) = self.core.index.find(&self.core.slabs, key, hash)
+        {
+            let c = self.core.slabs.chunk_mut(id);
+            item::set_key_binary(c, meta.binary_key);
+            if let Some(token) = stale_bits {
+                item::set_stale(c, true);
+                item::set_token_sent(c, token);
+            }
+        }
+        outcome
+    }
+
+    /// The writing half of a store whose conditions have been checked.
+    #[allow(clippy::too_many_arguments)]
+    fn store_checked(
+        &mut self,
+        mode: StoreMode,
+        store: &Store<'_>,
+        flags: u32,
+        deadline: Deadline,
+        new_len: usize,
+        existing: Option<ChunkId>,
+        new_cas: Option<u64>,
+        now: Millis,
+    ) -> StoreOutcome {
+        let (key, hash, value) = (store.key, store.hash, store.value);
         if !self.fits(key.len(), new_len) {
             return StoreOutcome::TooLarge;
         }
@@ -700,7 +770,8 @@ impl Shard {
                 _ => (flags, deadline),
             };
             if !deadline.is_expired(now) {
-                return self.rewrite(id, mode, value, flags, deadline, size, now);
+                let cas = new_cas.unwrap_or_else(|| self.fresh_cas());
+                return self.rewrite(id, mode, value, flags, deadline, size, cas, now);
             }
         }
         // Append and prepend keep the old item's flags and deadline and need
@@ -717,7 +788,7 @@ impl Shard {
         if let Some(id) = existing {
             self.core.unlink(id, hash, Gone::Removed);
         }
-        let cas = self.fresh_cas();
+        let cas = new_cas.unwrap_or_else(|| self.fresh_cas());
         if deadline.is_expired(now) || self.flushed_on_arrival(now) {
             // Never readable: storing it would only waste a chunk.
             return StoreOutcome::Stored(cas);
@@ -769,9 +840,9 @@ impl Shard {
         flags: u32,
         deadline: Deadline,
         size: usize,
+        cas: u64,
         now: Millis,
     ) -> StoreOutcome {
-        let cas = self.fresh_cas();
         let core = &mut self.core;
         let class = core.slabs.class_of(id);
         let c = core.slabs.chunk_mut(id);
@@ -866,7 +937,8 @@ impl Shard {
                         ArithOp::Incr => self.core.classes[class].incr_hits += 1,
                         ArithOp::Decr => self.core.classes[class].decr_hits += 1,
                     }
-                    self.set_counter(id, hash, value, now);
+                    let cas = self.fresh_cas();
+                    self.set_counter(id, hash, value, cas, now);
                     ArithOutcome::Value(value)
                 }
             },
@@ -882,12 +954,19 @@ impl Shard {
         outcome
     }
 
-    /// Writes a new counter value with a fresh CAS: in place when the chunk
-    /// has room, else into a new chunk (flags and deadline kept).
-    fn set_counter(&mut self, id: ChunkId, hash: u64, value: u64, now: Millis) {
+    /// Writes a new counter value with the given CAS: in place when the
+    /// chunk has room, else into a new chunk (flags and deadline kept).
+    /// Returns the chunk now holding it, if any.
+    fn set_counter(
+        &mut self,
+        id: ChunkId,
+        hash: u64,
+        value: u64,
+        cas: u64,
+        now: Millis,
+    ) -> Option<ChunkId> {
         let mut buf = [0u8; 20];
         let digits = format_decimal(value, &mut buf);
-        let cas = self.fresh_cas();
         let class = self.core.slabs.class_of(id);
         let chunk_size = self.core.slabs.chunk_size(class);
         let c = self.core.slabs.chunk(id);
@@ -904,20 +983,16 @@ impl Shard {
             let counters = &mut self.core.classes[class];
             counters.mem_requested = counters.mem_requested + new_size as u64 - old_size as u64;
             self.schedule(id, cas, deadline);
-            return;
+            return Some(id);
         }
         let flags = item::flags(c);
         self.scratch.clear();
         self.scratch.extend_from_slice(item::key(c));
         self.core.unlink(id, hash, Gone::Removed);
-        let Some(class) = self.core.slabs.class_for(new_size) else {
-            return;
-        };
+        let class = self.core.slabs.class_for(new_size)?;
         let allocated = self.core.alloc(class, now);
         self.renew_relocated();
-        let Some(new) = allocated else {
-            return;
-        };
+        let new = allocated?;
         let epoch = self.core.epoch;
         let c = self.core.slabs.chunk_mut(new);
         item::init(
@@ -933,6 +1008,262 @@ impl Shard {
         item::value_mut(c).copy_from_slice(digits);
         self.link(new, hash, class, new_size);
         self.schedule(new, cas, deadline);
+        Some(new)
+    }
+
+    /// A meta get (`mg`): looks up `key` and applies `req` (touch, vivify on
+    /// miss, recache and stale win tokens, LRU bump unless `no_bump`).
+    /// `None` is a miss.
+    pub fn meta_get(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        req: &MetaGet,
+        now: Millis,
+    ) -> Option<MetaHit<'_>> {
+        self.catch_up(now);
+        let mut created = false;
+        let id = match self.core.find_live(key, hash, now) {
+            Ok(id) => id,
+            Err(miss) => {
+                self.core.stats.cmd_get += 1;
+                count_get_miss(&mut self.core.stats, miss);
+                let deadline = req.vivify?;
+                let empty = Store {
+                    mode: StoreMode::Add,
+                    key,
+                    hash,
+                    flags: 0,
+                    deadline,
+                    value: b"",
+                };
+                let meta = StoreMeta {
+                    new_cas: req.new_cas,
+                    ..StoreMeta::default()
+                };
+                if !matches!(self.store_meta(&empty, &meta, now), StoreOutcome::Stored(_)) {
+                    return None;
+                }
+                created = true;
+                // Absent if it was born expired.
+                self.core.index.find(&self.core.slabs, key, hash)?
+            }
+        };
+        if !created {
+            self.core.stats.cmd_get += 1;
+            self.core.stats.get_hits += 1;
+            let class = self.core.slabs.class_of(id);
+            self.core.classes[class].get_hits += 1;
+        }
+        let c = self.core.slabs.chunk(id);
+        let fetched_before = item::fetched(c);
+        let idle_secs = secs(now).saturating_sub(item::time(c));
+        let token_taken = item::token_sent(c);
+        let stale = item::stale(c);
+        let deadline_before = if created {
+            Deadline::NEVER
+        } else {
+            item::deadline(c)
+        };
+        let expires = item::deadline(c).millis();
+        if let Some(deadline) = req.touch {
+            self.core.stats.cmd_touch += 1;
+            self.core.stats.touch_hits += 1;
+            self.retime(id, deadline);
+        }
+        let recache = !created
+            && matches!(
+                (expires, req.recache_before.and_then(Deadline::millis)),
+                (Some(at), Some(before)) if at < before
+            );
+        let won = !token_taken && (created || recache || stale);
+        if won {
+            item::set_token_sent(self.core.slabs.chunk_mut(id), true);
+        }
+        if !req.no_bump {
+            self.hit(id, now);
+        }
+        Some(MetaHit {
+            item: view(self.core.slabs.chunk(id)),
+            fetched_before,
+            idle_secs,
+            stale,
+            token_taken,
+            won,
+            created,
+            binary_key: item::key_binary(self.core.slabs.chunk(id)),
+            deadline_before,
+        })
+    }
+
+    /// A meta delete (`md`): removes `key`, or with `invalidate` marks it
+    /// stale under a new CAS token, or with `strip` empties its value.
+    pub fn meta_delete(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        req: &DeleteMeta,
+        now: Millis,
+    ) -> DeleteOutcome {
+        self.catch_up(now);
+        let Ok(id) = self.core.find_live(key, hash, now) else {
+            self.core.stats.delete_misses += 1;
+            return DeleteOutcome::NotFound;
+        };
+        let class = self.core.slabs.class_of(id);
+        if req
+            .compare
+            .is_some_and(|cas| cas != item::cas(self.core.slabs.chunk(id)))
+        {
+            self.core.stats.delete_misses += 1;
+            return DeleteOutcome::Exists;
+        }
+        if !req.invalidate && !req.strip {
+            self.core.classes[class].delete_hits += 1;
+            self.core.unlink(id, hash, Gone::Removed);
+            self.core.stats.delete_hits += 1;
+            return DeleteOutcome::Done;
+        }
+        let cas = req.new_cas.unwrap_or_else(|| self.fresh_cas());
+        let core = &mut self.core;
+        let c = core.slabs.chunk_mut(id);
+        item::set_cas(c, cas);
+        if req.strip {
+            let old_size = item::item_size(c) as u64;
+            item::set_value_len(c, 0);
+            let new_size = item::item_size(c) as u64;
+            core.stats.bytes = core.stats.bytes + new_size - old_size;
+            let counters = &mut core.classes[class];
+            counters.mem_requested = counters.mem_requested + new_size - old_size;
+        }
+        if req.invalidate {
+            item::set_stale(c, true);
+            item::set_token_sent(c, false);
+        }
+        let deadline = item::deadline(c);
+        // The wheel entry is keyed by the CAS token: schedule it again.
+        self.schedule(id, cas, deadline);
+        if let (true, Some(deadline)) = (req.invalidate, req.touch) {
+            self.retime(id, deadline);
+        }
+        DeleteOutcome::Done
+    }
+
+    /// A meta arithmetic (`ma`): adds `delta` to, or subtracts it from, a
+    /// decimal value, with the extras of [`ArithMeta`].
+    pub fn meta_arith(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        op: ArithOp,
+        delta: u64,
+        req: &ArithMeta,
+        now: Millis,
+    ) -> MetaArithOutcome {
+        self.catch_up(now);
+        let hit = |stats: &mut ShardStats, hit: bool| match (op, hit) {
+            (ArithOp::Incr, true) => stats.incr_hits += 1,
+            (ArithOp::Incr, false) => stats.incr_misses += 1,
+            (ArithOp::Decr, true) => stats.decr_hits += 1,
+            (ArithOp::Decr, false) => stats.decr_misses += 1,
+        };
+        let Ok(id) = self.core.find_live(key, hash, now) else {
+            hit(&mut self.core.stats, false);
+            let Some((deadline, initial)) = req.vivify else {
+                return MetaArithOutcome::NotFound;
+            };
+            let mut buf = [0u8; 20];
+            let store = Store {
+                mode: StoreMode::Add,
+                key,
+                hash,
+                flags: 0,
+                deadline,
+                value: format_decimal(initial, &mut buf),
+            };
+            let meta = StoreMeta {
+                new_cas: req.new_cas,
+                ..StoreMeta::default()
+            };
+            return match self.store_meta(&store, &meta, now) {
+                StoreOutcome::Stored(cas) => {
+                    let mut deadline = deadline;
+                    if let Some(touch) = req.touch
+                        && let Some(id) = self.core.index.find(&self.core.slabs, key, hash)
+                    {
+                        self.retime(id, touch);
+                        deadline = touch;
+                    }
+                    MetaArithOutcome::Value {
+                        value: initial,
+                        cas,
+                        deadline,
+                        deadline_before: Deadline::NEVER,
+                        created: true,
+                    }
+                }
+                _ => MetaArithOutcome::NotStored,
+            };
+        };
+        let c = self.core.slabs.chunk(id);
+        if req.compare.is_some_and(|cas| cas != item::cas(c)) {
+            return MetaArithOutcome::Exists;
+        }
+        let Some(current) = parse_decimal(item::value(c)) else {
+            return MetaArithOutcome::NonNumeric;
+        };
+        let value = match op {
+            ArithOp::Incr => current.wrapping_add(delta),
+            ArithOp::Decr => current.saturating_sub(delta),
+        };
+        hit(&mut self.core.stats, true);
+        let class = self.core.slabs.class_of(id);
+        match op {
+            ArithOp::Incr => self.core.classes[class].incr_hits += 1,
+            ArithOp::Decr => self.core.classes[class].decr_hits += 1,
+        }
+        let deadline_before = item::deadline(c);
+        let cas = req.new_cas.unwrap_or_else(|| self.fresh_cas());
+        let Some(id) = self.set_counter(id, hash, value, cas, now) else {
+            return MetaArithOutcome::NotStored;
+        };
+        if let Some(deadline) = req.touch {
+            self.retime(id, deadline);
+        }
+        MetaArithOutcome::Value {
+            value,
+            cas,
+            deadline: item::deadline(self.core.slabs.chunk(id)),
+            deadline_before,
+            created: false,
+        }
+    }
+
+    /// An item's metadata for `me`, without any side effect.
+    pub fn meta_debug(&self, key: &[u8], hash: u64, now: Millis) -> Option<MetaDebug> {
+        if !self.peek(key, hash, now) {
+            return None;
+        }
+        let id = self.core.index.find(&self.core.slabs, key, hash)?;
+        let c = self.core.slabs.chunk(id);
+        Some(MetaDebug {
+            deadline: item::deadline(c),
+            idle_secs: secs(now).saturating_sub(item::time(c)),
+            cas: item::cas(c),
+            fetched: item::fetched(c),
+            class: self.core.slabs.class_of(id),
+            size: item::item_size(c),
+        })
+    }
+
+    /// The value length of the live item under `key`, without any side
+    /// effect (the size `ms s` reports after an append).
+    pub fn value_len(&self, key: &[u8], hash: u64, now: Millis) -> Option<usize> {
+        if !self.peek(key, hash, now) {
+            return None;
+        }
+        let id = self.core.index.find(&self.core.slabs, key, hash)?;
+        Some(item::value_len(self.core.slabs.chunk(id)))
     }
 
     /// Invalidates every item stored at or before `at`. With `at <= now`

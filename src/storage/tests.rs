@@ -1013,3 +1013,49 @@ proptest! {
         run_model(&small_pages(2 * 4096, 4096), &ops, true)?;
     }
 }
+
+#[test]
+fn meta_stale_and_win_tokens_survive_the_wheel_and_clear_on_store() {
+    let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
+    let (key, hash) = (&b"k"[..], xxh3_64(b"k"));
+    let req = MetaGet::default();
+    // Vivify: the first caller wins, the next sees the token taken.
+    let viv = MetaGet {
+        vivify: Some(Deadline::at(10_000)),
+        ..req
+    };
+    let hit = s.meta_get(key, hash, &viv, 0).unwrap();
+    assert!(hit.won && !hit.token_taken && hit.item.value.is_empty());
+    let hit = s.meta_get(key, hash, &viv, 0).unwrap();
+    assert!(!hit.won && hit.token_taken);
+    // A store makes it fresh; invalidating makes it stale under a new CAS.
+    assert!(matches!(
+        set(&mut s, key, b"v", Deadline::at(5_000), 0),
+        StoreOutcome::Stored(_)
+    ));
+    let inval = DeleteMeta {
+        invalidate: true,
+        new_cas: Some(42),
+        ..DeleteMeta::default()
+    };
+    assert_eq!(s.meta_delete(key, hash, &inval, 1), DeleteOutcome::Done);
+    let hit = s.meta_get(key, hash, &req, 1).unwrap();
+    assert!(hit.stale && hit.won && hit.item.cas == 42);
+    assert_eq!(hit.item.deadline, Deadline::at(5_000));
+    // The expiry wheel still finds the item after its CAS changed.
+    s.tick(6_000);
+    assert_eq!(s.stats().curr_items, 0);
+    // Recache: only below the threshold, only once.
+    set(&mut s, key, b"v", Deadline::at(20_000), 10_000);
+    let recache = MetaGet {
+        recache_before: Some(Deadline::at(15_000)),
+        ..req
+    };
+    assert!(!s.meta_get(key, hash, &recache, 10_000).unwrap().won);
+    let late = MetaGet {
+        recache_before: Some(Deadline::at(25_000)),
+        ..req
+    };
+    assert!(s.meta_get(key, hash, &late, 10_000).unwrap().won);
+    assert!(!s.meta_get(key, hash, &late, 10_000).unwrap().won);
+}
