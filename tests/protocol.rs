@@ -305,6 +305,17 @@ both_runtimes! {
         assert!(settings.iter().any(|(k, v)| k == "num_threads" && v == "2"));
         assert!(settings.iter().any(|(k, v)| k == "tcpport" && *v == server.addr.port().to_string()));
 
+        // stats conns lists every open connection, this one included.
+        let mut other = server.connect();
+        other.expect("version\r\n", &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")));
+        let conns = c.stats("conns");
+        let mine = format!("tcp:{}", c.stream.local_addr().unwrap());
+        let theirs = format!("tcp:{}", other.stream.local_addr().unwrap());
+        assert!(conns.iter().any(|(k, v)| k.ends_with(":addr") && *v == mine), "{conns:?}");
+        assert!(conns.iter().any(|(k, v)| k.ends_with(":addr") && *v == theirs), "{conns:?}");
+        assert!(conns.iter().any(|(k, _)| k.ends_with(":secs_since_last_cmd")));
+        drop(other);
+
         c.expect("stats reset\r\n", "RESET\r\n");
         assert_eq!(server.stat_u64("", "cmd_get"), 0);
         assert_eq!(server.stat_u64("", "curr_items"), 1);

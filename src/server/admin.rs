@@ -38,6 +38,7 @@ pub async fn stats<D: Dispatch>(
             items(&shards, out);
         }
         (Some(b"threads"), None) => threads(state, out),
+        (Some(b"conns"), None) => conns(state, out),
         (Some(b"settings"), None) => settings(state, out),
         (Some(b"reset"), None) => {
             dispatch.control(Control::ResetStats).await;
@@ -242,6 +243,28 @@ fn threads(state: &ServerState, out: &mut Vec<u8>) {
             &format!("thread:{i}:forward_batches"),
             t.forward_batches.get(),
         );
+    }
+}
+
+/// One block per open connection, named by file descriptor, as memcached
+/// prints them (the listeners are not listed: they are per thread here).
+fn conns(state: &ServerState, out: &mut Vec<u8>) {
+    let now = state.clock.now();
+    for info in state.open_connections() {
+        let fd = info.fd;
+        let addr = info
+            .peer
+            .map_or_else(|| "unknown".to_string(), |peer| format!("tcp:{peer}"));
+        let idle = now.saturating_sub(info.last_active.load(std::sync::atomic::Ordering::Relaxed));
+        Reply::stat(out, &format!("{fd}:addr"), addr);
+        Reply::stat(
+            out,
+            &format!("{fd}:listen_addr"),
+            format!("tcp:{}", state.listen),
+        );
+        Reply::stat(out, &format!("{fd}:state"), "conn_parse_cmd");
+        Reply::stat(out, &format!("{fd}:secs_since_last_cmd"), idle / 1000);
+        Reply::stat(out, &format!("{fd}:thread"), info.thread);
     }
 }
 

@@ -10,7 +10,7 @@
 
 use super::admin;
 use super::op::{Op, OpKind, Span};
-use super::{Control, ServerState, ShardReport};
+use super::{Admitted, ConnectionSlot, Control, ServerState, ShardReport};
 use crate::protocol::meta::{MetaFlags, decode_key};
 use crate::protocol::{self, ArithKind, ErrorReply, ParseError, Reply, Request, StoreKind};
 use crate::stats::ThreadStats;
@@ -82,6 +82,8 @@ enum Next {
 /// A client connection and its reusable buffers.
 pub struct Connection<D> {
     stream: TcpStream,
+    /// Keeps the connection counted and listed in `stats conns`.
+    slot: ConnectionSlot,
     state: Arc<ServerState>,
     dispatch: D,
     input: BytesMut,
@@ -93,11 +95,13 @@ pub struct Connection<D> {
 
 impl<D: Dispatch> Connection<D> {
     /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream, state: Arc<ServerState>, dispatch: D) -> Self {
+    pub fn new(admitted: Admitted, state: Arc<ServerState>, dispatch: D) -> Self {
+        let Admitted { stream, slot } = admitted;
         // Replies are written whole, once per batch: Nagle would only delay them.
         let _ = stream.set_nodelay(true);
         Connection {
             stream,
+            slot,
             state,
             dispatch,
             input: BytesMut::with_capacity(READ_RESERVE),
@@ -123,6 +127,11 @@ impl<D: Dispatch> Connection<D> {
                 Ok(0) | Err(_) => break,
                 Ok(n) => self.dispatch.thread_stats().bytes_read.add(n as u64),
             }
+            let now = self.state.clock.now();
+            self.slot
+                .info
+                .last_active
+                .store(now, std::sync::atomic::Ordering::Relaxed);
             let next = self.handle_input().await;
             if !self.output.is_empty() {
                 if self.stream.write_all(&self.output).await.is_err() {

@@ -2,13 +2,13 @@
 //!
 //! [`start`] binds the listeners, builds the shards and starts the chosen
 //! runtime's threads, then returns a [`RunningServer`] handle. Both runtimes
-//! run the same [`connection`] loop and the same [`op::Op::execute`] on the
-//! same [`crate::storage::Shard`]; they differ only in who owns a shard and
-//! how an operation reaches it:
+//! run the same connection loop (`connection.rs`) and the same `Op::execute`
+//! (`op.rs`) on the same [`crate::storage::Shard`]; they differ only in who
+//! owns a shard and how an operation reaches it:
 //!
-//! - [`thread_per_core`]: each pinned thread owns its shards; operations on
+//! - `thread_per_core.rs`: each pinned thread owns its shards; operations on
 //!   another thread's keys are forwarded to it in batches.
-//! - [`work_stealing`]: tokio's multi-threaded runtime; every shard sits
+//! - `work_stealing.rs`: tokio's multi-threaded runtime; every shard sits
 //!   behind its own lock and requests run in place.
 
 mod admin;
@@ -98,6 +98,10 @@ pub struct ServerState {
     pub threads: Box<[ThreadStats]>,
     /// Open connections, for the `max_connections` limit.
     connections: AtomicUsize,
+    /// Every open connection, for `stats conns`. Locked only when a
+    /// connection opens or closes and when `stats conns` reads it: never
+    /// per request.
+    conns: std::sync::Mutex<slab::Slab<Arc<ConnInfo>>>,
     /// Set to true to stop the server.
     shutdown: watch::Sender<bool>,
     /// Thread-per-core threads meet here after their connections close, so
@@ -184,6 +188,7 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
             .map(|_| ThreadStats::default())
             .collect(),
         connections: AtomicUsize::new(0),
+        conns: std::sync::Mutex::new(slab::Slab::new()),
         drained: Barrier::new(config.threads),
         shutdown,
         config,
@@ -271,16 +276,40 @@ pub(crate) fn pin_current_thread(cpu: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
 }
 
-/// An admitted connection: counted until the slot is dropped.
+/// What `stats conns` shows about one open connection.
+pub(crate) struct ConnInfo {
+    /// The socket's file descriptor (memcached names connections by it).
+    pub fd: i32,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// The thread that accepted it.
+    pub thread: usize,
+    /// Server-clock milliseconds of its last request.
+    pub last_active: std::sync::atomic::AtomicU64,
+}
+
+impl ServerState {
+    /// A snapshot of the open connections, by file descriptor.
+    pub(crate) fn open_connections(&self) -> Vec<Arc<ConnInfo>> {
+        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = conns.iter().map(|(_, info)| info.clone()).collect();
+        all.sort_by_key(|info| info.fd);
+        all
+    }
+}
+
+/// An admitted connection: counted and listed until the slot is dropped.
 pub(crate) struct Admitted {
     pub stream: TcpStream,
     pub slot: ConnectionSlot,
 }
 
-/// Keeps a connection counted; uncounts it when dropped.
+/// Keeps a connection counted and listed; undoes both when dropped.
 pub(crate) struct ConnectionSlot {
     state: Arc<ServerState>,
     thread: usize,
+    key: usize,
+    pub info: Arc<ConnInfo>,
 }
 
 impl Drop for ConnectionSlot {
@@ -289,6 +318,8 @@ impl Drop for ConnectionSlot {
         self.state.threads[self.thread]
             .curr_connections
             .sub_shared(1);
+        let mut conns = self.state.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.remove(self.key);
     }
 }
 
@@ -311,11 +342,24 @@ pub(crate) async fn admit(
     }
     stats.curr_connections.add_shared(1);
     stats.total_connections.add_shared(1);
+    let info = Arc::new(ConnInfo {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
+        peer: stream.peer_addr().ok(),
+        thread,
+        last_active: state.clock.now().into(),
+    });
+    let key = state
+        .conns
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(info.clone());
     Some(Admitted {
         stream,
         slot: ConnectionSlot {
             state: state.clone(),
             thread,
+            key,
+            info,
         },
     })
 }

@@ -446,9 +446,8 @@ pub fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::R
             };
             let dispatch = CoreDispatch::new(core.clone());
             let stop = shutdown.clone();
-            let connection = Connection::new(guard.stream, state.clone(), dispatch);
+            let connection = Connection::new(guard, state.clone(), dispatch);
             connections.spawn_local(async move {
-                let _slot = guard.slot;
                 connection.serve(stop).await;
             });
             // Reap finished connections so the set does not grow.

@@ -117,10 +117,9 @@ pub fn run(
             let dispatch = SharedDispatch {
                 shared: shared.clone(),
             };
-            let connection = Connection::new(admitted.stream, state.clone(), dispatch);
+            let connection = Connection::new(admitted, state.clone(), dispatch);
             let stop = shutdown.clone();
             connections.spawn(async move {
-                let _slot = admitted.slot;
                 connection.serve(stop).await;
             });
             while connections.try_join_next().is_some() {}
