@@ -452,3 +452,24 @@ fn too_many_connections_are_refused() {
         }
     }
 }
+
+#[test]
+fn so_reuseport_spreads_connections_over_both_threads() {
+    let server = common::TestServer::start(corecache::config::RuntimeKind::ThreadPerCore);
+    // The kernel picks a listener by hashing the connection's addresses:
+    // with 32 connections, both threads get some (all on one thread has a
+    // chance of 2^-31).
+    let mut conns: Vec<Raw> = (0..32).map(|_| server.connect()).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.expect(&format!("set spread:{i} 0 0 1\r\nx\r\n"), "STORED\r\n");
+    }
+    let threads = conns[0].stats("threads");
+    for thread in 0..2 {
+        let get = |field: &str| -> u64 {
+            let name = format!("thread:{thread}:{field}");
+            threads.iter().find(|(k, _)| *k == name).unwrap().1.parse().unwrap()
+        };
+        assert!(get("total_connections") > 0, "thread {thread} got no connection: {threads:?}");
+        assert!(get("cmd_total") > 0, "thread {thread} served nothing: {threads:?}");
+    }
+}
