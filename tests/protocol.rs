@@ -251,6 +251,24 @@ both_runtimes! {
         good.expect("get k\r\n", "VALUE k 0 1\r\nx\r\nEND\r\n");
     }
 
+    fn garbage_from_one_client_does_not_disturb_another(server) {
+        let mut good = server.connect();
+        good.expect("set g 0 0 1\r\nx\r\n", "STORED\r\n");
+        let mut rng = Xorshift(42);
+        for _ in 0..20 {
+            let mut bad = server.connect();
+            let mut junk: Vec<u8> = (0..50_000).map(|_| rng.next() as u8).collect();
+            // Sprinkle in line ends and command words so parsing goes deep.
+            for word in [&b"\r\nset k 0 0 "[..], b"\r\nmg k v ", b"\r\nget ", b"\n"].iter().cycle().take(200) {
+                let at = (rng.next() as usize) % (junk.len() - 20);
+                junk[at..at + word.len()].copy_from_slice(word);
+            }
+            bad.send(&junk);
+            // Whatever the garbage got back, the other client is served.
+            good.expect("get g\r\n", "VALUE g 0 1\r\nx\r\nEND\r\n");
+        }
+    }
+
     fn quit_answers_what_came_before_and_closes(server) {
         let mut c = server.connect();
         c.send(b"set q 0 0 1\r\nx\r\nget q\r\nquit\r\nget q\r\n");
@@ -467,9 +485,21 @@ fn so_reuseport_spreads_connections_over_both_threads() {
     for thread in 0..2 {
         let get = |field: &str| -> u64 {
             let name = format!("thread:{thread}:{field}");
-            threads.iter().find(|(k, _)| *k == name).unwrap().1.parse().unwrap()
+            threads
+                .iter()
+                .find(|(k, _)| *k == name)
+                .unwrap()
+                .1
+                .parse()
+                .unwrap()
         };
-        assert!(get("total_connections") > 0, "thread {thread} got no connection: {threads:?}");
-        assert!(get("cmd_total") > 0, "thread {thread} served nothing: {threads:?}");
+        assert!(
+            get("total_connections") > 0,
+            "thread {thread} got no connection: {threads:?}"
+        );
+        assert!(
+            get("cmd_total") > 0,
+            "thread {thread} served nothing: {threads:?}"
+        );
     }
 }

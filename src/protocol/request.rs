@@ -714,6 +714,58 @@ mod tests {
         assert_eq!(parse(&line[..100], MAX), Err(ParseError::Incomplete));
     }
 
+    proptest::proptest! {
+        /// Any bytes at all: no panic, progress on every request, never
+        /// past the end, and keys that come out are legal keys.
+        #[test]
+        fn arbitrary_input_never_panics(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut rest = &input[..];
+            while let Ok(parsed) = parse(rest, 1024) {
+                proptest::prop_assert!(parsed.consumed > 0 && parsed.consumed <= rest.len());
+                if let Request::Get { keys, .. } = parsed.request {
+                    for key in keys {
+                        proptest::prop_assert!(valid_key(key));
+                    }
+                }
+                rest = &rest[parsed.consumed..];
+            }
+        }
+
+        /// Command-shaped input (real verbs, numbers, noise) survives the
+        /// same checks; this reaches the storage and meta paths far more
+        /// often than random bytes do.
+        #[test]
+        fn command_shaped_input_never_panics(
+            words in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("set".to_string()),
+                    proptest::strategy::Just("cas".to_string()),
+                    proptest::strategy::Just("get".to_string()),
+                    proptest::strategy::Just("gat".to_string()),
+                    proptest::strategy::Just("incr".to_string()),
+                    proptest::strategy::Just("delete".to_string()),
+                    proptest::strategy::Just("ms".to_string()),
+                    proptest::strategy::Just("mg".to_string()),
+                    proptest::strategy::Just("ma".to_string()),
+                    proptest::strategy::Just("md".to_string()),
+                    proptest::strategy::Just("noreply".to_string()),
+                    "-?[0-9]{1,21}",
+                    "[a-zA-Z]{1,4}[0-9]{0,3}",
+                    proptest::strategy::Just("\r\n".to_string()),
+                    proptest::strategy::Just(" ".to_string()),
+                ],
+                0..40,
+            )
+        ) {
+            let input = words.join(" ");
+            let mut rest = input.as_bytes();
+            while let Ok(parsed) = parse(rest, 1024) {
+                proptest::prop_assert!(parsed.consumed > 0 && parsed.consumed <= rest.len());
+                rest = &rest[parsed.consumed..];
+            }
+        }
+    }
+
     #[test]
     fn pipelined_requests_parse_one_after_another() {
         let input = b"set a 0 0 1\r\n1\r\nget a b\r\ndelete a\r\nversion\r\n";
