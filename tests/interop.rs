@@ -49,16 +49,21 @@ per_runtime! {
 // ---------------------------------------------------------------------------
 // Harness: external programs, scratch directories, free ports.
 
-/// `program` from PATH, or a failure naming the Debian package to install.
+/// `program` from PATH (or /usr/sbin, where Debian puts nutcracker and
+/// which a non-root PATH often lacks), or a failure naming the Debian
+/// package to install.
 fn program(program: &str, package: &str) -> Command {
-    let found = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{program}` is not installed: apt-get install {package} (bash tests/run.sh installs it)"
-    );
-    let mut command = Command::new(program);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file());
+    let Some(found) = found else {
+        panic!(
+            "`{program}` is not installed: apt-get install {package} (bash tests/run.sh installs it)"
+        );
+    };
+    let mut command = Command::new(found);
     command.stdin(Stdio::null());
     command
 }
