@@ -1,0 +1,808 @@
+//! Interoperability: programs nobody here wrote, driven against corecache.
+//!
+//! libmemcached's command-line tools, twemproxy (nutcracker) in front of two
+//! instances, Python's pymemcache, and the stats fields the Prometheus
+//! memcached_exporter reads. The programs come from Debian packages that
+//! `tests/run.sh` installs; a missing one fails its test naming the package.
+//! docs/interop.md says what is covered and what is not.
+
+mod common;
+
+use clap::Parser;
+use common::{KillOnDrop, Raw, TestServer};
+use corecache::config::{Cli, Config, RuntimeKind};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_corecache");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// One test per runtime, each calling `$body` with the runtime.
+macro_rules! per_runtime {
+    ($($name:ident => $body:path;)*) => {
+        $(
+            mod $name {
+                #[test]
+                fn thread_per_core() {
+                    $body(corecache::config::RuntimeKind::ThreadPerCore);
+                }
+                #[test]
+                fn work_stealing() {
+                    $body(corecache::config::RuntimeKind::WorkStealing);
+                }
+            }
+        )*
+    };
+}
+
+per_runtime! {
+    libmemcached_tools => super::libmemcached_tools_store_fetch_delete_flush;
+    nutcracker_two_instances => super::nutcracker_spreads_keys_over_two_instances;
+    pymemcache_client => super::pymemcache_checks_pass;
+    memcached_exporter_fields => super::stats_have_what_memcached_exporter_parses;
+}
+
+// ---------------------------------------------------------------------------
+// Harness: external programs, scratch directories, free ports.
+
+/// `program` from PATH (or /usr/sbin, where Debian puts nutcracker and
+/// which a non-root PATH often lacks), or a failure naming the Debian
+/// package to install.
+fn program(program: &str, package: &str) -> Command {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file());
+    let Some(found) = found else {
+        panic!(
+            "`{program}` is not installed: apt-get install {package} (bash tests/run.sh installs it)"
+        );
+    };
+    let mut command = Command::new(found);
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Runs a command to completion and returns its output.
+fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"))
+}
+
+/// Runs a command that must succeed.
+#[track_caller]
+fn succeeds(command: &mut Command) -> Output {
+    let out = run(command);
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        describe(&out)
+    );
+    out
+}
+
+/// Runs a command that must fail (exit non-zero).
+#[track_caller]
+fn fails(command: &mut Command) -> Output {
+    let out = run(command);
+    assert!(
+        !out.status.success(),
+        "{command:?} should have failed: {}",
+        describe(&out)
+    );
+    out
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "corecache-interop-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port free on 127.0.0.1 a moment ago, for programs that must be told
+/// their port up front.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Polls `done` every 20 ms until it is true or 10 s have passed.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "after 10 s, still not: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `get key` over our own client: the value, or None on a miss.
+fn get(addr: SocketAddr, key: &str) -> Option<(u32, Vec<u8>)> {
+    let mut raw = Raw::connect(addr);
+    raw.send(format!("get {key}\r\n").as_bytes());
+    let header = read_line(&mut raw);
+    if header == "END" {
+        return None;
+    }
+    let parts: Vec<&str> = header.split(' ').collect();
+    assert_eq!(parts[..2], ["VALUE", key], "reply to get {key}: {header}");
+    let flags = parts[2].parse().unwrap();
+    let len: usize = parts[3].parse().unwrap();
+    let mut value = raw.read_exact(len + 2);
+    assert!(value.ends_with(b"\r\n"));
+    value.truncate(len);
+    assert_eq!(read_line(&mut raw), "END");
+    Some((flags, value))
+}
+
+/// One reply line, without its CRLF.
+fn read_line(raw: &mut Raw) -> String {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        line.extend(raw.read_exact(1));
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// 1. libmemcached-tools (memccp, memccat, ...), text protocol (their default).
+
+fn memc(tool: &str, server: &TestServer) -> Command {
+    let mut command = program(tool, "libmemcached-tools");
+    command.arg(format!("--servers=127.0.0.1:{}", server.addr.port()));
+    command
+}
+
+fn libmemcached_tools_store_fetch_delete_flush(runtime: RuntimeKind) {
+    let server = TestServer::start(runtime);
+    let dir = Scratch::new("memc");
+    // Every byte value, CR LF and "END" included, and more than one packet.
+    let blob: Vec<u8> = (0..20_000u32)
+        .map(|i| (i * 7 % 256) as u8)
+        .chain(*b"\r\nEND\r\n")
+        .collect();
+    let note = b"a short note\n".to_vec();
+    std::fs::write(dir.path("blob.bin"), &blob).unwrap();
+    std::fs::write(dir.path("note.txt"), &note).unwrap();
+
+    // memccp stores each file under its base name, with the flags given.
+    succeeds(
+        memc("memccp", &server)
+            .arg("--flags=42")
+            .arg(dir.path("blob.bin"))
+            .arg(dir.path("note.txt")),
+    );
+    assert_eq!(get(server.addr, "blob.bin"), Some((42, blob.clone())));
+    assert_eq!(get(server.addr, "note.txt"), Some((42, note.clone())));
+
+    // memccat --file writes the value byte for byte; to stdout it adds "\n".
+    succeeds(
+        memc("memccat", &server)
+            .arg(format!("--file={}", dir.path("out.bin").display()))
+            .arg("blob.bin"),
+    );
+    assert!(std::fs::read(dir.path("out.bin")).unwrap() == blob);
+    let out = succeeds(memc("memccat", &server).arg("note.txt"));
+    assert_eq!(out.stdout, [&note[..], b"\n"].concat());
+    let out = succeeds(memc("memccat", &server).arg("--flags").arg("note.txt"));
+    assert!(out.stdout.starts_with(b"42\n"), "{}", describe(&out));
+    fails(memc("memccat", &server).arg("no-such-key"));
+
+    // memcexist: exit status says whether the key is there.
+    succeeds(memc("memcexist", &server).arg("blob.bin"));
+    fails(memc("memcexist", &server).arg("no-such-key"));
+
+    // memctouch: a new expiry on an existing key, refused for a missing one.
+    succeeds(memc("memctouch", &server).arg("--expire=1").arg("note.txt"));
+    fails(
+        memc("memctouch", &server)
+            .arg("--expire=1")
+            .arg("no-such-key"),
+    );
+    eventually("note.txt expires after memctouch --expire=1", || {
+        get(server.addr, "note.txt").is_none()
+    });
+
+    // memcrm deletes; deleting again reports NOT_FOUND as a failure.
+    succeeds(memc("memcrm", &server).arg("blob.bin"));
+    assert_eq!(get(server.addr, "blob.bin"), None);
+    fails(memc("memccat", &server).arg("blob.bin"));
+    fails(memc("memcrm", &server).arg("blob.bin"));
+
+    // memcflush empties the server.
+    let mut copy = memc("memccp", &server);
+    for i in 0..5 {
+        let path = dir.path(&format!("file-{i}"));
+        std::fs::write(&path, format!("content {i}")).unwrap();
+        copy.arg(path);
+    }
+    succeeds(&mut copy);
+    assert_eq!(server.stat_u64("", "curr_items"), 5);
+    succeeds(&mut memc("memcflush", &server));
+    for i in 0..5 {
+        assert_eq!(get(server.addr, &format!("file-{i}")), None);
+        fails(memc("memcexist", &server).arg(format!("file-{i}")));
+    }
+    assert_eq!(server.wait_for_stat("curr_items", 0), 0);
+}
+
+/// memcstat and memcping first ask the server's `version` and libmemcached
+/// parses it as memcached's "MAJOR.MINOR.MICRO" with MAJOR > 0: corecache
+/// answers "VERSION corecache-0.1.0", so both tools stop at
+/// "strtol() failed to parse major version". The fix belongs in the
+/// protocol's `version` reply (docs/interop.md); this test is what shows it.
+#[test]
+#[ignore = "corecache's VERSION reply is not MAJOR.MINOR.MICRO; libmemcached refuses it (docs/interop.md)"]
+fn libmemcached_stat_and_ping_need_a_numeric_version() {
+    for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
+        let server = TestServer::start(runtime);
+        let mut raw = server.connect();
+        raw.expect("set one 0 0 1\r\n1\r\n", "STORED\r\n");
+        raw.expect("set two 0 0 1\r\n2\r\n", "STORED\r\n");
+        succeeds(&mut memc("memcping", &server));
+        let out = succeeds(&mut memc("memcstat", &server));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines().any(|line| line.trim() == "curr_items: 2"),
+            "{text}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. twemproxy (nutcracker) in front of two instances.
+
+fn nutcracker_spreads_keys_over_two_instances(runtime: RuntimeKind) {
+    let servers = [TestServer::start(runtime), TestServer::start(runtime)];
+    let dir = Scratch::new("nutcracker");
+    let proxy = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let stats_port = free_port();
+
+    // The shipped config, with only its three addresses replaced.
+    let shipped = std::fs::read_to_string(format!("{ROOT}/configs/nutcracker.yml")).unwrap();
+    let mut config = shipped.clone();
+    for (from, to) in [
+        (
+            "listen: 127.0.0.1:22121".to_string(),
+            format!("listen: {proxy}"),
+        ),
+        (
+            "- 127.0.0.1:11211:".into(),
+            format!("- {}:", servers[0].addr),
+        ),
+        (
+            "- 127.0.0.1:11212:".into(),
+            format!("- {}:", servers[1].addr),
+        ),
+    ] {
+        assert_eq!(
+            shipped.matches(&from).count(),
+            1,
+            "{from} in nutcracker.yml"
+        );
+        config = config.replace(&from, &to);
+    }
+    let config_path = dir.path("nutcracker.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let log = dir.path("nutcracker.log");
+    succeeds(
+        program("nutcracker", "nutcracker")
+            .arg("-t")
+            .arg("-c")
+            .arg(&config_path),
+    );
+
+    let child = program("nutcracker", "nutcracker")
+        .arg("-c")
+        .arg(&config_path)
+        .args(["-a", "127.0.0.1", "-s", &stats_port.to_string()])
+        .arg("-p")
+        .arg(dir.path("nutcracker.pid"))
+        .arg("-o")
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nutcracker starts");
+    // Declared after the servers, so dropped (killed) before them.
+    let mut nutcracker = KillOnDrop(child);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually("nutcracker accepts connections", || {
+        if let Ok(Some(status)) = nutcracker.0.try_wait() {
+            panic!("nutcracker exited {status}:\n{}", log_text());
+        }
+        TcpStream::connect(proxy).is_ok()
+    });
+
+    // Stores through the proxy land on one instance or the other.
+    let keys: Vec<String> = (0..300).map(|i| format!("user:{i}")).collect();
+    let value = |key: &str| format!("value of {key}");
+    let mut client = Raw::connect(proxy);
+    for key in &keys {
+        let v = value(key);
+        client.expect(
+            &format!("set {key} 0 0 {}\r\n{v}\r\n", v.len()),
+            "STORED\r\n",
+        );
+    }
+    let items: Vec<u64> = servers
+        .iter()
+        .map(|s| s.stat_u64("", "curr_items"))
+        .collect();
+    assert!(
+        items.iter().all(|&n| n > 0),
+        "one instance got nothing: {items:?}"
+    );
+    assert_eq!(items.iter().sum::<u64>(), keys.len() as u64, "{items:?}");
+    for key in &keys {
+        let holders = servers
+            .iter()
+            .filter(|s| get(s.addr, key).is_some())
+            .count();
+        assert_eq!(holders, 1, "{key} is on {holders} instances");
+    }
+
+    // Every key reads back through the proxy.
+    for key in &keys {
+        let v = value(key);
+        client.expect(
+            &format!("get {key}\r\n"),
+            &format!("VALUE {key} 0 {}\r\n{v}\r\nEND\r\n", v.len()),
+        );
+    }
+
+    // Multi-gets spanning both instances, with misses mixed in. Up to a
+    // request line of about 2 KB the hits come back in the order asked.
+    // Past that, nutcracker 0.5.0 may answer in another order: the same
+    // happens with memcached 1.6.18 behind it (docs/interop.md), and clients
+    // match VALUEs by key; there the hits must still be exactly right.
+    let multi_get = |client: &mut Raw, asked: &[String]| -> (String, String) {
+        client.send(format!("get {}\r\n", asked.join(" ")).as_bytes());
+        let reply = String::from_utf8(client.read_until(b"END\r\n")).unwrap();
+        let mut expected = String::new();
+        for key in asked.iter().filter(|k| !k.starts_with("missing:")) {
+            let v = value(key);
+            expected += &format!("VALUE {key} 0 {}\r\n{v}\r\n", v.len());
+        }
+        (reply, expected + "END\r\n")
+    };
+    let asked = |count: usize| -> Vec<String> {
+        keys.iter()
+            .rev()
+            .step_by(3)
+            .take(count)
+            .flat_map(|key| [key.clone(), format!("missing:{key}")])
+            .collect()
+    };
+    let small = asked(50);
+    assert!(small.join(" ").len() < 1500);
+    let (reply, expected) = multi_get(&mut client, &small);
+    assert_eq!(reply, expected, "a multi-get of {} keys", small.len());
+    let large = asked(100);
+    let (reply, expected) = multi_get(&mut client, &large);
+    let blocks = |text: &str| {
+        let mut blocks: Vec<String> = text
+            .split_inclusive("\r\n")
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .map(|pair| pair.concat())
+            .collect();
+        blocks.sort();
+        blocks
+    };
+    assert!(reply.ends_with("END\r\n"));
+    assert_eq!(
+        blocks(&reply),
+        blocks(&expected),
+        "a multi-get of {} keys",
+        large.len()
+    );
+
+    // nutcracker's own stats name the pool and both servers.
+    let mut stats = String::new();
+    TcpStream::connect(("127.0.0.1", stats_port))
+        .and_then(|mut s| s.read_to_string(&mut stats))
+        .expect("nutcracker stats");
+    for name in ["\"corecache\"", "\"corecache-a\"", "\"corecache-b\""] {
+        assert!(stats.contains(name), "{name} not in {stats}");
+    }
+    drop(nutcracker);
+}
+
+// ---------------------------------------------------------------------------
+// 3. pymemcache, a Python client.
+
+/// Debian's python3 (where python3-pymemcache installs), or $CORECACHE_PYTHON.
+fn python() -> Command {
+    let python = std::env::var("CORECACHE_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    assert!(
+        Path::new(&python).is_file(),
+        "{python} not found: apt-get install python3 python3-pymemcache \
+         (bash tests/run.sh installs them), or point CORECACHE_PYTHON at a python3"
+    );
+    let mut command = Command::new(python);
+    command.stdin(Stdio::null());
+    command
+}
+
+fn pymemcache_checks_pass(runtime: RuntimeKind) {
+    // Two servers: the second is for pymemcache's HashClient check.
+    let servers = [TestServer::start(runtime), TestServer::start(runtime)];
+    let out = run(python()
+        .arg(format!("{ROOT}/tests/interop/pymemcache_check.py"))
+        .args(servers.iter().map(|s| s.addr.to_string())));
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "pymemcache is not importable: apt-get install python3-pymemcache \
+         (bash tests/run.sh installs it): {}",
+        describe(&out)
+    );
+    assert!(
+        out.status.success(),
+        "pymemcache checks: {}",
+        describe(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("9 ok, 0 failed"), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------
+// 4. What Prometheus' memcached_exporter (v0.16.0, through its client
+// github.com/grobie/gomemcache) reads from `stats`, `stats settings`,
+// `stats slabs` and `stats items`. Written from reading its source; nothing
+// copied. docs/interop.md has the full list and what each field becomes.
+
+/// Fields whose absence or wrong type makes the exporter report
+/// `memcached_up 0`: it derives `set` commands as cmd_set minus the CAS
+/// counters, and fails the scrape when any of them is missing.
+const EXPORTER_REQUIRED: &[&str] = &["cmd_set", "cas_misses", "cas_hits", "cas_badval"];
+const EXPORTER_REQUIRED_PER_SLAB: &[&str] = &["cmd_set", "cas_hits", "cas_badval"];
+
+/// `stats` fields it turns into metrics (a missing one is a missing metric;
+/// one that is not a number fails the scrape). corecache has all of these.
+const EXPORTER_STATS: &[&str] = &[
+    "uptime",
+    "time",
+    "get_hits",
+    "get_misses",
+    "delete_hits",
+    "delete_misses",
+    "incr_hits",
+    "incr_misses",
+    "decr_hits",
+    "decr_misses",
+    "cas_hits",
+    "cas_misses",
+    "cas_badval",
+    "touch_hits",
+    "touch_misses",
+    "cmd_flush",
+    "cmd_set",
+    "bytes",
+    "limit_maxbytes",
+    "curr_items",
+    "total_items",
+    "bytes_read",
+    "bytes_written",
+    "curr_connections",
+    "total_connections",
+    "rejected_connections",
+    "evictions",
+    "reclaimed",
+    "total_malloced",
+];
+
+/// `stats` fields it reads if present, which corecache does not report
+/// (memcached's LRU crawler, segmented LRU, listener and allocator
+/// internals): their metrics are simply absent.
+const EXPORTER_STATS_ABSENT: &[&str] = &[
+    "accepting_conns",
+    "conn_yields",
+    "listen_disabled_num",
+    "store_too_large",
+    "store_no_memory",
+    "lru_crawler_starts",
+    "direct_reclaims",
+    "crawler_items_checked",
+    "crawler_reclaimed",
+    "moves_to_cold",
+    "moves_to_warm",
+    "moves_within_lru",
+];
+
+/// Per-class `stats items` fields it reads.
+const EXPORTER_ITEMS: &[&str] = &[
+    "number",
+    "age",
+    "evicted",
+    "evicted_nonzero",
+    "evicted_unfetched",
+    "expired_unfetched",
+    "outofmemory",
+    "reclaimed",
+];
+
+/// Per-class `stats slabs` fields it reads.
+const EXPORTER_SLABS: &[&str] = &[
+    "chunk_size",
+    "chunks_per_page",
+    "total_pages",
+    "total_chunks",
+    "used_chunks",
+    "free_chunks",
+    "free_chunks_end",
+    "mem_requested",
+    "get_hits",
+    "delete_hits",
+    "incr_hits",
+    "decr_hits",
+    "touch_hits",
+    "cas_hits",
+    "cas_badval",
+    "cmd_set",
+];
+
+/// The STAT lines of one `stats <args>` reply, exactly as sent.
+fn stat_lines(addr: SocketAddr, args: &str) -> Vec<String> {
+    let mut raw = Raw::connect(addr);
+    raw.send(format!("stats{}{args}\r\n", if args.is_empty() { "" } else { " " }).as_bytes());
+    let reply = String::from_utf8(raw.read_until(b"END\r\n")).unwrap();
+    let lines: Vec<String> = reply
+        .strip_suffix("END\r\n")
+        .unwrap()
+        .split_terminator("\r\n")
+        .map(str::to_string)
+        .collect();
+    assert!(!lines.is_empty(), "`stats {args}` is empty");
+    lines
+}
+
+/// Global, per-slab and per-item-class maps, split the way gomemcache does:
+/// `STAT name value` with exactly three words (others are dropped), and the
+/// name's colons deciding the map: `name`, `N:name`, `items:N:name`, where
+/// N must be an integer or the whole scrape fails.
+type Stats = HashMap<String, String>;
+type PerClass = HashMap<i64, Stats>;
+
+fn exporter_view(addr: SocketAddr) -> (Stats, PerClass, PerClass) {
+    let (mut global, mut slabs, mut items) = (Stats::new(), PerClass::new(), PerClass::new());
+    for args in ["", "slabs", "items"] {
+        for line in stat_lines(addr, args) {
+            let words: Vec<&str> = line.split(' ').collect();
+            assert!(
+                words.len() == 3 && words[0] == "STAT",
+                "`stats {args}` line {line:?} is not `STAT name value`: the exporter drops it"
+            );
+            let (name, value) = (words[1], words[2].to_string());
+            let class = |n: &str| -> i64 {
+                n.parse()
+                    .unwrap_or_else(|_| panic!("{line:?}: {n:?} is not a class number"))
+            };
+            match name.split(':').collect::<Vec<_>>()[..] {
+                [field] => {
+                    global.insert(field.into(), value);
+                }
+                [n, field] => {
+                    slabs
+                        .entry(class(n))
+                        .or_default()
+                        .insert(field.into(), value);
+                }
+                [_, n, field] => {
+                    items
+                        .entry(class(n))
+                        .or_default()
+                        .insert(field.into(), value);
+                }
+                _ => {}
+            }
+        }
+    }
+    (global, slabs, items)
+}
+
+/// Go's strconv.ParseFloat accepts what Rust's f64 parser accepts for the
+/// plain decimal integers and fractions a server sends.
+#[track_caller]
+fn assert_number(map: &Stats, field: &str, context: &str) {
+    let value = map
+        .get(field)
+        .unwrap_or_else(|| panic!("{context}: no {field} (memcached_exporter reads it)"));
+    assert!(
+        value.parse::<f64>().is_ok(),
+        "{context}: {field} = {value:?} is not a number"
+    );
+}
+
+fn stats_have_what_memcached_exporter_parses(runtime: RuntimeKind) {
+    let server = TestServer::start(runtime);
+    let mut raw = server.connect();
+    // Items in two slab classes, and every counter family touched.
+    raw.expect("set small 0 0 2\r\n10\r\n", "STORED\r\n");
+    let big = "x".repeat(5000);
+    raw.expect(&format!("set big 0 0 5000\r\n{big}\r\n"), "STORED\r\n");
+    raw.expect("incr small 1\r\n", "11\r\n");
+    raw.expect("decr small 1\r\n", "10\r\n");
+    raw.expect("touch big 100\r\n", "TOUCHED\r\n");
+    raw.expect("cas small 0 0 1 1\r\n1\r\n", "EXISTS\r\n");
+    raw.expect("delete nothing\r\n", "NOT_FOUND\r\n");
+    raw.expect("get small\r\n", "VALUE small 0 2\r\n10\r\nEND\r\n");
+
+    let (global, slabs, items) = exporter_view(server.addr);
+    for field in EXPORTER_REQUIRED {
+        assert_number(&global, field, "stats (else memcached_up 0)");
+    }
+    for field in EXPORTER_STATS {
+        assert_number(&global, field, "stats");
+    }
+    for field in EXPORTER_STATS_ABSENT {
+        if global.contains_key(*field) {
+            assert_number(&global, field, "stats");
+        }
+    }
+    assert!(global.contains_key("version"), "stats: no version");
+    assert_eq!(global["curr_items"], "2");
+    // rusage_* are parsed as a timeval: SECONDS.MICROSECONDS, one dot.
+    for field in ["rusage_user", "rusage_system"] {
+        let value = &global[field];
+        let parts: Vec<&str> = value.split('.').collect();
+        assert!(
+            parts.len() == 2 && parts.iter().all(|p| p.parse::<u64>().is_ok()),
+            "{field} = {value:?} is not SECONDS.MICROSECONDS"
+        );
+    }
+
+    assert!(slabs.len() >= 2, "two slab classes in use: {slabs:?}");
+    for (class, fields) in &slabs {
+        for field in EXPORTER_REQUIRED_PER_SLAB.iter().chain(EXPORTER_SLABS) {
+            assert_number(fields, field, &format!("stats slabs, class {class}"));
+        }
+    }
+    assert_eq!(
+        slabs.keys().collect::<std::collections::BTreeSet<_>>(),
+        items.keys().collect(),
+        "stats slabs and stats items list the same classes"
+    );
+    for (class, fields) in &items {
+        for field in EXPORTER_ITEMS {
+            assert_number(fields, field, &format!("stats items, class {class}"));
+        }
+    }
+    let numbers: u64 = items
+        .values()
+        .map(|f| f["number"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(numbers, 2, "items:N:number adds up to curr_items");
+
+    // `stats settings`: every line `STAT name value...`, maxconns a number,
+    // and the LRU-crawler block only if it says lru_crawler yes.
+    let mut settings = Stats::new();
+    for line in stat_lines(server.addr, "settings") {
+        let mut words = line.splitn(3, ' ');
+        let (stat, name, value) = (words.next(), words.next(), words.next());
+        assert!(
+            stat == Some("STAT") && name.is_some() && value.is_some(),
+            "`stats settings` line {line:?}: gomemcache fails the whole scrape on it"
+        );
+        settings.insert(name.unwrap().into(), value.unwrap().trim().into());
+    }
+    assert_number(&settings, "maxconns", "stats settings");
+    if settings.get("lru_crawler").map(String::as_str) == Some("yes") {
+        for field in [
+            "lru_crawler_sleep",
+            "lru_crawler_tocrawl",
+            "hot_lru_pct",
+            "warm_lru_pct",
+            "hot_max_factor",
+            "warm_max_factor",
+        ] {
+            assert_number(&settings, field, "stats settings (lru_crawler yes)");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. configs/many-core.toml
+
+const MANY_CORE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/many-core.toml");
+
+/// On the 32-CPU host it is written for, the file is a valid configuration
+/// and means what its comments say.
+#[test]
+fn many_core_config_is_valid_on_a_32_cpu_host() {
+    let cli = Cli::parse_from(["corecache", "--config", MANY_CORE]);
+    let all_32: Vec<usize> = (0..32).collect();
+    let config = Config::from_cli(&cli, &all_32).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.threads, 31);
+    assert_eq!(
+        config.cpus,
+        (1..32).collect::<Vec<_>>(),
+        "CPU 0 left for IRQs"
+    );
+    assert!(config.pin);
+    assert_eq!(config.runtime, RuntimeKind::ThreadPerCore);
+    assert_eq!(config.shards % config.threads, 0, "shards spread evenly");
+    assert!(config.shards > config.threads);
+    assert_eq!(config.memory, 96 << 30);
+    assert_eq!(config.max_connections, 60_000);
+    assert_eq!(config.listen.port(), 11211);
+}
+
+/// Here (fewer CPUs) the binary reads and validates the file, then refuses
+/// the CPU list with status 2 and one line naming the setting. On a host
+/// that has CPUs 1-31 it starts instead, which shows the same.
+#[test]
+fn many_core_config_parses_and_names_cpus_when_they_are_missing() {
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            MANY_CORE,
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let mut lines = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains("listening on") {
+            // All 31 CPUs exist here: it parsed, validated and started.
+            assert!(line.contains("31 threads"), "{line}");
+            return;
+        }
+        lines.push(line);
+    }
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+    assert!(
+        lines[0].starts_with("corecache: cpus (config file): CPU ")
+            && lines[0].contains("is not one this process may use"),
+        "{lines:?}"
+    );
+}
