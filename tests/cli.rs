@@ -144,7 +144,7 @@ fn each_runtime_thread_is_pinned_to_its_own_cpu() {
     let mut c = Raw::connect(addr);
     c.expect(
         "version\r\n",
-        &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
+        &format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
     );
     signal(&child, SIGTERM);
     assert!(child.0.wait().unwrap().success());
@@ -158,7 +158,7 @@ fn sigterm_answers_what_was_read_then_exits_zero() {
         let mut idle = Raw::connect(addr);
         idle.expect(
             "version\r\n",
-            &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
+            &format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
         );
         let mut request = String::new();
         let mut expected = String::new();

@@ -263,13 +263,11 @@ fn libmemcached_tools_store_fetch_delete_flush(runtime: RuntimeKind) {
     assert_eq!(server.wait_for_stat("curr_items", 0), 0);
 }
 
-/// memcstat and memcping first ask the server's `version` and libmemcached
-/// parses it as memcached's "MAJOR.MINOR.MICRO" with MAJOR > 0: corecache
-/// answers "VERSION corecache-0.1.0", so both tools stop at
-/// "strtol() failed to parse major version". The fix belongs in the
-/// protocol's `version` reply (docs/interop.md); this test is what shows it.
+/// memcstat and memcping first ask the server's `version`, and libmemcached
+/// parses it as memcached's "MAJOR.MINOR.MICRO" with MAJOR > 0: a reply such
+/// as "VERSION corecache-0.1.0" stops both tools at "strtol() failed to
+/// parse major version". corecache answers "1.6.18-corecache-<version>".
 #[test]
-#[ignore = "corecache's VERSION reply is not MAJOR.MINOR.MICRO; libmemcached refuses it (docs/interop.md)"]
 fn libmemcached_stat_and_ping_need_a_numeric_version() {
     for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
         let server = TestServer::start(runtime);

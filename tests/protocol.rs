@@ -236,7 +236,7 @@ both_runtimes! {
         let value = "v".repeat(1_000_000);
         c.expect(&format!("set big 0 0 {}\r\n{value}\r\n", value.len()), "STORED\r\n");
         c.expect("get big\r\n", &format!("VALUE big 0 {}\r\n{value}\r\nEND\r\n", value.len()));
-        c.expect("version\r\n", &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")));
+        c.expect("version\r\n", &format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION")));
         c.expect("verbosity 1\r\n", "OK\r\n");
         c.expect("stats nonsense\r\n", "ERROR\r\n");
     }
@@ -325,7 +325,7 @@ both_runtimes! {
 
         // stats conns lists every open connection, this one included.
         let mut other = server.connect();
-        other.expect("version\r\n", &format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION")));
+        other.expect("version\r\n", &format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION")));
         let conns = c.stats("conns");
         let mine = format!("tcp:{}", c.stream.local_addr().unwrap());
         let theirs = format!("tcp:{}", other.stream.local_addr().unwrap());
@@ -445,7 +445,7 @@ fn too_many_connections_are_refused() {
     use corecache::config::RuntimeKind;
     for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
         let server = common::TestServer::with(runtime, |config| config.max_connections = 2);
-        let version = format!("VERSION corecache-{}\r\n", env!("CARGO_PKG_VERSION"));
+        let version = format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION"));
         let mut first = server.connect();
         let mut second = server.connect();
         first.expect("version\r\n", &version);

@@ -9,12 +9,19 @@ use super::{Control, ServerState, ShardReport};
 use crate::protocol::{ErrorReply, Reply, Tokens};
 use crate::storage::{ShardStats, SlabClassStats};
 
-/// The server's version as `version` and `stats` report it.
-pub const VERSION: &str = concat!("corecache-", env!("CARGO_PKG_VERSION"));
+/// The server's version as `version` and `stats` report it: the memcached
+/// release whose protocol corecache follows, then its own version. It must
+/// start with MAJOR.MINOR.MICRO: libmemcached (and every client built on
+/// it) parses the version reply as numbers and refuses the server if not.
+pub const VERSION: &str = concat!("1.6.18-corecache-", env!("CARGO_PKG_VERSION"));
 
 /// The whole reply to `version`.
-pub const VERSION_LINE: &[u8] =
-    concat!("VERSION corecache-", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes();
+pub const VERSION_LINE: &[u8] = concat!(
+    "VERSION 1.6.18-corecache-",
+    env!("CARGO_PKG_VERSION"),
+    "\r\n"
+)
+.as_bytes();
 
 /// Answers `stats <args>`.
 pub async fn stats<D: Dispatch>(
