@@ -227,6 +227,7 @@ both_runtimes! {
             c.send(&chunk);
         }
         c.expect("\r\nget big\r\n", "END\r\n");
+        assert_eq!(server.stat_u64("", "store_too_large"), 1);
         // An existing item is removed by a refused overwrite (memcached does).
         c.expect("set big 0 0 1\r\nx\r\n", "STORED\r\n");
         c.send(b"set big 0 0 1048577\r\n");

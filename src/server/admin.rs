@@ -81,6 +81,11 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut Vec<u8>) {
     Reply::stat(s, "curr_connections", sum(|t| &t.curr_connections));
     Reply::stat(s, "total_connections", sum(|t| &t.total_connections));
     Reply::stat(s, "rejected_connections", sum(|t| &t.rejected_connections));
+    // corecache never stops accepting or yields a connection mid-batch the
+    // way memcached does; these read as memcached's would when idle.
+    Reply::stat(s, "accepting_conns", 1);
+    Reply::stat(s, "listen_disabled_num", 0);
+    Reply::stat(s, "conn_yields", 0);
     Reply::stat(s, "cmd_get", total.cmd_get);
     Reply::stat(s, "cmd_set", total.cmd_set);
     Reply::stat(s, "cmd_flush", sum(|t| &t.cmd_flush));
@@ -117,6 +122,8 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut Vec<u8>) {
     Reply::stat(s, "evictions", total.evictions);
     Reply::stat(s, "reclaimed", total.reclaimed);
     Reply::stat(s, "slabs_moved", total.slabs_moved);
+    Reply::stat(s, "store_too_large", total.store_too_large);
+    Reply::stat(s, "store_no_memory", total.store_no_memory);
     Reply::stat(s, "runtime", state.config.runtime.name());
     Reply::stat(s, "shards", state.config.shards);
     Reply::stat(s, "forwarded_requests", sum(|t| &t.forwarded_out));

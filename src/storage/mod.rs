@@ -318,6 +318,10 @@ pub struct ShardStats {
     pub evicted_unfetched: u64,
     /// Slab pages moved from one class to another.
     pub slabs_moved: u64,
+    /// Stores refused because the item was larger than any chunk.
+    pub store_too_large: u64,
+    /// Stores refused because no memory could be freed for them.
+    pub store_no_memory: u64,
     /// Bytes of memory this shard may use.
     pub limit_maxbytes: u64,
 }
@@ -355,6 +359,8 @@ impl ShardStats {
             expired_unfetched,
             evicted_unfetched,
             slabs_moved,
+            store_too_large,
+            store_no_memory,
             limit_maxbytes
         );
     }

@@ -643,6 +643,16 @@ impl Shard {
 
     /// Stores an item with the meta protocol's extras (see [`StoreMeta`]).
     pub fn store_meta(&mut self, store: &Store<'_>, meta: &StoreMeta, now: Millis) -> StoreOutcome {
+        let outcome = self.store_counted(store, meta, now);
+        match outcome {
+            StoreOutcome::TooLarge => self.core.stats.store_too_large += 1,
+            StoreOutcome::OutOfMemory => self.core.stats.store_no_memory += 1,
+            _ => {}
+        }
+        outcome
+    }
+
+    fn store_counted(&mut self, store: &Store<'_>, meta: &StoreMeta, now: Millis) -> StoreOutcome {
         self.catch_up(now);
         self.core.stats.cmd_set += 1;
         let Store {
@@ -890,6 +900,7 @@ impl Shard {
     /// Removes `key` if present, without counting it as a delete: what a
     /// refused oversized `set` does to the old value.
     pub fn discard(&mut self, key: &[u8], hash: u64, now: Millis) {
+        self.core.stats.store_too_large += 1;
         if let Ok(id) = self.core.find_live(key, hash, now) {
             self.core.unlink(id, hash, Gone::Removed);
         }
