@@ -1,0 +1,71 @@
+//! The bundled load generator against a real corecache, in both runtimes:
+//! a few thousand requests with every value verified, and the JSON report
+//! checked against its documented schema (docs/loadgen.md).
+
+mod common;
+
+use clap::Parser;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: loadgen::Args,
+}
+
+fn run(server: &common::TestServer, extra: &[&str]) -> serde_json::Value {
+    let addr = server.addr.to_string();
+    let mut argv = vec![
+        "loadgen",
+        "--server",
+        &addr,
+        "--threads",
+        "1",
+        "--connections",
+        "8",
+        "--pipeline",
+        "8",
+        "--keys",
+        "2000",
+        "--prefill",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+    ];
+    argv.extend_from_slice(extra);
+    let cli = Cli::try_parse_from(argv).expect("loadgen flags");
+    let config = loadgen::Config::from_args(&cli.args).expect("loadgen config");
+    let report = loadgen::run(&config).expect("loadgen runs");
+    // The same serialisation `--json` writes.
+    serde_json::from_str(&serde_json::to_string_pretty(&report).unwrap()).unwrap()
+}
+
+both_runtimes! {
+    fn strict_verification_with_multigets_and_the_json_schema(server) {
+        let json = run(&server, &["--verify=strict", "--multiget", "5", "--get-ratio", "0.7"]);
+        let requests = json["requests"].as_u64().expect("requests");
+        assert!(requests >= 1000, "only {requests} requests");
+        assert!(json["ops_per_sec"].as_f64().unwrap() > 0.0);
+        // Strict mode: every acknowledged write reads back, so no misses.
+        assert_eq!(json["hit_ratio"].as_f64(), Some(1.0), "{json:#}");
+        assert_eq!(json["errors"]["total"].as_u64(), Some(0), "{json:#}");
+        for p in ["p50", "p90", "p99", "p999", "p9999", "max"] {
+            let v = json["latency_us"][p].as_f64().unwrap_or_else(|| panic!("latency_us.{p}"));
+            assert!(v > 0.0, "latency_us.{p} = {v}");
+        }
+        assert!(json["latency_us"]["p50"].as_f64() <= json["latency_us"]["max"].as_f64());
+        assert_eq!(json["config"]["pipeline"].as_u64(), Some(8));
+        assert_eq!(json["config"]["keys"].as_u64(), Some(2000));
+        // Multi-gets spanned shards, so in thread-per-core mode keys crossed threads.
+        server.assert_forwarded();
+    }
+
+    fn zipf_mixed_sizes_and_an_open_loop_rate(server) {
+        let json = run(&server, &[
+            "--verify", "--distribution", "zipf:0.99", "--value-size", "24-5000",
+            "--rate", "4000",
+        ]);
+        assert_eq!(json["errors"]["total"].as_u64(), Some(0), "{json:#}");
+        assert!(json["requests"].as_u64().unwrap() > 500, "{json:#}");
+    }
+}
