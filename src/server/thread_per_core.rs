@@ -16,10 +16,11 @@
 //! - A shard is touched only by its owning thread: no locks on the data path.
 //! - A connection forwards at most one batch per owner per read batch and
 //!   waits for all replies before reading again, so replies leave in request
-//!   order and an inbox holds at most `2 * max_connections` messages. Inboxes
-//!   are bounded at that size, so a send never waits and two cores sending
-//!   to each other can never deadlock; the backpressure a busy owner puts on
-//!   its senders is that their connections wait for its replies.
+//!   order and an inbox holds at most `(threads + 1) * max_connections`
+//!   messages. Inboxes are bounded at that size, so a send never waits and
+//!   two cores sending to each other can never deadlock; the backpressure a
+//!   busy owner puts on its senders is that their connections wait for its
+//!   replies.
 //! - Replies return through the origin core's inbox, not a channel per
 //!   connection: a whole drain's worth of replies costs the origin one
 //!   wake-up (a cross-core wake costs ~31 µs here), and a core that is awake
@@ -255,7 +256,10 @@ impl CoreDispatch {
     /// Sends every non-empty batch and waits until all have come back.
     async fn forward(&mut self) {
         let stats = self.core.stats();
-        let mut sent = 0;
+        // The count must be in place before the first send: a reply to an
+        // early batch can arrive while a later send is still in progress.
+        let sent = self.batches.iter().filter(|b| !b.ops.is_empty()).count();
+        self.waiting.outstanding.set(sent);
         for (owner, batch) in self.batches.iter_mut().enumerate() {
             if batch.ops.is_empty() {
                 continue;
@@ -266,12 +270,10 @@ impl CoreDispatch {
             batch.origin = self.core.index;
             batch.ticket = self.ticket;
             batch.owner = owner;
-            sent += 1;
             let _ = self.core.inboxes[owner]
                 .send_async(Message::Forward(batch))
                 .await;
         }
-        self.waiting.outstanding.set(sent);
         let waiting = &self.waiting;
         poll_fn(|cx| {
             if waiting.outstanding.get() == 0 {
@@ -404,9 +406,13 @@ pub fn inboxes(
     threads: usize,
     max_connections: usize,
 ) -> (Vec<flume::Sender<Message>>, Vec<flume::Receiver<Message>>) {
-    // Every message in flight to one core: at most one forward per
-    // connection, one reply per local connection, and control requests.
-    let capacity = 2 * max_connections + 64;
+    // Every message that can be in flight to one core at once: a forward
+    // from each connection elsewhere, a reply from every other core to each
+    // connection here (a multi-key get can span all cores), and a control
+    // request per connection. Sized for all of them, a send never waits, so
+    // two cores can never block on each other. flume grows its queue on
+    // demand: the bound costs nothing until it is used.
+    let capacity = (threads + 1) * max_connections + 64;
     (0..threads).map(|_| flume::bounded(capacity)).unzip()
 }
 
@@ -474,5 +480,124 @@ async fn tick(core: Rc<Core>) {
         for shard in core.shards.borrow_mut().iter_mut() {
             shard.tick(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::meta::MetaFlags;
+    use crate::server::op::OpKind;
+    use std::time::Duration;
+
+    fn key_on(router: &crate::server::Router, core: usize) -> Vec<u8> {
+        (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .find(|k| router.owner(router.shard(crate::server::Router::hash(k))) == core)
+            .unwrap()
+    }
+
+    /// A reply to an early batch arriving while the send of a later batch
+    /// waits must not be lost (nor underflow the count of replies due).
+    #[test]
+    fn a_reply_arriving_while_a_forward_send_waits_is_not_lost() {
+        let mut config = crate::config::Config::defaults(&[0, 1]);
+        config.threads = 3;
+        config.shards = 3;
+        config.pin = false;
+        let router = crate::server::Router::new(3, 3);
+        let (shutdown, _keep) = watch::channel(false);
+        let state = Arc::new(ServerState {
+            router,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            clock: crate::clock::Clock::new(),
+            threads: (0..3).map(|_| ThreadStats::default()).collect(),
+            connections: Default::default(),
+            conns: Default::default(),
+            shutdown,
+            drained: tokio::sync::Barrier::new(3),
+            config,
+        });
+        let (tx0, rx0) = flume::bounded(16);
+        let (tx1, rx1) = flume::bounded(16);
+        // Core 2's inbox is full, so the send of the second batch waits.
+        let (tx2, rx2) = flume::bounded(1);
+        let (dummy_tx, _dummy_rx) = oneshot::channel();
+        tx2.try_send(Message::Control(Control::Stats, dummy_tx))
+            .ok()
+            .unwrap();
+        let core = Rc::new(Core {
+            index: 0,
+            shards: RefCell::new(vec![Shard::new(&state.config.shard_config(0))]),
+            inboxes: vec![tx0.clone(), tx1, tx2],
+            waiting: RefCell::new(Slab::new()),
+            state: state.clone(),
+        });
+        let (k1, k2) = (key_on(&router, 1), key_on(&router, 2));
+        let base: Vec<u8> = [k1.clone(), k2.clone()].concat();
+        let op = |start: usize, key: &[u8]| Op {
+            kind: OpKind::Get {
+                cas: false,
+                touch: false,
+            },
+            hash: crate::server::Router::hash(key),
+            key: Span {
+                start: start as u32,
+                len: key.len() as u32,
+            },
+            data: Span::default(),
+            flags: 0,
+            exptime: 0,
+            number: 0,
+            noreply: false,
+            meta: MetaFlags::default(),
+            tokens: Span::default(),
+        };
+        let steps = vec![
+            Step::Op(op(0, &k1)),
+            Step::Op(op(k1.len(), &k2)),
+            Step::Text(b"END\r\n"),
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = LocalSet::new();
+        local.block_on(&rt, async move {
+            tokio::task::spawn_local(inbox(core.clone(), rx0));
+            let mut dispatch = CoreDispatch::new(core.clone());
+            let run = tokio::task::spawn_local(async move {
+                let mut out = Vec::new();
+                dispatch.run(&steps, &base, &mut out).await;
+                out
+            });
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            // Core 1 answers its batch (a miss: an empty reply).
+            let Message::Forward(mut b) = rx1.recv_async().await.unwrap() else {
+                panic!("expected a forward")
+            };
+            b.ends.resize(b.ops.len(), 0);
+            tx0.send_async(Message::Reply(b)).await.ok().unwrap();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            // Core 2 drains its inbox and answers too.
+            let _ = rx2.recv_async().await.unwrap();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let Message::Forward(mut b) = rx2.recv_async().await.unwrap() else {
+                panic!("expected a forward")
+            };
+            b.ends.resize(b.ops.len(), 0);
+            tx0.send_async(Message::Reply(b)).await.ok().unwrap();
+            let out = tokio::time::timeout(Duration::from_secs(10), run).await;
+            assert!(
+                matches!(&out, Ok(Ok(o)) if o == b"END\r\n"),
+                "the connection never got both replies: {out:?}"
+            );
+        });
     }
 }
