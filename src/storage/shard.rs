@@ -204,6 +204,7 @@ impl Core {
     /// items, never the ones just written that happened to sit on the page.
     fn move_page(&mut self, page: usize, to: usize, now: Millis) {
         let from = self.slabs.page_class(page);
+        self.slabs.begin_move(page);
         let ids: Vec<ChunkId> = self.slabs.page_chunks(page).collect();
         for id in ids {
             let c = self.slabs.chunk(id);

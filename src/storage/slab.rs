@@ -154,6 +154,9 @@ pub struct Slabs {
     classes: Vec<Class>,
     /// Pages with no chunk in use, all classes.
     empty_total: usize,
+    /// A page being emptied to change class: its chunks stay off the free
+    /// list, so nothing is allocated on it while its items are rescued.
+    moving: Option<usize>,
 }
 
 impl Slabs {
@@ -180,6 +183,7 @@ impl Slabs {
             pages: Vec::new(),
             classes,
             empty_total: 0,
+            moving: None,
         }
     }
 
@@ -327,23 +331,23 @@ impl Slabs {
         Some(id)
     }
 
-    /// Takes a free chunk of `class` that is not on `page`, carving a new
-    /// page from the budget if need be: a new home for an item rescued off
-    /// a page that is about to change class. `None` if there is none.
-    pub fn alloc_outside(&mut self, class: usize, page: usize) -> Option<ChunkId> {
+    /// Starts emptying `page` for a move to another class: its free chunks
+    /// leave the free list, and chunks freed on it later do not return there.
+    /// One pass over the free list, so rescuing a whole page stays linear.
+    pub fn begin_move(&mut self, page: usize) {
         let (lo, hi) = (self.make(page, 0), self.make(page + 1, 0));
-        let free = &mut self.classes[class].free;
-        match free.iter().rposition(|id| !(lo..hi).contains(id)) {
-            // Put it on top, so `alloc` takes exactly this one.
-            Some(at) => {
-                let last = free.len() - 1;
-                free.swap(at, last);
-            }
-            None if self.pages.len() < self.page_limit => {}
-            None => return None,
-        }
+        let class = self.pages[page].class as usize;
+        self.classes[class].free.retain(|id| !(lo..hi).contains(id));
+        self.moving = Some(page);
+    }
+
+    /// Takes a free chunk of `class` for an item rescued off the page being
+    /// moved (see [`Slabs::begin_move`]); never one on that page. `None` if
+    /// the class has no free chunk and the budget no room for a page.
+    pub fn alloc_outside(&mut self, class: usize, page: usize) -> Option<ChunkId> {
+        debug_assert_eq!(self.moving, Some(page));
         let id = self.alloc(class)?;
-        debug_assert!(!(lo..hi).contains(&id));
+        debug_assert_ne!(self.split(id).0, page);
         Some(id)
     }
 
@@ -378,7 +382,9 @@ impl Slabs {
             c.empty_pages += 1;
             self.empty_total += 1;
         }
-        c.free.push(id);
+        if self.moving != Some(page) {
+            c.free.push(id);
+        }
     }
 
     fn carve(&mut self, page: usize, class: usize) {
@@ -429,6 +435,7 @@ impl Slabs {
     /// must already be free.
     pub fn reassign_page(&mut self, page: usize, to: usize) {
         assert!(self.page_is_empty(page), "page {page} still holds items");
+        self.moving = None;
         let from = self.pages[page].class as usize;
         let (lo, hi) = (self.make(page, 0), self.make(page + 1, 0));
         let c = &mut self.classes[from];
@@ -447,6 +454,28 @@ impl Slabs {
 mod tests {
     use super::*;
     use crate::storage::Deadline;
+
+    #[test]
+    fn alloc_outside_never_returns_a_chunk_of_the_page_being_moved() {
+        let cfg = config(4 * 4096, 4096);
+        let mut slabs = Slabs::new(&cfg);
+        let first = slabs.alloc(0).unwrap();
+        item::init(slabs.chunk_mut(first), b"k", 1, 0, 1, Deadline::NEVER, 0, 0);
+        let page = slabs.page_of(first);
+        slabs.begin_move(page);
+        let other = slabs
+            .alloc_outside(0, page)
+            .expect("budget left for a new page");
+        assert_ne!(slabs.page_of(other), page);
+        // A chunk freed on the page being moved does not come back either.
+        slabs.free(first);
+        for _ in 0..200 {
+            match slabs.alloc_outside(0, page) {
+                Some(id) => assert_ne!(slabs.page_of(id), page),
+                None => break,
+            }
+        }
+    }
 
     fn config(memory: usize, page: usize) -> ShardConfig {
         ShardConfig {
