@@ -63,7 +63,20 @@ fn main() -> ExitCode {
             _ = server.stopping() => tracing::info!("shutdown command: shutting down"),
         }
     });
-    server.shutdown();
+    // Shut down on a blocking thread; a second signal while that runs
+    // exits at once, as an operator who presses Ctrl-C twice expects.
+    let forced = runtime.block_on(async {
+        let stopping = tokio::task::spawn_blocking(move || server.shutdown());
+        tokio::select! {
+            _ = stopping => false,
+            _ = interrupt.recv() => true,
+            _ = terminate.recv() => true,
+        }
+    });
+    if forced {
+        tracing::warn!("second signal: exiting without waiting for connections");
+        return ExitCode::from(1);
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

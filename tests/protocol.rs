@@ -98,6 +98,19 @@ both_runtimes! {
         server.assert_forwarded();
     }
 
+    fn a_long_get_line_arriving_in_small_pieces(server) {
+        let mut c = server.connect();
+        c.expect("set piece 0 0 2\r\nok\r\n", "STORED\r\n");
+        // About 50 KB of keys on one line, in 97-byte writes.
+        let keys: Vec<String> = (0..200).map(|i| format!("{i:0>250}")).collect();
+        let line = format!("get {} piece\r\n", keys.join(" "));
+        for piece in line.as_bytes().chunks(97) {
+            c.send(piece);
+        }
+        let expected = "VALUE piece 0 2\r\nok\r\nEND\r\n";
+        assert_eq!(String::from_utf8(c.read_exact(expected.len())).unwrap(), expected);
+    }
+
     fn a_request_written_one_byte_at_a_time(server) {
         let mut c = server.connect();
         let request = b"set slow 3 0 5\r\nhello\r\nget slow\r\n";
@@ -501,6 +514,36 @@ fn so_reuseport_spreads_connections_over_both_threads() {
         assert!(
             get("cmd_total") > 0,
             "thread {thread} served nothing: {threads:?}"
+        );
+    }
+}
+
+#[test]
+fn shutdown_completes_while_a_client_does_not_read() {
+    use corecache::config::RuntimeKind;
+    for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
+        let server = common::TestServer::start(runtime);
+        let mut c = server.connect();
+        let value = "x".repeat(500_000);
+        c.expect(
+            &format!("set big 0 0 {}\r\n{value}\r\n", value.len()),
+            "STORED\r\n",
+        );
+        // About 100 MB of replies that are never read: the server's writes
+        // block once the socket buffers fill.
+        c.send("get big\r\n".repeat(200).as_bytes());
+        std::thread::sleep(Duration::from_millis(300));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(server);
+            let _ = done_tx.send(());
+        });
+        // Generous: the server gives a non-reading client one second.
+        let finished = done_rx.recv_timeout(Duration::from_secs(30)).is_ok();
+        drop(c);
+        assert!(
+            finished,
+            "{runtime:?}: shutdown waits forever on a client that does not read"
         );
     }
 }

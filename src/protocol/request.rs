@@ -223,7 +223,8 @@ const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
 /// storage command announcing more is refused with `SERVER_ERROR object too
 /// large for cache` before its data arrives, and its data is swallowed.
 pub fn parse(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
-    let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
+    let window = &buf[..buf.len().min(LINE_MAX_LEN)];
+    let Some(newline) = memchr::memchr(b'\n', window) else {
         return Err(if buf.len() >= LINE_MAX_LEN {
             ParseError::LineTooLong
         } else {

@@ -23,6 +23,8 @@ use tokio::sync::watch;
 
 /// Read buffer size to keep free before each read.
 const READ_RESERVE: usize = 16 * 1024;
+/// How long a shutdown waits for a client that is not reading its replies.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Buffers that grew past this (a large value went through) are given back
 /// once empty, so an idle connection holds little memory.
 const BUFFER_KEEP: usize = 256 * 1024;
@@ -91,6 +93,9 @@ pub struct Connection<D> {
     plan: Vec<Step>,
     /// Bytes of a refused data block still to be discarded.
     swallow: usize,
+    /// Bytes at the start of `input` already known to hold no newline: a
+    /// line arriving in many small reads is scanned once, not once per read.
+    newline_free: usize,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -108,6 +113,7 @@ impl<D: Dispatch> Connection<D> {
             output: Vec::with_capacity(READ_RESERVE),
             plan: Vec::new(),
             swallow: 0,
+            newline_free: 0,
         }
     }
 
@@ -134,7 +140,17 @@ impl<D: Dispatch> Connection<D> {
                 .store(now, std::sync::atomic::Ordering::Relaxed);
             let next = self.handle_input().await;
             if !self.output.is_empty() {
-                if self.stream.write_all(&self.output).await.is_err() {
+                // A client that stops reading must not hold up a shutdown:
+                // once one is under way, its replies get a short grace.
+                let written = tokio::select! {
+                    biased;
+                    written = self.stream.write_all(&self.output) => written.is_ok(),
+                    _ = async {
+                        let _ = shutdown.wait_for(|stop| *stop).await;
+                        tokio::time::sleep(SHUTDOWN_GRACE).await;
+                    } => false,
+                };
+                if !written {
                     break;
                 }
                 self.dispatch
@@ -159,7 +175,10 @@ impl<D: Dispatch> Connection<D> {
     /// Plans and runs every complete request in the input buffer.
     async fn handle_input(&mut self) -> Next {
         let skip = self.swallow.min(self.input.len());
-        self.input.advance(skip);
+        if skip > 0 {
+            self.input.advance(skip);
+            self.newline_free = 0;
+        }
         self.swallow -= skip;
         if self.swallow > 0 {
             return Next::Continue;
@@ -194,13 +213,30 @@ impl<D: Dispatch> Connection<D> {
     fn plan_requests(&mut self) -> (usize, Next) {
         let max_value = self.state.config.max_item_size;
         let base: &[u8] = &self.input;
+        let known = std::mem::take(&mut self.newline_free).min(base.len());
+        if known > 0
+            && base.len() < protocol::LINE_MAX_LEN
+            && memchr::memchr(b'\n', &base[known..]).is_none()
+        {
+            // Still in the middle of the same line: nothing to parse yet.
+            self.newline_free = base.len();
+            return (0, Next::Continue);
+        }
         let mut pos = 0;
         let mut requests = 0;
         let mut next = Next::Continue;
         while pos < base.len() {
             let parsed = match protocol::parse(&base[pos..], max_value) {
                 Ok(parsed) => parsed,
-                Err(ParseError::Incomplete) => break,
+                Err(ParseError::Incomplete) => {
+                    // Remember how much of the tail has no newline, so the
+                    // next read scans only what it added.
+                    let from = if pos == 0 { known } else { pos };
+                    if memchr::memchr(b'\n', &base[from..]).is_none() {
+                        self.newline_free = base.len() - pos;
+                    }
+                    break;
+                }
                 Err(ParseError::LineTooLong) => {
                     self.plan
                         .push(Step::Error(ErrorReply::Client("line too long")));
