@@ -231,32 +231,16 @@ fn threads(state: &ServerState, out: &mut Vec<u8>) {
             "unpinned".to_string()
         };
         Reply::stat(out, &format!("thread:{i}:cpu"), cpu);
-        Reply::stat(
-            out,
-            &format!("thread:{i}:curr_connections"),
-            t.curr_connections.get(),
-        );
-        Reply::stat(
-            out,
-            &format!("thread:{i}:total_connections"),
-            t.total_connections.get(),
-        );
-        Reply::stat(out, &format!("thread:{i}:cmd_total"), t.cmd_total.get());
-        Reply::stat(
-            out,
-            &format!("thread:{i}:forwarded_out"),
-            t.forwarded_out.get(),
-        );
-        Reply::stat(
-            out,
-            &format!("thread:{i}:forwarded_in"),
-            t.forwarded_in.get(),
-        );
-        Reply::stat(
-            out,
-            &format!("thread:{i}:forward_batches"),
-            t.forward_batches.get(),
-        );
+        for (name, counter) in [
+            ("curr_connections", &t.curr_connections),
+            ("total_connections", &t.total_connections),
+            ("cmd_total", &t.cmd_total),
+            ("forwarded_out", &t.forwarded_out),
+            ("forwarded_in", &t.forwarded_in),
+            ("forward_batches", &t.forward_batches),
+        ] {
+            Reply::stat(out, &format!("thread:{i}:{name}"), counter.get());
+        }
     }
 }
 
