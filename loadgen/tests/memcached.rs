@@ -167,35 +167,35 @@ fn compare_fails_when_corecache_is_missing() {
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
-#[test]
-fn compare_drives_corecache_flags() {
-    // A stand-in `corecache` that logs its flags and serves with memcached,
-    // so the corecache path of `compare` is exercised before the server
-    // exists.
-    drop(start_memcached());
-    let dir = std::env::temp_dir().join(format!("loadgen-fake-corecache-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// Writes an executable stand-in `corecache` into `dir`: it runs `prelude`
+/// (shell), then serves with memcached on the `--port` it was given.
+fn stand_in_corecache(dir: &std::path::Path, prelude: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
     let script = dir.join("corecache");
-    let log = dir.join("args.log");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho \"$@\" >> {log}\nwhile [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done\n\
-             exec memcached -u nobody -U 0 -l 127.0.0.1 -t 1 -m 64 -p \"$port\"\n",
-            log = log.display()
+            "#!/bin/sh\n{prelude}\nwhile [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done\n\
+             exec memcached -u nobody -U 0 -l 127.0.0.1 -t 1 -m 64 -p \"$port\"\n"
         ),
     )
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "compare",
-            "--systems",
-            "corecache-tpc,corecache-ws",
-            "--corecache",
-        ])
-        .arg(&script)
+    script
+}
+
+/// Runs a short `loadgen compare` of `systems` with `corecache` as the
+/// server binary, writing into `out`.
+fn short_compare(
+    systems: &str,
+    corecache: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["compare", "--systems", systems, "--corecache"])
+        .arg(corecache)
         .args([
             "--duration",
             "100ms",
@@ -206,11 +206,28 @@ fn compare_drives_corecache_flags() {
             "--connections",
             "4",
         ])
-        .args(["-m", "64"])
+        .args(extra)
         .arg("--out")
-        .arg(dir.join("out"))
+        .arg(out)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn compare_drives_corecache_flags() {
+    // A stand-in `corecache` that logs its flags and serves with memcached,
+    // so the corecache path of `compare` is exercised before the server
+    // exists.
+    drop(start_memcached());
+    let dir = std::env::temp_dir().join(format!("loadgen-fake-corecache-{}", std::process::id()));
+    let log = dir.join("args.log");
+    let script = stand_in_corecache(&dir, &format!("echo \"$@\" >> {}", log.display()));
+    let out = short_compare(
+        "corecache-tpc,corecache-ws",
+        &script,
+        &dir.join("out"),
+        &["-m", "64"],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -240,19 +257,9 @@ fn compare_drives_corecache_flags() {
 fn compare_survives_a_crashing_server() {
     drop(start_memcached());
     let dir = std::env::temp_dir().join(format!("loadgen-crashing-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("corecache");
     // A stand-in that records its pid; the test kills it mid-matrix.
     let pidfile = dir.join("pid");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho $$ > {}\nwhile [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done\n\
-             exec memcached -u nobody -U 0 -l 127.0.0.1 -t 1 -m 64 -p \"$port\"\n",
-            pidfile.display()
-        ),
-    )
-    .unwrap();
+    let script = stand_in_corecache(&dir, &format!("echo $$ > {}", pidfile.display()));
     let killer = std::thread::spawn(move || {
         let t0 = Instant::now();
         let pid = loop {
@@ -271,30 +278,7 @@ fn compare_survives_a_crashing_server() {
         // SAFETY: plain kill(2) of the server this test started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     });
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "compare",
-            "--systems",
-            "corecache-tpc,memcached",
-            "--corecache",
-        ])
-        .arg(&script)
-        .args([
-            "--duration",
-            "100ms",
-            "--warmup",
-            "0s",
-            "--keys",
-            "500",
-            "--connections",
-            "4",
-        ])
-        .arg("--out")
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
+    let out = short_compare("corecache-tpc,memcached", &script, &dir.join("out"), &[]);
     killer.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
