@@ -162,7 +162,13 @@ pub(crate) fn parse<'a>(
     line_end: usize,
     max_value: usize,
 ) -> Result<Parsed<'a>, super::ParseError> {
-    let done = |request, consumed| Ok(Parsed { request, consumed });
+    let done = |request, consumed| {
+        Ok(Parsed {
+            request,
+            consumed,
+            rest: None,
+        })
+    };
     let invalid = |error| Request::Invalid {
         error,
         swallow: 0,
@@ -178,26 +184,24 @@ pub(crate) fn parse<'a>(
         b"ma" => MetaCommand::Arith,
         _ => MetaCommand::Debug,
     };
-    let Some(key) = tokens.next() else {
-        let error = if command == MetaCommand::Debug {
-            BAD_FORMAT
-        } else {
-            ErrorReply::Error
+    let unframed = |error| {
+        // Nothing tells where the data block ends: answer and close.
+        let request = Request::Unframed {
+            error,
+            noreply: false,
         };
-        return done(invalid(error), line_end);
+        done(request, line_end)
     };
-    if key.len() > KEY_MAX_LEN {
-        return done(invalid(BAD_FORMAT), line_end);
-    }
-    if Tokens::new(line).count() >= MAX_TOKENS {
-        let why = if command == MetaCommand::Get {
-            "options flags are too long"
-        } else {
-            "options flags too long"
+    let Some(key) = tokens.next() else {
+        return match command {
+            MetaCommand::Set => unframed(ErrorReply::Error),
+            MetaCommand::Debug => done(invalid(BAD_FORMAT), line_end),
+            _ => done(invalid(ErrorReply::Error), line_end),
         };
-        return done(invalid(ErrorReply::Client(why)), line_end);
-    }
-    // `ms <key> <datalen>`: a bad length leaves nothing to swallow.
+    };
+    // `ms <key> <datalen>`: the length is read first, so that every
+    // refusal below swallows the data block and none lets it run as
+    // commands.
     let mut data_len = None;
     if command == MetaCommand::Set {
         let len = tokens
@@ -206,7 +210,7 @@ pub(crate) fn parse<'a>(
             .filter(|len| (0..=i32::MAX - 2).contains(len));
         match len {
             Some(len) => data_len = Some(len as usize),
-            None => return done(invalid(BAD_FORMAT), line_end),
+            None => return unframed(BAD_FORMAT),
         }
     }
     let flag_tokens = tokens.rest();
@@ -221,6 +225,17 @@ pub(crate) fn parse<'a>(
             line_end,
         )
     };
+    if key.len() > KEY_MAX_LEN {
+        return refuse(BAD_FORMAT);
+    }
+    if Tokens::new(line).count() >= MAX_TOKENS {
+        let why = if command == MetaCommand::Get {
+            "options flags are too long"
+        } else {
+            "options flags too long"
+        };
+        return refuse(ErrorReply::Client(why));
+    }
     let flags = match command {
         MetaCommand::Debug => {
             // `me <key> [b]`: anything else is ignored.
@@ -286,7 +301,11 @@ pub(crate) fn parse<'a>(
         return Err(super::ParseError::Incomplete);
     }
     if &buf[data_end..data_end + 2] != b"\r\n" {
-        return done(invalid(ErrorReply::Client("bad data chunk")), data_end + 2);
+        let request = Request::Unframed {
+            error: ErrorReply::Client("bad data chunk"),
+            noreply: false,
+        };
+        return done(request, data_end + 2);
     }
     meta.data = &buf[line_end..data_end];
     done(Request::Meta(meta), data_end + 2)
@@ -484,19 +503,35 @@ mod tests {
             error(b"ma k MX\r\n").0,
             client("invalid mode for ma M token")
         );
-        assert_eq!(error(b"ms k x\r\n"), (BAD_FORMAT, 0));
-        assert_eq!(error(b"ms k\r\n"), (BAD_FORMAT, 0));
+        // A key too long is refused after the length is read, so the data
+        // block is swallowed.
         let long = format!("ms {} 2\r\n", "k".repeat(251));
-        assert_eq!(error(long.as_bytes()), (BAD_FORMAT, 0));
-        let parsed = parse(b"ms k 2\r\nhiya\r\n", MAX).unwrap();
-        assert_eq!(parsed.consumed, 12);
-        assert!(matches!(
-            parsed.request,
-            Request::Invalid {
-                error: ErrorReply::Client("bad data chunk"),
-                ..
-            }
-        ));
+        assert_eq!(error(long.as_bytes()), (BAD_FORMAT, 4));
+    }
+
+    /// An `ms` whose data block cannot be located closes the connection
+    /// rather than read the block as commands.
+    #[test]
+    fn unlocatable_set_data_is_unframed() {
+        let client = ErrorReply::Client;
+        for (input, reply) in [
+            (&b"ms\r\n"[..], ErrorReply::Error),
+            (b"ms k x\r\n", BAD_FORMAT),
+            (b"ms k\r\n", BAD_FORMAT),
+            (b"ms k -1\r\n", BAD_FORMAT),
+            (b"ms k 2\r\nhiya\r\n", client("bad data chunk")),
+        ] {
+            let request = parse(input, MAX).unwrap().request;
+            assert_eq!(
+                request,
+                Request::Unframed {
+                    error: reply,
+                    noreply: false
+                },
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //! apart one request at a time without copying. Malformed input is not a
 //! parse error: it is a [`Request::Invalid`] carrying the exact reply
 //! memcached would send, so the connection answers it in order like any
-//! other request. Only a line that never ends is fatal.
+//! other request. Only a line that never ends, and a storage command whose
+//! data block cannot be located ([`Request::Unframed`]), are fatal.
 
+mod get_line;
 pub mod meta;
 mod reply;
 mod request;
 
+pub use get_line::{GetLine, LineRest, parse_rest};
 pub use reply::{ErrorReply, Reply};
 pub use request::{
     ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens, parse,

@@ -1,23 +1,43 @@
 //! Parsing classic text-protocol requests out of a read buffer.
+//!
+//! Two rules keep a connection in step with its client whatever it sends:
+//! - **A storage command's data block never runs as a command.** When its
+//!   line is refused but its length is known, the block is swallowed; when
+//!   the block cannot be located (a wrong number of tokens, a length that
+//!   does not parse, a block not followed by `\r\n`), the request is
+//!   [`Request::Unframed`] and the connection answers and closes. memcached
+//!   1.6 would read on and run the block; here a value of `flush_all` stays
+//!   a value.
+//! - **Lines are bounded, except `get`.** A line without a newline in its
+//!   first [`LINE_MAX_LEN`] bytes is fatal, as in memcached, unless it is a
+//!   `get`/`gets`/`gat`/`gats`: those take any number of keys, so a long one
+//!   is taken in pieces ([`Parsed::rest`], [`parse_rest`]) and the
+//!   connection never holds more than a piece of it.
 
+use super::get_line::{LineRest, long_line};
 use super::reply::ErrorReply;
 
 /// Longest key memcached accepts.
 pub const KEY_MAX_LEN: usize = 250;
 
-/// Longest command line (without its data block). A multi-key `get` is the
-/// only command that gets near it: this fits over 250 maximal keys. A line
-/// that reaches it without a newline is fatal: the connection cannot find
-/// where the next request starts.
-pub const LINE_MAX_LEN: usize = 64 * 1024;
+/// Longest command line (without its data block) other than a `get` line,
+/// as in memcached: a line that reaches it without a newline is fatal,
+/// since the connection cannot find where the next request starts. A
+/// `get` line that reaches it is taken in pieces instead.
+pub const LINE_MAX_LEN: usize = 2048;
+
+/// Most tokens memcached reads from a command line (its own limit is 24,
+/// the terminal token included); more is always an unknown form.
+const MAX_ARGS: usize = 23;
 
 /// Why [`parse`] returned no request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParseError {
     /// The buffer ends in the middle of a request: read more and try again.
     Incomplete,
-    /// A line exceeded [`LINE_MAX_LEN`] without a newline; the connection
-    /// should answer `CLIENT_ERROR line too long` and close.
+    /// A line other than a `get` exceeded [`LINE_MAX_LEN`] without a
+    /// newline; the connection should answer `CLIENT_ERROR line too long`
+    /// and close.
     LineTooLong,
 }
 
@@ -28,6 +48,9 @@ pub struct Parsed<'a> {
     pub request: Request<'a>,
     /// Bytes of the buffer it used, including its data block.
     pub consumed: usize,
+    /// Set when the request's line goes on past `consumed`: the rest must
+    /// be read with [`parse_rest`] before anything else.
+    pub rest: Option<LineRest>,
 }
 
 /// The five plain storage commands and `cas`.
@@ -87,7 +110,8 @@ impl<'a> Iterator for Tokens<'a> {
 /// One parsed request, borrowing keys and data from the read buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
-    /// `get`/`gets`/`gat`/`gats`: one or more keys, all validated.
+    /// `get`/`gets`/`gat`/`gats`, or one piece of a long one: keys, all
+    /// validated.
     Get {
         /// The keys, in request order.
         keys: Tokens<'a>,
@@ -95,6 +119,8 @@ pub enum Request<'a> {
         cas: bool,
         /// For `gat`/`gats`: the new exptime.
         touch: Option<i64>,
+        /// The line ends with these keys: answer `END` after them.
+        last: bool,
     },
     /// A storage command with its data block.
     Store {
@@ -142,7 +168,7 @@ pub enum Request<'a> {
     },
     /// `flush_all [delay]`.
     FlushAll {
-        /// Seconds from now (0: at once), or an absolute unix time.
+        /// Seconds from now or an absolute unix time; 0 or less: at once.
         delay: i64,
         /// Suppress the reply.
         noreply: bool,
@@ -191,14 +217,33 @@ pub enum Request<'a> {
         /// The request asked for no reply.
         noreply: bool,
     },
+    /// A refused storage command whose data block cannot be located: the
+    /// connection answers (unless `noreply`) and closes, because whatever
+    /// it read next might be the client's data.
+    Unframed {
+        /// The reply to send.
+        error: ErrorReply,
+        /// The request asked for no reply.
+        noreply: bool,
+    },
 }
 
 impl Request<'_> {
-    fn invalid(error: ErrorReply) -> Self {
+    pub(super) fn invalid(error: ErrorReply) -> Self {
         Request::Invalid {
             error,
             swallow: 0,
             noreply: false,
+        }
+    }
+
+    /// An error reply that `noreply` silences, as memcached's do once it
+    /// has seen the `noreply` token.
+    fn refused(error: ErrorReply, noreply: bool) -> Self {
+        Request::Invalid {
+            error,
+            swallow: 0,
+            noreply,
         }
     }
 }
@@ -209,13 +254,13 @@ pub fn valid_key(key: &[u8]) -> bool {
     !key.is_empty() && key.len() <= KEY_MAX_LEN && key.iter().all(|&b| b > b' ' && b != 0x7f)
 }
 
-fn number<T: std::str::FromStr>(token: &[u8]) -> Option<T> {
-    // Only ASCII digits and a leading minus get this far, so the `str`
+pub(super) fn number<T: std::str::FromStr>(token: &[u8]) -> Option<T> {
+    // Only ASCII digits and a leading sign get this far, so the `str`
     // conversion never fails on valid input; anything else is a bad number.
     std::str::from_utf8(token).ok()?.parse().ok()
 }
 
-const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
+pub(super) const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
 
 /// Takes one request off the front of `buf`.
 ///
@@ -224,16 +269,20 @@ const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
 /// large for cache` before its data arrives, and its data is swallowed.
 pub fn parse(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
     let window = &buf[..buf.len().min(LINE_MAX_LEN)];
-    let Some(newline) = memchr::memchr(b'\n', window) else {
-        return Err(if buf.len() >= LINE_MAX_LEN {
-            ParseError::LineTooLong
-        } else {
-            ParseError::Incomplete
-        });
+    let newline = match memchr::memchr(b'\n', window) {
+        Some(newline) => newline,
+        None if buf.len() < LINE_MAX_LEN => return Err(ParseError::Incomplete),
+        None => return long_line(buf, max_value),
     };
-    if newline >= LINE_MAX_LEN {
-        return Err(ParseError::LineTooLong);
-    }
+    parse_line(buf, newline, max_value)
+}
+
+/// Parses the request whose line ends with the newline at `newline`.
+pub(super) fn parse_line(
+    buf: &[u8],
+    newline: usize,
+    max_value: usize,
+) -> Result<Parsed<'_>, ParseError> {
     let line_end = newline + 1;
     let line = buf[..newline]
         .strip_suffix(b"\r")
@@ -270,30 +319,46 @@ pub fn parse(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
     Ok(done(request, line_end))
 }
 
-fn done(request: Request<'_>, consumed: usize) -> Parsed<'_> {
-    Parsed { request, consumed }
+pub(super) fn done(request: Request<'_>, consumed: usize) -> Parsed<'_> {
+    Parsed {
+        request,
+        consumed,
+        rest: None,
+    }
 }
 
-/// Splits a trailing `noreply` off a token list of at most `N` tokens.
-/// `None` if there are more than `N` tokens.
-fn fixed<const N: usize>(tokens: Tokens<'_>) -> Option<([&[u8]; N], usize, bool)> {
-    let mut out: [&[u8]; N] = [&[]; N];
-    let mut count = 0;
-    for token in tokens {
-        if count == N {
-            return None;
+/// The tokens after a command, as memcached sees them: their count, and
+/// `noreply` if the last one is that word (wherever the command would
+/// expect it: memcached looks only at the last token).
+struct Args<'a> {
+    tokens: [&'a [u8]; MAX_ARGS],
+    /// How many; `MAX_ARGS + 1` stands for "more than memcached reads".
+    count: usize,
+}
+
+impl<'a> Args<'a> {
+    fn of(tokens: Tokens<'a>) -> Args<'a> {
+        let mut args = Args {
+            tokens: [&[]; MAX_ARGS],
+            count: 0,
+        };
+        for token in tokens {
+            if args.count == MAX_ARGS {
+                args.count += 1;
+                break;
+            }
+            args.tokens[args.count] = token;
+            args.count += 1;
         }
-        out[count] = token;
-        count += 1;
+        args
     }
-    let noreply = count > 0 && out[count - 1] == b"noreply";
-    if noreply {
-        count -= 1;
+
+    fn noreply(&self) -> bool {
+        (1..=MAX_ARGS).contains(&self.count) && self.tokens[self.count - 1] == b"noreply"
     }
-    Some((out, count, noreply))
 }
 
-fn get<'a>(keys: Tokens<'a>, cas: bool, touch: Option<i64>) -> Request<'a> {
+pub(super) fn get<'a>(keys: Tokens<'a>, cas: bool, touch: Option<i64>) -> Request<'a> {
     let mut any = false;
     for key in keys {
         if !valid_key(key) {
@@ -301,10 +366,17 @@ fn get<'a>(keys: Tokens<'a>, cas: bool, touch: Option<i64>) -> Request<'a> {
         }
         any = true;
     }
-    if !any {
+    // `gat <exptime>` with no key at all is an empty answer in memcached,
+    // `get` with none an unknown form.
+    if !any && touch.is_none() {
         return Request::invalid(ErrorReply::Error);
     }
-    Request::Get { keys, cas, touch }
+    Request::Get {
+        keys,
+        cas,
+        touch,
+        last: true,
+    }
 }
 
 fn gat(mut tokens: Tokens<'_>, cas: bool) -> Request<'_> {
@@ -325,16 +397,24 @@ fn store<'a>(
     max_value: usize,
 ) -> Result<Parsed<'a>, ParseError> {
     let wanted = if kind == StoreKind::Cas { 5 } else { 4 };
-    let Some((t, count, noreply)) = fixed::<6>(tokens) else {
-        return Ok(done(Request::invalid(BAD_FORMAT), line_end));
-    };
-    if count != wanted {
-        return Ok(done(Request::invalid(ErrorReply::Error), line_end));
+    let args = Args::of(tokens);
+    let t = &args.tokens;
+    // One token more than the form needs is `noreply`, or ignored as
+    // memcached ignores it; any other count is an unknown form.
+    if args.count != wanted && args.count != wanted + 1 {
+        let error = ErrorReply::Error;
+        return Ok(done(
+            Request::Unframed {
+                error,
+                noreply: false,
+            },
+            line_end,
+        ));
     }
-    // Without a readable length there is no telling where the data block
-    // ends, so nothing is swallowed (memcached does the same).
+    let noreply = args.noreply();
     let Some(len) = number::<u32>(t[3]).filter(|&len| len < i32::MAX as u32) else {
-        return Ok(done(Request::invalid(BAD_FORMAT), line_end));
+        let error = BAD_FORMAT;
+        return Ok(done(Request::Unframed { error, noreply }, line_end));
     };
     let len = len as usize;
     let refuse = |error| {
@@ -373,14 +453,10 @@ fn store<'a>(
         return Err(ParseError::Incomplete);
     }
     if &buf[data_end..data_end + 2] != b"\r\n" {
-        return Ok(done(
-            Request::Invalid {
-                error: ErrorReply::Client("bad data chunk"),
-                swallow: 0,
-                noreply,
-            },
-            data_end + 2,
-        ));
+        // The block is not the length the line announced: what follows
+        // may be more of it.
+        let error = ErrorReply::Client("bad data chunk");
+        return Ok(done(Request::Unframed { error, noreply }, data_end + 2));
     }
     let request = Request::Store {
         kind,
@@ -395,388 +471,107 @@ fn store<'a>(
 }
 
 fn delete(tokens: Tokens<'_>) -> Request<'_> {
+    let args = Args::of(tokens);
+    let noreply = args.noreply();
+    let key = args.tokens[0];
     // `delete <key> 0` is an old form memcached still accepts.
-    match fixed::<3>(tokens) {
-        Some((t, 1, noreply)) if valid_key(t[0]) => Request::Delete { key: t[0], noreply },
-        Some((t, 2, noreply)) if valid_key(t[0]) && t[1] == b"0" => {
-            Request::Delete { key: t[0], noreply }
-        }
-        Some((_, 0, _)) => Request::invalid(ErrorReply::Error),
-        _ => Request::invalid(ErrorReply::Client(
-            "bad command line format.  Usage: delete <key> [noreply]",
-        )),
+    let hold_is_zero = args.tokens[1] == b"0";
+    let valid = match args.count {
+        0 => return Request::invalid(ErrorReply::Error),
+        1 => true,
+        2 => hold_is_zero || noreply,
+        3 => hold_is_zero && noreply,
+        _ => return Request::invalid(ErrorReply::Error),
+    };
+    if !valid {
+        let usage = "bad command line format.  Usage: delete <key> [noreply]";
+        return Request::refused(ErrorReply::Client(usage), noreply);
     }
+    if !valid_key(key) {
+        return Request::refused(BAD_FORMAT, noreply);
+    }
+    Request::Delete { key, noreply }
+}
+
+/// An error reply, and whether `noreply` silences it.
+type Refusal = (ErrorReply, bool);
+
+/// The `<key> <number> [noreply]` forms (`incr`, `decr`, `touch`): the key,
+/// the number's token and `noreply`; or the error for a line of another
+/// shape, and whether it is silenced.
+fn key_and_number(tokens: Tokens<'_>) -> Result<(&[u8], &[u8], bool), Refusal> {
+    let args = Args::of(tokens);
+    if args.count != 2 && args.count != 3 {
+        return Err((ErrorReply::Error, false));
+    }
+    let noreply = args.noreply();
+    if !valid_key(args.tokens[0]) {
+        return Err((BAD_FORMAT, noreply));
+    }
+    Ok((args.tokens[0], args.tokens[1], noreply))
 }
 
 fn arith(kind: ArithKind, tokens: Tokens<'_>) -> Request<'_> {
-    match fixed::<3>(tokens) {
-        Some((t, 2, noreply)) => {
-            if !valid_key(t[0]) {
-                return Request::invalid(BAD_FORMAT);
-            }
-            match number::<u64>(t[1]) {
-                Some(delta) => Request::Arith {
-                    kind,
-                    key: t[0],
-                    delta,
-                    noreply,
-                },
-                None => Request::invalid(ErrorReply::Client("invalid numeric delta argument")),
-            }
-        }
-        _ => Request::invalid(ErrorReply::Error),
+    let (key, delta, noreply) = match key_and_number(tokens) {
+        Ok(parts) => parts,
+        Err((error, noreply)) => return Request::refused(error, noreply),
+    };
+    match number::<u64>(delta) {
+        Some(delta) => Request::Arith {
+            kind,
+            key,
+            delta,
+            noreply,
+        },
+        None => Request::refused(
+            ErrorReply::Client("invalid numeric delta argument"),
+            noreply,
+        ),
     }
 }
 
 fn touch(tokens: Tokens<'_>) -> Request<'_> {
-    match fixed::<3>(tokens) {
-        Some((t, 2, noreply)) => {
-            if !valid_key(t[0]) {
-                return Request::invalid(BAD_FORMAT);
-            }
-            match number::<i64>(t[1]) {
-                Some(exptime) => Request::Touch {
-                    key: t[0],
-                    exptime,
-                    noreply,
-                },
-                None => Request::invalid(ErrorReply::Client("invalid exptime argument")),
-            }
-        }
-        _ => Request::invalid(ErrorReply::Error),
+    let (key, exptime, noreply) = match key_and_number(tokens) {
+        Ok(parts) => parts,
+        Err((error, noreply)) => return Request::refused(error, noreply),
+    };
+    match number::<i64>(exptime) {
+        Some(exptime) => Request::Touch {
+            key,
+            exptime,
+            noreply,
+        },
+        None => Request::refused(ErrorReply::Client("invalid exptime argument"), noreply),
     }
 }
 
 fn flush_all(tokens: Tokens<'_>) -> Request<'_> {
-    match fixed::<2>(tokens) {
-        Some((_, 0, noreply)) => Request::FlushAll { delay: 0, noreply },
-        Some((t, 1, noreply)) => match number::<i64>(t[0]) {
-            Some(delay) if delay >= 0 => Request::FlushAll { delay, noreply },
-            _ => Request::invalid(ErrorReply::Client("invalid exptime argument")),
-        },
-        _ => Request::invalid(ErrorReply::Error),
+    let args = Args::of(tokens);
+    if args.count > 2 {
+        return Request::invalid(ErrorReply::Error);
+    }
+    let noreply = args.noreply();
+    // Any token that is not the trailing `noreply` must be the delay.
+    if args.count == usize::from(noreply) {
+        return Request::FlushAll { delay: 0, noreply };
+    }
+    match number::<i64>(args.tokens[0]) {
+        Some(delay) => Request::FlushAll { delay, noreply },
+        None => Request::refused(ErrorReply::Client("invalid exptime argument"), noreply),
     }
 }
 
 fn verbosity(tokens: Tokens<'_>) -> Request<'_> {
-    match fixed::<2>(tokens) {
-        Some((t, 1, noreply)) if number::<u32>(t[0]).is_some() => Request::Verbosity { noreply },
-        _ => Request::invalid(ErrorReply::Error),
+    let args = Args::of(tokens);
+    if args.count != 1 && args.count != 2 {
+        return Request::invalid(ErrorReply::Error);
+    }
+    let noreply = args.noreply();
+    match number::<u32>(args.tokens[0]) {
+        Some(_) => Request::Verbosity { noreply },
+        None => Request::refused(BAD_FORMAT, noreply),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAX: usize = 1024 * 1024;
-
-    fn one(input: &[u8]) -> Parsed<'_> {
-        parse(input, MAX).expect("a complete request")
-    }
-
-    fn keys(request: Request<'_>) -> Vec<&[u8]> {
-        match request {
-            Request::Get { keys, .. } => keys.collect(),
-            other => panic!("not a get: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn get_with_many_keys_and_extra_spaces() {
-        let parsed = one(b"get  a bb   ccc \r\nrest");
-        assert_eq!(parsed.consumed, 18);
-        assert_eq!(keys(parsed.request), [&b"a"[..], b"bb", b"ccc"]);
-    }
-
-    #[test]
-    fn bare_newline_ends_a_line_too() {
-        let parsed = one(b"gets k\n");
-        assert_eq!(parsed.consumed, 7);
-        assert!(matches!(parsed.request, Request::Get { cas: true, .. }));
-    }
-
-    #[test]
-    fn set_takes_its_data_block() {
-        let input = b"set k 5 100 3 noreply\r\nabc\r\nget k\r\n";
-        let parsed = one(input);
-        assert_eq!(&input[parsed.consumed..], b"get k\r\n");
-        assert_eq!(
-            parsed.request,
-            Request::Store {
-                kind: StoreKind::Set,
-                key: b"k",
-                flags: 5,
-                exptime: 100,
-                data: b"abc",
-                cas_unique: 0,
-                noreply: true,
-            }
-        );
-    }
-
-    #[test]
-    fn data_may_contain_newlines() {
-        let parsed = one(b"set k 0 0 4\r\na\r\nb\r\n");
-        assert!(matches!(
-            parsed.request,
-            Request::Store {
-                data: b"a\r\nb",
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn every_prefix_of_a_request_is_incomplete() {
-        let input = b"cas key 1 -1 5 42\r\nhello\r\n";
-        for end in 0..input.len() {
-            assert_eq!(
-                parse(&input[..end], MAX),
-                Err(ParseError::Incomplete),
-                "{end}"
-            );
-        }
-        let parsed = one(input);
-        assert_eq!(parsed.consumed, input.len());
-        assert!(matches!(
-            parsed.request,
-            Request::Store {
-                kind: StoreKind::Cas,
-                exptime: -1,
-                cas_unique: 42,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn bad_data_chunk_consumes_the_block() {
-        let parsed = one(b"set k 0 0 2\r\nabcd\r\n");
-        assert_eq!(parsed.consumed, 17);
-        assert!(matches!(
-            parsed.request,
-            Request::Invalid {
-                error: ErrorReply::Client("bad data chunk"),
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn too_large_swallows_data_not_yet_read() {
-        let parsed = parse(b"set k 0 0 2000000\r\n", MAX).unwrap();
-        assert_eq!(parsed.consumed, 19);
-        assert_eq!(
-            parsed.request,
-            Request::TooLarge {
-                kind: StoreKind::Set,
-                key: b"k",
-                swallow: 2_000_002,
-                noreply: false,
-            }
-        );
-    }
-
-    #[test]
-    fn malformed_storage_headers() {
-        for line in [
-            &b"set k x 0 1\r\n"[..],
-            b"set k 0 x 1\r\n",
-            b"set k -1 0 1\r\n",
-            b"cas k 0 0 1 x\r\n",
-        ] {
-            let parsed = one(line);
-            assert!(
-                matches!(parsed.request, Request::Invalid { error, swallow: 3, .. } if error == BAD_FORMAT),
-                "{:?}",
-                String::from_utf8_lossy(line)
-            );
-        }
-        // No readable length: nothing to swallow.
-        let parsed = one(b"set k 0 0 -1\r\n");
-        assert!(matches!(
-            parsed.request,
-            Request::Invalid { swallow: 0, .. }
-        ));
-        // Wrong token count is an unknown form.
-        let parsed = one(b"set k 0 0\r\n");
-        assert!(matches!(
-            parsed.request,
-            Request::Invalid {
-                error: ErrorReply::Error,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn keys_are_checked() {
-        let long = format!("get {}\r\n", "x".repeat(251));
-        assert!(matches!(
-            one(long.as_bytes()).request,
-            Request::Invalid { error, .. } if error == BAD_FORMAT
-        ));
-        let ok = format!("get {}\r\n", "x".repeat(250));
-        assert_eq!(keys(one(ok.as_bytes()).request).len(), 1);
-        assert!(matches!(
-            one(b"get a\x01b\r\n").request,
-            Request::Invalid { .. }
-        ));
-        assert!(!valid_key(b"a\x7f"));
-    }
-
-    #[test]
-    fn unknown_and_empty_commands_are_errors() {
-        for line in [&b"\r\n"[..], b"bogus\r\n", b"get\r\n", b"incr k\r\n"] {
-            assert!(matches!(
-                one(line).request,
-                Request::Invalid {
-                    error: ErrorReply::Error,
-                    ..
-                }
-            ));
-        }
-    }
-
-    #[test]
-    fn arith_touch_delete_flush() {
-        assert_eq!(
-            one(b"incr n 18446744073709551615\r\n").request,
-            Request::Arith {
-                kind: ArithKind::Incr,
-                key: b"n",
-                delta: u64::MAX,
-                noreply: false,
-            }
-        );
-        assert!(matches!(
-            one(b"decr n -1\r\n").request,
-            Request::Invalid {
-                error: ErrorReply::Client("invalid numeric delta argument"),
-                ..
-            }
-        ));
-        assert_eq!(
-            one(b"touch k 10 noreply\r\n").request,
-            Request::Touch {
-                key: b"k",
-                exptime: 10,
-                noreply: true,
-            }
-        );
-        assert_eq!(
-            one(b"delete k 0 noreply\r\n").request,
-            Request::Delete {
-                key: b"k",
-                noreply: true,
-            }
-        );
-        assert!(matches!(
-            one(b"delete k 5\r\n").request,
-            Request::Invalid { .. }
-        ));
-        assert_eq!(
-            one(b"flush_all 10\r\n").request,
-            Request::FlushAll {
-                delay: 10,
-                noreply: false,
-            }
-        );
-        assert_eq!(
-            one(b"flush_all noreply\r\n").request,
-            Request::FlushAll {
-                delay: 0,
-                noreply: true,
-            }
-        );
-        assert!(matches!(
-            one(b"flush_all soon\r\n").request,
-            Request::Invalid { .. }
-        ));
-        assert!(matches!(
-            one(b"gat abc k\r\n").request,
-            Request::Invalid { .. }
-        ));
-        assert!(matches!(
-            one(b"gats 100 a b\r\n").request,
-            Request::Get {
-                cas: true,
-                touch: Some(100),
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn endless_line_is_fatal() {
-        let line = vec![b'a'; LINE_MAX_LEN];
-        assert_eq!(parse(&line, MAX), Err(ParseError::LineTooLong));
-        assert_eq!(parse(&line[..100], MAX), Err(ParseError::Incomplete));
-    }
-
-    proptest::proptest! {
-        /// Any bytes at all: no panic, progress on every request, never
-        /// past the end, and keys that come out are legal keys.
-        #[test]
-        fn arbitrary_input_never_panics(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
-            let mut rest = &input[..];
-            while let Ok(parsed) = parse(rest, 1024) {
-                proptest::prop_assert!(parsed.consumed > 0 && parsed.consumed <= rest.len());
-                if let Request::Get { keys, .. } = parsed.request {
-                    for key in keys {
-                        proptest::prop_assert!(valid_key(key));
-                    }
-                }
-                rest = &rest[parsed.consumed..];
-            }
-        }
-
-        /// Command-shaped input (real verbs, numbers, noise) survives the
-        /// same checks; this reaches the storage and meta paths far more
-        /// often than random bytes do.
-        #[test]
-        fn command_shaped_input_never_panics(
-            words in proptest::collection::vec(
-                proptest::prop_oneof![
-                    proptest::strategy::Just("set".to_string()),
-                    proptest::strategy::Just("cas".to_string()),
-                    proptest::strategy::Just("get".to_string()),
-                    proptest::strategy::Just("gat".to_string()),
-                    proptest::strategy::Just("incr".to_string()),
-                    proptest::strategy::Just("delete".to_string()),
-                    proptest::strategy::Just("ms".to_string()),
-                    proptest::strategy::Just("mg".to_string()),
-                    proptest::strategy::Just("ma".to_string()),
-                    proptest::strategy::Just("md".to_string()),
-                    proptest::strategy::Just("noreply".to_string()),
-                    "-?[0-9]{1,21}",
-                    "[a-zA-Z]{1,4}[0-9]{0,3}",
-                    proptest::strategy::Just("\r\n".to_string()),
-                    proptest::strategy::Just(" ".to_string()),
-                ],
-                0..40,
-            )
-        ) {
-            let input = words.join(" ");
-            let mut rest = input.as_bytes();
-            while let Ok(parsed) = parse(rest, 1024) {
-                proptest::prop_assert!(parsed.consumed > 0 && parsed.consumed <= rest.len());
-                rest = &rest[parsed.consumed..];
-            }
-        }
-    }
-
-    #[test]
-    fn pipelined_requests_parse_one_after_another() {
-        let input = b"set a 0 0 1\r\n1\r\nget a b\r\ndelete a\r\nversion\r\n";
-        let mut rest = &input[..];
-        let mut seen = Vec::new();
-        while !rest.is_empty() {
-            let parsed = one(rest);
-            seen.push(std::mem::discriminant(&parsed.request));
-            rest = &rest[parsed.consumed..];
-        }
-        assert_eq!(seen.len(), 4);
-    }
-}
+mod tests;

@@ -12,7 +12,9 @@ use super::admin;
 use super::op::{Op, OpKind, Span};
 use super::{Admitted, ConnectionSlot, Control, ServerState, ShardReport};
 use crate::protocol::meta::{MetaFlags, decode_key};
-use crate::protocol::{self, ArithKind, ErrorReply, ParseError, Reply, Request, StoreKind};
+use crate::protocol::{
+    self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
+};
 use crate::stats::ThreadStats;
 use crate::storage::ArithOp;
 use bytes::{Buf, BytesMut};
@@ -96,6 +98,9 @@ pub struct Connection<D> {
     /// Bytes at the start of `input` already known to hold no newline: a
     /// line arriving in many small reads is scanned once, not once per read.
     newline_free: usize,
+    /// The rest of a long line taken in pieces: more keys of a `get`, or
+    /// the tail of a line already answered with an error.
+    line_rest: Option<LineRest>,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -114,6 +119,7 @@ impl<D: Dispatch> Connection<D> {
             plan: Vec::new(),
             swallow: 0,
             newline_free: 0,
+            line_rest: None,
         }
     }
 
@@ -226,14 +232,35 @@ impl<D: Dispatch> Connection<D> {
         let mut requests = 0;
         let mut next = Next::Continue;
         while pos < base.len() {
-            let parsed = match protocol::parse(&base[pos..], max_value) {
+            let parsed = match self.line_rest {
+                None => {
+                    requests += 1;
+                    protocol::parse(&base[pos..], max_value)
+                }
+                Some(LineRest::Discard) => match memchr::memchr(b'\n', &base[pos..]) {
+                    Some(newline) => {
+                        pos += newline + 1;
+                        self.line_rest = None;
+                        continue;
+                    }
+                    None => {
+                        pos = base.len();
+                        break;
+                    }
+                },
+                Some(rest) => protocol::parse_rest(&base[pos..], rest),
+            };
+            let parsed = match parsed {
                 Ok(parsed) => parsed,
                 Err(ParseError::Incomplete) => {
-                    // Remember how much of the tail has no newline, so the
-                    // next read scans only what it added.
-                    let from = if pos == 0 { known } else { pos };
-                    if memchr::memchr(b'\n', &base[from..]).is_none() {
-                        self.newline_free = base.len() - pos;
+                    if self.line_rest.is_none() {
+                        requests -= 1;
+                        // Remember how much of the tail has no newline, so
+                        // the next read scans only what it added.
+                        let from = if pos == 0 { known } else { pos };
+                        if memchr::memchr(b'\n', &base[from..]).is_none() {
+                            self.newline_free = base.len() - pos;
+                        }
                     }
                     break;
                 }
@@ -245,14 +272,23 @@ impl<D: Dispatch> Connection<D> {
                     break;
                 }
             };
-            requests += 1;
             pos += parsed.consumed;
+            self.line_rest = parsed.rest;
             let swallow = match parsed.request {
                 Request::Invalid { swallow, .. } | Request::TooLarge { swallow, .. } => swallow,
                 Request::Meta(meta) => meta.too_large,
                 _ => 0,
             };
             match parsed.request {
+                Request::Unframed { error, noreply } => {
+                    // Whatever follows may be the refused request's data.
+                    if !noreply {
+                        self.plan.push(Step::Error(error));
+                    }
+                    pos = base.len();
+                    next = Next::Close;
+                    break;
+                }
                 _ if swallow > 0 => {
                     plan_one(base, parsed.request, false, &mut self.plan);
                     let here = swallow.min(base.len() - pos);
@@ -291,8 +327,9 @@ impl<D: Dispatch> Connection<D> {
                 self.dispatch.thread_stats().cmd_flush.add(1);
                 let clock = &self.state.clock;
                 let now = clock.now();
+                // A delay of 0 or less flushes at once, as in memcached.
                 let at = match delay {
-                    0 => now,
+                    ..=0 => now,
                     delay => clock.deadline(delay, now).millis().unwrap_or(now),
                 };
                 self.dispatch.control(Control::Flush { at }).await;
@@ -324,7 +361,12 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         tokens: Span::default(),
     };
     match request {
-        Request::Get { keys, cas, touch } => {
+        Request::Get {
+            keys,
+            cas,
+            touch,
+            last,
+        } => {
             let kind = OpKind::Get {
                 cas,
                 touch: touch.is_some(),
@@ -335,7 +377,9 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                     ..op(kind, key)
                 }));
             }
-            plan.push(Step::Text(Reply::END));
+            if last {
+                plan.push(Step::Text(Reply::END));
+            }
         }
         Request::Store {
             kind,
@@ -437,6 +481,6 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
             }));
         }
         Request::MetaNoop => plan.push(Step::Text(b"MN\r\n")),
-        Request::Quit => unreachable!("handled by the caller"),
+        Request::Quit | Request::Unframed { .. } => unreachable!("handled by the caller"),
     }
 }

@@ -235,3 +235,51 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Starts the `corecache` binary on a free port with `args` and waits for
+/// its "listening" line; the process is killed when the guard drops.
+pub fn spawn_binary(args: &[&str]) -> (KillOnDrop, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_corecache"))
+        .args(["--port", "0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stderr = child.stderr.take().unwrap();
+    let child = KillOnDrop(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("server logs before exiting").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(' ').next().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// A field of `/proc/<pid>/status` in bytes (`VmRSS`, `VmHWM`, ...).
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
+impl Raw {
+    /// Reads everything until the server closes the connection.
+    pub fn read_to_close(&mut self) -> String {
+        let mut got = Vec::new();
+        // A reset after the reply (the server closed with input unread)
+        // ends the stream like a close.
+        let _ = self.stream.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    }
+}

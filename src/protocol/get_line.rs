@@ -1,0 +1,292 @@
+//! Long `get` lines, taken in pieces.
+//!
+//! memcached bounds every command line but the get family, which may name
+//! any number of keys; clients' `get_many` of ten thousand keys sends a
+//! line of over 100 KB. Rather than hold such a line whole, the parser
+//! takes it in pieces: [`super::parse`] returns the keys that a space has
+//! completed once a get line runs past [`LINE_MAX_LEN`] without a newline,
+//! with a [`LineRest`] that says how to read on ([`parse_rest`]). The
+//! connection answers each piece as it comes and sends `END` after the
+//! last, so a line of any length costs a bounded buffer.
+//!
+//! A bad key in a later piece cannot take back the values already sent for
+//! earlier ones: it is answered `CLIENT_ERROR bad command line format` in
+//! its turn and the rest of the line is skipped (memcached, holding the
+//! whole line, answers only the error).
+
+use super::reply::ErrorReply;
+use super::request::{
+    BAD_FORMAT, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, Tokens, done, get, number,
+    parse_line, valid_key,
+};
+
+/// What is left of a line that was taken in pieces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineRest {
+    /// More keys of a get line.
+    Get(GetLine),
+    /// The rest of a line already answered with an error: skip it, up to
+    /// and including its newline.
+    Discard,
+}
+
+/// What the first piece of a long get line said, carried to the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GetLine {
+    /// Return CAS tokens.
+    pub cas: bool,
+    /// `gat`/`gats`: the new exptime.
+    pub touch: Option<i64>,
+    /// Whether any piece so far held a key (a get of no keys is `ERROR`).
+    any_key: bool,
+}
+
+/// A line of `get`s with no newline in its first [`LINE_MAX_LEN`] bytes:
+/// the whole line if its newline is in the buffer after all, else its
+/// first piece. Any other command is fatal.
+pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
+    let mut tokens = Tokens::new(buf);
+    let (cas, touch) = match tokens.next() {
+        Some(b"get") => (false, false),
+        Some(b"gets") => (true, false),
+        Some(b"gat") => (false, true),
+        Some(b"gats") => (true, true),
+        _ => return Err(ParseError::LineTooLong),
+    };
+    if let Some(newline) = memchr::memchr(b'\n', &buf[LINE_MAX_LEN..]) {
+        return parse_line(buf, LINE_MAX_LEN + newline, max_value);
+    }
+    let mut line = GetLine {
+        cas,
+        touch: None,
+        any_key: false,
+    };
+    if touch {
+        // The exptime is complete: the line is long, its tokens are not.
+        let exptime = tokens.next().and_then(number::<i64>);
+        let Some(exptime) = exptime.filter(|_| tokens.rest().starts_with(b" ")) else {
+            let error = ErrorReply::Client("invalid exptime argument");
+            return Ok(discard_line(Request::invalid(error), buf.len()));
+        };
+        line.touch = Some(exptime);
+    }
+    let start = buf.len() - tokens.rest().len();
+    Ok(get_piece(buf, start, line))
+}
+
+/// Parses more of a line that [`parse`] or an earlier call left unfinished
+/// ([`Parsed::rest`]). For [`LineRest::Get`], the keys up to the newline
+/// (`last`, then `END`) or, without one, every key completed so far;
+/// [`ParseError::Incomplete`] while not even one more key is complete.
+/// [`LineRest::Discard`] is the connection's to skip.
+pub fn parse_rest(buf: &[u8], rest: LineRest) -> Result<Parsed<'_>, ParseError> {
+    let LineRest::Get(line) = rest else {
+        return Err(ParseError::Incomplete);
+    };
+    let Some(newline) = memchr::memchr(b'\n', buf) else {
+        return match memchr::memrchr(b' ', buf) {
+            Some(_) => Ok(get_piece(buf, 0, line)),
+            // A key longer than any key can be will never complete.
+            None if buf.len() > KEY_MAX_LEN => {
+                Ok(discard_line(Request::invalid(BAD_FORMAT), buf.len()))
+            }
+            None => Err(ParseError::Incomplete),
+        };
+    };
+    let keys = buf[..newline]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..newline]);
+    let request = match get(Tokens::new(keys), line.cas, line.touch) {
+        Request::Invalid {
+            error: ErrorReply::Error,
+            ..
+        } if line.any_key => Request::Get {
+            keys: Tokens::new(&keys[keys.len()..]),
+            cas: line.cas,
+            touch: line.touch,
+            last: true,
+        },
+        request => request,
+    };
+    Ok(done(request, newline + 1))
+}
+
+/// The keys of `buf[start..]` that a space has completed, as one piece of
+/// a long get line; the partial key after them is left for the next read.
+fn get_piece(buf: &[u8], start: usize, mut line: GetLine) -> Parsed<'_> {
+    let tail = memchr::memrchr(b' ', &buf[start..]).map_or(start, |space| start + space + 1);
+    let keys = Tokens::new(&buf[start..tail]);
+    if buf.len() - tail > KEY_MAX_LEN || keys.clone().any(|key| !valid_key(key)) {
+        return discard_line(Request::invalid(BAD_FORMAT), buf.len());
+    }
+    line.any_key |= keys.clone().next().is_some();
+    Parsed {
+        request: Request::Get {
+            keys,
+            cas: line.cas,
+            touch: line.touch,
+            last: false,
+        },
+        consumed: tail,
+        rest: Some(LineRest::Get(line)),
+    }
+}
+
+/// `request`, after which the rest of its line is skipped unread.
+fn discard_line(request: Request<'_>, consumed: usize) -> Parsed<'_> {
+    Parsed {
+        request,
+        consumed,
+        rest: Some(LineRest::Discard),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::parse;
+
+    const MAX: usize = 1024 * 1024;
+
+    /// What a connection makes of a line fed to it `chunk` bytes at a time.
+    #[derive(Debug, Default, PartialEq)]
+    struct Streamed {
+        keys: Vec<Vec<u8>>,
+        /// Pieces that ended the line (`END` follows).
+        last: usize,
+        errors: Vec<ErrorReply>,
+        /// The most bytes ever held unparsed.
+        held: usize,
+    }
+
+    fn stream(input: &[u8], chunk: usize) -> Streamed {
+        let mut out = Streamed::default();
+        let mut buf = Vec::new();
+        let mut rest = None;
+        for piece in input.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            out.held = out.held.max(buf.len());
+            loop {
+                let parsed = match rest {
+                    None => parse(&buf, MAX),
+                    Some(LineRest::Discard) => match memchr::memchr(b'\n', &buf) {
+                        Some(newline) => {
+                            buf.drain(..=newline);
+                            rest = None;
+                            continue;
+                        }
+                        None => {
+                            buf.clear();
+                            break;
+                        }
+                    },
+                    Some(more) => parse_rest(&buf, more),
+                };
+                let Ok(parsed) = parsed else { break };
+                match parsed.request {
+                    Request::Get { keys, last, .. } => {
+                        out.keys.extend(keys.map(<[u8]>::to_vec));
+                        out.last += usize::from(last);
+                    }
+                    Request::Invalid { error, .. } => out.errors.push(error),
+                    other => panic!("not a get: {other:?}"),
+                }
+                rest = parsed.rest;
+                buf.drain(..parsed.consumed);
+            }
+        }
+        assert!(
+            buf.is_empty(),
+            "left over: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        out
+    }
+
+    fn get_line(command: &str, keys: &[String]) -> Vec<u8> {
+        format!("{command} {}\r\n", keys.join(" ")).into_bytes()
+    }
+
+    #[test]
+    fn a_get_line_of_any_length_is_taken_in_bounded_pieces() {
+        let keys: Vec<String> = (0..10_000).map(|i| format!("key:{i:06}")).collect();
+        let line = get_line("gets", &keys);
+        assert!(line.len() > 100_000);
+        for chunk in [16 * 1024, 4096, 1000] {
+            let got = stream(&line, chunk);
+            assert_eq!(got.keys.len(), keys.len(), "chunk {chunk}");
+            assert!(got.keys.iter().zip(&keys).all(|(a, b)| a == b.as_bytes()));
+            assert_eq!((got.last, got.errors.len()), (1, 0));
+            // Never more than a read and a line's worth (and a partial key).
+            assert!(
+                got.held < chunk + LINE_MAX_LEN + KEY_MAX_LEN,
+                "chunk {chunk} held {}",
+                got.held
+            );
+        }
+        // Pieces split at every possible byte give the same keys.
+        let short: Vec<String> = (0..600).map(|i| format!("k{i}")).collect();
+        let line = get_line("get", &short);
+        assert!(line.len() > LINE_MAX_LEN);
+        for chunk in 1..64 {
+            let got = stream(&line, chunk);
+            assert_eq!(got.keys.len(), short.len(), "chunk {chunk}");
+            assert_eq!((got.last, got.errors.len()), (1, 0));
+        }
+    }
+
+    #[test]
+    fn a_long_gat_line_keeps_its_exptime_in_every_piece() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("key{i}")).collect();
+        let line = get_line("gats 300", &keys);
+        let mut buf = line[..LINE_MAX_LEN + 10].to_vec();
+        let first = parse(&buf, MAX).unwrap();
+        assert!(matches!(
+            first.request,
+            Request::Get {
+                cas: true,
+                touch: Some(300),
+                last: false,
+                ..
+            }
+        ));
+        let Some(LineRest::Get(more)) = first.rest else {
+            panic!("the line goes on")
+        };
+        buf.drain(..first.consumed);
+        buf.extend_from_slice(&line[LINE_MAX_LEN + 10..]);
+        let second = parse_rest(&buf, LineRest::Get(more)).unwrap();
+        assert!(matches!(
+            second.request,
+            Request::Get {
+                cas: true,
+                touch: Some(300),
+                last: true,
+                ..
+            }
+        ));
+        assert_eq!((second.consumed, second.rest), (buf.len(), None));
+    }
+
+    #[test]
+    fn a_bad_key_in_a_long_get_line_answers_an_error_and_skips_the_rest() {
+        let mut keys: Vec<String> = (0..1000).map(|i| format!("key{i}")).collect();
+        keys[700] = "x".repeat(KEY_MAX_LEN + 1);
+        let mut input = get_line("get", &keys);
+        input.extend_from_slice(b"get after\r\n");
+        let got = stream(&input, 1024);
+        // The keys of the pieces before the bad one were answered; after
+        // the error, the line is skipped and the next request runs.
+        assert_eq!(got.errors, [BAD_FORMAT]);
+        assert!(got.keys.len() < 700);
+        assert_eq!(got.keys.last().unwrap(), b"after");
+        assert_eq!(got.last, 1);
+        // A line of spaces holds no key: memcached's ERROR, not END.
+        let mut spaces = b"get".to_vec();
+        spaces.resize(3 * LINE_MAX_LEN, b' ');
+        spaces.extend_from_slice(b"\r\n");
+        let got = stream(&spaces, 1000);
+        assert_eq!((got.keys.len(), got.last), (0, 0));
+        assert_eq!(got.errors, [ErrorReply::Error]);
+    }
+}
