@@ -68,8 +68,17 @@ pub struct ThreadStats {
     pub forwarded_out: Counter,
     /// Keyed operations this thread ran for another thread.
     pub forwarded_in: Counter,
-    /// Batches this thread sent (one per owner per read batch).
-    pub forward_batches: Counter,
+    /// Forward messages this thread sent (one per owner per turn, each
+    /// carrying the forwarded operations of all its connections).
+    pub forward_messages: Counter,
+    /// Reply messages this thread received for its forwards.
+    pub forward_replies: Counter,
+    /// Times this thread woke another one that had said it sleeps.
+    pub core_wakes: Counter,
+    /// Times this thread said it sleeps (its runtime was about to park).
+    pub core_sleeps: Counter,
+    /// Requests whose handling panicked (their shard was reset).
+    pub request_panics: Counter,
     /// Bytes read from clients.
     pub bytes_read: Counter,
     /// Bytes written to clients.
@@ -87,7 +96,11 @@ impl ThreadStats {
             &self.cmd_total,
             &self.forwarded_out,
             &self.forwarded_in,
-            &self.forward_batches,
+            &self.forward_messages,
+            &self.forward_replies,
+            &self.core_wakes,
+            &self.core_sleeps,
+            &self.request_panics,
             &self.bytes_read,
             &self.bytes_written,
             &self.cmd_flush,

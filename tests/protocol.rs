@@ -307,7 +307,7 @@ both_runtimes! {
             "get_expired", "delete_hits", "delete_misses", "incr_hits", "incr_misses",
             "decr_hits", "decr_misses", "cas_hits", "cas_misses", "cas_badval", "touch_hits",
             "touch_misses", "curr_items", "bytes", "limit_maxbytes", "threads", "evictions",
-            "runtime", "shards", "forwarded_requests", "forward_batches",
+            "runtime", "shards", "forwarded_requests", "forward_messages",
         ] {
             get(name);
         }

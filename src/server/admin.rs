@@ -126,8 +126,17 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut Vec<u8>) {
     Reply::stat(s, "store_no_memory", total.store_no_memory);
     Reply::stat(s, "runtime", state.config.runtime.name());
     Reply::stat(s, "shards", state.config.shards);
-    Reply::stat(s, "forwarded_requests", sum(|t| &t.forwarded_out));
-    Reply::stat(s, "forward_batches", sum(|t| &t.forward_batches));
+    let (forwarded, messages) = (sum(|t| &t.forwarded_out), sum(|t| &t.forward_messages));
+    Reply::stat(s, "forwarded_requests", forwarded);
+    Reply::stat(s, "forward_messages", messages);
+    Reply::stat(
+        s,
+        "forward_requests_per_message",
+        format!("{:.2}", forwarded as f64 / messages.max(1) as f64),
+    );
+    Reply::stat(s, "core_wakes", sum(|t| &t.core_wakes));
+    Reply::stat(s, "core_sleeps", sum(|t| &t.core_sleeps));
+    Reply::stat(s, "request_panics", sum(|t| &t.request_panics));
 }
 
 /// Every shard has the same classes; memcached numbers them from 1 and
@@ -237,7 +246,11 @@ fn threads(state: &ServerState, out: &mut Vec<u8>) {
             ("cmd_total", &t.cmd_total),
             ("forwarded_out", &t.forwarded_out),
             ("forwarded_in", &t.forwarded_in),
-            ("forward_batches", &t.forward_batches),
+            ("forward_messages", &t.forward_messages),
+            ("forward_replies", &t.forward_replies),
+            ("core_wakes", &t.core_wakes),
+            ("core_sleeps", &t.core_sleeps),
+            ("request_panics", &t.request_panics),
         ] {
             Reply::stat(out, &format!("thread:{i}:{name}"), counter.get());
         }
@@ -284,6 +297,7 @@ fn settings(state: &ServerState, out: &mut Vec<u8>) {
     Reply::stat(out, "shards", c.shards);
     Reply::stat(out, "pin_threads", if c.pin { "yes" } else { "no" });
     Reply::stat(out, "ttl_tick_ms", c.ttl_tick.as_millis());
+    Reply::stat(out, "spin_us", c.spin.as_micros());
     Reply::stat(
         out,
         "shutdown_command",

@@ -35,6 +35,8 @@ pub enum OpKind {
     Discard,
     /// A meta command; its flags are in [`Op::meta`] and [`Op::tokens`].
     Meta(MetaCommand),
+    /// `debug_panic` (debug builds only): panics while it holds the shard.
+    DebugPanic,
 }
 
 /// A byte range into the buffer an [`Op`] travels with.
@@ -90,6 +92,21 @@ pub struct Op {
 }
 
 impl Op {
+    /// Whether running the operation can change what other clients see:
+    /// stores, deletes, arithmetic, touches (`gat` too), and meta commands
+    /// that do any of these. A connection's writes become visible in the
+    /// order it sent them.
+    pub fn is_write(&self) -> bool {
+        match self.kind {
+            OpKind::Get { touch, .. } => touch,
+            OpKind::Meta(MetaCommand::Get) => {
+                self.meta.has(b'T') || self.meta.has(b'N') || self.meta.has(b'R')
+            }
+            OpKind::Meta(MetaCommand::Debug) => false,
+            _ => true,
+        }
+    }
+
     /// Runs the operation on `shard` and appends its reply to `out`. Key and
     /// data spans refer to `base`.
     pub fn execute(
@@ -162,6 +179,7 @@ impl Op {
                     Reply::NOT_FOUND
                 }
             }
+            OpKind::DebugPanic => panic!("debug_panic asked for a panic"),
             OpKind::Discard => {
                 shard.discard(key, self.hash, now);
                 return self.error(out, ErrorReply::Server("object too large for cache"));

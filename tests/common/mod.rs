@@ -283,3 +283,27 @@ impl Raw {
         String::from_utf8_lossy(&got).into_owned()
     }
 }
+
+impl Raw {
+    /// Reads until `terminator` has arrived `count` times (a pipelined
+    /// burst's replies may come in any number of reads).
+    pub fn read_until_count(&mut self, terminator: &[u8], count: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        let mut seen = 0;
+        let mut scanned: usize = 0;
+        while seen < count {
+            let n = self.stream.read(&mut buf).expect("read");
+            assert!(n > 0, "connection closed after {seen} of {count} replies");
+            got.extend_from_slice(&buf[..n]);
+            // Count only terminators that end in the new bytes.
+            let from = scanned.saturating_sub(terminator.len() - 1);
+            seen += got[from..]
+                .windows(terminator.len())
+                .filter(|w| *w == terminator)
+                .count();
+            scanned = got.len();
+        }
+        got
+    }
+}
