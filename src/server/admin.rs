@@ -238,6 +238,7 @@ fn threads(state: &ServerState, out: &mut Vec<u8>) {
             ("forwarded_out", &t.forwarded_out),
             ("forwarded_in", &t.forwarded_in),
             ("forward_batches", &t.forward_batches),
+            ("expiry_ticks", &t.expiry_ticks),
         ] {
             Reply::stat(out, &format!("thread:{i}:{name}"), counter.get());
         }

@@ -480,6 +480,7 @@ async fn tick(core: Rc<Core>) {
         for shard in core.shards.borrow_mut().iter_mut() {
             shard.tick(now);
         }
+        core.stats().expiry_ticks.add(1);
     }
 }
 
