@@ -381,13 +381,37 @@ both_runtimes! {
         c.expect("ms neg 1 T-1\r\nx\r\n", "HD\r\n");
         c.expect("mg neg v\r\n", "EN\r\n");
         c.expect("mg e t\r\n", "HD t1\r\n");
-        std::thread::sleep(Duration::from_millis(1100));
+        // t rounds up: 1 ms left is 1 s left; then it is gone.
+        server.advance(Duration::from_millis(999));
+        c.expect("mg e t v\r\n", "VA 1 t1\r\nx\r\n");
+        server.advance(Duration::from_millis(1));
         c.expect("mg e v\r\n", "EN\r\n");
         // md I with T limits how long a stale item lives.
         c.expect("ms st 1\r\nx\r\n", "HD\r\n");
         c.expect("md st I T1\r\n", "HD\r\n");
         c.expect("mg st t\r\n", "HD t1 X W\r\n");
-        std::thread::sleep(Duration::from_millis(1100));
+        server.advance(Duration::from_secs(1));
         c.expect("mg st\r\n", "EN\r\n");
+    }
+
+    fn l_and_la_are_whole_idle_seconds_refreshed_at_most_once_a_minute(server) {
+        let mut c = server.connect();
+        c.expect("ms idle 1 T0 E5\r\nx\r\n", "HD\r\n");
+        c.expect("me idle\r\n", "ME idle exp=-1 la=0 cas=5 fetch=no cls=1 size=45\r\n");
+        server.advance(Duration::from_millis(2500));
+        c.expect("mg idle l v\r\n", "VA 1 l2\r\nx\r\n");
+        // A hit within a minute of the last refresh leaves the access time.
+        c.expect("mg idle l\r\n", "HD l2\r\n");
+        c.expect("me idle\r\n", "ME idle exp=-1 la=2 cas=5 fetch=yes cls=1 size=45\r\n");
+        // A hit a minute or more after it refreshes it.
+        server.advance(Duration::from_secs(58));
+        c.expect("mg idle l\r\n", "HD l60\r\n");
+        c.expect("mg idle l\r\n", "HD l0\r\n");
+        // u reads without refreshing.
+        server.advance(Duration::from_secs(61));
+        c.expect("mg idle u l\r\n", "HD l61\r\n");
+        c.expect("me idle\r\n", "ME idle exp=-1 la=61 cas=5 fetch=yes cls=1 size=45\r\n");
+        c.expect("mg idle l\r\n", "HD l61\r\n");
+        c.expect("mg idle l\r\n", "HD l0\r\n");
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Raw, key_on_thread};
+use corecache::storage::wheel::TICK_MS;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -162,36 +163,52 @@ both_runtimes! {
         c.expect("gat 0 t missing\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
         let cas = gets_cas(&mut c, "t");
         c.expect("gats 100 t\r\n", &format!("VALUE t 1 1 {cas}\r\nx\r\nEND\r\n"));
-        // The touches above made it immortal: it outlives its first TTL.
-        std::thread::sleep(Duration::from_millis(1500));
+        // The touches replaced its 1 s TTL: it outlives it, with 99 s left.
+        server.advance(Duration::from_secs(1));
         c.expect("get t\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
+        c.expect("mg t t\r\n", "HD t99\r\n");
         // And gat can give it a past deadline.
         c.expect("gat -1 t\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
         c.expect("get t\r\n", "END\r\n");
-        assert!(server.stat_u64("", "touch_hits") >= 4);
-        assert!(server.stat_u64("", "cmd_touch") >= 5);
+        // As memcached counts them: every touch and every key of a
+        // gat/gats is a touch command, a hit or a miss.
+        assert_eq!(server.stat_u64("", "cmd_touch"), 6);
+        assert_eq!(server.stat_u64("", "touch_hits"), 4);
+        assert_eq!(server.stat_u64("", "touch_misses"), 2);
     }
 
     fn expiry(server) {
         let mut c = server.connect();
         c.expect("set short 0 1 1\r\nx\r\n", "STORED\r\n");
+        c.expect("set unread 0 1 1\r\nx\r\n", "STORED\r\n");
         c.expect("set forever 0 0 1\r\nx\r\n", "STORED\r\n");
         c.expect("set gone 0 -1 1\r\nx\r\n", "STORED\r\n");
         c.expect("get gone\r\n", "END\r\n");
         // An absolute unix time in the past is expired at once; one in the
-        // future is not.
+        // future expires when the server's `time` reaches it.
         c.expect("set past 0 1000000000 1\r\nx\r\n", "STORED\r\n");
         c.expect("get past\r\n", "END\r\n");
-        let future = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        c.expect(&format!("set later 0 {future} 1\r\nx\r\n"), "STORED\r\n");
+        let later = server.stat_u64("", "time") + 2;
+        c.expect(&format!("set later 0 {later} 1\r\nx\r\n"), "STORED\r\n");
+        // A 1 s TTL lasts exactly 1000 ms of server time.
+        server.advance(Duration::from_millis(999));
         c.expect("get short later\r\n", "VALUE short 0 1\r\nx\r\nVALUE later 0 1\r\nx\r\nEND\r\n");
-        std::thread::sleep(Duration::from_millis(1300));
-        c.expect("get short forever later\r\n", "VALUE forever 0 1\r\nx\r\nVALUE later 0 1\r\nx\r\nEND\r\n");
+        server.advance(Duration::from_millis(1));
+        c.expect("get short forever\r\n", "VALUE forever 0 1\r\nx\r\nEND\r\n");
         c.expect("touch short 10\r\n", "NOT_FOUND\r\n");
+        // With no read, the wheel reclaims `unread` within one of its
+        // slots, and nothing else.
+        server.advance(Duration::from_millis(TICK_MS));
+        server.wait_for_ticks();
+        assert_eq!(server.stat_u64("", "curr_items"), 2);
+        // `short` went at the read, `unread` (never fetched) to the wheel.
+        assert_eq!(server.stat_u64("", "reclaimed"), 2);
+        assert_eq!(server.stat_u64("", "expired_unfetched"), 1);
+        assert_eq!(server.stat_u64("", "time"), later - 1);
+        c.expect("get later\r\n", "VALUE later 0 1\r\nx\r\nEND\r\n");
+        server.advance(Duration::from_secs(1));
+        assert_eq!(server.stat_u64("", "time"), later);
+        c.expect("get forever later unread\r\n", "VALUE forever 0 1\r\nx\r\nEND\r\n");
     }
 
     fn flush_all_now_and_later(server) {
@@ -207,9 +224,14 @@ both_runtimes! {
         // The flushed items' memory comes back in the background.
         assert_eq!(server.wait_for_stat("curr_items", 1), 1);
         c.expect("flush_all 1\r\n", "OK\r\n");
+        server.advance(Duration::from_millis(999));
         c.expect("get after\r\n", "VALUE after 0 1\r\na\r\nEND\r\n");
-        std::thread::sleep(Duration::from_millis(1300));
+        server.advance(Duration::from_millis(1));
         c.expect("get after\r\n", "END\r\n");
+        // A store in the very millisecond the flush falls due goes with
+        // it; one a millisecond later stays.
+        c.expect("set during 0 0 1\r\nd\r\nget during\r\n", "STORED\r\nEND\r\n");
+        server.advance(Duration::from_millis(1));
         c.expect("set new 0 0 1\r\nn\r\n", "STORED\r\n");
         c.expect("get new\r\n", "VALUE new 0 1\r\nn\r\nEND\r\n");
         c.expect("flush_all soon\r\n", "CLIENT_ERROR invalid exptime argument\r\n");
@@ -343,7 +365,22 @@ both_runtimes! {
         let theirs = format!("tcp:{}", other.stream.local_addr().unwrap());
         assert!(conns.iter().any(|(k, v)| k.ends_with(":addr") && *v == mine), "{conns:?}");
         assert!(conns.iter().any(|(k, v)| k.ends_with(":addr") && *v == theirs), "{conns:?}");
-        assert!(conns.iter().any(|(k, _)| k.ends_with(":secs_since_last_cmd")));
+        // Idle seconds, uptime and time follow the server's clock.
+        server.advance(Duration::from_secs(3));
+        let conns = c.stats("conns");
+        let idle = |addr: &str| {
+            let (key, _) = conns.iter().find(|(k, v)| k.ends_with(":addr") && v == addr).unwrap();
+            let name = key.replace(":addr", ":secs_since_last_cmd");
+            conns.iter().find(|(k, _)| *k == name).unwrap().1.clone()
+        };
+        assert_eq!((idle(&mine).as_str(), idle(&theirs).as_str()), ("0", "3"), "{conns:?}");
+        let later = c.stats("");
+        let stat = |name: &str| -> u64 {
+            later.iter().find(|(k, _)| k == name).unwrap().1.parse().unwrap()
+        };
+        assert_eq!(get("uptime"), "0");
+        assert_eq!(stat("uptime"), 3);
+        assert_eq!(stat("time"), get("time").parse::<u64>().unwrap() + 3);
         drop(other);
 
         c.expect("stats reset\r\n", "RESET\r\n");

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{KillOnDrop, Raw};
+use corecache::storage::wheel::TICK_MS;
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 
@@ -117,8 +118,15 @@ both_runtimes! {
             c.expect(&request, &"STORED\r\n".repeat(500));
         }
         c.expect("set keep 0 0 4\r\nkeep\r\n", "STORED\r\n");
+        // The server's clock is held: however long the sets took, no TTL
+        // has run yet, and none runs out a millisecond early.
         assert_eq!(server.stat_u64("", "curr_items"), 10_001);
-        // No reads: the timing wheel alone brings the count down.
+        server.advance(std::time::Duration::from_millis(999));
+        server.wait_for_ticks();
+        assert_eq!(server.stat_u64("", "curr_items"), 10_001);
+        // No reads: the timing wheel alone brings the count down, within
+        // one of its slots of the deadline.
+        server.advance(std::time::Duration::from_millis(1 + TICK_MS));
         assert_eq!(server.wait_for_stat("curr_items", 1), 1);
         assert_eq!(server.stat_u64("", "reclaimed"), 10_000);
         assert_eq!(server.stat_u64("", "expired_unfetched"), 10_000);
