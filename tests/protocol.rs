@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Raw, key_on_thread};
+use corecache::config::RuntimeKind;
 use corecache::storage::wheel::TICK_MS;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -126,14 +127,20 @@ both_runtimes! {
     fn noreply_suppresses_replies_but_not_effects(server) {
         let mut c = server.connect();
         c.send(b"set n 0 0 1 noreply\r\n5\r\nincr n 2 noreply\r\nadd n 0 0 1 noreply\r\nx\r\n");
-        c.send(b"touch n 100 noreply\r\nappend n 0 0 1 noreply\r\n0\r\nflush_all 0 noreply\r\n");
+        c.send(b"append n 0 0 1 noreply\r\n0\r\nprepend n 0 0 1 noreply\r\n1\r\ntouch n 100 noreply\r\n");
         c.send(b"set m 0 0 1 noreply\r\nm\r\ndelete gone noreply\r\nverbosity 1 noreply\r\n");
+        // Too large: refused, and its data swallowed, without a word.
         c.send(b"set k 0 0 2000000 noreply\r\n");
         c.send(&vec![b'z'; 2_000_000]);
         c.send(b"\r\n");
-        // Nothing came back for any of those: the next reply is the get's.
-        c.expect("get n m\r\n", "VALUE m 0 1\r\nm\r\nEND\r\n");
+        // Nothing came back for any of those: the next reply is the get's,
+        // and it shows every effect (the add refused, as n existed).
+        c.expect("get n m k\r\n", "VALUE n 0 3\r\n170\r\nVALUE m 0 1\r\nm\r\nEND\r\n");
+        c.expect("mg n t\r\n", "HD t100\r\n");
+        c.expect("decr n 70 noreply\r\nget n\r\n", "VALUE n 0 3\r\n100\r\nEND\r\n");
         c.expect("delete m noreply\r\nget m\r\n", "END\r\n");
+        c.expect("flush_all 0 noreply\r\nget n\r\n", "END\r\n");
+        assert_eq!(server.stat_u64("", "store_too_large"), 1);
     }
 
     fn incr_and_decr(server) {
@@ -416,8 +423,12 @@ both_runtimes! {
     fn keys_owned_by_each_thread_work_from_any_connection(server) {
         let local = key_on_thread(0, 0);
         let remote = key_on_thread(1, 0);
-        for _ in 0..4 {
-            let mut c = server.connect();
+        for thread in 0..2 {
+            // Thread-per-core: from a connection each thread serves.
+            let mut c = match server.runtime {
+                RuntimeKind::ThreadPerCore => server.connect_on(thread),
+                RuntimeKind::WorkStealing => server.connect(),
+            };
             c.expect(&format!("set {local} 0 0 1\r\nL\r\nset {remote} 0 0 1\r\nR\r\n"), "STORED\r\nSTORED\r\n");
             c.expect(
                 &format!("get {remote} {local}\r\n"),
@@ -491,7 +502,6 @@ impl Xorshift {
 
 #[test]
 fn too_many_connections_are_refused() {
-    use corecache::config::RuntimeKind;
     for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
         let server = common::TestServer::with(runtime, |config| config.max_connections = 2);
         let version = format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION"));
@@ -555,7 +565,6 @@ fn so_reuseport_spreads_connections_over_both_threads() {
 
 #[test]
 fn shutdown_completes_while_a_client_does_not_read() {
-    use corecache::config::RuntimeKind;
     for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
         let server = common::TestServer::start(runtime);
         let mut c = server.connect();

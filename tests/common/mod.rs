@@ -114,6 +114,21 @@ impl TestServer {
         Raw::connect(self.addr)
     }
 
+    /// A new connection that `thread` serves (thread-per-core: the kernel
+    /// picks a listener by hash, so connect until it picks that one).
+    pub fn connect_on(&self, thread: usize) -> Raw {
+        assert_eq!(self.runtime, RuntimeKind::ThreadPerCore);
+        let mut found = None;
+        eventually(&format!("a connection on thread {thread}"), || {
+            let mut c = self.connect();
+            if c.thread() == thread {
+                found = Some(c);
+            }
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
     /// The value of one `stats` field, read over a new connection.
     pub fn stat(&self, args: &str, name: &str) -> String {
         let stats = self.connect().stats(args);
@@ -239,6 +254,19 @@ impl Raw {
                 Some((parts.next()?.to_string(), parts.next()?.to_string()))
             })
             .collect()
+    }
+
+    /// The thread serving this connection, as `stats conns` reports it.
+    pub fn thread(&mut self) -> usize {
+        let mine = format!("tcp:{}", self.stream.local_addr().unwrap());
+        let conns = self.stats("conns");
+        let (key, _) = conns
+            .iter()
+            .find(|(k, v)| k.ends_with(":addr") && *v == mine)
+            .unwrap_or_else(|| panic!("{mine} not in {conns:?}"));
+        let name = key.replace(":addr", ":thread");
+        let (_, thread) = conns.iter().find(|(k, _)| *k == name).unwrap();
+        thread.parse().unwrap()
     }
 
     /// True once the server has closed the connection.
