@@ -368,9 +368,8 @@ both_runtimes! {
 
     fn meta_request_split_byte_by_byte(server) {
         let mut c = server.connect();
-        for &b in b"ms split 5 T0 k\r\nhello\r\nmg split v k O1\r\n" {
-            c.send(&[b]);
-        }
+        let request = b"ms split 5 T0 k\r\nhello\r\nmg split v k O1\r\n";
+        server.send_in_separate_reads(&mut c, request.chunks(1));
         let want = "HD ksplit\r\nVA 5 ksplit O1\r\nhello\r\n";
         assert_eq!(String::from_utf8_lossy(&c.read_exact(want.len())), want);
     }

@@ -45,11 +45,9 @@ fn rss_stays_within_the_memory_limit_under_mixed_sizes() {
     // Killed even if an assertion fails, so no server outlives the test.
     let child = KillOnDrop(child);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::eventually("the server accepts connections", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
     let mut c = Raw::connect(addr);
     // 256 MiB of values, 10 B to 100 KiB, log-uniform (four times the limit).
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
