@@ -711,7 +711,7 @@ fn stats_have_what_memcached_exporter_parses(runtime: RuntimeKind) {
         );
     }
 
-    assert!(slabs.len() >= 2, "two slab classes in use: {slabs:?}");
+    assert_eq!(slabs.len(), 2, "two slab classes in use: {slabs:?}");
     for (class, fields) in &slabs {
         for field in EXPORTER_REQUIRED_PER_SLAB.iter().chain(EXPORTER_SLABS) {
             assert_number(fields, field, &format!("stats slabs, class {class}"));

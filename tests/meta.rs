@@ -311,11 +311,17 @@ both_runtimes! {
 
     fn meta_and_classic_mixed_in_one_pipelined_burst_across_threads(server) {
         let mut c = server.connect();
+        let here = c.thread();
         let mut request = String::new();
         let mut expected = String::new();
+        let mut forwarded = 0;
         for i in 0..200 {
             // Seeds far apart: every key is distinct.
             let k = key_on_thread(i % 2, i * 1000);
+            // Keyed requests on `k` below (mn is not one).
+            if i % 2 != here {
+                forwarded += [2, 3, 3, 4, 3][i % 5];
+            }
             match i % 5 {
                 0 => {
                     request += &format!("ms {k} 2 T0 F{i} O{i} k c E{}\r\nv{}\r\n", 1000 + i, i % 10);
@@ -363,7 +369,7 @@ both_runtimes! {
         c.send(request.as_bytes());
         let got = c.read_exact(expected.len());
         assert_eq!(String::from_utf8_lossy(&got), expected);
-        server.assert_forwarded();
+        server.assert_forwarded_exactly(forwarded);
     }
 
     fn meta_request_split_byte_by_byte(server) {

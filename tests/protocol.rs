@@ -59,27 +59,35 @@ both_runtimes! {
 
     fn get_of_100_keys_spanning_threads_keeps_key_order(server) {
         let mut c = server.connect();
+        let remote = remote_to(&mut c);
         let keys: Vec<String> = (0..100).map(|i| format!("multi:{i}")).collect();
         // Every third key is missing; the rest hold their own name.
         let mut expected = String::new();
+        let mut forwarded = 0;
         for (i, key) in keys.iter().enumerate() {
+            forwarded += remote(key);
             if i % 3 == 0 {
                 continue;
             }
             c.expect(&format!("set {key} {i} 0 {}\r\n{key}\r\n", key.len()), "STORED\r\n");
             write!(expected, "VALUE {key} {i} {}\r\n{key}\r\n", key.len()).unwrap();
+            forwarded += remote(key);
         }
         expected.push_str("END\r\n");
         c.expect(&format!("get {}\r\n", keys.join(" ")), &expected);
-        server.assert_forwarded();
+        server.assert_forwarded_exactly(forwarded);
     }
 
     fn a_pipelined_burst_of_1000_mixed_requests_is_answered_in_order(server) {
         let mut c = server.connect();
+        let remote = remote_to(&mut c);
         let mut request = String::new();
         let mut expected = String::new();
+        let mut forwarded = 0;
         for i in 0..250 {
             let key = format!("burst:{i}");
+            // Four requests on `key`, and the get's second key.
+            forwarded += 4 * remote(&key) + remote("burst:none");
             let value = format!("v{i}");
             write!(request, "set {key} {i} 0 {}\r\n{value}\r\n", value.len()).unwrap();
             expected.push_str("STORED\r\n");
@@ -96,8 +104,10 @@ both_runtimes! {
             expected.push_str(if i % 2 == 0 { "NOT_FOUND\r\n" } else { "TOUCHED\r\n" });
         }
         c.expect(&request, &expected);
-        // Keys of both threads were in the burst.
-        server.assert_forwarded();
+        // Keys of both threads were in the burst: every op on the other
+        // thread's keys crossed over, and only those.
+        assert!(forwarded > 0);
+        server.assert_forwarded_exactly(forwarded);
     }
 
     fn a_long_get_line_arriving_in_small_pieces(server) {
@@ -345,16 +355,29 @@ both_runtimes! {
         assert_eq!(get("threads"), "2");
         assert_eq!(get("shards"), "4");
         assert_eq!(get("limit_maxbytes"), (64 << 20).to_string());
-        assert!(get("bytes").parse::<u64>().unwrap() > 0);
-        assert!(get("curr_connections").parse::<u64>().unwrap() >= 1);
+        // `a`: a 40-byte item header, a 1-byte key and a 1-byte value.
+        assert_eq!(get("bytes"), "42");
+        assert_eq!(get("curr_connections"), "1");
+        assert_eq!(get("total_connections"), "1");
 
         let threads = c.stats("threads");
-        for thread in 0..2 {
-            for field in ["curr_connections", "total_connections", "cmd_total", "forwarded_out", "forwarded_in"] {
-                let name = format!("thread:{thread}:{field}");
-                assert!(threads.iter().any(|(k, _)| *k == name), "missing {name}");
-            }
-        }
+        let total = |field: &str| -> u64 {
+            (0..2)
+                .map(|thread| {
+                    let name = format!("thread:{thread}:{field}");
+                    let (_, v) = threads.iter().find(|(k, _)| *k == name).unwrap_or_else(|| panic!("missing {name}"));
+                    v.parse::<u64>().unwrap()
+                })
+                .sum()
+        };
+        assert_eq!(total("curr_connections"), 1);
+        assert_eq!(total("total_connections"), 1);
+        // set, get, delete, stats, and this stats threads.
+        assert_eq!(total("cmd_total"), 5);
+        let forwarded: u64 = get("forwarded_requests").parse().unwrap();
+        assert_eq!(total("forwarded_out"), forwarded);
+        assert_eq!(total("forwarded_in"), forwarded);
+        assert_eq!(total("forward_batches").to_string(), get("forward_batches"));
         let settings = c.stats("settings");
         assert!(settings.iter().any(|(k, v)| k == "num_threads" && v == "2"));
         assert!(settings.iter().any(|(k, v)| k == "tcpport" && *v == server.addr.port().to_string()));
@@ -409,7 +432,8 @@ both_runtimes! {
         assert_eq!(sum(&slabs, ":cmd_set"), 40);
         let active: u64 = slabs.iter().find(|(k, _)| k == "active_slabs").unwrap().1.parse().unwrap();
         assert_eq!(active, 2, "{slabs:?}");
-        assert!(sum(&slabs, "total_malloced") >= 2 << 20);
+        // Memory is taken in whole 1 MiB slab pages.
+        assert_eq!(sum(&slabs, "total_malloced"), sum(&slabs, ":total_pages") << 20);
         let items = c.stats("items");
         assert_eq!(sum(&items, ":number"), 40, "{items:?}");
         assert_eq!(items.iter().filter(|(k, _)| k.ends_with(":number")).count(), 2);
@@ -468,6 +492,13 @@ both_runtimes! {
         assert_eq!(server.stat_u64("", "get_misses"), 0);
     }
 
+}
+
+/// For a connection: 1 for a key another thread owns (its ops are
+/// forwarded), 0 for one the connection's own thread owns.
+fn remote_to(c: &mut Raw) -> impl Fn(&str) -> u64 + use<> {
+    let here = c.thread();
+    move |key| u64::from(common::owner(key) != here)
 }
 
 /// The CAS token of `key`, read with `gets`.
@@ -563,6 +594,17 @@ fn so_reuseport_spreads_connections_over_both_threads() {
             "thread {thread} served nothing: {threads:?}"
         );
     }
+    let total = |field: &str| -> u64 {
+        threads
+            .iter()
+            .filter(|(k, _)| k.ends_with(&format!(":{field}")))
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(total("total_connections"), 32);
+    assert_eq!(total("curr_connections"), 32);
+    // A set on each, and the stats threads that asked.
+    assert_eq!(total("cmd_total"), 33);
 }
 
 #[test]

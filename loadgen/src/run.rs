@@ -374,7 +374,8 @@ struct Conn {
     sent_versions: Vec<u64>,
     connections: u64,
     keys: u64,
-    rate_interval: Option<Duration>,
+    /// Open loop: requests per second over all connections.
+    rate: Option<f64>,
     alive: bool,
 }
 
@@ -401,9 +402,7 @@ impl Conn {
             sent_versions: if strict { vec![0; owned] } else { Vec::new() },
             connections: cfg.connections as u64,
             keys: cfg.keys,
-            rate_interval: cfg
-                .rate
-                .map(|r| Duration::from_secs_f64(cfg.connections as f64 / r)),
+            rate: cfg.rate,
             alive: true,
         }
     }
@@ -640,36 +639,32 @@ impl Conn {
     /// The measured run: warmup, measurement, drain.
     async fn drive(&mut self, p: Phase, st: &RefCell<ThreadState>) {
         let window = Some((p.measure, p.end));
-        let timer = match self.rate_interval {
+        let mut schedule = self
+            .rate
+            .map(|rate| Schedule::new(rate, self.connections as usize, self.id, p.start, p.end));
+        let timer = match schedule {
             None => None,
             Some(_) => match PreciseTimer::new() {
                 Ok(t) => Some(t),
                 Err(e) => return self.fail_io(st, "timerfd", e),
             },
         };
-        // Open loop: this connection's schedule, staggered across connections.
-        let mut next_due = match self.rate_interval {
-            Some(iv) => p.start + iv.mul_f64(self.id as f64 / self.connections as f64),
-            None => p.start,
-        };
         while self.alive {
             let now = Instant::now();
             if now < p.end {
-                match self.rate_interval {
+                match &mut schedule {
                     None => {
                         while self.inflight.len() < self.depth {
                             let op = self.generator.next_op();
                             self.push(op.get, op.key, op.len, now);
                         }
                     }
-                    Some(iv) => {
+                    Some(schedule) => {
                         while self.inflight.len() < self.depth
-                            && next_due <= now
-                            && next_due < p.end
+                            && let Some(due) = schedule.take_due(now)
                         {
                             let op = self.generator.next_op();
-                            self.push(op.get, op.key, op.len, next_due);
-                            next_due += iv;
+                            self.push(op.get, op.key, op.len, due);
                         }
                     }
                 }
@@ -678,31 +673,64 @@ impl Conn {
             if !self.alive {
                 break;
             }
-            let more_due = self.rate_interval.is_some() && next_due < p.end;
+            let next_due = schedule.as_ref().and_then(Schedule::next);
             if self.inflight.is_empty() {
-                if !more_due || now >= p.end {
+                let Some(due) = next_due.filter(|_| now < p.end) else {
                     break;
-                }
+                };
                 if let Some(t) = &timer
-                    && let Err(e) = t.sleep_until(next_due).await
+                    && let Err(e) = t.sleep_until(due).await
                 {
                     return self.fail_io(st, "timerfd", e);
                 }
                 continue;
             }
-            if let Some(t) = timer
-                .as_ref()
-                .filter(|_| more_due && self.inflight.len() < self.depth)
-            {
-                tokio::select! {
-                    biased;
-                    _ = self.read_replies(st, window, None) => {}
-                    _ = t.sleep_until(next_due) => {}
+            match (&timer, next_due) {
+                (Some(t), Some(due)) if self.inflight.len() < self.depth => {
+                    tokio::select! {
+                        biased;
+                        _ = self.read_replies(st, window, None) => {}
+                        _ = t.sleep_until(due) => {}
+                    }
                 }
-            } else {
-                self.read_replies(st, window, None).await;
+                _ => self.read_replies(st, window, None).await,
             }
         }
+    }
+}
+
+/// When one connection of an open loop sends: every `interval` (so the
+/// connections together send at the total rate), the first at the start
+/// plus this connection's share of one interval so they do not all send
+/// at once, none at or after the end. A schedule property, so tests count
+/// sends here rather than time a run.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    next: Instant,
+    interval: Duration,
+    end: Instant,
+}
+
+impl Schedule {
+    fn new(rate: f64, connections: usize, id: usize, start: Instant, end: Instant) -> Schedule {
+        let interval = Duration::from_secs_f64(connections as f64 / rate);
+        Schedule {
+            next: start + interval.mul_f64(id as f64 / connections as f64),
+            interval,
+            end,
+        }
+    }
+
+    /// The next send, if it is due by `now`, and moves past it.
+    fn take_due(&mut self, now: Instant) -> Option<Instant> {
+        let due = self.next().filter(|&due| due <= now)?;
+        self.next += self.interval;
+        Some(due)
+    }
+
+    /// The next send, if any is left.
+    fn next(&self) -> Option<Instant> {
+        (self.next < self.end).then_some(self.next)
     }
 }
 
@@ -741,5 +769,61 @@ fn check_miss(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64)
             |e| &mut e.strict_miss,
             || format!("connection {id}: key {k} stored but missing"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends the open loops of `connections` connections make between
+    /// `from` and `to`, for a run from `start` to `end`.
+    fn sends(rate: f64, connections: usize, end_ms: u64, from_ms: u64, to_ms: u64) -> usize {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        (0..connections)
+            .map(|id| {
+                let mut schedule = Schedule::new(rate, connections, id, start, at(end_ms));
+                let mut last: Option<Instant> = None;
+                std::iter::from_fn(|| schedule.take_due(at(end_ms)))
+                    .inspect(|&due| {
+                        // One connection's sends are exactly one interval apart.
+                        let interval = Duration::from_secs_f64(connections as f64 / rate);
+                        assert!(last.is_none_or(|last| due - last == interval));
+                        last = Some(due);
+                    })
+                    .filter(|&due| due >= at(from_ms) && due < at(to_ms))
+                    .count()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn an_open_loop_sends_rate_times_duration() {
+        // a_rate_caps_the_requests_at_its_schedule's run: 2000/s, 200 ms
+        // of warmup, 1.5 s measured.
+        assert_eq!(sends(2000.0, 5, 1700, 0, 1700), 3400);
+        assert_eq!(sends(2000.0, 5, 1700, 200, 1700), 3000);
+        assert_eq!(sends(2000.0, 5, 1700, 200, 1200), 2000);
+        // Rates that do not divide evenly among the connections.
+        assert_eq!(sends(4000.0, 8, 500, 0, 500), 2000);
+        assert_eq!(sends(1000.0, 3, 3000, 0, 3000), 3000);
+        assert_eq!(sends(10.0, 50, 1000, 0, 1000), 10);
+    }
+
+    #[test]
+    fn nothing_is_due_before_its_time_or_at_the_end() {
+        let start = Instant::now();
+        let end = start + Duration::from_millis(10);
+        let mut schedule = Schedule::new(1000.0, 2, 1, start, end);
+        // Connection 1 of 2 at 1000/s: every 2 ms, from 1 ms.
+        assert_eq!(schedule.take_due(start), None);
+        let first = start + Duration::from_millis(1);
+        assert_eq!(schedule.take_due(first), Some(first));
+        assert_eq!(schedule.take_due(first), None);
+        assert_eq!(schedule.next(), Some(first + Duration::from_millis(2)));
+        let all: Vec<_> = std::iter::from_fn(|| schedule.take_due(end)).collect();
+        assert_eq!(all.len(), 4, "3, 5, 7 and 9 ms");
+        assert_eq!(schedule.next(), None);
     }
 }

