@@ -607,6 +607,82 @@ fn so_reuseport_spreads_connections_over_both_threads() {
     assert_eq!(total("cmd_total"), 33);
 }
 
+/// Per-thread values of `field` in a `stats threads` reply.
+fn per_thread(stats: &[(String, String)], field: &str) -> Vec<u64> {
+    (0..2)
+        .map(|thread| {
+            let name = format!("thread:{thread}:{field}");
+            let (_, value) = stats.iter().find(|(k, _)| *k == name).unwrap();
+            value.parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn work_stealing_counts_each_connection_on_the_worker_serving_it() {
+    let server = common::TestServer::start(RuntimeKind::WorkStealing);
+    let clients = 8;
+    let mut conns: Vec<Raw> = (0..clients).map(|_| server.connect()).collect();
+    let mut burst = String::new();
+    let mut replies = String::new();
+    for i in 0..100 {
+        write!(burst, "set ws:{i} 0 0 1\r\nx\r\nget ws:{i}\r\n").unwrap();
+        write!(replies, "STORED\r\nVALUE ws:{i} 0 1\r\nx\r\nEND\r\n").unwrap();
+    }
+    // Every client busy at once, until both workers have run (and count)
+    // some of the connections.
+    let mut rounds = 0;
+    common::eventually("connections counted on both workers", || {
+        std::thread::scope(|scope| {
+            for c in &mut conns {
+                scope.spawn(|| c.expect(&burst, &replies));
+            }
+        });
+        rounds += 1;
+        let open = per_thread(&conns[0].stats("threads"), "curr_connections");
+        assert_eq!(open.iter().sum::<u64>(), clients as u64, "{open:?}");
+        open.iter().all(|&n| n > 0)
+    });
+    // Idle now: `stats conns` and `stats threads` in one batch agree on
+    // which worker holds each connection, and every count adds up.
+    conns[0].send(b"stats conns\r\nstats threads\r\n");
+    let mut reply = Vec::new();
+    while reply.windows(5).filter(|w| w == b"END\r\n").count() < 2 {
+        reply.extend(conns[0].read_until(b"END\r\n"));
+    }
+    let stats: Vec<(String, String)> = String::from_utf8(reply)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.strip_prefix("STAT ")?.splitn(2, ' ');
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect();
+    let listed = |thread: u64| {
+        let value = thread.to_string();
+        stats
+            .iter()
+            .filter(|(k, v)| k.ends_with(":thread") && *v == value)
+            .count() as u64
+    };
+    assert_eq!(
+        per_thread(&stats, "curr_connections"),
+        [listed(0), listed(1)],
+        "{stats:?}"
+    );
+    assert_eq!(
+        per_thread(&stats, "total_connections").iter().sum::<u64>(),
+        clients as u64
+    );
+    // 200 requests per client per round, a stats threads per round, and
+    // the two stats just sent.
+    let requests = 200 * clients as u64 * rounds + rounds + 2;
+    assert_eq!(
+        per_thread(&stats, "cmd_total").iter().sum::<u64>(),
+        requests
+    );
+}
+
 #[test]
 fn shutdown_completes_while_a_client_does_not_read() {
     for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {

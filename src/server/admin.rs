@@ -263,7 +263,8 @@ fn conns(state: &ServerState, out: &mut Vec<u8>) {
         );
         Reply::stat(out, &format!("{fd}:state"), "conn_parse_cmd");
         Reply::stat(out, &format!("{fd}:secs_since_last_cmd"), idle / 1000);
-        Reply::stat(out, &format!("{fd}:thread"), info.thread);
+        let thread = info.thread.load(std::sync::atomic::Ordering::Relaxed);
+        Reply::stat(out, &format!("{fd}:thread"), thread);
     }
 }
 

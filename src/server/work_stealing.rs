@@ -7,7 +7,7 @@
 //! comparing the two compares ownership and dispatch and nothing else.
 
 use super::connection::{Connection, Dispatch, Step};
-use super::{Control, ServerState, ShardReport};
+use super::{ConnInfo, Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
 use crate::storage::Shard;
 use std::cell::Cell;
@@ -39,6 +39,8 @@ impl Shared {
 
 struct SharedDispatch {
     shared: Arc<Shared>,
+    /// The connection, whose thread says which worker counts it as open.
+    conn: Arc<ConnInfo>,
 }
 
 impl Dispatch for SharedDispatch {
@@ -66,7 +68,18 @@ impl Dispatch for SharedDispatch {
     }
 
     fn thread_stats(&self) -> &ThreadStats {
-        &self.shared.state.threads[WORKER.with(Cell::get)]
+        let threads = &self.shared.state.threads;
+        let worker = WORKER.with(Cell::get);
+        // Tasks move between workers: keep the connection counted open on
+        // the one running it now, so each worker's gauge says what it
+        // serves and the gauges still add up to the open connections.
+        let counted = self.conn.thread.load(Ordering::Relaxed);
+        if counted != worker {
+            threads[counted].curr_connections.sub_shared(1);
+            threads[worker].curr_connections.add_shared(1);
+            self.conn.thread.store(worker, Ordering::Relaxed);
+        }
+        &threads[worker]
     }
 }
 
@@ -110,17 +123,17 @@ pub fn run(
                 _ = stop.wait_for(|stop| *stop) => break,
             };
             let Ok((stream, _)) = accepted else { continue };
-            let worker = WORKER.with(Cell::get);
-            let Some(admitted) = super::admit(&state, worker, stream).await else {
-                continue;
-            };
-            let dispatch = SharedDispatch {
-                shared: shared.clone(),
-            };
-            let connection = Connection::new(admitted, state.clone(), dispatch);
-            let stop = shutdown.clone();
+            let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
             connections.spawn(async move {
-                connection.serve(stop).await;
+                // Counted on the worker running it: this accept loop runs
+                // on the thread that called block_on, which is no worker.
+                let worker = WORKER.with(Cell::get);
+                let Some(admitted) = super::admit(&state, worker, stream).await else {
+                    return;
+                };
+                let conn = admitted.slot.info.clone();
+                let dispatch = SharedDispatch { shared, conn };
+                Connection::new(admitted, state, dispatch).serve(stop).await;
             });
             while connections.try_join_next().is_some() {}
         }
