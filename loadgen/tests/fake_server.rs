@@ -292,7 +292,7 @@ fn server_errors_fail_the_run() {
 }
 
 /// How many requests a rate gives over a time is a property of the
-/// schedule (run::Schedule's tests count it exactly); a run can only
+/// schedule (timer::Schedule's tests count it exactly); a run can only
 /// fall short of it, never exceed it.
 #[test]
 fn a_rate_caps_the_requests_at_its_schedule() {
