@@ -85,10 +85,16 @@ pub struct ThreadStats {
     pub bytes_written: Counter,
     /// `flush_all` commands.
     pub cmd_flush: Counter,
+    /// Expiry ticks run over this thread's shards (work-stealing: the one
+    /// tick task, over every shard, counts on thread 0). Lets a test wait
+    /// for the wheel to have run after it moved a held clock.
+    pub expiry_ticks: Counter,
 }
 
 impl ThreadStats {
-    /// Zeroes the event counters, keeping the `curr_connections` gauge.
+    /// Zeroes the event counters, keeping the `curr_connections` gauge and
+    /// `expiry_ticks` (background work, which a reset must not make look
+    /// as if it had not happened since some earlier reading).
     pub fn reset(&self) {
         for counter in [
             &self.total_connections,

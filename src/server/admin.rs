@@ -251,6 +251,7 @@ fn threads(state: &ServerState, out: &mut Vec<u8>) {
             ("core_wakes", &t.core_wakes),
             ("core_sleeps", &t.core_sleeps),
             ("request_panics", &t.request_panics),
+            ("expiry_ticks", &t.expiry_ticks),
         ] {
             Reply::stat(out, &format!("thread:{i}:{name}"), counter.get());
         }
@@ -275,7 +276,8 @@ fn conns(state: &ServerState, out: &mut Vec<u8>) {
         );
         Reply::stat(out, &format!("{fd}:state"), "conn_parse_cmd");
         Reply::stat(out, &format!("{fd}:secs_since_last_cmd"), idle / 1000);
-        Reply::stat(out, &format!("{fd}:thread"), info.thread);
+        let thread = info.thread.load(std::sync::atomic::Ordering::Relaxed);
+        Reply::stat(out, &format!("{fd}:thread"), thread);
     }
 }
 

@@ -26,7 +26,7 @@ mod thread_per_core;
 mod work_stealing;
 
 pub use router::Router;
-pub(crate) use state::{Admitted, ConnectionSlot, admit};
+pub(crate) use state::{Admitted, ConnInfo, ConnectionSlot, admit};
 pub use state::{Control, ServerState, ShardReport};
 
 use crate::clock::Clock;
@@ -68,6 +68,11 @@ impl RunningServer {
         self.state.listen
     }
 
+    /// The server's clock; tests start the server on a held one and move it.
+    pub fn clock(&self) -> &Clock {
+        &self.state.clock
+    }
+
     /// Asks the server to stop: listeners close, requests already read are
     /// answered, connections close.
     pub fn begin_shutdown(&self) {
@@ -101,6 +106,12 @@ impl RunningServer {
 
 /// Binds the listeners and starts the server's threads.
 pub fn start(config: Config) -> Result<RunningServer, StartError> {
+    start_with_clock(config, Clock::new())
+}
+
+/// [`start`] on a given clock: tests pass [`Clock::held`] and move time
+/// with [`Clock::advance`] instead of sleeping.
+pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, StartError> {
     let listeners = match config.runtime {
         RuntimeKind::ThreadPerCore => config.threads,
         RuntimeKind::WorkStealing => 1,
@@ -114,7 +125,7 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
     let state = Arc::new(ServerState {
         router: Router::new(config.shards, config.threads),
         listen,
-        clock: Clock::new(),
+        clock,
         threads: (0..config.threads)
             .map(|_| ThreadStats::default())
             .collect(),

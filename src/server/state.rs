@@ -94,8 +94,8 @@ pub(crate) struct ConnInfo {
     pub fd: i32,
     /// The client's address.
     pub peer: Option<SocketAddr>,
-    /// The thread that accepted it.
-    pub thread: usize,
+    /// The thread serving it (work-stealing: the worker it last ran on).
+    pub thread: AtomicUsize,
     /// Server-clock milliseconds of its last request.
     pub last_active: std::sync::atomic::AtomicU64,
 }
@@ -119,7 +119,6 @@ pub(crate) struct Admitted {
 /// Keeps a connection counted and listed; undoes both when dropped.
 pub(crate) struct ConnectionSlot {
     state: Arc<ServerState>,
-    thread: usize,
     key: usize,
     pub info: Arc<ConnInfo>,
 }
@@ -127,7 +126,7 @@ pub(crate) struct ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.state.connections.fetch_sub(1, Ordering::Relaxed);
-        self.state.threads[self.thread]
+        self.state.threads[self.info.thread.load(Ordering::Relaxed)]
             .curr_connections
             .sub_shared(1);
         let mut conns = self.state.conns.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,7 +156,7 @@ pub(crate) async fn admit(
     let info = Arc::new(ConnInfo {
         fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
         peer: stream.peer_addr().ok(),
-        thread,
+        thread: thread.into(),
         last_active: state.clock.now().into(),
     });
     let key = state
@@ -169,7 +168,6 @@ pub(crate) async fn admit(
         stream,
         slot: ConnectionSlot {
             state: state.clone(),
-            thread,
             key,
             info,
         },

@@ -566,6 +566,7 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
             for shard in tick_core.shards.borrow_mut().iter_mut() {
                 shard.tick(now);
             }
+            tick_core.stats().expiry_ticks.add(1);
         }));
         let mut connections = tokio::task::JoinSet::new();
         super::accept_until_shutdown(&listener, &shutdown, |stream| {

@@ -7,7 +7,7 @@
 //! comparing the two compares ownership and dispatch and nothing else.
 
 use super::connection::{Connection, Dispatch, Step};
-use super::{Control, ServerState, ShardReport};
+use super::{ConnInfo, Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
 use crate::storage::Shard;
 use std::cell::Cell;
@@ -39,6 +39,8 @@ impl Shared {
 
 struct SharedDispatch {
     shared: Arc<Shared>,
+    /// The connection, whose thread says which worker counts it as open.
+    conn: Arc<ConnInfo>,
 }
 
 impl Dispatch for SharedDispatch {
@@ -69,7 +71,18 @@ impl Dispatch for SharedDispatch {
     }
 
     fn thread_stats(&self) -> &ThreadStats {
-        &self.shared.state.threads[WORKER.with(Cell::get)]
+        let threads = &self.shared.state.threads;
+        let worker = WORKER.with(Cell::get);
+        // Tasks move between workers: keep the connection counted open on
+        // the one running it now, so each worker's gauge says what it
+        // serves and the gauges still add up to the open connections.
+        let counted = self.conn.thread.load(Ordering::Relaxed);
+        if counted != worker {
+            threads[counted].curr_connections.sub_shared(1);
+            threads[worker].curr_connections.add_shared(1);
+            self.conn.thread.store(worker, Ordering::Relaxed);
+        }
+        &threads[worker]
     }
 }
 
@@ -110,16 +123,21 @@ pub fn run(
             for index in 0..tick_shared.shards.len() {
                 tick_shared.lock(index).tick(now);
             }
+            // This task is the counter's only writer, wherever it runs.
+            tick_shared.state.threads[0].expiry_ticks.add(1);
         }));
         let mut connections = tokio::task::JoinSet::new();
         super::accept_until_shutdown(&listener, &shutdown, |stream| {
             let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
             connections.spawn(async move {
+                // Counted on the worker running it: this accept loop runs
+                // on the thread that called block_on, which is no worker.
                 let worker = WORKER.with(Cell::get);
                 let Some(admitted) = super::admit(&state, worker, stream).await else {
                     return;
                 };
-                let dispatch = SharedDispatch { shared };
+                let conn = admitted.slot.info.clone();
+                let dispatch = SharedDispatch { shared, conn };
                 Connection::new(admitted, state, dispatch).serve(stop).await;
             });
             while connections.try_join_next().is_some() {}
