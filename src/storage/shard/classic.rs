@@ -1,0 +1,500 @@
+//! memcached's classic commands: get, gat, touch, the store family
+//! (set/add/replace/append/prepend/cas, and the store path `ms` shares),
+//! delete and incr/decr.
+
+use super::stats::count_get_miss;
+use super::{Gone, Shard, secs, view};
+use crate::storage::item;
+use crate::storage::slab::ChunkId;
+use crate::storage::{
+    ArithOp, ArithOutcome, Deadline, Item, Millis, Store, StoreMeta, StoreMode, StoreOutcome,
+};
+use xxhash_rust::xxh3::xxh3_64;
+
+impl Shard {
+    /// Looks up `key`; a hit is marked as fetched.
+    pub fn get(&mut self, key: &[u8], hash: u64, now: Millis) -> Option<Item<'_>> {
+        self.catch_up(now);
+        self.tables.stats.cmd_get += 1;
+        match self.tables.find_live(key, hash, now) {
+            Ok(id) => {
+                self.hit(id, now);
+                self.tables.stats.get_hits += 1;
+                let class = self.tables.slabs.class_of(id);
+                self.tables.classes[class].get_hits += 1;
+                Some(view(self.tables.slabs.chunk(id)))
+            }
+            Err(miss) => {
+                count_get_miss(&mut self.tables.stats, miss);
+                None
+            }
+        }
+    }
+
+    /// Looks up `key` and, on a hit, gives it a new deadline (`gat`).
+    pub fn get_and_touch(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        deadline: Deadline,
+        now: Millis,
+    ) -> Option<Item<'_>> {
+        self.catch_up(now);
+        self.tables.stats.cmd_get += 1;
+        self.tables.stats.cmd_touch += 1;
+        match self.tables.find_live(key, hash, now) {
+            Ok(id) => {
+                self.hit(id, now);
+                self.retime(id, deadline);
+                self.tables.stats.get_hits += 1;
+                self.tables.stats.touch_hits += 1;
+                let class = self.tables.slabs.class_of(id);
+                self.tables.classes[class].get_hits += 1;
+                self.tables.classes[class].touch_hits += 1;
+                Some(view(self.tables.slabs.chunk(id)))
+            }
+            Err(miss) => {
+                count_get_miss(&mut self.tables.stats, miss);
+                self.tables.stats.touch_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Gives `key` a new deadline; false if there is no such item.
+    pub fn touch(&mut self, key: &[u8], hash: u64, deadline: Deadline, now: Millis) -> bool {
+        self.catch_up(now);
+        self.tables.stats.cmd_touch += 1;
+        match self.tables.find_live(key, hash, now) {
+            Ok(id) => {
+                let class = self.tables.slabs.class_of(id);
+                self.bump(id, now);
+                self.retime(id, deadline);
+                self.tables.stats.touch_hits += 1;
+                self.tables.classes[class].touch_hits += 1;
+                true
+            }
+            Err(_) => {
+                self.tables.stats.touch_misses += 1;
+                false
+            }
+        }
+    }
+
+    /// Stores an item according to `store.mode`.
+    pub fn store(&mut self, store: &Store<'_>, now: Millis) -> StoreOutcome {
+        self.store_meta(store, &StoreMeta::default(), now)
+    }
+
+    /// Stores an item with the meta protocol's extras (see [`StoreMeta`]).
+    pub fn store_meta(&mut self, store: &Store<'_>, meta: &StoreMeta, now: Millis) -> StoreOutcome {
+        let outcome = self.store_counted(store, meta, now);
+        match outcome {
+            StoreOutcome::TooLarge => self.tables.stats.store_too_large += 1,
+            StoreOutcome::OutOfMemory => self.tables.stats.store_no_memory += 1,
+            _ => {}
+        }
+        outcome
+    }
+
+    fn store_counted(&mut self, store: &Store<'_>, meta: &StoreMeta, now: Millis) -> StoreOutcome {
+        self.catch_up(now);
+        self.tables.stats.cmd_set += 1;
+        let Store {
+            mut mode,
+            key,
+            hash,
+            flags,
+            mut deadline,
+            value,
+        } = *store;
+        // The index recomputes hashes when it grows, so it relies on this.
+        debug_assert_eq!(hash, xxh3_64(key), "Store::hash must be xxh3_64 of the key");
+        if !self.fits(key.len(), value.len()) {
+            if let Ok(id) = self.tables.find_live(key, hash, now) {
+                self.tables.unlink(id, hash, Gone::Removed);
+            }
+            return StoreOutcome::TooLarge;
+        }
+        let existing = self.tables.find_live(key, hash, now).ok();
+        let old = existing.map(|id| {
+            let c = self.tables.slabs.chunk(id);
+            (id, item::cas(c), item::value_len(c))
+        });
+        // A lower token with `invalidate` stores a stale item that keeps
+        // the old deadline and win token.
+        let mut stale_bits = None;
+        if meta.compare.is_some() && old.is_none() {
+            self.tables.stats.cas_misses += 1;
+            return StoreOutcome::NotFound;
+        }
+        if let (StoreMode::Append | StoreMode::Prepend, None, Some(vivify)) =
+            (mode, old, meta.vivify)
+        {
+            mode = StoreMode::Set;
+            deadline = vivify;
+        }
+        let new_len = match (mode, old) {
+            (StoreMode::Add, Some(_)) => return StoreOutcome::NotStored,
+            (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
+                return StoreOutcome::NotStored;
+            }
+            (StoreMode::Cas(_), None) => {
+                self.tables.stats.cas_misses += 1;
+                return StoreOutcome::NotFound;
+            }
+            (StoreMode::Cas(expected), Some((id, cas, _))) if expected != cas => {
+                if meta.invalidate && expected < cas {
+                    let c = self.tables.slabs.chunk(id);
+                    deadline = item::deadline(c);
+                    stale_bits = Some(item::token_sent(c));
+                    value.len()
+                } else {
+                    self.tables.stats.cas_badval += 1;
+                    let class = self.tables.slabs.class_of(id);
+                    self.tables.classes[class].cas_badval += 1;
+                    return StoreOutcome::Exists;
+                }
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some((id, cas, old_len))) => {
+                if meta.compare.is_some_and(|expected| expected != cas) {
+                    self.tables.stats.cas_badval += 1;
+                    let class = self.tables.slabs.class_of(id);
+                    self.tables.classes[class].cas_badval += 1;
+                    return StoreOutcome::Exists;
+                }
+                old_len + value.len()
+            }
+            _ => value.len(),
+        };
+        let outcome = self.store_checked(
+            mode,
+            store,
+            flags,
+            deadline,
+            new_len,
+            existing,
+            meta.new_cas,
+            now,
+        );
+        if (stale_bits.is_some() || meta.binary_key)
+            && matches!(outcome, StoreOutcome::Stored(_))
+            && let Some(id) = self.tables.index.find(&self.tables.slabs, key, hash)
+        {
+            let c = self.tables.slabs.chunk_mut(id);
+            item::set_key_binary(c, meta.binary_key);
+            if let Some(token) = stale_bits {
+                item::set_stale(c, true);
+                item::set_token_sent(c, token);
+            }
+        }
+        outcome
+    }
+
+    /// The writing half of a store whose conditions have been checked.
+    #[allow(clippy::too_many_arguments)]
+    fn store_checked(
+        &mut self,
+        mode: StoreMode,
+        store: &Store<'_>,
+        flags: u32,
+        deadline: Deadline,
+        new_len: usize,
+        existing: Option<ChunkId>,
+        new_cas: Option<u64>,
+        now: Millis,
+    ) -> StoreOutcome {
+        let (key, hash, value) = (store.key, store.hash, store.value);
+        if !self.fits(key.len(), new_len) {
+            return StoreOutcome::TooLarge;
+        }
+        let cas_mode = matches!(mode, StoreMode::Cas(_));
+        if cas_mode {
+            self.tables.stats.cas_hits += 1;
+        }
+        let size = item::total_size(key.len(), new_len);
+        if let Some(id) = existing
+            && self.tables.slabs.class_for(size) == Some(self.tables.slabs.class_of(id))
+            && !self.flushed_on_arrival(now)
+        {
+            let (flags, deadline) = match mode {
+                StoreMode::Append | StoreMode::Prepend => {
+                    let c = self.tables.slabs.chunk(id);
+                    (item::flags(c), item::deadline(c))
+                }
+                _ => (flags, deadline),
+            };
+            if !deadline.is_expired(now) {
+                let cas = new_cas.unwrap_or_else(|| self.fresh_cas());
+                return self.rewrite(id, mode, value, flags, deadline, size, cas, now);
+            }
+        }
+        // Append and prepend keep the old item's flags and deadline and need
+        // its value; copy it out before the old chunk is freed.
+        let (flags, deadline) = match (mode, existing) {
+            (StoreMode::Append | StoreMode::Prepend, Some(id)) => {
+                let c = self.tables.slabs.chunk(id);
+                self.scratch.clear();
+                self.scratch.extend_from_slice(item::value(c));
+                (item::flags(c), item::deadline(c))
+            }
+            _ => (flags, deadline),
+        };
+        if let Some(id) = existing {
+            self.tables.unlink(id, hash, Gone::Removed);
+        }
+        let cas = new_cas.unwrap_or_else(|| self.fresh_cas());
+        if deadline.is_expired(now) || self.flushed_on_arrival(now) {
+            // Never readable: storing it would only waste a chunk.
+            return StoreOutcome::Stored(cas);
+        }
+        let Some(class) = self.tables.slabs.class_for(size) else {
+            return StoreOutcome::TooLarge;
+        };
+        let allocated = self.tables.alloc(class, now);
+        self.renew_relocated();
+        let Some(id) = allocated else {
+            return StoreOutcome::OutOfMemory;
+        };
+        let epoch = self.tables.epoch;
+        let c = self.tables.slabs.chunk_mut(id);
+        item::init(c, key, new_len, flags, cas, deadline, secs(now), epoch);
+        let v = item::value_mut(c);
+        match mode {
+            StoreMode::Append => {
+                let old_len = self.scratch.len();
+                v[..old_len].copy_from_slice(&self.scratch);
+                v[old_len..].copy_from_slice(value);
+            }
+            StoreMode::Prepend => {
+                v[..value.len()].copy_from_slice(value);
+                v[value.len()..].copy_from_slice(&self.scratch);
+            }
+            _ => v.copy_from_slice(value),
+        }
+        self.link(id, hash, class, size);
+        self.schedule(id, cas, deadline);
+        let counters = &mut self.tables.classes[class];
+        counters.cmd_set += 1;
+        if cas_mode {
+            counters.cas_hits += 1;
+        }
+        self.tables.stats.total_items += 1;
+        StoreOutcome::Stored(cas)
+    }
+
+    /// A store whose new item needs the same slab class as the old one:
+    /// rewritten in its chunk, keeping its index and LRU links (no unlink,
+    /// free, alloc and relink).
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite(
+        &mut self,
+        id: ChunkId,
+        mode: StoreMode,
+        value: &[u8],
+        flags: u32,
+        deadline: Deadline,
+        size: usize,
+        cas: u64,
+        now: Millis,
+    ) -> StoreOutcome {
+        let tables = &mut self.tables;
+        let class = tables.slabs.class_of(id);
+        let c = tables.slabs.chunk_mut(id);
+        let old_size = item::item_size(c);
+        let old_len = item::value_len(c);
+        let was_timed = item::deadline(c) != Deadline::NEVER;
+        let new_len = size - item::HEADER - item::key_len(c);
+        item::rewrite(c, new_len, flags, cas, deadline, item::time(c));
+        let v = item::value_mut(c);
+        match mode {
+            StoreMode::Append => v[old_len..].copy_from_slice(value),
+            StoreMode::Prepend => {
+                v.copy_within(..old_len, value.len());
+                v[..value.len()].copy_from_slice(value);
+            }
+            _ => v.copy_from_slice(value),
+        }
+        tables.timed =
+            tables.timed + usize::from(deadline != Deadline::NEVER) - usize::from(was_timed);
+        tables.stats.bytes = tables.stats.bytes + size as u64 - old_size as u64;
+        tables.stats.total_items += 1;
+        let counters = &mut tables.classes[class];
+        counters.mem_requested = counters.mem_requested + size as u64 - old_size as u64;
+        counters.cmd_set += 1;
+        if matches!(mode, StoreMode::Cas(_)) {
+            counters.cas_hits += 1;
+        }
+        self.bump(id, now);
+        self.schedule(id, cas, deadline);
+        StoreOutcome::Stored(cas)
+    }
+
+    /// Indexes and links a freshly written item.
+    pub(super) fn link(&mut self, id: ChunkId, hash: u64, class: usize, size: usize) {
+        let tables = &mut self.tables;
+        tables.index.insert(&mut tables.slabs, id, hash);
+        tables.lru.push_front(&mut tables.slabs, class, id);
+        tables.stats.curr_items += 1;
+        tables.stats.bytes += size as u64;
+        if item::deadline(tables.slabs.chunk(id)) != Deadline::NEVER {
+            tables.timed += 1;
+        }
+        tables.classes[class].mem_requested += size as u64;
+    }
+
+    /// Removes `key` if present, without counting it as a delete: what a
+    /// refused oversized `set` does to the old value.
+    pub fn discard(&mut self, key: &[u8], hash: u64, now: Millis) {
+        self.tables.stats.store_too_large += 1;
+        if let Ok(id) = self.tables.find_live(key, hash, now) {
+            self.tables.unlink(id, hash, Gone::Removed);
+        }
+    }
+
+    /// Removes `key`; false if there was no live item.
+    pub fn delete(&mut self, key: &[u8], hash: u64, now: Millis) -> bool {
+        self.catch_up(now);
+        match self.tables.find_live(key, hash, now) {
+            Ok(id) => {
+                let class = self.tables.slabs.class_of(id);
+                self.tables.classes[class].delete_hits += 1;
+                self.tables.unlink(id, hash, Gone::Removed);
+                self.tables.stats.delete_hits += 1;
+                true
+            }
+            Err(_) => {
+                self.tables.stats.delete_misses += 1;
+                false
+            }
+        }
+    }
+
+    /// Adds `delta` to, or subtracts it from, a decimal value.
+    pub fn arith(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        op: ArithOp,
+        delta: u64,
+        now: Millis,
+    ) -> ArithOutcome {
+        self.catch_up(now);
+        let outcome = match self.tables.find_live(key, hash, now) {
+            Err(_) => ArithOutcome::NotFound,
+            Ok(id) => match parse_decimal(item::value(self.tables.slabs.chunk(id))) {
+                None => ArithOutcome::NonNumeric,
+                Some(current) => {
+                    let value = match op {
+                        ArithOp::Incr => current.wrapping_add(delta),
+                        ArithOp::Decr => current.saturating_sub(delta),
+                    };
+                    let class = self.tables.slabs.class_of(id);
+                    match op {
+                        ArithOp::Incr => self.tables.classes[class].incr_hits += 1,
+                        ArithOp::Decr => self.tables.classes[class].decr_hits += 1,
+                    }
+                    let cas = self.fresh_cas();
+                    self.set_counter(id, hash, value, cas, now);
+                    ArithOutcome::Value(value)
+                }
+            },
+        };
+        let hit = !matches!(outcome, ArithOutcome::NotFound);
+        let stats = &mut self.tables.stats;
+        match (op, hit) {
+            (ArithOp::Incr, true) => stats.incr_hits += 1,
+            (ArithOp::Incr, false) => stats.incr_misses += 1,
+            (ArithOp::Decr, true) => stats.decr_hits += 1,
+            (ArithOp::Decr, false) => stats.decr_misses += 1,
+        }
+        outcome
+    }
+
+    /// Writes a new counter value with the given CAS: in place when the
+    /// chunk has room, else into a new chunk (flags and deadline kept).
+    /// Returns the chunk now holding it, if any.
+    pub(super) fn set_counter(
+        &mut self,
+        id: ChunkId,
+        hash: u64,
+        value: u64,
+        cas: u64,
+        now: Millis,
+    ) -> Option<ChunkId> {
+        let mut buf = [0u8; 20];
+        let digits = format_decimal(value, &mut buf);
+        let class = self.tables.slabs.class_of(id);
+        let chunk_size = self.tables.slabs.chunk_size(class);
+        let c = self.tables.slabs.chunk(id);
+        let (key_len, old_size) = (item::key_len(c), item::item_size(c));
+        let new_size = item::total_size(key_len, digits.len());
+        let deadline = item::deadline(c);
+        if new_size <= chunk_size {
+            let c = self.tables.slabs.chunk_mut(id);
+            item::set_value_len(c, digits.len());
+            item::value_mut(c).copy_from_slice(digits);
+            item::set_cas(c, cas);
+            let stats = &mut self.tables.stats;
+            stats.bytes = stats.bytes + new_size as u64 - old_size as u64;
+            let counters = &mut self.tables.classes[class];
+            counters.mem_requested = counters.mem_requested + new_size as u64 - old_size as u64;
+            self.schedule(id, cas, deadline);
+            return Some(id);
+        }
+        let flags = item::flags(c);
+        self.scratch.clear();
+        self.scratch.extend_from_slice(item::key(c));
+        self.tables.unlink(id, hash, Gone::Removed);
+        let class = self.tables.slabs.class_for(new_size)?;
+        let allocated = self.tables.alloc(class, now);
+        self.renew_relocated();
+        let new = allocated?;
+        let epoch = self.tables.epoch;
+        let c = self.tables.slabs.chunk_mut(new);
+        item::init(
+            c,
+            &self.scratch,
+            digits.len(),
+            flags,
+            cas,
+            deadline,
+            secs(now),
+            epoch,
+        );
+        item::value_mut(c).copy_from_slice(digits);
+        self.link(new, hash, class, new_size);
+        self.schedule(new, cas, deadline);
+        Some(new)
+    }
+}
+
+/// Writes `value` in decimal into `buf`, returning the digits.
+pub(super) fn format_decimal(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// Parses a stored counter: ASCII digits, optionally followed by the spaces
+/// memcached pads a shrunken counter with. `None` if it is anything else or
+/// does not fit in 64 bits.
+pub(crate) fn parse_decimal(value: &[u8]) -> Option<u64> {
+    let digits = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
+    let (number, padding) = value.split_at(digits);
+    if number.is_empty() || number.len() > 20 || padding.iter().any(|&b| b != b' ') {
+        return None;
+    }
+    number.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}

@@ -1,0 +1,150 @@
+//! Item memory: finding a chunk for a store (free list, new page, empty
+//! page, expired tail, LRU eviction, a page from another class), moving
+//! pages between classes with their live items rescued, and running the
+//! automove policy from `tick`.
+
+use super::{Gone, Shard, TAIL_SEARCH, Tables};
+use crate::storage::Millis;
+use crate::storage::automove::ClassView;
+use crate::storage::item;
+use crate::storage::lru::Lru;
+use crate::storage::slab::ChunkId;
+use xxhash_rust::xxh3::xxh3_64;
+
+impl Tables {
+    /// Empties a page and gives it to class `to`. Expired and flushed
+    /// items are reclaimed; live ones are rescued into other chunks of their
+    /// class, and where the class has no room, its least recently used items
+    /// are evicted instead. So a page move costs the donor class its oldest
+    /// items, never the ones just written that happened to sit on the page.
+    pub(super) fn move_page(&mut self, page: usize, to: usize, now: Millis) {
+        let from = self.slabs.page_class(page);
+        self.slabs.begin_move(page);
+        let ids: Vec<ChunkId> = self.slabs.page_chunks(page).collect();
+        for id in ids {
+            let c = self.slabs.chunk(id);
+            // Checked per chunk: rescuing an earlier one may have evicted it.
+            if !item::is_allocated(c) {
+                continue;
+            }
+            match self.is_dead(c, now) {
+                Some(why) => self.unlink_unhashed(id, why),
+                None => self.rescue(id, page, from, now),
+            }
+        }
+        self.slabs.reassign_page(page, to);
+        self.stats.slabs_moved += 1;
+        self.classes[from].pages_out += 1;
+        self.classes[to].pages_in += 1;
+    }
+
+    /// Moves live item `id` off `page` to another chunk of `class`, evicting
+    /// the class's oldest items until one is free (or `id` is the oldest).
+    fn rescue(&mut self, id: ChunkId, page: usize, class: usize, now: Millis) {
+        loop {
+            if let Some(to) = self.slabs.alloc_outside(class, page) {
+                let hash = xxh3_64(item::key(self.slabs.chunk(id)));
+                let found = self.index.remove(&mut self.slabs, id, hash);
+                debug_assert!(found, "rescuing an item the index does not hold");
+                self.slabs.copy_chunk(id, to);
+                self.lru.replace(&mut self.slabs, class, id, to);
+                self.index.insert(&mut self.slabs, to, hash);
+                self.slabs.free(id);
+                self.relocated.push(to);
+                return;
+            }
+            let tail = self
+                .lru
+                .tail(class)
+                .expect("the item being rescued is linked");
+            let why = self
+                .is_dead(self.slabs.chunk(tail), now)
+                .unwrap_or(Gone::Moved);
+            self.unlink_unhashed(tail, why);
+            if tail == id {
+                return;
+            }
+        }
+    }
+
+    /// The page of `class` to give away: an empty one, else the one holding
+    /// the class's LRU tail (its coldest item).
+    fn donor_page(&self, class: usize) -> Option<usize> {
+        self.slabs
+            .empty_page_of(class)
+            .or_else(|| self.lru.tail(class).map(|id| self.slabs.page_of(id)))
+    }
+
+    /// A chunk for an item of `class`; see the module doc for the order of
+    /// resorts. `None` only if nothing can be freed.
+    pub(super) fn alloc(&mut self, class: usize, now: Millis) -> Option<ChunkId> {
+        loop {
+            if let Some(id) = self.slabs.alloc(class) {
+                return Some(id);
+            }
+            if self.slabs.empty_pages() > 0 {
+                let page = (0..self.slabs.class_count())
+                    .find_map(|c| self.slabs.empty_page_of(c))
+                    .expect("an empty page is counted");
+                self.move_page(page, class, now);
+                continue;
+            }
+            if let Some(tail) = self.lru.tail(class) {
+                let mut at = Some(tail);
+                let mut victim = (tail, Gone::Evicted);
+                // Each look is a header read (a cache miss in a big cache):
+                // only look past the tail if something can be dead there.
+                let search = if self.timed > 0 || self.flush_pending {
+                    TAIL_SEARCH
+                } else {
+                    1
+                };
+                for _ in 0..search {
+                    let Some(id) = at else { break };
+                    if let Some(why) = self.is_dead(self.slabs.chunk(id), now) {
+                        victim = (id, why);
+                        break;
+                    }
+                    at = Lru::newer(&self.slabs, id);
+                }
+                self.unlink_unhashed(victim.0, victim.1);
+                continue;
+            }
+            // Nothing of its own to evict: take the coldest page of the class
+            // with the most pages.
+            let donor = (0..self.slabs.class_count())
+                .filter(|&c| c != class && self.slabs.class_pages(c) > 0)
+                .max_by_key(|&c| self.slabs.class_pages(c));
+            match donor.and_then(|d| self.donor_page(d)) {
+                Some(page) => self.move_page(page, class, now),
+                None => {
+                    self.classes[class].outofmemory += 1;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl Shard {
+    pub(super) fn automove(&mut self, now: Millis) {
+        let tables = &self.tables;
+        let views: Vec<ClassView> = (0..tables.slabs.class_count())
+            .map(|class| ClassView {
+                evictions: tables.classes[class].evicted,
+                pages: tables.slabs.class_pages(class),
+                empty_pages: tables.slabs.class_empty_pages(class),
+                tail_time: tables
+                    .lru
+                    .tail(class)
+                    .map(|id| item::time(tables.slabs.chunk(id))),
+            })
+            .collect();
+        if let Some(m) = self.automove.evaluate(now, &views)
+            && let Some(page) = self.tables.donor_page(m.from)
+        {
+            self.tables.move_page(page, m.to, now);
+            self.renew_relocated();
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The shard's counters: the shard-wide ones `stats` sums over shards, and
+//! the per-class ones behind `stats slabs` and `stats items`.
+
+use super::{ClassCounters, Miss, Shard, secs};
+use crate::storage::item;
+use crate::storage::{Millis, ShardStats, SlabClassStats};
+
+impl Shard {
+    /// This shard's counters.
+    pub fn stats(&self) -> &ShardStats {
+        &self.tables.stats
+    }
+
+    /// Zeroes the event counters (`stats reset`); gauges such as
+    /// `curr_items` and `bytes` are kept.
+    pub fn reset_stats(&mut self) {
+        let s = &self.tables.stats;
+        self.tables.stats = ShardStats {
+            curr_items: s.curr_items,
+            bytes: s.bytes,
+            limit_maxbytes: s.limit_maxbytes,
+            ..ShardStats::default()
+        };
+        for c in &mut self.tables.classes {
+            *c = ClassCounters {
+                mem_requested: c.mem_requested,
+                ..ClassCounters::default()
+            };
+        }
+    }
+
+    /// Per-class statistics for `stats slabs` and `stats items`, one entry
+    /// per class (classes that never held a page included), smallest first.
+    pub fn slab_class_stats(&self, now: Millis) -> Vec<SlabClassStats> {
+        let tables = &self.tables;
+        (0..tables.slabs.class_count())
+            .map(|class| {
+                let m = tables.slabs.class_memory(class);
+                let k = &tables.classes[class];
+                let age = tables.lru.tail(class).map_or(0, |id| {
+                    secs(now).saturating_sub(item::time(tables.slabs.chunk(id)))
+                });
+                SlabClassStats {
+                    class,
+                    chunk_size: m.chunk_size as u64,
+                    chunks_per_page: u64::from(m.chunks_per_page),
+                    total_pages: m.total_pages,
+                    total_chunks: m.total_chunks,
+                    used_chunks: m.used_chunks,
+                    free_chunks: m.free_chunks,
+                    mem_requested: k.mem_requested,
+                    get_hits: k.get_hits,
+                    cmd_set: k.cmd_set,
+                    delete_hits: k.delete_hits,
+                    incr_hits: k.incr_hits,
+                    decr_hits: k.decr_hits,
+                    cas_hits: k.cas_hits,
+                    cas_badval: k.cas_badval,
+                    touch_hits: k.touch_hits,
+                    number: tables.lru.len(class),
+                    age_secs: u64::from(age),
+                    evicted: k.evicted,
+                    evicted_by_move: k.evicted_by_move,
+                    evicted_nonzero: k.evicted_nonzero,
+                    evicted_unfetched: k.evicted_unfetched,
+                    expired_unfetched: k.expired_unfetched,
+                    outofmemory: k.outofmemory,
+                    reclaimed: k.reclaimed,
+                    pages_in: k.pages_in,
+                    pages_out: k.pages_out,
+                }
+            })
+            .collect()
+    }
+}
+
+pub(super) fn count_get_miss(stats: &mut ShardStats, miss: Miss) {
+    stats.get_misses += 1;
+    match miss {
+        Miss::Absent => {}
+        Miss::Expired => stats.get_expired += 1,
+        Miss::Flushed => stats.get_flushed += 1,
+    }
+}
