@@ -31,7 +31,22 @@ pub mod wheel;
 #[cfg(test)]
 mod tests;
 
+use xxhash_rust::xxh3::xxh3_64;
+
 pub use shard::Shard;
+
+/// The hash of a key, the one every layer uses: the router picks the shard
+/// from its high bits, the shard's index picks a bucket from its low bits
+/// and recomputes it from the stored key when the index grows. Computed
+/// once per request by the caller and passed down with the key, so every
+/// `hash` argument of a [`Shard`] method must be this function of the key.
+///
+/// xxh3: fast on short keys and, unlike std's `RandomState`, the same in
+/// every process, so the key -> shard -> thread map is stable.
+#[inline]
+pub fn key_hash(key: &[u8]) -> u64 {
+    xxh3_64(key)
+}
 
 /// Checks the slab settings of a shard configuration (page size at least
 /// the largest item, growth factor above 1, a sane minimum chunk, a memory
@@ -211,7 +226,7 @@ pub struct Store<'a> {
     pub mode: StoreMode,
     /// The key.
     pub key: &'a [u8],
-    /// The key's hash (the same one used to pick the shard).
+    /// [`key_hash`] of the key (the same hash that picked the shard).
     pub hash: u64,
     /// Client flags.
     pub flags: u32,

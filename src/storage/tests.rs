@@ -6,7 +6,6 @@ use super::shard::TICK_EXPIRY_BUDGET;
 use super::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
-use xxhash_rust::xxh3::xxh3_64;
 
 fn set(
     shard: &mut Shard,
@@ -31,7 +30,7 @@ fn store(
         &Store {
             mode,
             key,
-            hash: xxh3_64(key),
+            hash: key_hash(key),
             flags,
             deadline,
             value,
@@ -41,7 +40,7 @@ fn store(
 }
 
 fn get(shard: &mut Shard, key: &[u8], now: Millis) -> Option<Vec<u8>> {
-    shard.get(key, xxh3_64(key), now).map(|i| i.value.to_vec())
+    shard.get(key, key_hash(key), now).map(|i| i.value.to_vec())
 }
 
 fn small_pages(memory: usize, page: usize) -> ShardConfig {
@@ -50,6 +49,15 @@ fn small_pages(memory: usize, page: usize) -> ShardConfig {
         max_item_size: page,
         ..ShardConfig::for_tests(memory)
     }
+}
+
+#[test]
+fn key_hash_is_xxh3_the_same_in_every_build() {
+    // XXH3_64bits of the empty input, from xxHash's own sanity checks: the
+    // key -> shard map must not change with the process, build or crate
+    // version, or a restarted server would look for keys in the wrong shard.
+    assert_eq!(key_hash(b""), 0x2D06_8005_38D3_94C2);
+    assert_ne!(key_hash(b"a"), key_hash(b"b"));
 }
 
 #[test]
@@ -74,7 +82,7 @@ fn store_modes_and_counters() {
         store(&mut s, StoreMode::Prepend, b"k", b"1", 9, never, 0),
         StoreOutcome::Stored(_)
     ));
-    let item = s.get(b"k", xxh3_64(b"k"), 0).unwrap();
+    let item = s.get(b"k", key_hash(b"k"), 0).unwrap();
     assert_eq!((item.value, item.flags), (&b"1v22"[..], 3));
     let cas = item.cas;
     assert_eq!(
@@ -89,7 +97,7 @@ fn store_modes_and_counters() {
         store(&mut s, StoreMode::Cas(1), b"zz", b"n", 0, never, 0),
         StoreOutcome::NotFound
     );
-    let h = xxh3_64(b"k");
+    let h = key_hash(b"k");
     assert_eq!(
         s.arith(b"k", h, ArithOp::Incr, 5, 0),
         ArithOutcome::Value(10)
@@ -112,7 +120,7 @@ fn store_modes_and_counters() {
     );
     set(&mut s, b"t", b"text", never, 0);
     assert_eq!(
-        s.arith(b"t", xxh3_64(b"t"), ArithOp::Incr, 1, 0),
+        s.arith(b"t", key_hash(b"t"), ArithOp::Incr, 1, 0),
         ArithOutcome::NonNumeric
     );
     assert!(s.delete(b"k", h, 0));
@@ -183,19 +191,19 @@ fn expired_items_are_never_readable_and_the_wheel_takes_them_back() {
 #[test]
 fn stale_wheel_entries_never_remove_the_current_item() {
     let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
-    let h = xxh3_64(b"a");
+    let h = key_hash(b"a");
     set(&mut s, b"a", b"1", Deadline::at(500), 0);
     set(&mut s, b"a", b"2", Deadline::at(5000), 10);
     set(&mut s, b"b", b"1", Deadline::at(500), 0);
-    assert!(s.touch(b"b", xxh3_64(b"b"), Deadline::at(6000), 10));
+    assert!(s.touch(b"b", key_hash(b"b"), Deadline::at(6000), 10));
     set(&mut s, b"c", b"1", Deadline::at(500), 0);
     assert!(
-        s.get_and_touch(b"c", xxh3_64(b"c"), Deadline::NEVER, 10)
+        s.get_and_touch(b"c", key_hash(b"c"), Deadline::NEVER, 10)
             .is_some()
     );
     // d is deleted and its chunk reused by e, with a later deadline.
     set(&mut s, b"d", b"1", Deadline::at(500), 0);
-    assert!(s.delete(b"d", xxh3_64(b"d"), 1));
+    assert!(s.delete(b"d", key_hash(b"d"), 1));
     set(&mut s, b"e", b"1", Deadline::at(7000), 1);
     for now in (100..=2000).step_by(100) {
         s.tick(now);
@@ -299,7 +307,7 @@ fn warm_stores_and_deletes_do_not_allocate() {
     let keys: Vec<(Vec<u8>, u64)> = (0..2000)
         .map(|i| {
             let k = format!("key:{i}").into_bytes();
-            let h = xxh3_64(&k);
+            let h = key_hash(&k);
             (k, h)
         })
         .collect();
@@ -407,7 +415,7 @@ fn a_new_delayed_flush_applies_the_one_falling_due_first() {
     s.flush(1143, 0);
     set(&mut s, b"k", b"v", Deadline::NEVER, 75);
     s.flush(1583, 1143);
-    assert!(!s.touch(b"k", xxh3_64(b"k"), Deadline::NEVER, 1143));
+    assert!(!s.touch(b"k", key_hash(b"k"), Deadline::NEVER, 1143));
 }
 
 #[test]
@@ -502,7 +510,7 @@ fn same_class_overwrites_keep_their_chunk() {
         Deadline::NEVER,
         2,
     );
-    let item = s.get(b"k", xxh3_64(b"k"), 3).unwrap();
+    let item = s.get(b"k", key_hash(b"k"), 3).unwrap();
     assert_eq!(
         (item.value, item.flags, item.deadline),
         (&b"ccaaaabb"[..], 0, Deadline::at(10_000))
@@ -835,7 +843,7 @@ fn run_model(config: &ShardConfig, ops: &[Op], may_evict: bool) -> Result<(), Te
         {
             let evicted_since = evictions > it.evictions_then;
             let key = key_of(k);
-            let present = shard.peek(&key, xxh3_64(&key), now);
+            let present = shard.peek(&key, key_hash(&key), now);
             if !present {
                 prop_assert!(
                     may_evict && evicted_since,
@@ -859,7 +867,7 @@ fn run_model(config: &ShardConfig, ops: &[Op], may_evict: bool) -> Result<(), Te
             Op::Get(k) => {
                 let key = key_of(*k);
                 let got = shard
-                    .get(&key, xxh3_64(&key), now)
+                    .get(&key, key_hash(&key), now)
                     .map(|i| (i.value.to_vec(), i.flags, i.cas, i.deadline));
                 let want = model.live(*k, now).cloned();
                 match (got, want) {
@@ -881,11 +889,11 @@ fn run_model(config: &ShardConfig, ops: &[Op], may_evict: bool) -> Result<(), Te
                 let deadline = t.deadline(now);
                 let hit = if matches!(op, Op::Gat(..)) {
                     shard
-                        .get_and_touch(&key, xxh3_64(&key), deadline, now)
+                        .get_and_touch(&key, key_hash(&key), deadline, now)
                         .map(|i| i.value.to_vec())
                 } else {
                     shard
-                        .touch(&key, xxh3_64(&key), deadline, now)
+                        .touch(&key, key_hash(&key), deadline, now)
                         .then(Vec::new)
                 };
                 match model.live(*k, now) {
@@ -901,13 +909,13 @@ fn run_model(config: &ShardConfig, ops: &[Op], may_evict: bool) -> Result<(), Te
             }
             Op::Delete(k) => {
                 let key = key_of(*k);
-                let hit = shard.delete(&key, xxh3_64(&key), now);
+                let hit = shard.delete(&key, key_hash(&key), now);
                 prop_assert_eq!(hit, model.live(*k, now).is_some());
                 model.items.remove(k);
             }
             Op::Arith(k, aop, delta) => {
                 let key = key_of(*k);
-                let got = shard.arith(&key, xxh3_64(&key), *aop, *delta, now);
+                let got = shard.arith(&key, key_hash(&key), *aop, *delta, now);
                 let want = match model.live(*k, now) {
                     None => ArithOutcome::NotFound,
                     Some(it) => match shard::parse_decimal(&it.value) {
@@ -1017,7 +1025,7 @@ proptest! {
 #[test]
 fn meta_stale_and_win_tokens_survive_the_wheel_and_clear_on_store() {
     let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
-    let (key, hash) = (&b"k"[..], xxh3_64(b"k"));
+    let (key, hash) = (&b"k"[..], key_hash(b"k"));
     let req = MetaGet::default();
     // Vivify: the first caller wins, the next sees the token taken.
     let viv = MetaGet {

@@ -9,7 +9,6 @@ use crate::storage::slab::ChunkId;
 use crate::storage::{
     ArithOp, ArithOutcome, Deadline, Item, Millis, Store, StoreMeta, StoreMode, StoreOutcome,
 };
-use xxhash_rust::xxh3::xxh3_64;
 
 impl Shard {
     /// Looks up `key`; a hit is marked as fetched.
@@ -108,8 +107,6 @@ impl Shard {
             mut deadline,
             value,
         } = *store;
-        // The index recomputes hashes when it grows, so it relies on this.
-        debug_assert_eq!(hash, xxh3_64(key), "Store::hash must be xxh3_64 of the key");
         if !self.fits(key.len(), value.len()) {
             if let Ok(id) = self.tables.find_live(key, hash, now) {
                 self.tables.unlink(id, hash, Gone::Removed);

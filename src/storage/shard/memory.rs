@@ -4,12 +4,11 @@
 //! automove policy from `tick`.
 
 use super::{Gone, Shard, TAIL_SEARCH, Tables};
-use crate::storage::Millis;
 use crate::storage::automove::ClassView;
 use crate::storage::item;
 use crate::storage::lru::Lru;
 use crate::storage::slab::ChunkId;
-use xxhash_rust::xxh3::xxh3_64;
+use crate::storage::{Millis, key_hash};
 
 impl Tables {
     /// Empties a page and gives it to class `to`. Expired and flushed
@@ -43,7 +42,7 @@ impl Tables {
     fn rescue(&mut self, id: ChunkId, page: usize, class: usize, now: Millis) {
         loop {
             if let Some(to) = self.slabs.alloc_outside(class, page) {
-                let hash = xxh3_64(item::key(self.slabs.chunk(id)));
+                let hash = key_hash(item::key(self.slabs.chunk(id)));
                 let found = self.index.remove(&mut self.slabs, id, hash);
                 debug_assert!(found, "rescuing an item the index does not hold");
                 self.slabs.copy_chunk(id, to);

@@ -56,9 +56,8 @@ use super::item::{self, EPOCH_MODULUS};
 use super::lru::Lru;
 use super::slab::{self, ChunkId, Slabs};
 use super::wheel::Wheel;
-use super::{Deadline, Item, Millis, ShardConfig, ShardStats};
+use super::{Deadline, Item, Millis, ShardConfig, ShardStats, key_hash};
 use flush::Sweep;
-use xxhash_rust::xxh3::xxh3_64;
 
 /// How many items from the LRU tail an allocation inspects for an expired
 /// one before evicting a live item.
@@ -213,7 +212,7 @@ impl Tables {
 
     /// Unlinks an item whose hash the caller does not have.
     fn unlink_unhashed(&mut self, id: ChunkId, why: Gone) {
-        let hash = xxh3_64(item::key(self.slabs.chunk(id)));
+        let hash = key_hash(item::key(self.slabs.chunk(id)));
         self.unlink(id, hash, why);
     }
 }
