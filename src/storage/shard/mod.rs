@@ -135,6 +135,11 @@ struct Tables {
     /// Items a page move relocated, whose wheel entries the shard must
     /// renew (the wheel names chunks, and these changed chunk).
     relocated: Vec<ChunkId>,
+    /// Tests only: every live item evicted (key and class), once a test
+    /// asked for it with [`Shard::log_evictions`], so a model can check
+    /// that nothing else went missing and that the victims were the oldest.
+    #[cfg(test)]
+    eviction_log: Option<Vec<(Vec<u8>, usize)>>,
 }
 
 impl Tables {
@@ -173,6 +178,9 @@ impl Tables {
         let size = item::item_size(c) as u64;
         let fetched = item::fetched(c);
         let timed = item::deadline(c) != Deadline::NEVER;
+        #[cfg(test)]
+        let key_copy = (self.eviction_log.is_some() && matches!(why, Gone::Evicted | Gone::Moved))
+            .then(|| item::key(c).to_vec());
         let found = self.index.remove(&mut self.slabs, id, hash);
         debug_assert!(found, "unlinking an item the index does not hold");
         self.lru.unlink(&mut self.slabs, class, id);
@@ -193,6 +201,10 @@ impl Tables {
                 }
             }
             Gone::Evicted | Gone::Moved => {
+                #[cfg(test)]
+                if let (Some(log), Some(key)) = (&mut self.eviction_log, key_copy) {
+                    log.push((key, class));
+                }
                 self.stats.evictions += 1;
                 if why == Gone::Moved {
                     counters.evicted_by_move += 1;
@@ -264,6 +276,8 @@ impl Shard {
                 timed: 0,
                 flush_pending: false,
                 relocated: Vec::new(),
+                #[cfg(test)]
+                eviction_log: None,
             },
             wheel: Wheel::new(0),
             automove: Automove::new(),

@@ -29,6 +29,24 @@ impl Shard {
         }
     }
 
+    /// Tests only: from now on, record every live item evicted; see
+    /// [`Shard::take_evictions`].
+    #[cfg(test)]
+    pub(crate) fn log_evictions(&mut self) {
+        self.tables.eviction_log = Some(Vec::new());
+    }
+
+    /// Tests only: the live items evicted (key and 0-based class) since the
+    /// last call, oldest eviction first.
+    #[cfg(test)]
+    pub(crate) fn take_evictions(&mut self) -> Vec<(Vec<u8>, usize)> {
+        self.tables
+            .eviction_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Per-class statistics for `stats slabs` and `stats items`, one entry
     /// per class (classes that never held a page included), smallest first.
     pub fn slab_class_stats(&self, now: Millis) -> Vec<SlabClassStats> {
