@@ -12,7 +12,8 @@
 //! negative) are resolved into a [`Deadline`] before they reach a shard.
 //!
 //! The engine is memcached's design, per shard: a slab arena ([`slab`]) of
-//! pages carved into chunks, one item per chunk with a small header
+//! pages ([`page`]: mapped from the system, given back when the memory
+//! limit shrinks) carved into chunks, one item per chunk with a small header
 //! ([`item`]); a chained hash index threaded through the items that grows
 //! incrementally ([`index`]); one LRU list per slab class ([`lru`]); a
 //! hierarchical timing wheel that reclaims expired items without reads
@@ -24,6 +25,7 @@ pub mod automove;
 pub mod index;
 pub mod item;
 pub mod lru;
+pub mod page;
 pub mod shard;
 pub mod slab;
 pub mod wheel;

@@ -68,7 +68,7 @@ impl Shard {
         let tables = &mut self.tables;
         let mut visited = 0;
         while visited < budget {
-            if sweep.page >= tables.slabs.pages_allocated() {
+            if sweep.page >= tables.slabs.page_numbers() {
                 self.oldest_epoch = sweep.start_epoch;
                 tables.flush_pending = false;
                 self.sweep = None;

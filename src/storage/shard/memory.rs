@@ -1,9 +1,10 @@
 //! Item memory: finding a chunk for a store (free list, new page, empty
 //! page, expired tail, LRU eviction, a page from another class), moving
-//! pages between classes with their live items rescued, and running the
-//! automove policy from `tick`.
+//! pages between classes with their live items rescued, running the
+//! automove policy from `tick`, and changing the memory limit at run time
+//! (a shrink gives pages back to the system over the following ticks).
 
-use super::{Gone, Shard, TAIL_SEARCH, Tables};
+use super::{Gone, SHRINK_EMPTY_PAGES_PER_TICK, Shard, TAIL_SEARCH, Tables};
 use crate::storage::automove::ClassView;
 use crate::storage::item;
 use crate::storage::lru::Lru;
@@ -17,6 +18,24 @@ impl Tables {
     /// are evicted instead. So a page move costs the donor class its oldest
     /// items, never the ones just written that happened to sit on the page.
     pub(super) fn move_page(&mut self, page: usize, to: usize, now: Millis) {
+        let from = self.empty_page(page, now);
+        self.slabs.reassign_page(page, to);
+        self.stats.slabs_moved += 1;
+        self.classes[from].pages_out += 1;
+        self.classes[to].pages_in += 1;
+    }
+
+    /// Empties a page as [`Tables::move_page`] does and gives its memory
+    /// back to the system.
+    pub(super) fn release_page(&mut self, page: usize, now: Millis) {
+        let from = self.empty_page(page, now);
+        self.slabs.release_page(page);
+        self.classes[from].pages_out += 1;
+    }
+
+    /// Takes every item off `page` (reclaimed if dead, else rescued) and
+    /// returns the page's class.
+    fn empty_page(&mut self, page: usize, now: Millis) -> usize {
         let from = self.slabs.page_class(page);
         self.slabs.begin_move(page);
         let ids: Vec<ChunkId> = self.slabs.page_chunks(page).collect();
@@ -31,10 +50,7 @@ impl Tables {
                 None => self.rescue(id, page, from, now),
             }
         }
-        self.slabs.reassign_page(page, to);
-        self.stats.slabs_moved += 1;
-        self.classes[from].pages_out += 1;
-        self.classes[to].pages_in += 1;
+        from
     }
 
     /// Moves live item `id` off `page` to another chunk of `class`, evicting
@@ -126,6 +142,62 @@ impl Tables {
 }
 
 impl Shard {
+    /// Changes this shard's memory limit (`cache_memlimit`, divided over
+    /// the shards). Growing lets the shard take more pages at once.
+    /// Shrinking stops it taking new pages; [`Shard::tick`] then gives pages
+    /// back to the system until it holds no more than the new limit, at
+    /// most [`SHRINK_EMPTY_PAGES_PER_TICK`] empty pages and one page with
+    /// items per tick. A page with items is emptied as a page move is:
+    /// live items go to other chunks of their class, and where the class
+    /// has no room its oldest items are evicted (and counted), so a shrink
+    /// costs the least recently used items, never a wrong value. The limit
+    /// is kept in whole pages, at least one. Fails, changing nothing, if
+    /// the limit is more than one shard can address.
+    pub fn set_memory_limit(&mut self, bytes: usize) -> Result<(), String> {
+        let pages = bytes / self.config.slab_page_size;
+        self.tables.slabs.set_page_limit(pages)?;
+        self.config.memory_limit = bytes;
+        self.tables.stats.limit_maxbytes = bytes as u64;
+        Ok(())
+    }
+
+    /// This shard's memory limit in bytes.
+    pub fn memory_limit(&self) -> usize {
+        self.config.memory_limit
+    }
+
+    /// Pages the memory limit allows ([`Shard::pages_allocated`] stays
+    /// above it while a shrink is under way).
+    pub fn page_limit(&self) -> usize {
+        self.tables.slabs.page_limit()
+    }
+
+    /// One tick's share of a shrink; see [`Shard::set_memory_limit`].
+    pub(super) fn shrink(&mut self, now: Millis) {
+        let mut released = 0;
+        while self.tables.slabs.pages_allocated() > self.tables.slabs.page_limit()
+            && released < SHRINK_EMPTY_PAGES_PER_TICK
+        {
+            let slabs = &self.tables.slabs;
+            if let Some(page) = (0..slabs.class_count()).find_map(|c| slabs.empty_page_of(c)) {
+                self.tables.release_page(page, now);
+                released += 1;
+                continue;
+            }
+            // No empty page: the coldest page of the class holding most.
+            let class = (0..slabs.class_count())
+                .max_by_key(|&c| slabs.class_pages(c))
+                .expect("a page is held, so a class holds it");
+            let page = self
+                .tables
+                .donor_page(class)
+                .expect("a class with pages has a donor page");
+            self.tables.release_page(page, now);
+            self.renew_relocated();
+            break;
+        }
+    }
+
     pub(super) fn automove(&mut self, now: Millis) {
         let tables = &self.tables;
         let views: Vec<ClassView> = (0..tables.slabs.class_count())

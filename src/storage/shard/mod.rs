@@ -74,6 +74,9 @@ pub const TICK_EXPIRY_BUDGET: usize = 20_000;
 pub const TICK_SWEEP_BUDGET: usize = 50_000;
 /// Index buckets migrated per `tick` while the index grows.
 pub const TICK_MIGRATE_BUDGET: usize = 16_384;
+/// Empty pages a shrinking shard gives back per `tick`; it also empties
+/// and gives back at most one page holding items per tick.
+pub const SHRINK_EMPTY_PAGES_PER_TICK: usize = 64;
 
 /// Per-class event counters.
 #[derive(Clone, Debug, Default)]
@@ -338,7 +341,8 @@ impl Shard {
 
     /// Periodic work, bounded per call: applies a due delayed flush,
     /// advances the index migration, reclaims expired items from the timing
-    /// wheel, continues a flush sweep and runs the automove policy.
+    /// wheel, continues a flush sweep, runs the automove policy and gives
+    /// pages back while the shard holds more than its memory limit.
     pub fn tick(&mut self, now: Millis) {
         self.catch_up(now);
         let tables = &mut self.tables;
@@ -346,6 +350,7 @@ impl Shard {
         self.expire(now);
         self.sweep_step(TICK_SWEEP_BUDGET, now);
         self.automove(now);
+        self.shrink(now);
     }
 
     /// Bytes in one slab page.
@@ -368,7 +373,8 @@ impl Shard {
         self.tables.index.memory()
     }
 
-    /// Pages taken from the budget so far.
+    /// Pages holding memory now (the server's `total_malloced` is these
+    /// times [`Shard::page_size`]).
     pub fn pages_allocated(&self) -> usize {
         self.tables.slabs.pages_allocated()
     }

@@ -2,6 +2,8 @@
 //! memory reclamation, eviction, rebalancing, and a randomized comparison
 //! against a plain `HashMap` model.
 
+mod admin;
+
 use super::shard::TICK_EXPIRY_BUDGET;
 use super::*;
 use proptest::prelude::*;
