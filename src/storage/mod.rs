@@ -35,6 +35,7 @@ mod tests;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+pub use automove::Mode as AutomoveMode;
 pub use shard::Shard;
 
 /// The hash of a key, the one every layer uses: the router picks the shard
@@ -124,6 +125,26 @@ pub struct SlabClassStats {
     pub pages_in: u64,
     /// Pages moved out of this class.
     pub pages_out: u64,
+}
+
+/// The answer to `slabs reassign`; see [`Shard::slabs_reassign`]. Each
+/// is one of memcached's replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReassignOutcome {
+    /// The page moved (`OK`).
+    Ok,
+    /// The shard is giving pages back after a shrink of its memory limit
+    /// (`BUSY currently processing reassign request`).
+    Busy,
+    /// A class number out of range, or `-1` with no class to take from
+    /// (`BADCLASS invalid src or dst class id`).
+    BadClass,
+    /// The source has fewer than two pages (`NOSPARE source class has no
+    /// spare pages`).
+    NoSpare,
+    /// Source and destination are the same number (`SAME src and dst class
+    /// are identical`).
+    Same,
 }
 
 /// Milliseconds on the server's monotonic clock, counted from server start.

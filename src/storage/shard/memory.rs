@@ -9,7 +9,7 @@ use crate::storage::automove::ClassView;
 use crate::storage::item;
 use crate::storage::lru::Lru;
 use crate::storage::slab::ChunkId;
-use crate::storage::{Millis, key_hash};
+use crate::storage::{AutomoveMode, Millis, ReassignOutcome, key_hash};
 
 impl Tables {
     /// Empties a page and gives it to class `to`. Expired and flushed
@@ -196,6 +196,71 @@ impl Shard {
             self.renew_relocated();
             break;
         }
+    }
+
+    /// `slabs reassign <src> <dst>`: moves one page from class `src` to
+    /// class `dst` at once, as a page move (live items rescued, the source
+    /// class's oldest evicted where it has no room). Classes are numbered as
+    /// memcached numbers them: `1..=N` for the slab classes (a class's
+    /// 0-based index plus one), `0` for the pool of free pages, and `src`
+    /// `-1` for "any class with a spare page" (round robin, as memcached
+    /// picks). A page sent to the pool is given back to the system and its
+    /// memory returns to the budget, where any class can take it; the pool
+    /// itself holds no pages, so it has none to give. The checks come in
+    /// memcached's order: busy, same, bad class, no spare.
+    pub fn slabs_reassign(&mut self, src: i64, dst: i64, now: Millis) -> ReassignOutcome {
+        if self.tables.slabs.pages_allocated() > self.tables.slabs.page_limit() {
+            return ReassignOutcome::Busy;
+        }
+        if src == dst {
+            return ReassignOutcome::Same;
+        }
+        let classes = self.tables.slabs.class_count() as i64;
+        let src = if src == -1 { self.pick_spare(dst) } else { src };
+        if !(0..=classes).contains(&src) || !(0..=classes).contains(&dst) {
+            return ReassignOutcome::BadClass;
+        }
+        if src == 0 || self.tables.slabs.class_pages(src as usize - 1) < 2 {
+            return ReassignOutcome::NoSpare;
+        }
+        let from = src as usize - 1;
+        let page = self
+            .tables
+            .donor_page(from)
+            .expect("a class with pages has a donor page");
+        if dst == 0 {
+            self.tables.release_page(page, now);
+            self.tables.stats.slabs_moved += 1;
+        } else {
+            self.tables.move_page(page, dst as usize - 1, now);
+        }
+        self.renew_relocated();
+        ReassignOutcome::Ok
+    }
+
+    /// The next class (memcached's number) after the last one picked that
+    /// holds two pages or more, skipping `dst`; -1 if none does.
+    fn pick_spare(&mut self, dst: i64) -> i64 {
+        let classes = self.tables.slabs.class_count();
+        for _ in 0..classes {
+            self.spare_cursor = self.spare_cursor % classes + 1;
+            let class = self.spare_cursor;
+            if class as i64 != dst && self.tables.slabs.class_pages(class - 1) >= 2 {
+                return class as i64;
+            }
+        }
+        -1
+    }
+
+    /// `slabs automove <0|1|2>`: how eagerly `tick` moves pages between
+    /// classes (see [`crate::storage::automove`]).
+    pub fn set_automove(&mut self, mode: AutomoveMode) {
+        self.automove.set_mode(mode);
+    }
+
+    /// The automove mode in force.
+    pub fn automove_mode(&self) -> AutomoveMode {
+        self.automove.mode()
     }
 
     pub(super) fn automove(&mut self, now: Millis) {

@@ -249,6 +249,8 @@ pub struct Shard {
     scratch: Vec<u8>,
     /// A pass dropping stale wheel entries is under way.
     compacting: bool,
+    /// The class (memcached's number) `slabs reassign -1` last took from.
+    spare_cursor: usize,
 }
 
 impl Shard {
@@ -291,6 +293,7 @@ impl Shard {
             oldest_epoch: 0,
             scratch: Vec::new(),
             compacting: false,
+            spare_cursor: 0,
         }
     }
 
