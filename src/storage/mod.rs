@@ -147,6 +147,55 @@ pub enum ReassignOutcome {
     Same,
 }
 
+/// One item of `stats cachedump`; see [`Shard::cachedump`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheDumpItem {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Bytes of value (memcached prints `[<bytes> b; ...]`).
+    pub value_len: usize,
+    /// When it expires (memcached prints 0 for never, else the absolute
+    /// unix time).
+    pub deadline: Deadline,
+    /// Last access, in seconds since server start: the order in which to
+    /// merge the dumps of several shards (most recent first).
+    pub last_access_secs: u32,
+}
+
+/// Names a metadump under way on one shard; see [`Shard::metadump_start`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MetaDumpId(u64);
+
+/// One item of `lru_crawler metadump`, all that memcached's line
+/// `key=<key> exp=<..> la=<..> cas=<..> fetch=<yes|no> cls=<..> size=<..>`
+/// needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaDumpItem {
+    /// The key (memcached URL-encodes it).
+    pub key: Vec<u8>,
+    /// When it expires (`exp=-1` for never, else the absolute unix time).
+    pub deadline: Deadline,
+    /// Last access, in seconds since server start (`la=` is absolute).
+    pub last_access_secs: u32,
+    /// Its CAS token.
+    pub cas: u64,
+    /// Whether it has been read (`fetch=yes`).
+    pub fetched: bool,
+    /// Its slab class, 0-based (`cls=` is this plus one).
+    pub class: usize,
+    /// Header, key and value bytes (`size=`).
+    pub size: usize,
+}
+
+/// One step of a metadump; see [`Shard::metadump_next`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetaDumpBatch {
+    /// The items of this step.
+    pub items: Vec<MetaDumpItem>,
+    /// The dump is complete (and its cursor forgotten).
+    pub done: bool,
+}
+
 /// Milliseconds on the server's monotonic clock, counted from server start.
 pub type Millis = u64;
 

@@ -289,6 +289,26 @@ impl Slabs {
         }
     }
 
+    /// The page and slot of a chunk: chunks are ordered by these, which is
+    /// the order [`Slabs::page_chunks`] walks them in.
+    pub fn position(&self, id: ChunkId) -> (usize, usize) {
+        self.split(id)
+    }
+
+    /// The chunk in `slot` of `page`.
+    pub fn chunk_at(&self, page: usize, slot: usize) -> ChunkId {
+        self.make(page, slot)
+    }
+
+    /// Chunks carved from `page` (none once it is given back).
+    pub fn chunks_on_page(&self, page: usize) -> usize {
+        if self.is_released(page) {
+            0
+        } else {
+            self.classes[self.pages[page].class as usize].per_page as usize
+        }
+    }
+
     fn split(&self, id: ChunkId) -> (usize, usize) {
         let raw = id - 1;
         (
@@ -464,11 +484,7 @@ impl Slabs {
     /// The chunks of a page in its current carving (none for a page given
     /// back).
     pub fn page_chunks(&self, page: usize) -> impl Iterator<Item = ChunkId> + use<'_> {
-        let per_page = if self.is_released(page) {
-            0
-        } else {
-            self.classes[self.pages[page].class as usize].per_page as usize
-        };
+        let per_page = self.chunks_on_page(page);
         (0..per_page).map(move |s| self.make(page, s))
     }
 

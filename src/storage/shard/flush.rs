@@ -32,6 +32,13 @@ impl Shard {
         }
     }
 
+    /// Whether a delayed flush has fallen due but is not applied yet (a
+    /// `&self` caller cannot apply it): then everything stored so far is
+    /// dead.
+    pub(super) fn flush_due(&self, now: Millis) -> bool {
+        matches!(self.flush_at, Some((at, false)) if at <= now)
+    }
+
     /// Whether a store now is invalidated by a delayed flush falling due in
     /// this same millisecond.
     pub(super) fn flushed_on_arrival(&self, now: Millis) -> bool {

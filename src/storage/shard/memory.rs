@@ -62,6 +62,7 @@ impl Tables {
                 let found = self.index.remove(&mut self.slabs, id, hash);
                 debug_assert!(found, "rescuing an item the index does not hold");
                 self.slabs.copy_chunk(id, to);
+                self.note_relocation(id, to);
                 self.lru.replace(&mut self.slabs, class, id, to);
                 self.index.insert(&mut self.slabs, to, hash);
                 self.slabs.free(id);

@@ -41,6 +41,7 @@
 //! * **Rebalancing**: see [`super::automove`].
 
 mod classic;
+mod dump;
 mod expiry;
 mod flush;
 mod memory;
@@ -49,6 +50,7 @@ mod stats;
 
 #[cfg(test)]
 pub(crate) use classic::parse_decimal;
+pub use dump::{CACHEDUMP_MAX_BYTES, MAX_METADUMPS, METADUMP_SCAN_BUDGET};
 
 use super::automove::Automove;
 use super::index::Index;
@@ -57,6 +59,7 @@ use super::lru::Lru;
 use super::slab::{self, ChunkId, Slabs};
 use super::wheel::Wheel;
 use super::{Deadline, Item, Millis, ShardConfig, ShardStats, key_hash};
+use dump::DumpCursor;
 use flush::Sweep;
 
 /// How many items from the LRU tail an allocation inspects for an expired
@@ -138,6 +141,8 @@ struct Tables {
     /// Items a page move relocated, whose wheel entries the shard must
     /// renew (the wheel names chunks, and these changed chunk).
     relocated: Vec<ChunkId>,
+    /// Open metadumps, which page moves must keep informed.
+    dumps: Vec<DumpCursor>,
     /// Tests only: every live item evicted (key and class), once a test
     /// asked for it with [`Shard::log_evictions`], so a model can check
     /// that nothing else went missing and that the victims were the oldest.
@@ -251,6 +256,8 @@ pub struct Shard {
     compacting: bool,
     /// The class (memcached's number) `slabs reassign -1` last took from.
     spare_cursor: usize,
+    /// The id of the last metadump opened.
+    next_dump: u64,
 }
 
 impl Shard {
@@ -281,6 +288,7 @@ impl Shard {
                 timed: 0,
                 flush_pending: false,
                 relocated: Vec::new(),
+                dumps: Vec::new(),
                 #[cfg(test)]
                 eviction_log: None,
             },
@@ -294,6 +302,7 @@ impl Shard {
             scratch: Vec::new(),
             compacting: false,
             spare_cursor: 0,
+            next_dump: 0,
         }
     }
 
@@ -331,8 +340,7 @@ impl Shard {
     /// Whether a live item is stored under `key`, without any side effect
     /// (no LRU bump, no counters, nothing reclaimed).
     pub fn peek(&self, key: &[u8], hash: u64, now: Millis) -> bool {
-        // A due flush not applied yet kills everything stored so far.
-        let flush_due = matches!(self.flush_at, Some((at, false)) if at <= now);
+        let flush_due = self.flush_due(now);
         self.tables
             .index
             .find(&self.tables.slabs, key, hash)

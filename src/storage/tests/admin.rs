@@ -6,6 +6,7 @@ use super::{get, set, small_pages};
 use crate::storage::page::mapped_on_this_thread;
 use crate::storage::shard::SHRINK_EMPTY_PAGES_PER_TICK;
 use crate::storage::*;
+use proptest::prelude::*;
 use std::collections::HashMap;
 
 /// A value that names its key's number, `len` bytes long.
@@ -280,4 +281,434 @@ fn slabs_reassign_answers_as_memcached_and_moves_one_page() {
         s.slabs_reassign(small_id, big_id, 0),
         ReassignOutcome::NoSpare
     );
+}
+
+/// The 0-based class of an item of this key and value length.
+fn class_of(s: &Shard, key_len: usize, value_len: usize) -> usize {
+    let size = item::total_size(key_len, value_len);
+    s.class_sizes().partition_point(|&c| c < size)
+}
+
+#[test]
+fn cachedump_lists_a_class_from_its_lru_head_as_memcached_does() {
+    let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
+    let class = class_of(&s, 2, 10);
+    for i in 0..10 {
+        let deadline = if i == 4 {
+            Deadline::at(500_000)
+        } else {
+            Deadline::NEVER
+        };
+        set(&mut s, format!("k{i}").as_bytes(), &[b'v'; 10], deadline, 0);
+    }
+    set(&mut s, b"k9", b"short", Deadline::NEVER, 0);
+    set(&mut s, b"gone", &[b'v'; 8], Deadline::at(1000), 0);
+    let binary = Store {
+        mode: StoreMode::Set,
+        key: b"b64",
+        hash: key_hash(b"b64"),
+        flags: 0,
+        deadline: Deadline::NEVER,
+        value: &[b'v'; 9],
+    };
+    let meta = StoreMeta {
+        binary_key: true,
+        ..StoreMeta::default()
+    };
+    assert!(matches!(
+        s.store_meta(&binary, &meta, 0),
+        StoreOutcome::Stored(_)
+    ));
+    // A read a minute later moves k3 to the head.
+    assert!(get(&mut s, b"k3", 61_000).is_some());
+    let dump = s.cachedump(class, 0, 61_000);
+    let keys: Vec<&[u8]> = dump.iter().map(|d| d.key.as_slice()).collect();
+    let want: Vec<&[u8]> = vec![
+        b"k3", b"k9", b"k8", b"k7", b"k6", b"k5", b"k4", b"k2", b"k1", b"k0",
+    ];
+    assert_eq!(keys, want, "expired and base64-keyed items are left out");
+    assert_eq!(
+        (dump[1].value_len, dump[1].deadline, dump[6].deadline),
+        (5, Deadline::NEVER, Deadline::at(500_000))
+    );
+    assert_eq!(
+        (dump[0].last_access_secs, dump[2].last_access_secs),
+        (61, 0)
+    );
+    assert_eq!(s.cachedump(class, 3, 61_000).len(), 3);
+    assert_eq!(s.cachedump(class, 3, 61_000)[..], dump[..3]);
+    assert!(s.cachedump(s.class_sizes().len(), 0, 0).is_empty());
+    // A flush falling due empties it before any tick applies the flush.
+    s.flush(70_000, 61_000);
+    assert!(s.cachedump(class, 0, 70_000).is_empty());
+}
+
+#[test]
+fn cachedump_stops_where_memcached_s_2_mib_reply_would() {
+    let mut s = Shard::new(&ShardConfig::for_tests(16 << 20));
+    for i in 0..10_000 {
+        let key = format!("{i:0>250}");
+        set(&mut s, key.as_bytes(), b"v", Deadline::NEVER, 0);
+    }
+    // "ITEM <250 bytes> [1 b; 0 s]\r\n" is 268 bytes; memcached adds a line
+    // while it and "END\r\n\0" still fit in 2 MiB.
+    let lines = (2 * 1024 * 1024 - 6) / 268;
+    assert_eq!(s.cachedump(class_of(&s, 250, 1), 0, 0).len(), lines);
+}
+
+/// Runs a metadump at `now` to the end in steps of `step` items, calling
+/// `between` after every step; returns every item listed.
+fn run_dump(
+    s: &mut Shard,
+    classes: Option<&[usize]>,
+    step: usize,
+    now: Millis,
+    mut between: impl FnMut(&mut Shard, usize),
+) -> Vec<MetaDumpItem> {
+    let id = s.metadump_start(classes);
+    let mut listed = Vec::new();
+    for round in 0.. {
+        let batch = s.metadump_next(id, step, now).expect("the dump is open");
+        assert!(batch.items.len() <= step);
+        listed.extend(batch.items);
+        if batch.done {
+            assert_eq!(s.metadump_next(id, step, now), None, "a done dump closes");
+            return listed;
+        }
+        between(s, round);
+    }
+    unreachable!()
+}
+
+/// How many times each key was listed.
+fn counts(listed: &[MetaDumpItem]) -> HashMap<Vec<u8>, usize> {
+    let mut counts = HashMap::new();
+    for item in listed {
+        *counts.entry(item.key.clone()).or_default() += 1;
+    }
+    counts
+}
+
+#[test]
+fn metadump_lists_every_live_item_once_with_memcached_s_fields() {
+    let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
+    for i in 0..1000 {
+        let len = if i % 4 == 0 { 2000 } else { 10 };
+        set(
+            &mut s,
+            format!("k{i}").as_bytes(),
+            &vec![b'v'; len],
+            Deadline::NEVER,
+            0,
+        );
+    }
+    set(&mut s, b"timed", b"v", Deadline::at(90_000), 0);
+    set(&mut s, b"expired", b"v", Deadline::at(1), 0);
+    assert!(get(&mut s, b"k1", 5000).is_some());
+    let listed = run_dump(&mut s, None, 7, 5000, |_, _| {});
+    assert_eq!(listed.len(), 1001);
+    assert!(counts(&listed).values().all(|&n| n == 1));
+    let k1 = listed.iter().find(|d| d.key == b"k1").unwrap();
+    let c = s.meta_debug(b"k1", key_hash(b"k1"), 5000).unwrap();
+    assert_eq!(
+        (k1.deadline, k1.cas, k1.fetched, k1.class, k1.size),
+        (Deadline::NEVER, c.cas, true, c.class, c.size)
+    );
+    assert_eq!(
+        k1.last_access_secs, 0,
+        "a read within a minute does not move it"
+    );
+    let timed = listed.iter().find(|d| d.key == b"timed").unwrap();
+    assert_eq!(
+        (timed.deadline, timed.fetched),
+        (Deadline::at(90_000), false)
+    );
+    // Restricted to the class of the 2000-byte values.
+    let big = class_of(&s, 4, 2000);
+    let listed = run_dump(&mut s, Some(&[big]), 50, 5000, |_, _| {});
+    assert_eq!(listed.len(), 250);
+    assert!(listed.iter().all(|d| d.class == big && d.size > 2000));
+}
+
+#[test]
+fn metadump_steps_are_bounded_and_dumps_can_be_ended() {
+    let mut s = Shard::new(&ShardConfig::for_tests(64 << 20));
+    // Empty chunks still cost a look: a step stops after the scan budget.
+    for i in 0..100_000 {
+        set(&mut s, format!("k{i}").as_bytes(), b"v", Deadline::NEVER, 0);
+    }
+    for i in 0..100_000 {
+        let key = format!("k{i}");
+        assert!(s.delete(key.as_bytes(), key_hash(key.as_bytes()), 0));
+    }
+    set(&mut s, b"last", b"v", Deadline::NEVER, 0);
+    let id = s.metadump_start(None);
+    let mut steps = 0;
+    let mut listed = 0;
+    loop {
+        let batch = s.metadump_next(id, usize::MAX, 0).unwrap();
+        listed += batch.items.len();
+        steps += 1;
+        if batch.done {
+            break;
+        }
+    }
+    assert_eq!(listed, 1);
+    let chunks: usize = s
+        .slab_class_stats(0)
+        .iter()
+        .map(|c| c.total_chunks as usize)
+        .sum();
+    assert_eq!(steps, chunks.div_ceil(shard::METADUMP_SCAN_BUDGET));
+    // Ended, or forgotten for newer dumps: the id answers nothing.
+    let ended = s.metadump_start(None);
+    s.metadump_end(ended);
+    assert_eq!(s.metadump_next(ended, 10, 0), None);
+    let oldest = s.metadump_start(None);
+    for _ in 0..shard::MAX_METADUMPS {
+        s.metadump_start(None);
+    }
+    assert_eq!(s.metadump_next(oldest, 10, 0), None);
+}
+
+#[test]
+fn metadump_lists_items_present_throughout_once_despite_churn_and_index_growth() {
+    let mut s = Shard::new(&ShardConfig::for_tests(64 << 20));
+    for i in 0..500 {
+        set(&mut s, format!("a{i}").as_bytes(), b"v", Deadline::NEVER, 0);
+    }
+    let buckets_before = s.index_memory();
+    let mut changed = Vec::new();
+    let listed = run_dump(&mut s, None, 40, 0, |s, round| {
+        // Between the first twenty steps: thousands of new keys (the index
+        // grows and migrates), and one of the first keys deleted or
+        // replaced each time.
+        if round >= 20 {
+            return;
+        }
+        for j in 0..2000 {
+            set(
+                s,
+                format!("new{round}:{j}").as_bytes(),
+                b"v",
+                Deadline::NEVER,
+                0,
+            );
+        }
+        s.tick(0);
+        let key = format!("a{}", round * 7 % 500);
+        if round % 2 == 0 {
+            s.delete(key.as_bytes(), key_hash(key.as_bytes()), 0);
+        } else {
+            set(s, key.as_bytes(), b"new value", Deadline::NEVER, 0);
+        }
+        changed.push(key.into_bytes());
+    });
+    assert!(s.index_memory() > 8 * buckets_before, "the index grew");
+    let counts = counts(&listed);
+    for i in 0..500 {
+        let key = format!("a{i}").into_bytes();
+        let n = counts.get(&key).copied().unwrap_or(0);
+        if changed.contains(&key) {
+            assert!(n <= 2, "a{i} listed {n} times");
+        } else {
+            assert_eq!(n, 1, "a{i}, present throughout, listed {n} times");
+        }
+    }
+    let mut versions = HashMap::new();
+    for item in &listed {
+        assert!(
+            versions.insert((&item.key, item.cas), ()).is_none(),
+            "an item listed twice"
+        );
+    }
+}
+
+/// 4 KiB pages; keys `k000..k143` with 60-byte values fill pages 0..3 of
+/// one class (36 chunks a page), in key order. Then every key `i` with
+/// `drop(i)` is deleted, leaving free chunks where they were.
+fn four_pages(drop: impl Fn(usize) -> bool) -> (Shard, usize) {
+    let mut s = Shard::new(&small_pages(16 * 4096, 4096));
+    s.log_evictions();
+    for i in 0..144 {
+        set(
+            &mut s,
+            format!("k{i:03}").as_bytes(),
+            &[b'v'; 60],
+            Deadline::NEVER,
+            0,
+        );
+    }
+    for i in (0..144).filter(|&i| drop(i)) {
+        let key = format!("k{i:03}");
+        assert!(s.delete(key.as_bytes(), key_hash(key.as_bytes()), 0));
+    }
+    let class = class_of(&s, 4, 60);
+    assert_eq!(s.slab_class_stats(0)[class].total_pages, 4);
+    (s, class)
+}
+
+#[test]
+fn metadump_lists_an_item_moved_from_ahead_of_it_to_behind_it() {
+    // Every third key deleted; keys on pages 0..2 read a minute later, so
+    // the LRU tail, and the page a move empties, is page 3.
+    let (mut s, class) = four_pages(|i| i % 3 == 0);
+    for i in (0..108).filter(|i| i % 3 != 0) {
+        assert!(get(&mut s, format!("k{i:03}").as_bytes(), 61_000).is_some());
+    }
+    let id = s.metadump_start(None);
+    // Pages 0 and 1 hold 48 items: the cursor is at the end of page 1.
+    let mut listed = s.metadump_next(id, 48, 0).unwrap().items;
+    assert_eq!(listed.len(), 48);
+    // Page 3's items move into the free chunks of page 2 (ahead) and,
+    // once those are taken, of page 1 (behind the cursor).
+    let other = class as i64 + 2;
+    assert_eq!(
+        s.slabs_reassign(class as i64 + 1, other, 0),
+        ReassignOutcome::Ok
+    );
+    assert!(s.take_evictions().is_empty(), "every item found a chunk");
+    listed.extend(finish(&mut s, id));
+    let counts = counts(&listed);
+    assert_eq!(listed.len(), 96);
+    for i in (0..144).filter(|i| i % 3 != 0) {
+        assert_eq!(
+            counts.get(format!("k{i:03}").as_bytes()),
+            Some(&1),
+            "k{i:03}"
+        );
+    }
+}
+
+#[test]
+fn metadump_does_not_list_again_an_item_moved_from_behind_it_to_ahead() {
+    // Free chunks on pages 2 and 3 only; no reads, so the LRU tail, and
+    // the page a move empties, is page 0.
+    let (mut s, class) = four_pages(|i| i >= 72 && i % 3 == 0);
+    let id = s.metadump_start(None);
+    let mut listed = s.metadump_next(id, 36, 0).unwrap().items;
+    assert_eq!(listed.len(), 36, "page 0");
+    // Page 0's items move ahead: into the free chunks of pages 2 and 3,
+    // then into a new page from the budget.
+    let other = class as i64 + 2;
+    assert_eq!(
+        s.slabs_reassign(class as i64 + 1, other, 0),
+        ReassignOutcome::Ok
+    );
+    assert!(s.take_evictions().is_empty(), "every item found a chunk");
+    assert_eq!(s.pages_allocated(), 5);
+    listed.extend(finish(&mut s, id));
+    let counts = counts(&listed);
+    assert_eq!(listed.len(), 120);
+    for i in (0..144).filter(|&i| i < 72 || i % 3 != 0) {
+        assert_eq!(
+            counts.get(format!("k{i:03}").as_bytes()),
+            Some(&1),
+            "k{i:03}"
+        );
+    }
+}
+
+/// The rest of an open metadump.
+fn finish(s: &mut Shard, id: MetaDumpId) -> Vec<MetaDumpItem> {
+    let mut listed = Vec::new();
+    loop {
+        let batch = s.metadump_next(id, 10, 0).expect("open");
+        listed.extend(batch.items);
+        if batch.done {
+            return listed;
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum DumpOp {
+    /// List up to this many items.
+    Step(usize),
+    Set(u8, usize),
+    Delete(u8),
+    /// `slabs reassign` between two of the first classes (memcached ids).
+    Reassign(i64, i64),
+    /// Change the memory limit to this many pages and tick.
+    Limit(usize),
+}
+
+fn dump_op() -> impl Strategy<Value = DumpOp> {
+    prop_oneof![
+        4 => (1usize..30).prop_map(DumpOp::Step),
+        3 => (any::<u8>(), prop_oneof![Just(10usize), Just(100), Just(400)])
+            .prop_map(|(k, len)| DumpOp::Set(k, len)),
+        1 => any::<u8>().prop_map(DumpOp::Delete),
+        2 => (-1i64..12, 0i64..12).prop_map(|(a, b)| DumpOp::Reassign(a, b)),
+        1 => (2usize..12).prop_map(DumpOp::Limit),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever moves between steps (page moves, shrinks, stores, deletes),
+    /// an item present for the whole dump is listed exactly once, and no
+    /// item is listed twice.
+    #[test]
+    fn metadump_lists_each_item_present_throughout_exactly_once(
+        ops in proptest::collection::vec(dump_op(), 1..200)
+    ) {
+        let mut s = Shard::new(&small_pages(12 * 4096, 4096));
+        s.log_evictions();
+        for k in 0..=255u8 {
+            let len = [10, 100, 400][k as usize % 3];
+            set(&mut s, format!("k{k}").as_bytes(), &vec![b'v'; len], Deadline::NEVER, 0);
+        }
+        s.take_evictions();
+        let present: Vec<u8> = (0..=255u8)
+            .filter(|k| s.peek(format!("k{k}").as_bytes(), key_hash(format!("k{k}").as_bytes()), 0))
+            .collect();
+        let mut touched = std::collections::HashSet::new();
+        let id = s.metadump_start(None);
+        let mut listed = Vec::new();
+        let mut done = false;
+        let mut now = 0;
+        for op in ops.iter().chain(std::iter::repeat(&DumpOp::Step(1000))) {
+            match op {
+                DumpOp::Step(n) => {
+                    let batch = s.metadump_next(id, *n, now).unwrap();
+                    listed.extend(batch.items);
+                    done = batch.done;
+                }
+                DumpOp::Set(k, len) => {
+                    set(&mut s, format!("k{k}").as_bytes(), &vec![b'w'; *len], Deadline::NEVER, now);
+                    touched.insert(format!("k{k}").into_bytes());
+                }
+                DumpOp::Delete(k) => {
+                    let key = format!("k{k}");
+                    s.delete(key.as_bytes(), key_hash(key.as_bytes()), now);
+                    touched.insert(key.into_bytes());
+                }
+                DumpOp::Reassign(src, dst) => {
+                    s.slabs_reassign(*src, *dst, now);
+                }
+                DumpOp::Limit(pages) => {
+                    s.set_memory_limit(pages * 4096).unwrap();
+                    now += 1000;
+                    s.tick(now);
+                }
+            }
+            touched.extend(s.take_evictions().into_iter().map(|(key, _)| key));
+            if done {
+                break;
+            }
+        }
+        let counts = counts(&listed);
+        for k in present {
+            let key = format!("k{k}").into_bytes();
+            if !touched.contains(&key) {
+                prop_assert_eq!(counts.get(&key).copied(), Some(1), "k{} listed wrong", k);
+            }
+        }
+        let mut versions = std::collections::HashSet::new();
+        for item in &listed {
+            prop_assert!(versions.insert((item.key.clone(), item.cas)), "listed twice");
+        }
+    }
 }
