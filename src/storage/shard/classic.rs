@@ -298,7 +298,7 @@ impl Shard {
         let tables = &mut self.tables;
         let class = tables.slabs.class_of(id);
         let c = tables.slabs.chunk_mut(id);
-        let old_size = item::item_size(c);
+        let old = (item::item_size(c), item::cas(c));
         let old_len = item::value_len(c);
         let was_timed = item::deadline(c) != Deadline::NEVER;
         let new_len = size - item::HEADER - item::key_len(c);
@@ -314,10 +314,9 @@ impl Shard {
         }
         tables.timed =
             tables.timed + usize::from(deadline != Deadline::NEVER) - usize::from(was_timed);
-        tables.stats.bytes = tables.stats.bytes + size as u64 - old_size as u64;
+        tables.rewritten(class, old, (size, cas));
         tables.stats.total_items += 1;
         let counters = &mut tables.classes[class];
-        counters.mem_requested = counters.mem_requested + size as u64 - old_size as u64;
         counters.cmd_set += 1;
         if matches!(mode, StoreMode::Cas(_)) {
             counters.cas_hits += 1;
@@ -338,6 +337,9 @@ impl Shard {
             tables.timed += 1;
         }
         tables.classes[class].mem_requested += size as u64;
+        if let Some(sizes) = &mut tables.sizes {
+            sizes.add(size, item::cas(tables.slabs.chunk(id)));
+        }
     }
 
     /// Removes `key` if present, without counting it as a delete: what a
@@ -429,13 +431,12 @@ impl Shard {
         let deadline = item::deadline(c);
         if new_size <= chunk_size {
             let c = self.tables.slabs.chunk_mut(id);
+            let old_cas = item::cas(c);
             item::set_value_len(c, digits.len());
             item::value_mut(c).copy_from_slice(digits);
             item::set_cas(c, cas);
-            let stats = &mut self.tables.stats;
-            stats.bytes = stats.bytes + new_size as u64 - old_size as u64;
-            let counters = &mut self.tables.classes[class];
-            counters.mem_requested = counters.mem_requested + new_size as u64 - old_size as u64;
+            self.tables
+                .rewritten(class, (old_size, old_cas), (new_size, cas));
             self.schedule(id, cas, deadline);
             return Some(id);
         }

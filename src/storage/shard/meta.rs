@@ -128,15 +128,14 @@ impl Shard {
         let cas = req.new_cas.unwrap_or_else(|| self.fresh_cas());
         let tables = &mut self.tables;
         let c = tables.slabs.chunk_mut(id);
+        let old = (item::item_size(c), item::cas(c));
         item::set_cas(c, cas);
         if req.strip {
-            let old_size = item::item_size(c) as u64;
             item::set_value_len(c, 0);
-            let new_size = item::item_size(c) as u64;
-            tables.stats.bytes = tables.stats.bytes + new_size - old_size;
-            let counters = &mut tables.classes[class];
-            counters.mem_requested = counters.mem_requested + new_size - old_size;
         }
+        let new_size = item::item_size(c);
+        tables.rewritten(class, old, (new_size, cas));
+        let c = tables.slabs.chunk_mut(id);
         if req.invalidate {
             item::set_stale(c, true);
             item::set_token_sent(c, false);

@@ -61,6 +61,7 @@ use super::wheel::Wheel;
 use super::{Deadline, Item, Millis, ShardConfig, ShardStats, key_hash};
 use dump::DumpCursor;
 use flush::Sweep;
+use stats::SizeHistogram;
 
 /// How many items from the LRU tail an allocation inspects for an expired
 /// one before evicting a live item.
@@ -143,6 +144,8 @@ struct Tables {
     relocated: Vec<ChunkId>,
     /// Open metadumps, which page moves must keep informed.
     dumps: Vec<DumpCursor>,
+    /// Item sizes, while `stats sizes` is enabled.
+    sizes: Option<SizeHistogram>,
     /// Tests only: every live item evicted (key and class), once a test
     /// asked for it with [`Shard::log_evictions`], so a model can check
     /// that nothing else went missing and that the victims were the oldest.
@@ -186,6 +189,9 @@ impl Tables {
         let size = item::item_size(c) as u64;
         let fetched = item::fetched(c);
         let timed = item::deadline(c) != Deadline::NEVER;
+        if let Some(sizes) = &mut self.sizes {
+            sizes.remove(size as usize, item::cas(c));
+        }
         #[cfg(test)]
         let key_copy = (self.eviction_log.is_some() && matches!(why, Gone::Evicted | Gone::Moved))
             .then(|| item::key(c).to_vec());
@@ -227,6 +233,18 @@ impl Tables {
                     counters.evicted_unfetched += 1;
                 }
             }
+        }
+    }
+
+    /// Accounts for an item rewritten in its chunk: its size and CAS
+    /// before and after.
+    fn rewritten(&mut self, class: usize, old: (usize, u64), new: (usize, u64)) {
+        self.stats.bytes = self.stats.bytes + new.0 as u64 - old.0 as u64;
+        let counters = &mut self.classes[class];
+        counters.mem_requested = counters.mem_requested + new.0 as u64 - old.0 as u64;
+        if let Some(sizes) = &mut self.sizes {
+            sizes.remove(old.0, old.1);
+            sizes.add(new.0, new.1);
         }
     }
 
@@ -289,6 +307,7 @@ impl Shard {
                 flush_pending: false,
                 relocated: Vec::new(),
                 dumps: Vec::new(),
+                sizes: None,
                 #[cfg(test)]
                 eviction_log: None,
             },

@@ -2,6 +2,38 @@
 //! the per-class ones behind `stats slabs` and `stats items`.
 
 use super::{ClassCounters, Miss, Shard, secs};
+
+/// memcached's `stats sizes` buckets are this many bytes wide.
+pub const SIZE_BUCKET: usize = 32;
+
+/// Live items by size, in [`SIZE_BUCKET`] steps, counting (as memcached
+/// does) only items whose CAS is at least the one the shard would have
+/// handed out when the histogram was enabled: items stored since.
+pub(super) struct SizeHistogram {
+    cas_min: u64,
+    buckets: Vec<u32>,
+}
+
+impl SizeHistogram {
+    fn bucket(size: usize) -> usize {
+        size.div_ceil(SIZE_BUCKET)
+    }
+
+    pub(super) fn add(&mut self, size: usize, cas: u64) {
+        if cas >= self.cas_min {
+            self.buckets[Self::bucket(size)] += 1;
+        }
+    }
+
+    pub(super) fn remove(&mut self, size: usize, cas: u64) {
+        if cas >= self.cas_min {
+            // Saturating: an item stored before with a client-chosen CAS
+            // (meta `E`) above `cas_min` was never counted.
+            let n = &mut self.buckets[Self::bucket(size)];
+            *n = n.saturating_sub(1);
+        }
+    }
+}
 use crate::storage::item;
 use crate::storage::{Millis, ShardStats, SlabClassStats};
 
@@ -45,6 +77,41 @@ impl Shard {
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default()
+    }
+
+    /// `stats sizes_enable` and `stats sizes_disable`: start or stop
+    /// counting items by size. Enabling when enabled keeps the counts;
+    /// disabling forgets them.
+    pub fn set_size_histogram(&mut self, on: bool) {
+        match (on, self.tables.sizes.is_some()) {
+            (true, false) => {
+                self.tables.sizes = Some(SizeHistogram {
+                    cas_min: self.next_cas,
+                    buckets: vec![0; SizeHistogram::bucket(self.config.max_item_size) + 1],
+                })
+            }
+            (false, true) => self.tables.sizes = None,
+            _ => {}
+        }
+    }
+
+    /// `stats sizes`: `None` while disabled (memcached then prints
+    /// `STAT sizes_status disabled`), else the items stored since it was
+    /// enabled and still live, by size: `(bytes, items)` for each
+    /// non-empty bucket, smallest first, where `bytes` is the bucket's top
+    /// (an item of header, key and value `n` bytes counts in the bucket
+    /// `n` rounded up to [`SIZE_BUCKET`]).
+    pub fn size_histogram(&self) -> Option<Vec<(usize, u64)>> {
+        let sizes = self.tables.sizes.as_ref()?;
+        Some(
+            sizes
+                .buckets
+                .iter()
+                .enumerate()
+                .filter(|&(_, &n)| n > 0)
+                .map(|(i, &n)| (i * SIZE_BUCKET, u64::from(n)))
+                .collect(),
+        )
     }
 
     /// Per-class statistics for `stats slabs` and `stats items`, one entry

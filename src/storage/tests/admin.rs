@@ -712,3 +712,145 @@ proptest! {
         }
     }
 }
+
+/// The `stats sizes` a shard should show: its live items with a CAS above
+/// `cas_before`, by size rounded up to 32 bytes (from a metadump).
+fn sizes_from_dump(s: &mut Shard, cas_before: u64, now: Millis) -> Vec<(usize, u64)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for item in run_dump(s, None, 1000, now, |_, _| {}) {
+        if item.cas > cas_before {
+            *counts.entry(item.size.div_ceil(32) * 32).or_default() += 1;
+        }
+    }
+    counts.into_iter().collect()
+}
+
+#[test]
+fn stats_sizes_counts_items_stored_since_enabled_by_32_byte_steps() {
+    let mut s = Shard::new(&ShardConfig::for_tests(8 << 20));
+    assert_eq!(s.size_histogram(), None);
+    let StoreOutcome::Stored(before) = set(&mut s, b"a", b"hello", Deadline::NEVER, 0) else {
+        panic!()
+    };
+    s.set_size_histogram(true);
+    assert_eq!(s.size_histogram(), Some(vec![]));
+    set(&mut s, b"b", b"hello", Deadline::NEVER, 0); // 46 bytes
+    set(&mut s, b"c", &[b'x'; 100], Deadline::NEVER, 0); // 141
+    set(&mut s, b"d", &[b'x'; 23], Deadline::NEVER, 0); // exactly 64
+    assert_eq!(s.size_histogram(), Some(vec![(64, 2), (160, 1)]));
+    // Deleting an item stored before changes nothing; one stored since
+    // leaves its bucket.
+    assert!(s.delete(b"a", key_hash(b"a"), 0));
+    assert!(s.delete(b"b", key_hash(b"b"), 0));
+    assert_eq!(s.size_histogram(), Some(vec![(64, 1), (160, 1)]));
+    // Rewritten in their chunks: the new size counts.
+    set(&mut s, b"d", &[b'x'; 24], Deadline::NEVER, 0); // 65
+    let append = Store {
+        mode: StoreMode::Append,
+        key: b"c",
+        hash: key_hash(b"c"),
+        flags: 0,
+        deadline: Deadline::NEVER,
+        value: &[b'y'; 30],
+    };
+    assert!(matches!(s.store(&append, 0), StoreOutcome::Stored(_)));
+    assert_eq!(s.size_histogram(), Some(vec![(96, 1), (192, 1)]));
+    assert_eq!(s.size_histogram(), Some(sizes_from_dump(&mut s, before, 0)));
+    // Enabling again keeps the counts; disabling forgets them.
+    s.set_size_histogram(true);
+    assert_eq!(s.size_histogram(), Some(vec![(96, 1), (192, 1)]));
+    s.set_size_histogram(false);
+    assert_eq!(s.size_histogram(), None);
+    s.set_size_histogram(true);
+    assert_eq!(s.size_histogram(), Some(vec![]));
+}
+
+#[derive(Clone, Debug)]
+enum SizeOp {
+    Set(u8, usize, Option<u64>),
+    Append(u8, usize),
+    Incr(u8, u64),
+    Delete(u8),
+    Strip(u8),
+    Invalidate(u8),
+    Advance(u64),
+    Flush,
+}
+
+fn size_op() -> impl Strategy<Value = SizeOp> {
+    prop_oneof![
+        6 => (any::<u8>(), 0usize..600, proptest::option::of(1u64..5000))
+            .prop_map(|(k, len, ttl)| SizeOp::Set(k, len, ttl)),
+        2 => (any::<u8>(), 0usize..100).prop_map(|(k, len)| SizeOp::Append(k, len)),
+        2 => (any::<u8>(), any::<u64>()).prop_map(|(k, d)| SizeOp::Incr(k, d)),
+        2 => any::<u8>().prop_map(SizeOp::Delete),
+        1 => any::<u8>().prop_map(SizeOp::Strip),
+        1 => any::<u8>().prop_map(SizeOp::Invalidate),
+        2 => (0u64..3000).prop_map(SizeOp::Advance),
+        1 => Just(SizeOp::Flush),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever stores, rewrites, counters, meta deletes, expiry,
+    /// evictions and flushes do, the histogram is what the live items say.
+    #[test]
+    fn stats_sizes_agrees_with_the_live_items(
+        ops in proptest::collection::vec(size_op(), 1..300)
+    ) {
+        // Small enough to evict now and then.
+        let mut s = Shard::new(&small_pages(8 * 4096, 4096));
+        let StoreOutcome::Stored(before) = set(&mut s, b"first", b"1", Deadline::NEVER, 0) else {
+            panic!()
+        };
+        s.set_size_histogram(true);
+        let mut now = 0;
+        for op in &ops {
+            let key = |k: &u8| format!("k{}", k % 64).into_bytes();
+            match op {
+                SizeOp::Set(k, len, ttl) => {
+                    let deadline = ttl.map_or(Deadline::NEVER, |t| Deadline::at(now + t));
+                    set(&mut s, &key(k), &vec![b'1'; *len], deadline, now);
+                }
+                SizeOp::Append(k, len) => {
+                    let st = Store {
+                        mode: StoreMode::Append,
+                        key: &key(k),
+                        hash: key_hash(&key(k)),
+                        flags: 0,
+                        deadline: Deadline::NEVER,
+                        value: &vec![b'2'; *len],
+                    };
+                    s.store(&st, now);
+                }
+                SizeOp::Incr(k, d) => {
+                    s.arith(&key(k), key_hash(&key(k)), ArithOp::Incr, *d, now);
+                }
+                SizeOp::Delete(k) => {
+                    s.delete(&key(k), key_hash(&key(k)), now);
+                }
+                SizeOp::Strip(k) | SizeOp::Invalidate(k) => {
+                    let req = DeleteMeta {
+                        strip: matches!(op, SizeOp::Strip(_)),
+                        invalidate: matches!(op, SizeOp::Invalidate(_)),
+                        ..DeleteMeta::default()
+                    };
+                    s.meta_delete(&key(k), key_hash(&key(k)), &req, now);
+                }
+                SizeOp::Advance(ms) => {
+                    now += ms;
+                    s.tick(now);
+                }
+                SizeOp::Flush => s.flush(now, now),
+            }
+        }
+        // Let expiry and the flush sweep take back what is dead.
+        now += 10_000;
+        for _ in 0..3 {
+            s.tick(now);
+        }
+        prop_assert_eq!(s.size_histogram(), Some(sizes_from_dump(&mut s, before, now)));
+    }
+}
