@@ -1,8 +1,11 @@
 //! memcached's classic commands: get, gat, touch, the store family
 //! (set/add/replace/append/prepend/cas, and the store path `ms` shares),
 //! delete and incr/decr.
+//!
+//! Counters follow memcached 1.6.18 as it answers `stats`, not as the
+//! command names suggest: a `gat` counts as a touch (`cmd_touch`,
+//! `touch_hits`/`touch_misses`), never as a get.
 
-use super::stats::count_get_miss;
 use super::{Gone, Shard, secs, view};
 use crate::storage::item;
 use crate::storage::slab::ChunkId;
@@ -16,21 +19,22 @@ impl Shard {
         self.catch_up(now);
         self.tables.stats.cmd_get += 1;
         match self.tables.find_live(key, hash, now) {
-            Ok(id) => {
+            Some(id) => {
                 self.hit(id, now);
                 self.tables.stats.get_hits += 1;
                 let class = self.tables.slabs.class_of(id);
                 self.tables.classes[class].get_hits += 1;
                 Some(view(self.tables.slabs.chunk(id)))
             }
-            Err(miss) => {
-                count_get_miss(&mut self.tables.stats, miss);
+            None => {
+                self.tables.stats.get_misses += 1;
                 None
             }
         }
     }
 
     /// Looks up `key` and, on a hit, gives it a new deadline (`gat`).
+    /// Counted as a touch, as memcached counts it.
     pub fn get_and_touch(
         &mut self,
         key: &[u8],
@@ -39,21 +43,17 @@ impl Shard {
         now: Millis,
     ) -> Option<Item<'_>> {
         self.catch_up(now);
-        self.tables.stats.cmd_get += 1;
         self.tables.stats.cmd_touch += 1;
         match self.tables.find_live(key, hash, now) {
-            Ok(id) => {
+            Some(id) => {
                 self.hit(id, now);
                 self.retime(id, deadline);
-                self.tables.stats.get_hits += 1;
                 self.tables.stats.touch_hits += 1;
                 let class = self.tables.slabs.class_of(id);
-                self.tables.classes[class].get_hits += 1;
                 self.tables.classes[class].touch_hits += 1;
                 Some(view(self.tables.slabs.chunk(id)))
             }
-            Err(miss) => {
-                count_get_miss(&mut self.tables.stats, miss);
+            None => {
                 self.tables.stats.touch_misses += 1;
                 None
             }
@@ -65,7 +65,7 @@ impl Shard {
         self.catch_up(now);
         self.tables.stats.cmd_touch += 1;
         match self.tables.find_live(key, hash, now) {
-            Ok(id) => {
+            Some(id) => {
                 let class = self.tables.slabs.class_of(id);
                 self.bump(id, now);
                 self.retime(id, deadline);
@@ -73,7 +73,7 @@ impl Shard {
                 self.tables.classes[class].touch_hits += 1;
                 true
             }
-            Err(_) => {
+            None => {
                 self.tables.stats.touch_misses += 1;
                 false
             }
@@ -87,7 +87,21 @@ impl Shard {
 
     /// Stores an item with the meta protocol's extras (see [`StoreMeta`]).
     pub fn store_meta(&mut self, store: &Store<'_>, meta: &StoreMeta, now: Millis) -> StoreOutcome {
-        let outcome = self.store_counted(store, meta, now);
+        self.store_counted(store, meta, now, true)
+    }
+
+    /// A store and its counters; `as_set` false for the items `mg N` and
+    /// `ma N` create, which memcached does not count as sets (in `cmd_set`
+    /// or the class's).
+    pub(super) fn store_counted(
+        &mut self,
+        store: &Store<'_>,
+        meta: &StoreMeta,
+        now: Millis,
+        as_set: bool,
+    ) -> StoreOutcome {
+        self.tables.stats.cmd_set += u64::from(as_set);
+        let outcome = self.store_item(store, meta, now, as_set);
         match outcome {
             StoreOutcome::TooLarge => self.tables.stats.store_too_large += 1,
             StoreOutcome::OutOfMemory => self.tables.stats.store_no_memory += 1,
@@ -96,9 +110,15 @@ impl Shard {
         outcome
     }
 
-    fn store_counted(&mut self, store: &Store<'_>, meta: &StoreMeta, now: Millis) -> StoreOutcome {
+    /// The conditions of a store (mode, CAS, sizes), then the write.
+    fn store_item(
+        &mut self,
+        store: &Store<'_>,
+        meta: &StoreMeta,
+        now: Millis,
+        as_set: bool,
+    ) -> StoreOutcome {
         self.catch_up(now);
-        self.tables.stats.cmd_set += 1;
         let Store {
             mut mode,
             key,
@@ -108,12 +128,17 @@ impl Shard {
             value,
         } = *store;
         if !self.fits(key.len(), value.len()) {
-            if let Ok(id) = self.tables.find_live(key, hash, now) {
+            // memcached drops the old value of a refused `set` only, so a
+            // failed overwrite never leaves stale data readable; a refused
+            // add, replace, append, prepend or cas leaves the item alone.
+            if mode == StoreMode::Set
+                && let Some(id) = self.tables.find_live(key, hash, now)
+            {
                 self.tables.unlink(id, hash, Gone::Removed);
             }
             return StoreOutcome::TooLarge;
         }
-        let existing = self.tables.find_live(key, hash, now).ok();
+        let existing = self.tables.find_live(key, hash, now);
         let old = existing.map(|id| {
             let c = self.tables.slabs.chunk(id);
             (id, item::cas(c), item::value_len(c))
@@ -160,6 +185,11 @@ impl Shard {
                     self.tables.classes[class].cas_badval += 1;
                     return StoreOutcome::Exists;
                 }
+                // Too large together: memcached answers NOT_STORED and
+                // keeps the item.
+                if !self.fits(key.len(), old_len + value.len()) {
+                    return StoreOutcome::NotStored;
+                }
                 old_len + value.len()
             }
             _ => value.len(),
@@ -173,6 +203,7 @@ impl Shard {
             existing,
             meta.new_cas,
             now,
+            as_set,
         );
         if (stale_bits.is_some() || meta.binary_key)
             && matches!(outcome, StoreOutcome::Stored(_))
@@ -188,7 +219,8 @@ impl Shard {
         outcome
     }
 
-    /// The writing half of a store whose conditions have been checked.
+    /// The writing half of a store whose conditions (the size included)
+    /// have been checked.
     #[allow(clippy::too_many_arguments)]
     fn store_checked(
         &mut self,
@@ -200,11 +232,9 @@ impl Shard {
         existing: Option<ChunkId>,
         new_cas: Option<u64>,
         now: Millis,
+        as_set: bool,
     ) -> StoreOutcome {
         let (key, hash, value) = (store.key, store.hash, store.value);
-        if !self.fits(key.len(), new_len) {
-            return StoreOutcome::TooLarge;
-        }
         let cas_mode = matches!(mode, StoreMode::Cas(_));
         if cas_mode {
             self.tables.stats.cas_hits += 1;
@@ -272,7 +302,7 @@ impl Shard {
         self.link(id, hash, class, size);
         self.schedule(id, cas, deadline);
         let counters = &mut self.tables.classes[class];
-        counters.cmd_set += 1;
+        counters.cmd_set += u64::from(as_set);
         if cas_mode {
             counters.cas_hits += 1;
         }
@@ -346,7 +376,7 @@ impl Shard {
     /// refused oversized `set` does to the old value.
     pub fn discard(&mut self, key: &[u8], hash: u64, now: Millis) {
         self.tables.stats.store_too_large += 1;
-        if let Ok(id) = self.tables.find_live(key, hash, now) {
+        if let Some(id) = self.tables.find_live(key, hash, now) {
             self.tables.unlink(id, hash, Gone::Removed);
         }
     }
@@ -355,21 +385,22 @@ impl Shard {
     pub fn delete(&mut self, key: &[u8], hash: u64, now: Millis) -> bool {
         self.catch_up(now);
         match self.tables.find_live(key, hash, now) {
-            Ok(id) => {
+            Some(id) => {
                 let class = self.tables.slabs.class_of(id);
                 self.tables.classes[class].delete_hits += 1;
                 self.tables.unlink(id, hash, Gone::Removed);
                 self.tables.stats.delete_hits += 1;
                 true
             }
-            Err(_) => {
+            None => {
                 self.tables.stats.delete_misses += 1;
                 false
             }
         }
     }
 
-    /// Adds `delta` to, or subtracts it from, a decimal value.
+    /// Adds `delta` to, or subtracts it from, a decimal value (read as
+    /// memcached reads it; see [`parse_counter`]).
     pub fn arith(
         &mut self,
         key: &[u8],
@@ -380,8 +411,8 @@ impl Shard {
     ) -> ArithOutcome {
         self.catch_up(now);
         let outcome = match self.tables.find_live(key, hash, now) {
-            Err(_) => ArithOutcome::NotFound,
-            Ok(id) => match parse_decimal(item::value(self.tables.slabs.chunk(id))) {
+            None => ArithOutcome::NotFound,
+            Some(id) => match parse_counter(item::value(self.tables.slabs.chunk(id))) {
                 None => ArithOutcome::NonNumeric,
                 Some(current) => {
                     let value = match op {
@@ -410,9 +441,11 @@ impl Shard {
         outcome
     }
 
-    /// Writes a new counter value with the given CAS: in place when the
-    /// chunk has room, else into a new chunk (flags and deadline kept).
-    /// Returns the chunk now holding it, if any.
+    /// Writes a new counter value with the given CAS, as memcached does: a
+    /// number no longer than the old value is written over it and padded
+    /// with spaces to the old length; a longer one makes the value exactly
+    /// its digits (in place when the chunk has room, else in a new chunk,
+    /// flags and deadline kept). Returns the chunk now holding it, if any.
     pub(super) fn set_counter(
         &mut self,
         id: ChunkId,
@@ -427,13 +460,16 @@ impl Shard {
         let chunk_size = self.tables.slabs.chunk_size(class);
         let c = self.tables.slabs.chunk(id);
         let (key_len, old_size) = (item::key_len(c), item::item_size(c));
-        let new_size = item::total_size(key_len, digits.len());
+        let new_len = digits.len().max(item::value_len(c));
+        let new_size = item::total_size(key_len, new_len);
         let deadline = item::deadline(c);
         if new_size <= chunk_size {
             let c = self.tables.slabs.chunk_mut(id);
             let old_cas = item::cas(c);
-            item::set_value_len(c, digits.len());
-            item::value_mut(c).copy_from_slice(digits);
+            item::set_value_len(c, new_len);
+            let v = item::value_mut(c);
+            v[..digits.len()].copy_from_slice(digits);
+            v[digits.len()..].fill(b' ');
             item::set_cas(c, cas);
             self.tables
                 .rewritten(class, (old_size, old_cas), (new_size, cas));
@@ -480,19 +516,45 @@ pub(super) fn format_decimal(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-/// Parses a stored counter: ASCII digits, optionally followed by the spaces
-/// memcached pads a shrunken counter with. `None` if it is anything else or
-/// does not fit in 64 bits.
-pub(crate) fn parse_decimal(value: &[u8]) -> Option<u64> {
-    let digits = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
-    let (number, padding) = value.split_at(digits);
-    if number.is_empty() || number.len() > 20 || padding.iter().any(|&b| b != b' ') {
+/// Reads a stored value as a counter the way memcached 1.6.18 does
+/// (`safe_strtoull` over the value and the `"\r\n"` it keeps after it):
+/// leading C whitespace, an optional `+` or `-`, decimal digits that fit in
+/// 64 bits, then the end of the value, a NUL or whitespace (whatever
+/// follows is ignored: `"5 5"` is 5, `"12\r\n"` is 12). A `-` negates
+/// modulo 2^64, as `strtoull` does, and the result is refused if it reads
+/// as negative in 64-bit two's complement while a `-` appears anywhere
+/// before the first NUL; so `"-0"` is 0, `"-5"` is refused, and
+/// `"-18446744073709551615"` is 1. `None` if it is not a counter.
+pub(crate) fn parse_counter(value: &[u8]) -> Option<u64> {
+    // C's isspace() in the "C" locale.
+    let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = value.iter().position(|&b| !space(b))?;
+    let (negative, at) = match value[start] {
+        b'-' => (true, start + 1),
+        b'+' => (false, start + 1),
+        _ => (false, start),
+    };
+    let digits = value[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 {
         return None;
     }
-    number.iter().try_fold(0u64, |acc, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
+    let number = value[at..at + digits].iter().try_fold(0u64, |acc, &b| {
         acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+    })?;
+    if value.get(at + digits).is_some_and(|&b| b != 0 && !space(b)) {
+        return None;
+    }
+    let n = if negative {
+        number.wrapping_neg()
+    } else {
+        number
+    };
+    let up_to_nul = value.split(|&b| b == 0).next().unwrap_or_default();
+    if (n as i64) < 0 && up_to_nul.contains(&b'-') {
+        return None;
+    }
+    Some(n)
 }

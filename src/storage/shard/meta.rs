@@ -1,9 +1,13 @@
 //! What the meta commands add to the classic ones: `mg` (touch, vivify,
 //! recache and stale win tokens, no-bump), `md` (invalidate, strip),
 //! `ma` (vivify, compare, touch) and `me`.
+//!
+//! Counters follow memcached 1.6.18: an `mg` that finds or creates its
+//! item counts as a get hit, or, with `T`, as a touch hit instead; one that
+//! finds nothing is a get miss; an item `mg N` or `ma N` creates is not a
+//! set, and an `ma N` miss is not an increment miss.
 
-use super::classic::{format_decimal, parse_decimal};
-use super::stats::count_get_miss;
+use super::classic::{format_decimal, parse_counter};
 use super::{Gone, Shard, secs, view};
 use crate::storage::item;
 use crate::storage::{
@@ -25,11 +29,16 @@ impl Shard {
         self.catch_up(now);
         let mut created = false;
         let id = match self.tables.find_live(key, hash, now) {
-            Ok(id) => id,
-            Err(miss) => {
-                self.tables.stats.cmd_get += 1;
-                count_get_miss(&mut self.tables.stats, miss);
-                let deadline = req.vivify?;
+            Some(id) => id,
+            None => {
+                let miss = |stats: &mut ShardStats| {
+                    stats.cmd_get += 1;
+                    stats.get_misses += 1;
+                };
+                let Some(deadline) = req.vivify else {
+                    miss(&mut self.tables.stats);
+                    return None;
+                };
                 let empty = Store {
                     mode: StoreMode::Add,
                     key,
@@ -42,19 +51,27 @@ impl Shard {
                     new_cas: req.new_cas,
                     ..StoreMeta::default()
                 };
-                if !matches!(self.store_meta(&empty, &meta, now), StoreOutcome::Stored(_)) {
-                    return None;
-                }
-                created = true;
+                let stored = self.store_counted(&empty, &meta, now, false);
                 // Absent if it was born expired.
-                self.tables.index.find(&self.tables.slabs, key, hash)?
+                let found = self.tables.index.find(&self.tables.slabs, key, hash);
+                let (StoreOutcome::Stored(_), Some(id)) = (stored, found) else {
+                    miss(&mut self.tables.stats);
+                    return None;
+                };
+                created = true;
+                id
             }
         };
-        if !created {
-            self.tables.stats.cmd_get += 1;
-            self.tables.stats.get_hits += 1;
-            let class = self.tables.slabs.class_of(id);
-            self.tables.classes[class].get_hits += 1;
+        let class = self.tables.slabs.class_of(id);
+        let (stats, counters) = (&mut self.tables.stats, &mut self.tables.classes[class]);
+        if req.touch.is_some() {
+            stats.cmd_touch += 1;
+            stats.touch_hits += 1;
+            counters.touch_hits += 1;
+        } else {
+            stats.cmd_get += 1;
+            stats.get_hits += 1;
+            counters.get_hits += 1;
         }
         let c = self.tables.slabs.chunk(id);
         let fetched_before = item::fetched(c);
@@ -68,8 +85,6 @@ impl Shard {
         };
         let expires = item::deadline(c).millis();
         if let Some(deadline) = req.touch {
-            self.tables.stats.cmd_touch += 1;
-            self.tables.stats.touch_hits += 1;
             self.retime(id, deadline);
         }
         let recache = !created
@@ -107,7 +122,7 @@ impl Shard {
         now: Millis,
     ) -> DeleteOutcome {
         self.catch_up(now);
-        let Ok(id) = self.tables.find_live(key, hash, now) else {
+        let Some(id) = self.tables.find_live(key, hash, now) else {
             self.tables.stats.delete_misses += 1;
             return DeleteOutcome::NotFound;
         };
@@ -167,9 +182,9 @@ impl Shard {
             (ArithOp::Decr, true) => stats.decr_hits += 1,
             (ArithOp::Decr, false) => stats.decr_misses += 1,
         };
-        let Ok(id) = self.tables.find_live(key, hash, now) else {
-            hit(&mut self.tables.stats, false);
+        let Some(id) = self.tables.find_live(key, hash, now) else {
             let Some((deadline, initial)) = req.vivify else {
+                hit(&mut self.tables.stats, false);
                 return MetaArithOutcome::NotFound;
             };
             let mut buf = [0u8; 20];
@@ -185,7 +200,7 @@ impl Shard {
                 new_cas: req.new_cas,
                 ..StoreMeta::default()
             };
-            return match self.store_meta(&store, &meta, now) {
+            return match self.store_counted(&store, &meta, now, false) {
                 StoreOutcome::Stored(cas) => {
                     let mut deadline = deadline;
                     if let Some(touch) = req.touch
@@ -209,7 +224,7 @@ impl Shard {
         if req.compare.is_some_and(|cas| cas != item::cas(c)) {
             return MetaArithOutcome::Exists;
         }
-        let Some(current) = parse_decimal(item::value(c)) else {
+        let Some(current) = parse_counter(item::value(c)) else {
             return MetaArithOutcome::NonNumeric;
         };
         let value = match op {

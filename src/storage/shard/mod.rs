@@ -49,7 +49,7 @@ mod meta;
 mod stats;
 
 #[cfg(test)]
-pub(crate) use classic::parse_decimal;
+pub(crate) use classic::parse_counter;
 pub use dump::{CACHEDUMP_MAX_BYTES, MAX_METADUMPS, METADUMP_SCAN_BUDGET};
 
 use super::automove::Automove;
@@ -116,13 +116,6 @@ enum Gone {
     Moved,
 }
 
-/// Why a lookup found nothing usable.
-enum Miss {
-    Absent,
-    Expired,
-    Flushed,
-}
-
 /// The item tables: the slab arena, the index and the LRU lists, with the
 /// counters and flush state they keep. Everything of a shard but the
 /// wheel, so an expiry visit can use them while the wheel is borrowed.
@@ -164,20 +157,22 @@ impl Tables {
         }
     }
 
-    fn find_live(&mut self, key: &[u8], hash: u64, now: Millis) -> Result<ChunkId, Miss> {
-        let id = self
-            .index
-            .find(&self.slabs, key, hash)
-            .ok_or(Miss::Absent)?;
+    /// The live item under `key`. A dead one found instead is reclaimed
+    /// and counted in `get_expired` or `get_flushed`, whatever the command
+    /// looking (a store, delete, touch or counter too), as memcached counts
+    /// every lookup that meets one.
+    fn find_live(&mut self, key: &[u8], hash: u64, now: Millis) -> Option<ChunkId> {
+        let id = self.index.find(&self.slabs, key, hash)?;
         match self.is_dead(self.slabs.chunk(id), now) {
-            None => Ok(id),
+            None => Some(id),
             Some(why) => {
                 self.unlink(id, hash, why);
-                Err(if why == Gone::Expired {
-                    Miss::Expired
+                if why == Gone::Expired {
+                    self.stats.get_expired += 1;
                 } else {
-                    Miss::Flushed
-                })
+                    self.stats.get_flushed += 1;
+                }
+                None
             }
         }
     }

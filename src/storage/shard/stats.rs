@@ -1,7 +1,7 @@
 //! The shard's counters: the shard-wide ones `stats` sums over shards, and
 //! the per-class ones behind `stats slabs` and `stats items`.
 
-use super::{ClassCounters, Miss, Shard, secs};
+use super::{ClassCounters, Shard, secs};
 
 /// memcached's `stats sizes` buckets are this many bytes wide.
 pub const SIZE_BUCKET: usize = 32;
@@ -156,14 +156,5 @@ impl Shard {
                 }
             })
             .collect()
-    }
-}
-
-pub(super) fn count_get_miss(stats: &mut ShardStats, miss: Miss) {
-    stats.get_misses += 1;
-    match miss {
-        Miss::Absent => {}
-        Miss::Expired => stats.get_expired += 1,
-        Miss::Flushed => stats.get_flushed += 1,
     }
 }

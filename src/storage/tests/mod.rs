@@ -3,6 +3,7 @@
 //! against a plain `HashMap` model.
 
 mod admin;
+mod parity;
 
 use super::shard::TICK_EXPIRY_BUDGET;
 use super::*;
@@ -1078,14 +1079,20 @@ fn run_model(config: &ShardConfig, ops: &[Op], may_evict: bool) -> Result<(), Te
                 let class_sizes = model.class_sizes.clone();
                 let want = match model.live(*k, now) {
                     None => ArithOutcome::NotFound,
-                    Some(it) => match shard::parse_decimal(&it.value) {
+                    Some(it) => match shard::parse_counter(&it.value) {
                         None => ArithOutcome::NonNumeric,
                         Some(n) => {
                             let v = match aop {
                                 ArithOp::Incr => n.wrapping_add(*delta),
                                 ArithOp::Decr => n.saturating_sub(*delta),
                             };
+                            // memcached's write-back: padded with spaces
+                            // to the old length when no longer than it.
+                            let old_len = it.value.len();
                             it.value = v.to_string().into_bytes();
+                            if it.value.len() < old_len {
+                                it.value.resize(old_len, b' ');
+                            }
                             it.cas = None;
                             // A counter that outgrows its chunk moves to a
                             // new one, at the head of its new class.
@@ -1126,7 +1133,7 @@ fn run_model(config: &ShardConfig, ops: &[Op], may_evict: bool) -> Result<(), Te
                     (StoreMode::Append | StoreMode::Prepend, Some(it))
                         if !shard.fits(key.len(), it.value.len() + value.len()) =>
                     {
-                        StoreOutcome::TooLarge
+                        StoreOutcome::NotStored
                     }
                     _ => {
                         let StoreOutcome::Stored(cas) = got else {
