@@ -20,6 +20,12 @@
 //! ([`wheel`]); and a page rebalancing policy ([`automove`]). [`shard`]
 //! glues them into the operations the server calls. The parts are public
 //! so the benchmarks can measure them on their own.
+//!
+//! Every shard hashes keys with [`key_hash`], the function the router uses
+//! to pick the shard. Besides the data commands a shard serves the engine
+//! side of memcached's admin commands: a memory limit changed at run time
+//! ([`Shard::set_memory_limit`]), `slabs reassign` and `slabs automove`,
+//! `stats cachedump`, a resumable `lru_crawler metadump` and `stats sizes`.
 
 pub mod automove;
 pub mod index;

@@ -399,8 +399,9 @@ impl Shard {
         }
     }
 
-    /// Adds `delta` to, or subtracts it from, a decimal value (read as
-    /// memcached reads it; see [`parse_counter`]).
+    /// Adds `delta` to, or subtracts it from, a decimal value, read as
+    /// memcached reads it (leading whitespace, an optional sign, digits,
+    /// then whitespace or the end: `" 5\r\n"` is 5).
     pub fn arith(
         &mut self,
         key: &[u8],

@@ -5,7 +5,7 @@
 //! reclaim), the counters, CAS allocation and `flush_all`. Its files follow
 //! memcached's concerns:
 //!
-//! * `mod.rs`: the [`Shard`] and its [`Tables`], construction, lookup and
+//! * `mod.rs`: the [`Shard`] and its `Tables`, construction, lookup and
 //!   unlinking, and [`Shard::tick`];
 //! * `classic.rs`: get, touch, store, delete, incr/decr;
 //! * `meta.rs`: what the meta commands add (`mg`, `md`, `ma`, `me`);

@@ -100,7 +100,7 @@ impl Shard {
     /// enabled and still live, by size: `(bytes, items)` for each
     /// non-empty bucket, smallest first, where `bytes` is the bucket's top
     /// (an item of header, key and value `n` bytes counts in the bucket
-    /// `n` rounded up to [`SIZE_BUCKET`]).
+    /// `n` rounded up to a multiple of 32).
     pub fn size_histogram(&self) -> Option<Vec<(usize, u64)>> {
         let sizes = self.tables.sizes.as_ref()?;
         Some(
