@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(len, 1 << 20);
         assert_eq!(resident(ptr, len), Some(0), "nothing backed before use");
         mem[..64 << 10].fill(7);
-        assert_eq!(resident(ptr, len), Some(64 << 10));
+        // Exactly 64 KiB with 4 KiB pages; a kernel with transparent huge
+        // pages always on may back more of the range at once.
+        let backed = resident(ptr, len).unwrap();
+        assert!((64 << 10..=len).contains(&backed), "{backed} bytes backed");
         assert_eq!((mem[0], mem[(64 << 10) - 1], mem[len - 1]), (7, 7, 0));
         drop(mem);
         // Unmapped: the memory is the system's again.
