@@ -50,7 +50,7 @@ use super::forward::{
 use super::op::Op;
 use super::{Control, ServerState, ShardReport, StartError};
 use crate::stats::ThreadStats;
-use crate::storage::{Millis, Shard};
+use crate::storage::{Millis, Prefetch, Shard};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::TcpListener as StdListener;
@@ -137,6 +137,7 @@ impl Core {
             failed,
             ..
         } = batch;
+        self.prefetch(ops.iter());
         for op in ops.iter() {
             if !self.run_op(op, bytes, now, replies) {
                 *failed = true;
@@ -144,6 +145,18 @@ impl Core {
             ends.push(replies.len() as u32);
         }
         self.stats().forwarded_in.add(ops.len() as u64);
+    }
+
+    /// Starts loading the index buckets, then the item headers, of `ops`
+    /// (all on this core's shards), so their misses overlap.
+    fn prefetch<'o>(&self, ops: impl Iterator<Item = &'o Op> + Clone) {
+        let router = &self.state.router;
+        let shards = self.shards.borrow();
+        for what in [Prefetch::Bucket, Prefetch::Item] {
+            for op in ops.clone() {
+                shards[router.local_index(router.shard(op.hash))].prefetch(op.hash, what);
+            }
+        }
     }
 
     /// Makes sure the mailbox task runs soon (it is a local wake: no system
@@ -310,6 +323,11 @@ impl CoreDispatch {
         let router = &core.state.router;
         let now = core.state.clock.now();
         let (mut owners, mut forwarded, mut taken) = (0, 0, 0);
+        let local = |step: &&Step| matches!(step, Step::Op(op) if router.owner(router.shard(op.hash)) == core.index);
+        core.prefetch(steps.iter().filter(local).map(|step| match step {
+            Step::Op(op) => op,
+            _ => unreachable!("only ops pass the filter"),
+        }));
         // The owner of the wave's forwarded writes, if any: a forwarded
         // write to another owner waits for the next wave.
         let mut writes_to: Option<usize> = None;

@@ -96,6 +96,28 @@ impl Index {
         self.table[hash as usize & (self.table.len() - 1)]
     }
 
+    /// Starts loading the bucket `hash` falls in ([`super::prefetch`]).
+    #[inline]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        let table = if !self.old.is_empty() && hash as usize & (self.old.len() - 1) >= self.cursor {
+            &self.old
+        } else {
+            &self.table
+        };
+        super::prefetch::prefetch(
+            table
+                .as_ptr()
+                .wrapping_add(hash as usize & (table.len() - 1)),
+        );
+    }
+
+    /// The first chunk of the chain `hash` falls in, where a lookup starts
+    /// ([`NIL`] if the chain is empty).
+    #[inline]
+    pub fn first(&self, hash: u64) -> ChunkId {
+        self.head(hash)
+    }
+
     /// The chunk holding `key`, if indexed.
     pub fn find(&self, slabs: &Slabs, key: &[u8], hash: u64) -> Option<ChunkId> {
         let mut id = self.head(hash);

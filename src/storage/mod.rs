@@ -32,6 +32,7 @@ pub mod index;
 pub mod item;
 pub mod lru;
 pub mod page;
+pub mod prefetch;
 pub mod shard;
 pub mod slab;
 pub mod wheel;
@@ -42,7 +43,7 @@ mod tests;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use automove::Mode as AutomoveMode;
-pub use shard::Shard;
+pub use shard::{Prefetch, Shard};
 
 /// The hash of a key, the one every layer uses: the router picks the shard
 /// from its high bits, the shard's index picks a bucket from its low bits

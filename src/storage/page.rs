@@ -1,6 +1,7 @@
 //! The memory of one slab page, mapped straight from the OS.
 //!
-//! This module owns the only `unsafe` code of the engine: one anonymous
+//! This module owns the engine's `unsafe` memory management (the other
+//! `unsafe` is a prefetch hint, [`super::prefetch`]): one anonymous
 //! private mapping per page, unmapped when the page is dropped. Pages are
 //! not taken from the allocator because a page given back (a shrinking
 //! memory limit, `slabs reassign` to the pool) must leave the process's

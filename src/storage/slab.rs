@@ -362,6 +362,19 @@ impl Slabs {
         &p.data[slot * size..][..size]
     }
 
+    /// Starts loading the header of chunk `id` ([`super::prefetch`]);
+    /// nothing for [`NIL`].
+    #[inline]
+    pub fn prefetch_chunk(&self, id: ChunkId) {
+        if id == NIL {
+            return;
+        }
+        let (page, slot) = self.split(id);
+        let p = &self.pages[page];
+        let size = self.classes[p.class as usize].size;
+        super::prefetch::prefetch(p.data.as_ptr().wrapping_add(slot * size));
+    }
+
     /// The bytes of a chunk, writable.
     pub fn chunk_mut(&mut self, id: ChunkId) -> &mut [u8] {
         let (page, slot) = self.split(id);
