@@ -17,7 +17,7 @@ mod reply;
 mod request;
 
 pub use get_line::{GetLine, LineRest, parse_rest};
-pub use reply::{ErrorReply, Reply};
+pub use reply::{ErrorReply, Outcome, Reply, Value};
 pub use request::{
     ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens, parse,
     valid_key,

@@ -260,8 +260,6 @@ pub(super) fn number<T: std::str::FromStr>(token: &[u8]) -> Option<T> {
     std::str::from_utf8(token).ok()?.parse().ok()
 }
 
-pub(super) const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
-
 /// Takes one request off the front of `buf`.
 ///
 /// `max_value` is the largest data block the server could ever store: a
@@ -362,7 +360,7 @@ pub(super) fn get<'a>(keys: Tokens<'a>, cas: bool, touch: Option<i64>) -> Reques
     let mut any = false;
     for key in keys {
         if !valid_key(key) {
-            return Request::invalid(BAD_FORMAT);
+            return Request::invalid(ErrorReply::BadFormat);
         }
         any = true;
     }
@@ -385,7 +383,7 @@ fn gat(mut tokens: Tokens<'_>, cas: bool) -> Request<'_> {
     };
     match number::<i64>(exptime) {
         Some(exptime) => get(tokens, cas, Some(exptime)),
-        None => Request::invalid(ErrorReply::Client("invalid exptime argument")),
+        None => Request::invalid(ErrorReply::InvalidExptime),
     }
 }
 
@@ -413,7 +411,7 @@ fn store<'a>(
     }
     let noreply = args.noreply();
     let Some(len) = number::<u32>(t[3]).filter(|&len| len < i32::MAX as u32) else {
-        let error = BAD_FORMAT;
+        let error = ErrorReply::BadFormat;
         return Ok(done(Request::Unframed { error, noreply }, line_end));
     };
     let len = len as usize;
@@ -434,10 +432,10 @@ fn store<'a>(
         Some(0)
     };
     let (Some(flags), Some(exptime), Some(cas_unique)) = (flags, exptime, cas_unique) else {
-        return refuse(BAD_FORMAT);
+        return refuse(ErrorReply::BadFormat);
     };
     if !valid_key(key) {
-        return refuse(BAD_FORMAT);
+        return refuse(ErrorReply::BadFormat);
     }
     if len > max_value {
         let request = Request::TooLarge {
@@ -455,7 +453,7 @@ fn store<'a>(
     if &buf[data_end..data_end + 2] != b"\r\n" {
         // The block is not the length the line announced: what follows
         // may be more of it.
-        let error = ErrorReply::Client("bad data chunk");
+        let error = ErrorReply::BadDataChunk;
         return Ok(done(Request::Unframed { error, noreply }, data_end + 2));
     }
     let request = Request::Store {
@@ -484,11 +482,10 @@ fn delete(tokens: Tokens<'_>) -> Request<'_> {
         _ => return Request::invalid(ErrorReply::Error),
     };
     if !valid {
-        let usage = "bad command line format.  Usage: delete <key> [noreply]";
-        return Request::refused(ErrorReply::Client(usage), noreply);
+        return Request::refused(ErrorReply::DeleteUsage, noreply);
     }
     if !valid_key(key) {
-        return Request::refused(BAD_FORMAT, noreply);
+        return Request::refused(ErrorReply::BadFormat, noreply);
     }
     Request::Delete { key, noreply }
 }
@@ -506,7 +503,7 @@ fn key_and_number(tokens: Tokens<'_>) -> Result<(&[u8], &[u8], bool), Refusal> {
     }
     let noreply = args.noreply();
     if !valid_key(args.tokens[0]) {
-        return Err((BAD_FORMAT, noreply));
+        return Err((ErrorReply::BadFormat, noreply));
     }
     Ok((args.tokens[0], args.tokens[1], noreply))
 }
@@ -523,10 +520,7 @@ fn arith(kind: ArithKind, tokens: Tokens<'_>) -> Request<'_> {
             delta,
             noreply,
         },
-        None => Request::refused(
-            ErrorReply::Client("invalid numeric delta argument"),
-            noreply,
-        ),
+        None => Request::refused(ErrorReply::InvalidDelta, noreply),
     }
 }
 
@@ -541,7 +535,7 @@ fn touch(tokens: Tokens<'_>) -> Request<'_> {
             exptime,
             noreply,
         },
-        None => Request::refused(ErrorReply::Client("invalid exptime argument"), noreply),
+        None => Request::refused(ErrorReply::InvalidExptime, noreply),
     }
 }
 
@@ -557,7 +551,7 @@ fn flush_all(tokens: Tokens<'_>) -> Request<'_> {
     }
     match number::<i64>(args.tokens[0]) {
         Some(delay) => Request::FlushAll { delay, noreply },
-        None => Request::refused(ErrorReply::Client("invalid exptime argument"), noreply),
+        None => Request::refused(ErrorReply::InvalidExptime, noreply),
     }
 }
 
@@ -569,7 +563,7 @@ fn verbosity(tokens: Tokens<'_>) -> Request<'_> {
     let noreply = args.noreply();
     match number::<u32>(args.tokens[0]) {
         Some(_) => Request::Verbosity { noreply },
-        None => Request::refused(BAD_FORMAT, noreply),
+        None => Request::refused(ErrorReply::BadFormat, noreply),
     }
 }
 

@@ -9,9 +9,8 @@
 //! `set; flush_all; get` behaves as if run one at a time.
 
 use super::admin;
-use super::op::{Op, OpKind, Span};
+use super::op::{Op, OpKind, Span, Wire};
 use super::{Admitted, ConnectionSlot, Control, ServerState, ShardReport};
-use crate::protocol::meta::{MetaFlags, decode_key};
 use crate::protocol::{
     self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
 };
@@ -265,8 +264,7 @@ impl<D: Dispatch> Connection<D> {
                     break;
                 }
                 Err(ParseError::LineTooLong) => {
-                    self.plan
-                        .push(Step::Error(ErrorReply::Client("line too long")));
+                    self.plan.push(Step::Error(ErrorReply::LineTooLong));
                     pos = base.len();
                     next = Next::Close;
                     break;
@@ -310,6 +308,8 @@ impl<D: Dispatch> Connection<D> {
                 ),
             }
         }
+        // Base64 meta keys are decoded in place, now that nothing borrows the input.
+        super::meta::decode_keys(&mut self.input, &mut self.plan);
         self.dispatch.thread_stats().cmd_total.add(requests);
         (pos, next)
     }
@@ -357,7 +357,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         exptime: 0,
         number: 0,
         noreply: false,
-        meta: MetaFlags::default(),
+        wire: Wire::Classic,
         tokens: Span::default(),
     };
     match request {
@@ -450,9 +450,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                     ..op(OpKind::Discard, key)
                 }));
             } else if !noreply {
-                plan.push(Step::Error(ErrorReply::Server(
-                    "object too large for cache",
-                )));
+                plan.push(Step::Error(ErrorReply::TooLarge));
             }
         }
         Request::Invalid { error, noreply, .. } => {
@@ -460,26 +458,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                 plan.push(Step::Error(error));
             }
         }
-        Request::Meta(meta) => {
-            let mut buf = [0u8; protocol::KEY_MAX_LEN];
-            let key = if meta.flags.has(b'b') {
-                decode_key(meta.key, &mut buf).unwrap_or(meta.key)
-            } else {
-                meta.key
-            };
-            let kind = if meta.too_large > 0 {
-                OpKind::Discard
-            } else {
-                OpKind::Meta(meta.command)
-            };
-            plan.push(Step::Op(Op {
-                hash: super::Router::hash(key),
-                data: Span::within(base, meta.data),
-                meta: meta.flags,
-                tokens: Span::within(base, meta.tokens),
-                ..op(kind, meta.key)
-            }));
-        }
+        Request::Meta(meta) => plan.push(Step::Op(super::meta::op(base, &meta))),
         Request::MetaNoop => plan.push(Step::Text(b"MN\r\n")),
         Request::Quit | Request::Unframed { .. } => unreachable!("handled by the caller"),
     }

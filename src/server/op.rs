@@ -7,8 +7,8 @@
 //! both runtimes.
 
 use crate::clock::Clock;
-use crate::protocol::meta::{MetaCommand, MetaFlags};
-use crate::protocol::{ErrorReply, KEY_MAX_LEN, Reply};
+use crate::protocol::meta::MetaRequest;
+use crate::protocol::{ErrorReply, Outcome, Value};
 use crate::storage::{ArithOp, ArithOutcome, Millis, Shard, Store, StoreMode, StoreOutcome};
 
 /// What an [`Op`] does.
@@ -33,8 +33,18 @@ pub enum OpKind {
     /// A `set` or `ms` refused as too large: drop the old item, answer the
     /// error.
     Discard,
-    /// A meta command; its flags are in [`Op::meta`] and [`Op::tokens`].
-    Meta(MetaCommand),
+    /// A meta command; what it does is its [`Wire::Meta`] request.
+    Meta,
+}
+
+/// The protocol a request came in, with what its execution and reply need
+/// beyond the common fields of an [`Op`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// A classic text command: the reply is written as text.
+    Classic,
+    /// A meta command, typed; its flag tokens are in [`Op::tokens`].
+    Meta(MetaRequest),
 }
 
 /// A byte range into the buffer an [`Op`] travels with.
@@ -71,7 +81,7 @@ pub struct Op {
     pub kind: OpKind,
     /// The key's hash (picks the shard, then the slot inside it).
     pub hash: u64,
-    /// The key.
+    /// The key (decoded, for a meta command's base64 key).
     pub key: Span,
     /// The value for stores; empty otherwise.
     pub data: Span,
@@ -83,8 +93,8 @@ pub struct Op {
     pub number: u64,
     /// Suppress the reply.
     pub noreply: bool,
-    /// Meta commands: the parsed flags (default for classic commands).
-    pub meta: MetaFlags,
+    /// The protocol, and what it adds to the request.
+    pub wire: Wire,
     /// Meta commands: the flag tokens as sent, echoed in order in the reply.
     pub tokens: Span,
 }
@@ -100,22 +110,48 @@ impl Op {
         now: Millis,
         out: &mut Vec<u8>,
     ) {
-        let mut buf = [0u8; KEY_MAX_LEN];
-        let key = super::meta::key(self, base, &mut buf);
-        let reply: &[u8] = match self.kind {
-            OpKind::Meta(command) => {
-                return super::meta::execute(self, command, base, shard, clock, now, out);
+        let key = self.key.of(base);
+        match &self.wire {
+            Wire::Classic => {
+                let outcome = self.outcome(key, base, shard, clock, now);
+                if !self.noreply {
+                    let cas = matches!(self.kind, OpKind::Get { cas: true, .. });
+                    outcome.write_text(cas, out);
+                }
             }
-            OpKind::Get { cas, touch } => {
+            Wire::Meta(request) => {
+                super::meta::execute(self, request, key, base, shard, clock, now, out)
+            }
+        }
+    }
+
+    /// Runs a classic operation on `shard`. A hit borrows the item from
+    /// the shard, so the reply is written from it with no copy.
+    #[inline]
+    pub(super) fn outcome<'s>(
+        &self,
+        key: &'s [u8],
+        base: &'s [u8],
+        shard: &'s mut Shard,
+        clock: &Clock,
+        now: Millis,
+    ) -> Outcome<'s> {
+        match self.kind {
+            OpKind::Get { touch, .. } => {
                 let item = if touch {
                     shard.get_and_touch(key, self.hash, clock.deadline(self.exptime, now), now)
                 } else {
                     shard.get(key, self.hash, now)
                 };
-                if let Some(item) = item {
-                    Reply::value(out, key, item.flags, item.value, cas.then_some(item.cas));
+                match item {
+                    Some(item) => Outcome::Value(Value {
+                        key,
+                        flags: item.flags,
+                        cas: item.cas,
+                        data: item.value,
+                    }),
+                    None => Outcome::Miss,
                 }
-                return;
             }
             OpKind::Store(kind) => {
                 use crate::protocol::StoreKind::*;
@@ -135,62 +171,46 @@ impl Op {
                     deadline: clock.deadline(self.exptime, now),
                     value: self.data.of(base),
                 };
-                match shard.store(&store, now) {
-                    StoreOutcome::Stored(_) => Reply::STORED,
-                    StoreOutcome::NotStored => Reply::NOT_STORED,
-                    StoreOutcome::Exists => Reply::EXISTS,
-                    StoreOutcome::NotFound => Reply::NOT_FOUND,
-                    StoreOutcome::TooLarge => {
-                        return self.error(out, ErrorReply::Server("object too large for cache"));
-                    }
-                    StoreOutcome::OutOfMemory => {
-                        return self.error(out, ErrorReply::Server("out of memory storing object"));
-                    }
-                }
+                store_outcome(shard.store(&store, now))
             }
             OpKind::Delete => {
                 if shard.delete(key, self.hash, now) {
-                    Reply::DELETED
+                    Outcome::Deleted
                 } else {
-                    Reply::NOT_FOUND
+                    Outcome::NotFound
                 }
             }
             OpKind::Touch => {
                 if shard.touch(key, self.hash, clock.deadline(self.exptime, now), now) {
-                    Reply::TOUCHED
+                    Outcome::Touched
                 } else {
-                    Reply::NOT_FOUND
+                    Outcome::NotFound
                 }
             }
             OpKind::Discard => {
                 shard.discard(key, self.hash, now);
-                return self.error(out, ErrorReply::Server("object too large for cache"));
+                Outcome::Error(ErrorReply::TooLarge)
             }
             OpKind::Arith(op) => match shard.arith(key, self.hash, op, self.number, now) {
-                ArithOutcome::Value(value) => {
-                    if !self.noreply {
-                        Reply::number(out, value);
-                    }
-                    return;
-                }
-                ArithOutcome::NotFound => Reply::NOT_FOUND,
-                ArithOutcome::NonNumeric => {
-                    return self.error(
-                        out,
-                        ErrorReply::Client("cannot increment or decrement non-numeric value"),
-                    );
-                }
+                // The classic reply carries no CAS token.
+                ArithOutcome::Value(value) => Outcome::Number { value, cas: 0 },
+                ArithOutcome::NotFound => Outcome::NotFound,
+                ArithOutcome::NonNumeric => Outcome::Error(ErrorReply::NonNumeric),
             },
-        };
-        if !self.noreply {
-            out.extend_from_slice(reply);
+            OpKind::Meta => unreachable!("meta operations run in meta::execute"),
         }
     }
+}
 
-    fn error(&self, out: &mut Vec<u8>, error: ErrorReply) {
-        if !self.noreply {
-            error.write(out);
-        }
+/// What a store's result is called in a reply.
+pub(super) fn store_outcome(stored: StoreOutcome) -> Outcome<'static> {
+    match stored {
+        StoreOutcome::Stored(cas) => Outcome::Stored { cas },
+        StoreOutcome::NotStored => Outcome::NotStored,
+        StoreOutcome::Exists => Outcome::Exists,
+        StoreOutcome::NotFound => Outcome::NotFound,
+        StoreOutcome::TooLarge => Outcome::Error(ErrorReply::TooLarge),
+        StoreOutcome::OutOfMemory => Outcome::Error(ErrorReply::OutOfMemory),
     }
 }
 

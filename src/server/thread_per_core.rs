@@ -486,8 +486,7 @@ async fn tick(core: Rc<Core>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::meta::MetaFlags;
-    use crate::server::op::OpKind;
+    use crate::server::op::{OpKind, Wire};
     use std::time::Duration;
 
     fn key_on(router: &crate::server::Router, core: usize) -> Vec<u8> {
@@ -550,7 +549,7 @@ mod tests {
             exptime: 0,
             number: 0,
             noreply: false,
-            meta: MetaFlags::default(),
+            wire: Wire::Classic,
             tokens: Span::default(),
         };
         let steps = vec![
