@@ -39,6 +39,8 @@ pub enum Step {
     Text(&'static [u8]),
     /// An error reply.
     Error(ErrorReply),
+    /// A binary-protocol reply that needs no shard (`binary.rs`).
+    Binary(protocol::binary::Fixed),
     /// A request that needs the whole server.
     Admin(AdminStep),
 }
@@ -59,6 +61,14 @@ pub enum AdminStep {
     Shutdown,
     /// `quit`: stop here and close.
     Quit,
+    /// A binary `stat` request (`binary.rs`): the group asked for, as a
+    /// span of the read buffer, and the opaque its packets echo.
+    BinaryStats {
+        /// The stat group (the request's key).
+        group: Span,
+        /// The request's opaque.
+        opaque: u32,
+    },
 }
 
 /// How a runtime runs keyed operations and reaches every shard.
@@ -100,6 +110,9 @@ pub struct Connection<D> {
     /// The rest of a long line taken in pieces: more keys of a `get`, or
     /// the tail of a line already answered with an error.
     line_rest: Option<LineRest>,
+    /// Whether the connection speaks the binary protocol: its first byte
+    /// decides, for the rest of its life (`binary.rs`).
+    binary: Option<bool>,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -119,6 +132,7 @@ impl<D: Dispatch> Connection<D> {
             swallow: 0,
             newline_free: 0,
             line_rest: None,
+            binary: None,
         }
     }
 
@@ -217,6 +231,16 @@ impl<D: Dispatch> Connection<D> {
     /// connection must close after answering them.
     fn plan_requests(&mut self) -> (usize, Next) {
         let max_value = self.state.config.max_item_size;
+        if *self
+            .binary
+            .get_or_insert_with(|| super::binary::speaks_binary(&self.input))
+        {
+            let stats = self.dispatch.thread_stats();
+            let (input, swallow) = (&self.input, &mut self.swallow);
+            let (consumed, close) =
+                super::binary::plan(input, max_value, &mut self.plan, swallow, stats);
+            return (consumed, if close { Next::Close } else { Next::Continue });
+        }
         let base: &[u8] = &self.input;
         let known = std::mem::take(&mut self.newline_free).min(base.len());
         if known > 0
@@ -340,6 +364,11 @@ impl<D: Dispatch> Connection<D> {
             AdminStep::Stats(args) => {
                 let args = args.of(&self.input).to_vec();
                 admin::stats(&args, &self.state, &mut self.dispatch, &mut self.output).await;
+            }
+            AdminStep::BinaryStats { group, opaque } => {
+                let group = group.of(&self.input).to_vec();
+                let (state, dispatch, out) = (&self.state, &mut self.dispatch, &mut self.output);
+                admin::binary_stats(&group, opaque, state, dispatch, out).await;
             }
         }
         Next::Continue

@@ -10,41 +10,30 @@
 
 use super::Router;
 use super::connection::Step;
-use super::op::{Op, OpKind, Span, Wire};
+use super::op::{Op, OpKind, Span, Wire, arith_op};
 use crate::clock::Clock;
 use crate::protocol::meta::{
     DebugReply, Meta, MetaCode, MetaEcho, MetaFacts, MetaReply, MetaRequest, MetaStatus, SetMode,
     Ttls, decode_in_place,
 };
-use crate::protocol::{ArithKind, ErrorReply, Tokens};
+use crate::protocol::{ErrorReply, Tokens};
 use crate::storage::{
-    ArithMeta, ArithOp, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Millis, Shard,
-    Store, StoreMeta, StoreMode, StoreOutcome,
+    ArithMeta, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Millis, Shard, Store,
+    StoreMeta, StoreMode, StoreOutcome,
 };
 
 /// The operation of a parsed meta request. A base64 key is still encoded
-/// (and the hash not yet taken): [`decode_keys`] finishes it.
+/// (and hashed as sent): [`decode_keys`] decodes it and hashes it again.
 pub(super) fn op(base: &[u8], meta: &Meta<'_>) -> Op {
-    Op {
-        kind: if meta.too_large > 0 {
-            OpKind::Discard
-        } else {
-            OpKind::Meta
-        },
-        hash: if meta.request.base64() {
-            0
-        } else {
-            Router::hash(meta.key)
-        },
-        key: Span::within(base, meta.key),
-        data: Span::within(base, meta.data),
-        flags: 0,
-        exptime: 0,
-        number: 0,
-        noreply: false,
-        wire: Wire::Meta(meta.request),
-        tokens: Span::within(base, meta.tokens),
-    }
+    let kind = if meta.too_large > 0 {
+        OpKind::Discard
+    } else {
+        OpKind::Meta
+    };
+    let mut op = Op::new(kind, base, meta.key, Wire::Meta(meta.request));
+    op.data = Span::within(base, meta.data);
+    op.tokens = Span::within(base, meta.tokens);
+    op
 }
 
 /// Decodes the base64 key of every meta operation in a freshly planned
@@ -204,10 +193,7 @@ pub(super) fn execute(
             ))
         }
         MetaRequest::Arith(arith) => {
-            let kind = match arith.kind {
-                ArithKind::Incr => ArithOp::Incr,
-                ArithKind::Decr => ArithOp::Decr,
-            };
+            let kind = arith_op(arith.kind);
             let req = ArithMeta {
                 compare: arith.cas.compare(),
                 new_cas: arith.cas.new_cas(),

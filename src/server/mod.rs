@@ -12,6 +12,7 @@
 //!   behind its own lock and requests run in place.
 
 mod admin;
+mod binary;
 mod connection;
 mod listener;
 mod meta;

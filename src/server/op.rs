@@ -7,8 +7,9 @@
 //! both runtimes.
 
 use crate::clock::Clock;
+use crate::protocol::binary;
 use crate::protocol::meta::MetaRequest;
-use crate::protocol::{ErrorReply, Outcome, Value};
+use crate::protocol::{ArithKind, ErrorReply, Outcome, Value};
 use crate::storage::{ArithOp, ArithOutcome, Millis, Shard, Store, StoreMode, StoreOutcome};
 
 /// What an [`Op`] does.
@@ -45,6 +46,16 @@ pub enum Wire {
     Classic,
     /// A meta command, typed; its flag tokens are in [`Op::tokens`].
     Meta(MetaRequest),
+    /// A binary-protocol request: the reply is a packet answering this
+    /// header (opcode, opaque; quiet and key-returning forms follow from
+    /// the opcode), and the header's CAS token is compared where the
+    /// command allows one.
+    Binary {
+        /// The request's header.
+        header: binary::Header,
+        /// `incr`/`decr`: the value a missing counter is created with.
+        initial: u64,
+    },
 }
 
 /// A byte range into the buffer an [`Op`] travels with.
@@ -100,6 +111,23 @@ pub struct Op {
 }
 
 impl Op {
+    /// An operation of `kind` on `key` (a slice of `base`), hashed, with
+    /// every other field empty.
+    pub fn new(kind: OpKind, base: &[u8], key: &[u8], wire: Wire) -> Op {
+        Op {
+            kind,
+            hash: super::Router::hash(key),
+            key: Span::within(base, key),
+            data: Span::default(),
+            flags: 0,
+            exptime: 0,
+            number: 0,
+            noreply: false,
+            wire,
+            tokens: Span::default(),
+        }
+    }
+
     /// Runs the operation on `shard` and appends its reply to `out`. Key and
     /// data spans refer to `base`.
     pub fn execute(
@@ -121,6 +149,11 @@ impl Op {
             }
             Wire::Meta(request) => {
                 super::meta::execute(self, request, key, base, shard, clock, now, out)
+            }
+            Wire::Binary { header, initial } => {
+                let outcome =
+                    super::binary::execute(self, header, *initial, key, base, shard, clock, now);
+                header.write(outcome, key, out);
             }
         }
     }
@@ -199,6 +232,14 @@ impl Op {
             },
             OpKind::Meta => unreachable!("meta operations run in meta::execute"),
         }
+    }
+}
+
+/// The shard's name for `incr`/`decr`.
+pub(super) fn arith_op(kind: ArithKind) -> ArithOp {
+    match kind {
+        ArithKind::Incr => ArithOp::Incr,
+        ArithKind::Decr => ArithOp::Decr,
     }
 }
 

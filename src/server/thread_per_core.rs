@@ -336,6 +336,7 @@ impl Dispatch for CoreDispatch {
                     }
                     Step::Text(text) => target.extend_from_slice(text),
                     Step::Error(error) => error.write(target),
+                    Step::Binary(reply) => reply.write(target),
                     Step::Admin(_) => unreachable!("admin steps are run by the connection"),
                 }
                 if remote {
