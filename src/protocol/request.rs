@@ -248,10 +248,17 @@ impl Request<'_> {
     }
 }
 
-/// Whether `key` is a legal key: 1 to 250 bytes, no spaces or control
-/// characters.
+/// Whether a text command can name `key` as it is, and a text reply print
+/// it as it is: 1 to 250 bytes, none of them a space, CR or LF. One rule
+/// for classic and meta commands, so a key either stores is read and
+/// deleted by both. Any other key (stored through the binary protocol or
+/// with a base64 key) is named base64-encoded with the meta `b` flag, and
+/// printed that way. memcached's classic commands also take a CR inside a
+/// key; here it would end up in reply lines, so it is refused.
 pub fn valid_key(key: &[u8]) -> bool {
-    !key.is_empty() && key.len() <= KEY_MAX_LEN && key.iter().all(|&b| b > b' ' && b != 0x7f)
+    !key.is_empty()
+        && key.len() <= KEY_MAX_LEN
+        && key.iter().all(|&b| !matches!(b, b' ' | b'\r' | b'\n'))
 }
 
 pub(super) fn number<T: std::str::FromStr>(token: &[u8]) -> Option<T> {

@@ -232,10 +232,15 @@ pub(super) fn execute(
                 MetaArithOutcome::NonNumeric => MetaReply::Error(ErrorReply::NonNumeric),
             }
         }
-        // The decoded key even with `b`: what 1.6.18 prints (protocol.txt
-        // says base64).
         MetaRequest::Debug(_) => {
             MetaReply::Debug(shard.meta_debug(key, op.hash, now).map(|d| DebugReply {
+                // memcached prints the key base64-encoded when the item was
+                // stored with a base64 key, whatever the request's `b`. The
+                // engine's `MetaDebug` does not say whether it was (only
+                // `meta_get` does, with side effects), so only a key that
+                // would break the line is encoded (by the reply). With
+                // `MetaDebug::binary_key` this becomes `d.binary_key`.
+                key_base64: false,
                 exp: secs(d.deadline),
                 la: d.idle_secs,
                 cas: d.cas,

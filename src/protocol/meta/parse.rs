@@ -7,7 +7,7 @@
 //! does.
 
 use super::super::reply::ErrorReply;
-use super::super::request::{ArithKind, KEY_MAX_LEN, ParseError, Parsed, Request, Tokens};
+use super::super::request::{ArithKind, ParseError, Parsed, Request, Tokens, valid_key};
 use super::{
     CasTokens, Meta, MetaArith, MetaCommand, MetaDebug, MetaDelete, MetaGet, MetaRequest, MetaSet,
     SetMode, base64_len,
@@ -233,7 +233,8 @@ pub(crate) fn parse<'a>(
             line_end,
         )
     };
-    if key.len() > KEY_MAX_LEN {
+    // One key rule with the classic commands (`valid_key`).
+    if !valid_key(key) {
         return refuse(ErrorReply::BadFormat);
     }
     if Tokens::new(line).count() >= MAX_TOKENS {

@@ -9,7 +9,7 @@
 //! it created the counter; errors and every other code are always sent.
 
 use super::super::reply::ErrorReply;
-use super::super::request::Tokens;
+use super::super::request::{Tokens, valid_key};
 use super::{MetaCommand, encode_key};
 
 /// The return code of a meta reply.
@@ -111,6 +111,9 @@ impl<'a> MetaStatus<'a> {
 /// `me`'s dump of an item: `ME <key> exp= la= cas= fetch= cls= size=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DebugReply {
+    /// Print the key base64-encoded (memcached does for an item stored
+    /// with a base64 key).
+    pub key_base64: bool,
     /// Remaining TTL in seconds, `-1` for none.
     pub exp: i64,
     /// Seconds since the last access.
@@ -160,7 +163,13 @@ impl MetaReply<'_> {
             MetaReply::Debug(None) => out.extend_from_slice(b"EN\r\n"),
             MetaReply::Debug(Some(d)) => {
                 out.extend_from_slice(b"ME ");
-                out.extend_from_slice(echo.key);
+                // memcached marks a base64 key here with nothing but its
+                // encoding.
+                if d.key_base64 || !valid_key(echo.key) {
+                    encode_key(echo.key, out);
+                } else {
+                    out.extend_from_slice(echo.key);
+                }
                 let mut n = itoa::Buffer::new();
                 for (name, value) in [
                     (&b" exp="[..], n.format(d.exp).as_bytes()),
@@ -210,7 +219,11 @@ impl MetaStatus<'_> {
                 }
                 b'k' => {
                     out.extend_from_slice(b" k");
-                    if echo.base64 {
+                    // A key a text command could not name (one with a
+                    // space, CR or LF, stored through the binary protocol)
+                    // goes out encoded too, so it never breaks the line:
+                    // memcached 1.6.18 prints it raw.
+                    if echo.base64 || !valid_key(echo.key) {
                         encode_key(echo.key, out);
                         out.extend_from_slice(b" b");
                     } else {
@@ -356,6 +369,7 @@ mod tests {
     #[test]
     fn debug_dump() {
         let dump = DebugReply {
+            key_base64: false,
             exp: -1,
             la: 2,
             cas: 9,
@@ -369,5 +383,45 @@ mod tests {
             "ME k exp=-1 la=2 cas=9 fetch=no cls=1 size=46\r\n"
         );
         assert_eq!(written(MetaReply::Debug(None), &e), "EN\r\n");
+        let stored_base64 = DebugReply {
+            key_base64: true,
+            ..dump
+        };
+        assert_eq!(
+            written(MetaReply::Debug(Some(stored_base64)), &e),
+            "ME aw== exp=-1 la=2 cas=9 fetch=no cls=1 size=46\r\n"
+        );
+    }
+
+    /// A key with a space, CR or LF (possible through the binary protocol
+    /// or a base64 key) is printed base64-encoded, never raw.
+    #[test]
+    fn keys_that_would_break_the_line_go_out_encoded() {
+        let key = b"a b\r\nc";
+        let e = MetaEcho {
+            key,
+            ..echo(MetaCommand::Get, b" k")
+        };
+        assert_eq!(
+            written(MetaReply::Status(MetaStatus::plain(MetaCode::Hd)), &e),
+            "HD kYSBiDQpj b\r\n"
+        );
+        let dump = DebugReply {
+            key_base64: false,
+            exp: 5,
+            la: 0,
+            cas: 1,
+            fetched: true,
+            class: 2,
+            size: 50,
+        };
+        let e = MetaEcho {
+            command: MetaCommand::Debug,
+            ..e
+        };
+        assert_eq!(
+            written(MetaReply::Debug(Some(dump)), &e),
+            "ME YSBiDQpj exp=5 la=0 cas=1 fetch=yes cls=2 size=50\r\n"
+        );
     }
 }

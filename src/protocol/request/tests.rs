@@ -301,11 +301,17 @@ fn keys_are_checked() {
     ));
     let ok = format!("get {}\r\n", "x".repeat(250));
     assert_eq!(keys(one(ok.as_bytes()).request).len(), 1);
+    // Any byte but a space, CR or LF, as memcached takes them (it also
+    // takes a CR inside a key).
+    assert_eq!(
+        keys(one(b"get a\x01b\tc\x7f\xff\0\r\n").request),
+        [b"a\x01b\tc\x7f\xff\0"]
+    );
     assert!(matches!(
-        one(b"get a\x01b\r\n").request,
-        Request::Invalid { .. }
+        one(b"get a\rb\r\n").request,
+        Request::Invalid { error, .. } if error == ErrorReply::BadFormat
     ));
-    assert!(!valid_key(b"a\x7f"));
+    assert!(!valid_key(b"a b") && !valid_key(b"a\nb") && !valid_key(b""));
 }
 
 #[test]
