@@ -21,7 +21,7 @@
 //! where it loses track of a packet's length (it swallows an unknown
 //! opcode's body after having read its key and extras, and leaves the
 //! extra body of a `stat` or `touch` unread), this parser skips exactly
-//! the body the header announced. Replies are written by [`reply`].
+//! the body the header announced. Replies are written by `reply.rs`.
 
 mod reply;
 #[cfg(test)]

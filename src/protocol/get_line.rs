@@ -74,7 +74,7 @@ pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, Pars
     Ok(get_piece(buf, start, line))
 }
 
-/// Parses more of a line that [`parse`] or an earlier call left unfinished
+/// Parses more of a line that [`parse`](super::parse) or an earlier call left unfinished
 /// ([`Parsed::rest`]). For [`LineRest::Get`], the keys up to the newline
 /// (`last`, then `END`) or, without one, every key completed so far;
 /// [`ParseError::Incomplete`] while not even one more key is complete.

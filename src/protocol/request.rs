@@ -49,7 +49,7 @@ pub struct Parsed<'a> {
     /// Bytes of the buffer it used, including its data block.
     pub consumed: usize,
     /// Set when the request's line goes on past `consumed`: the rest must
-    /// be read with [`parse_rest`] before anything else.
+    /// be read with [`parse_rest`](super::parse_rest) before anything else.
     pub rest: Option<LineRest>,
 }
 

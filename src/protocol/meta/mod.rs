@@ -1,5 +1,5 @@
 //! memcached's meta commands (`mg ms md ma me mn`): typed requests, their
-//! parser ([`parse`](self::parse)) and their typed reply ([`MetaReply`]).
+//! parser (`parse.rs`) and their typed reply ([`MetaReply`]).
 //!
 //! Each command parses into its own request type ([`MetaGet`],
 //! [`MetaSet`], [`MetaDelete`], [`MetaArith`], [`MetaDebug`]), plain `Copy`
