@@ -39,6 +39,7 @@ const SASL_LIST: u8 = 0x20;
 const SASL_AUTH: u8 = 0x21;
 const SASL_STEP: u8 = 0x22;
 const GATK: u8 = 0x23;
+const GATKQ: u8 = 0x24;
 
 // Statuses and the bodies memcached sends with them.
 const NOT_FOUND: (u16, &[u8]) = (0x01, b"Not found");
@@ -322,7 +323,9 @@ both_runtimes! {
                 request(TOUCH, &expiry, b"zz", &[], 5, 0),
                 request(GATQ, &expiry, b"zz", &[], 6, 0),
                 request(GATQ, &expiry, b"a", &[], 7, 0),
-                get(NOOP, b"", 8),
+                request(GATKQ, &expiry, b"zz", &[], 8, 0),
+                request(GATKQ, &expiry, b"a", &[], 9, 0),
+                get(NOOP, b"", 10),
             ],
             &[
                 // touch answers with the flags and CAS, without the value.
@@ -331,17 +334,18 @@ both_runtimes! {
                 hit(GATK, b"a", b"hello", 7, 4, cas),
                 error(TOUCH, NOT_FOUND, 5),
                 hit(GATQ, b"", b"hello", 7, 7, cas),
-                ok(NOOP, 8, 0),
+                hit(GATKQ, b"a", b"hello", 7, 9, cas),
+                ok(NOOP, 10, 0),
             ],
         );
         assert!((98..=100).contains(&ttl_of(&server, "a")));
         c.exchange(
             &[
-                request(DELETEQ, &[], b"a", &[], 9, 0),
-                request(DELETE, &[], b"a", &[], 10, 0),
                 request(DELETEQ, &[], b"a", &[], 11, 0),
+                request(DELETE, &[], b"a", &[], 12, 0),
+                request(DELETEQ, &[], b"a", &[], 13, 0),
             ],
-            &[error(DELETE, NOT_FOUND, 10), error(DELETEQ, NOT_FOUND, 11)],
+            &[error(DELETE, NOT_FOUND, 12), error(DELETEQ, NOT_FOUND, 13)],
         );
     }
 
