@@ -26,11 +26,11 @@ for runtime in thread-per-core work-stealing; do
     until nc -z 127.0.0.1 "$port" 2>/dev/null; do sleep 0.05; done
     "$bin/loadgen" --server "127.0.0.1:$port" --threads 1 --connections 50 --pipeline "$pipeline" \
       --keys 100000 --value-size 32 --get-ratio 0.9 --prefill --duration 1s --warmup 0s >/dev/null
-    before=$(cpu_ticks "$server"); fwd0=$(stat forwarded_requests); bat0=$(stat forward_batches)
+    before=$(cpu_ticks "$server"); fwd0=$(stat forwarded_requests); bat0=$(stat forward_messages)
     "$bin/loadgen" --server "127.0.0.1:$port" --threads 1 --connections 50 --pipeline "$pipeline" \
       --keys 100000 --value-size 32 --get-ratio 0.9 --duration "$duration" --warmup 0s \
       --json /tmp/forwarding.json >/dev/null
-    after=$(cpu_ticks "$server"); fwd1=$(stat forwarded_requests); bat1=$(stat forward_batches)
+    after=$(cpu_ticks "$server"); fwd1=$(stat forwarded_requests); bat1=$(stat forward_messages)
     kill "$server"; wait "$server" 2>/dev/null || true
     python3 - "$runtime" "$pipeline" "$((after - before))" "$hz" "$((fwd1 - fwd0))" "$((bat1 - bat0))" <<'PY'
 import json, sys

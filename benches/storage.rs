@@ -215,7 +215,7 @@ fn bench_shard(c: &mut Criterion) {
                     now,
                 ));
                 ops += 1;
-                if ops % 1000 == 0 {
+                if ops.is_multiple_of(1000) {
                     now += 1;
                     shard.tick(now);
                 }

@@ -1,7 +1,13 @@
 //! The server's clock: monotonic milliseconds since start, and memcached's
 //! exptime rules turned into a [`Deadline`].
+//!
+//! Tests can hold the clock ([`Clock::held`]) and move it by hand
+//! ([`Clock::advance`]), the way mini-redis pauses tokio's clock: TTLs,
+//! idle times, `uptime` and the expiry wheel then see exactly the time the
+//! test says has passed, and no test sleeps to let time pass.
 
 use crate::storage::{Deadline, Millis};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Exptimes above this many seconds are absolute unix times (30 days), as
@@ -10,39 +16,74 @@ pub const MAX_RELATIVE_EXPTIME: i64 = 60 * 60 * 24 * 30;
 
 /// A monotonic clock anchored at server start, with the wall-clock time of
 /// that start so absolute unix exptimes can be placed on it.
-#[derive(Clone, Copy, Debug)]
+///
+/// Every reading goes through [`Clock::now`], so `uptime`, `time`,
+/// deadlines, idle times and the expiry ticks all agree, held or not.
+#[derive(Debug)]
 pub struct Clock {
     start: Instant,
     start_unix: u64,
+    /// 0 while the clock follows real time. Otherwise the clock is held
+    /// and reads exactly this, until [`Clock::advance`] moves it. Never
+    /// written in production: reading it costs one relaxed load of a line
+    /// that stays in every core's cache.
+    held: AtomicU64,
 }
 
 impl Clock {
-    /// A clock starting now.
+    /// A clock starting now and following real time.
     pub fn new() -> Clock {
-        let start_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
         Clock {
             start: Instant::now(),
-            start_unix,
+            start_unix: unix_time_now(),
+            held: AtomicU64::new(0),
         }
+    }
+
+    /// A clock starting now and held there: it reads the server's first
+    /// millisecond until [`Clock::advance`] moves it. For tests.
+    pub fn held() -> Clock {
+        Clock {
+            held: AtomicU64::new(1),
+            ..Clock::new()
+        }
+    }
+
+    /// Moves a held clock forward by `by` (whole milliseconds). Every
+    /// thread sees the new time on its next reading; the expiry ticks keep
+    /// running on their real-time interval and reclaim what became due.
+    ///
+    /// # Panics
+    /// If the clock is not held: real time cannot be moved.
+    pub fn advance(&self, by: Duration) {
+        let by = by.as_millis() as Millis;
+        let moved = self
+            .held
+            .fetch_update(Relaxed, Relaxed, |held| (held != 0).then(|| held + by));
+        assert!(
+            moved.is_ok(),
+            "only a held clock (Clock::held) can be advanced"
+        );
     }
 
     /// Milliseconds since start, plus one: the clock never reads 0, so a
     /// deadline of "now" (a negative exptime) is already due even in the
     /// server's first millisecond, and 0 stays free to mean "never".
+    #[inline]
     pub fn now(&self) -> Millis {
-        self.start.elapsed().as_millis() as Millis + 1
+        match self.held.load(Relaxed) {
+            0 => self.start.elapsed().as_millis() as Millis + 1,
+            held => held,
+        }
     }
 
-    /// Seconds since start (memcached's `uptime`).
+    /// Whole seconds since start (memcached's `uptime`).
     pub fn uptime_secs(&self) -> u64 {
-        self.start.elapsed().as_secs()
+        (self.now() - 1) / 1000
     }
 
-    /// The current unix time in seconds, derived from the monotonic clock so
-    /// `stats time` and exptimes agree.
+    /// The current unix time in seconds, derived from the server clock so
+    /// `stats time` and absolute exptimes agree.
     pub fn unix_now(&self) -> u64 {
         self.start_unix + self.uptime_secs()
     }
@@ -84,6 +125,13 @@ impl Default for Clock {
     }
 }
 
+fn unix_time_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +157,45 @@ mod tests {
         let deadline = clock.deadline(future, now);
         assert!(!deadline.is_expired(now));
         assert!(deadline.is_expired(now + 101_000 + 1000 * clock.uptime_secs()));
+    }
+
+    #[test]
+    fn a_held_clock_moves_only_when_advanced() {
+        let clock = Clock::held();
+        assert_eq!(clock.now(), 1);
+        // Real time passing is the point here, not a wait for something.
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(clock.now(), 1, "real time does not move a held clock");
+        assert_eq!(
+            (clock.uptime_secs(), clock.unix_now()),
+            (0, clock.start_unix)
+        );
+
+        // A 1 s TTL set in the first millisecond is due exactly 1000 ms later.
+        let deadline = clock.deadline(1, clock.now());
+        clock.advance(Duration::from_millis(999));
+        assert!(!deadline.is_expired(clock.now()));
+        assert_eq!(Clock::remaining_secs(deadline, clock.now()), 1);
+        clock.advance(Duration::from_millis(1));
+        assert!(deadline.is_expired(clock.now()));
+        assert_eq!(Clock::remaining_secs(deadline, clock.now()), 0);
+
+        // uptime and time move in whole seconds with it, and an absolute
+        // exptime falls due when `time` reaches it.
+        assert_eq!(clock.uptime_secs(), 1);
+        let at = clock.unix_now() as i64 + 2;
+        let absolute = clock.deadline(at, clock.now());
+        clock.advance(Duration::from_millis(1999));
+        assert_eq!(clock.unix_now() as i64, at - 1);
+        assert!(!absolute.is_expired(clock.now()));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(clock.unix_now() as i64, at);
+        assert!(absolute.is_expired(clock.now()));
+    }
+
+    #[test]
+    #[should_panic(expected = "only a held clock")]
+    fn a_running_clock_cannot_be_advanced() {
+        Clock::new().advance(Duration::from_secs(1));
     }
 }

@@ -77,6 +77,12 @@ pub struct Cli {
     /// How often expired items are reclaimed, e.g. `100ms` [default: 100ms].
     #[arg(long, value_name = "DURATION")]
     pub ttl_tick: Option<String>,
+    /// Thread-per-core: how long a thread waiting for another thread's
+    /// replies polls for them before it sleeps, e.g. `20us`; 0 = never
+    /// [default: 0]. Spends CPU to spare the other thread a wake-up: worth
+    /// it only on cores nothing else needs.
+    #[arg(long, value_name = "DURATION")]
+    pub spin: Option<String>,
     /// Growth factor between slab class sizes [default: 1.25].
     #[arg(long, value_name = "FACTOR")]
     pub slab_growth_factor: Option<f64>,
@@ -106,6 +112,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     runtime: Option<RuntimeKind>,
     ttl_tick: Option<String>,
+    spin: Option<String>,
     slab_growth_factor: Option<f64>,
     slab_min_chunk: Option<usize>,
     slab_page_size: Option<String>,
@@ -135,6 +142,9 @@ pub struct Config {
     pub runtime: RuntimeKind,
     /// Interval between expiry passes.
     pub ttl_tick: Duration,
+    /// Thread-per-core: how long to poll for awaited replies before
+    /// sleeping (zero: never).
+    pub spin: Duration,
     /// Slab class growth factor.
     pub slab_growth_factor: f64,
     /// Smallest slab chunk in bytes.
@@ -178,6 +188,7 @@ impl Config {
             max_connections: 1024,
             runtime: RuntimeKind::ThreadPerCore,
             ttl_tick: Duration::from_millis(100),
+            spin: Duration::ZERO,
             slab_growth_factor: 1.25,
             slab_min_chunk: 48,
             slab_page_size: MIB,
@@ -258,6 +269,14 @@ impl Config {
                 .map_err(|e| error(&name, format!("'{tick}' is not a duration ({e})")))?;
             if config.ttl_tick.is_zero() {
                 return Err(error(&name, "must be more than 0"));
+            }
+        }
+        if let Some((spin, name)) = pick(cli.spin.clone(), file.spin, "spin") {
+            config.spin = humantime::parse_duration(&spin)
+                .map_err(|e| error(&name, format!("'{spin}' is not a duration ({e})")))?;
+            // A spin is meant to bridge one round trip, not to replace sleep.
+            if config.spin > Duration::from_millis(1) {
+                return Err(error(&name, "must be at most 1ms"));
             }
         }
         if let Some(max) = cli.max_connections.or(file.max_connections) {

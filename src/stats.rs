@@ -68,18 +68,33 @@ pub struct ThreadStats {
     pub forwarded_out: Counter,
     /// Keyed operations this thread ran for another thread.
     pub forwarded_in: Counter,
-    /// Batches this thread sent (one per owner per read batch).
-    pub forward_batches: Counter,
+    /// Forward messages this thread sent (one per owner per turn, each
+    /// carrying the forwarded operations of all its connections).
+    pub forward_messages: Counter,
+    /// Reply messages this thread received for its forwards.
+    pub forward_replies: Counter,
+    /// Times this thread woke another one that had said it sleeps.
+    pub core_wakes: Counter,
+    /// Times this thread said it sleeps (its runtime was about to park).
+    pub core_sleeps: Counter,
+    /// Requests whose handling panicked (their shard was reset).
+    pub request_panics: Counter,
     /// Bytes read from clients.
     pub bytes_read: Counter,
     /// Bytes written to clients.
     pub bytes_written: Counter,
     /// `flush_all` commands.
     pub cmd_flush: Counter,
+    /// Expiry ticks run over this thread's shards (work-stealing: the one
+    /// tick task, over every shard, counts on thread 0). Lets a test wait
+    /// for the wheel to have run after it moved a held clock.
+    pub expiry_ticks: Counter,
 }
 
 impl ThreadStats {
-    /// Zeroes the event counters, keeping the `curr_connections` gauge.
+    /// Zeroes the event counters, keeping the `curr_connections` gauge and
+    /// `expiry_ticks` (background work, which a reset must not make look
+    /// as if it had not happened since some earlier reading).
     pub fn reset(&self) {
         for counter in [
             &self.total_connections,
@@ -87,7 +102,11 @@ impl ThreadStats {
             &self.cmd_total,
             &self.forwarded_out,
             &self.forwarded_in,
-            &self.forward_batches,
+            &self.forward_messages,
+            &self.forward_replies,
+            &self.core_wakes,
+            &self.core_sleeps,
+            &self.request_panics,
             &self.bytes_read,
             &self.bytes_written,
             &self.cmd_flush,

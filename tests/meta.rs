@@ -311,11 +311,17 @@ both_runtimes! {
 
     fn meta_and_classic_mixed_in_one_pipelined_burst_across_threads(server) {
         let mut c = server.connect();
+        let here = c.thread();
         let mut request = String::new();
         let mut expected = String::new();
+        let mut forwarded = 0;
         for i in 0..200 {
             // Seeds far apart: every key is distinct.
             let k = key_on_thread(i % 2, i * 1000);
+            // Keyed requests on `k` below (mn is not one).
+            if i % 2 != here {
+                forwarded += [2, 3, 3, 4, 3][i % 5];
+            }
             match i % 5 {
                 0 => {
                     request += &format!("ms {k} 2 T0 F{i} O{i} k c E{}\r\nv{}\r\n", 1000 + i, i % 10);
@@ -363,14 +369,13 @@ both_runtimes! {
         c.send(request.as_bytes());
         let got = c.read_exact(expected.len());
         assert_eq!(String::from_utf8_lossy(&got), expected);
-        server.assert_forwarded();
+        server.assert_forwarded_exactly(forwarded);
     }
 
     fn meta_request_split_byte_by_byte(server) {
         let mut c = server.connect();
-        for &b in b"ms split 5 T0 k\r\nhello\r\nmg split v k O1\r\n" {
-            c.send(&[b]);
-        }
+        let request = b"ms split 5 T0 k\r\nhello\r\nmg split v k O1\r\n";
+        server.send_in_separate_reads(&mut c, request.chunks(1));
         let want = "HD ksplit\r\nVA 5 ksplit O1\r\nhello\r\n";
         assert_eq!(String::from_utf8_lossy(&c.read_exact(want.len())), want);
     }
@@ -381,13 +386,37 @@ both_runtimes! {
         c.expect("ms neg 1 T-1\r\nx\r\n", "HD\r\n");
         c.expect("mg neg v\r\n", "EN\r\n");
         c.expect("mg e t\r\n", "HD t1\r\n");
-        std::thread::sleep(Duration::from_millis(1100));
+        // t rounds up: 1 ms left is 1 s left; then it is gone.
+        server.advance(Duration::from_millis(999));
+        c.expect("mg e t v\r\n", "VA 1 t1\r\nx\r\n");
+        server.advance(Duration::from_millis(1));
         c.expect("mg e v\r\n", "EN\r\n");
         // md I with T limits how long a stale item lives.
         c.expect("ms st 1\r\nx\r\n", "HD\r\n");
         c.expect("md st I T1\r\n", "HD\r\n");
         c.expect("mg st t\r\n", "HD t1 X W\r\n");
-        std::thread::sleep(Duration::from_millis(1100));
+        server.advance(Duration::from_secs(1));
         c.expect("mg st\r\n", "EN\r\n");
+    }
+
+    fn l_and_la_are_whole_idle_seconds_refreshed_at_most_once_a_minute(server) {
+        let mut c = server.connect();
+        c.expect("ms idle 1 T0 E5\r\nx\r\n", "HD\r\n");
+        c.expect("me idle\r\n", "ME idle exp=-1 la=0 cas=5 fetch=no cls=1 size=45\r\n");
+        server.advance(Duration::from_millis(2500));
+        c.expect("mg idle l v\r\n", "VA 1 l2\r\nx\r\n");
+        // A hit within a minute of the last refresh leaves the access time.
+        c.expect("mg idle l\r\n", "HD l2\r\n");
+        c.expect("me idle\r\n", "ME idle exp=-1 la=2 cas=5 fetch=yes cls=1 size=45\r\n");
+        // A hit a minute or more after it refreshes it.
+        server.advance(Duration::from_secs(58));
+        c.expect("mg idle l\r\n", "HD l60\r\n");
+        c.expect("mg idle l\r\n", "HD l0\r\n");
+        // u reads without refreshing.
+        server.advance(Duration::from_secs(61));
+        c.expect("mg idle u l\r\n", "HD l61\r\n");
+        c.expect("me idle\r\n", "ME idle exp=-1 la=61 cas=5 fetch=yes cls=1 size=45\r\n");
+        c.expect("mg idle l\r\n", "HD l61\r\n");
+        c.expect("mg idle l\r\n", "HD l0\r\n");
     }
 }

@@ -3,6 +3,8 @@
 mod common;
 
 use common::{Raw, key_on_thread};
+use corecache::config::RuntimeKind;
+use corecache::storage::wheel::TICK_MS;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -57,27 +59,35 @@ both_runtimes! {
 
     fn get_of_100_keys_spanning_threads_keeps_key_order(server) {
         let mut c = server.connect();
+        let remote = remote_to(&mut c);
         let keys: Vec<String> = (0..100).map(|i| format!("multi:{i}")).collect();
         // Every third key is missing; the rest hold their own name.
         let mut expected = String::new();
+        let mut forwarded = 0;
         for (i, key) in keys.iter().enumerate() {
+            forwarded += remote(key);
             if i % 3 == 0 {
                 continue;
             }
             c.expect(&format!("set {key} {i} 0 {}\r\n{key}\r\n", key.len()), "STORED\r\n");
             write!(expected, "VALUE {key} {i} {}\r\n{key}\r\n", key.len()).unwrap();
+            forwarded += remote(key);
         }
         expected.push_str("END\r\n");
         c.expect(&format!("get {}\r\n", keys.join(" ")), &expected);
-        server.assert_forwarded();
+        server.assert_forwarded_exactly(forwarded);
     }
 
     fn a_pipelined_burst_of_1000_mixed_requests_is_answered_in_order(server) {
         let mut c = server.connect();
+        let remote = remote_to(&mut c);
         let mut request = String::new();
         let mut expected = String::new();
+        let mut forwarded = 0;
         for i in 0..250 {
             let key = format!("burst:{i}");
+            // Four requests on `key`, and the get's second key.
+            forwarded += 4 * remote(&key) + remote("burst:none");
             let value = format!("v{i}");
             write!(request, "set {key} {i} 0 {}\r\n{value}\r\n", value.len()).unwrap();
             expected.push_str("STORED\r\n");
@@ -94,8 +104,10 @@ both_runtimes! {
             expected.push_str(if i % 2 == 0 { "NOT_FOUND\r\n" } else { "TOUCHED\r\n" });
         }
         c.expect(&request, &expected);
-        // Keys of both threads were in the burst.
-        server.assert_forwarded();
+        // Keys of both threads were in the burst: every op on the other
+        // thread's keys crossed over, and only those.
+        assert!(forwarded > 0);
+        server.assert_forwarded_exactly(forwarded);
     }
 
     fn a_long_get_line_arriving_in_small_pieces(server) {
@@ -104,9 +116,7 @@ both_runtimes! {
         // About 50 KB of keys on one line, in 97-byte writes.
         let keys: Vec<String> = (0..200).map(|i| format!("{i:0>250}")).collect();
         let line = format!("get {} piece\r\n", keys.join(" "));
-        for piece in line.as_bytes().chunks(97) {
-            c.send(piece);
-        }
+        server.send_in_separate_reads(&mut c, line.as_bytes().chunks(97));
         let expected = "VALUE piece 0 2\r\nok\r\nEND\r\n";
         assert_eq!(String::from_utf8(c.read_exact(expected.len())).unwrap(), expected);
     }
@@ -114,10 +124,7 @@ both_runtimes! {
     fn a_request_written_one_byte_at_a_time(server) {
         let mut c = server.connect();
         let request = b"set slow 3 0 5\r\nhello\r\nget slow\r\n";
-        for byte in request {
-            c.send(&[*byte]);
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        server.send_in_separate_reads(&mut c, request.chunks(1));
         let expected = "STORED\r\nVALUE slow 3 5\r\nhello\r\nEND\r\n";
         assert_eq!(String::from_utf8(c.read_exact(expected.len())).unwrap(), expected);
     }
@@ -125,14 +132,20 @@ both_runtimes! {
     fn noreply_suppresses_replies_but_not_effects(server) {
         let mut c = server.connect();
         c.send(b"set n 0 0 1 noreply\r\n5\r\nincr n 2 noreply\r\nadd n 0 0 1 noreply\r\nx\r\n");
-        c.send(b"touch n 100 noreply\r\nappend n 0 0 1 noreply\r\n0\r\nflush_all 0 noreply\r\n");
+        c.send(b"append n 0 0 1 noreply\r\n0\r\nprepend n 0 0 1 noreply\r\n1\r\ntouch n 100 noreply\r\n");
         c.send(b"set m 0 0 1 noreply\r\nm\r\ndelete gone noreply\r\nverbosity 1 noreply\r\n");
+        // Too large: refused, and its data swallowed, without a word.
         c.send(b"set k 0 0 2000000 noreply\r\n");
         c.send(&vec![b'z'; 2_000_000]);
         c.send(b"\r\n");
-        // Nothing came back for any of those: the next reply is the get's.
-        c.expect("get n m\r\n", "VALUE m 0 1\r\nm\r\nEND\r\n");
+        // Nothing came back for any of those: the next reply is the get's,
+        // and it shows every effect (the add refused, as n existed).
+        c.expect("get n m k\r\n", "VALUE n 0 3\r\n170\r\nVALUE m 0 1\r\nm\r\nEND\r\n");
+        c.expect("mg n t\r\n", "HD t100\r\n");
+        c.expect("decr n 70 noreply\r\nget n\r\n", "VALUE n 0 3\r\n100\r\nEND\r\n");
         c.expect("delete m noreply\r\nget m\r\n", "END\r\n");
+        c.expect("flush_all 0 noreply\r\nget n\r\n", "END\r\n");
+        assert_eq!(server.stat_u64("", "store_too_large"), 1);
     }
 
     fn incr_and_decr(server) {
@@ -162,36 +175,52 @@ both_runtimes! {
         c.expect("gat 0 t missing\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
         let cas = gets_cas(&mut c, "t");
         c.expect("gats 100 t\r\n", &format!("VALUE t 1 1 {cas}\r\nx\r\nEND\r\n"));
-        // The touches above made it immortal: it outlives its first TTL.
-        std::thread::sleep(Duration::from_millis(1500));
+        // The touches replaced its 1 s TTL: it outlives it, with 99 s left.
+        server.advance(Duration::from_secs(1));
         c.expect("get t\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
+        c.expect("mg t t\r\n", "HD t99\r\n");
         // And gat can give it a past deadline.
         c.expect("gat -1 t\r\n", "VALUE t 1 1\r\nx\r\nEND\r\n");
         c.expect("get t\r\n", "END\r\n");
-        assert!(server.stat_u64("", "touch_hits") >= 4);
-        assert!(server.stat_u64("", "cmd_touch") >= 5);
+        // As memcached counts them: every touch and every key of a
+        // gat/gats is a touch command, a hit or a miss.
+        assert_eq!(server.stat_u64("", "cmd_touch"), 6);
+        assert_eq!(server.stat_u64("", "touch_hits"), 4);
+        assert_eq!(server.stat_u64("", "touch_misses"), 2);
     }
 
     fn expiry(server) {
         let mut c = server.connect();
         c.expect("set short 0 1 1\r\nx\r\n", "STORED\r\n");
+        c.expect("set unread 0 1 1\r\nx\r\n", "STORED\r\n");
         c.expect("set forever 0 0 1\r\nx\r\n", "STORED\r\n");
         c.expect("set gone 0 -1 1\r\nx\r\n", "STORED\r\n");
         c.expect("get gone\r\n", "END\r\n");
         // An absolute unix time in the past is expired at once; one in the
-        // future is not.
+        // future expires when the server's `time` reaches it.
         c.expect("set past 0 1000000000 1\r\nx\r\n", "STORED\r\n");
         c.expect("get past\r\n", "END\r\n");
-        let future = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        c.expect(&format!("set later 0 {future} 1\r\nx\r\n"), "STORED\r\n");
+        let later = server.stat_u64("", "time") + 2;
+        c.expect(&format!("set later 0 {later} 1\r\nx\r\n"), "STORED\r\n");
+        // A 1 s TTL lasts exactly 1000 ms of server time.
+        server.advance(Duration::from_millis(999));
         c.expect("get short later\r\n", "VALUE short 0 1\r\nx\r\nVALUE later 0 1\r\nx\r\nEND\r\n");
-        std::thread::sleep(Duration::from_millis(1300));
-        c.expect("get short forever later\r\n", "VALUE forever 0 1\r\nx\r\nVALUE later 0 1\r\nx\r\nEND\r\n");
+        server.advance(Duration::from_millis(1));
+        c.expect("get short forever\r\n", "VALUE forever 0 1\r\nx\r\nEND\r\n");
         c.expect("touch short 10\r\n", "NOT_FOUND\r\n");
+        // With no read, the wheel reclaims `unread` within one of its
+        // slots, and nothing else.
+        server.advance(Duration::from_millis(TICK_MS));
+        server.wait_for_ticks();
+        assert_eq!(server.stat_u64("", "curr_items"), 2);
+        // `short` went at the read, `unread` (never fetched) to the wheel.
+        assert_eq!(server.stat_u64("", "reclaimed"), 2);
+        assert_eq!(server.stat_u64("", "expired_unfetched"), 1);
+        assert_eq!(server.stat_u64("", "time"), later - 1);
+        c.expect("get later\r\n", "VALUE later 0 1\r\nx\r\nEND\r\n");
+        server.advance(Duration::from_secs(1));
+        assert_eq!(server.stat_u64("", "time"), later);
+        c.expect("get forever later unread\r\n", "VALUE forever 0 1\r\nx\r\nEND\r\n");
     }
 
     fn flush_all_now_and_later(server) {
@@ -207,9 +236,14 @@ both_runtimes! {
         // The flushed items' memory comes back in the background.
         assert_eq!(server.wait_for_stat("curr_items", 1), 1);
         c.expect("flush_all 1\r\n", "OK\r\n");
+        server.advance(Duration::from_millis(999));
         c.expect("get after\r\n", "VALUE after 0 1\r\na\r\nEND\r\n");
-        std::thread::sleep(Duration::from_millis(1300));
+        server.advance(Duration::from_millis(1));
         c.expect("get after\r\n", "END\r\n");
+        // A store in the very millisecond the flush falls due goes with
+        // it; one a millisecond later stays.
+        c.expect("set during 0 0 1\r\nd\r\nget during\r\n", "STORED\r\nEND\r\n");
+        server.advance(Duration::from_millis(1));
         c.expect("set new 0 0 1\r\nn\r\n", "STORED\r\n");
         c.expect("get new\r\n", "VALUE new 0 1\r\nn\r\nEND\r\n");
         c.expect("flush_all soon\r\n", "CLIENT_ERROR invalid exptime argument\r\n");
@@ -307,7 +341,7 @@ both_runtimes! {
             "get_expired", "delete_hits", "delete_misses", "incr_hits", "incr_misses",
             "decr_hits", "decr_misses", "cas_hits", "cas_misses", "cas_badval", "touch_hits",
             "touch_misses", "curr_items", "bytes", "limit_maxbytes", "threads", "evictions",
-            "runtime", "shards", "forwarded_requests", "forward_batches",
+            "runtime", "shards", "forwarded_requests", "forward_messages",
         ] {
             get(name);
         }
@@ -321,16 +355,29 @@ both_runtimes! {
         assert_eq!(get("threads"), "2");
         assert_eq!(get("shards"), "4");
         assert_eq!(get("limit_maxbytes"), (64 << 20).to_string());
-        assert!(get("bytes").parse::<u64>().unwrap() > 0);
-        assert!(get("curr_connections").parse::<u64>().unwrap() >= 1);
+        // `a`: a 40-byte item header, a 1-byte key and a 1-byte value.
+        assert_eq!(get("bytes"), "42");
+        assert_eq!(get("curr_connections"), "1");
+        assert_eq!(get("total_connections"), "1");
 
         let threads = c.stats("threads");
-        for thread in 0..2 {
-            for field in ["curr_connections", "total_connections", "cmd_total", "forwarded_out", "forwarded_in"] {
-                let name = format!("thread:{thread}:{field}");
-                assert!(threads.iter().any(|(k, _)| *k == name), "missing {name}");
-            }
-        }
+        let total = |field: &str| -> u64 {
+            (0..2)
+                .map(|thread| {
+                    let name = format!("thread:{thread}:{field}");
+                    let (_, v) = threads.iter().find(|(k, _)| *k == name).unwrap_or_else(|| panic!("missing {name}"));
+                    v.parse::<u64>().unwrap()
+                })
+                .sum()
+        };
+        assert_eq!(total("curr_connections"), 1);
+        assert_eq!(total("total_connections"), 1);
+        // set, get, delete, stats, and this stats threads.
+        assert_eq!(total("cmd_total"), 5);
+        let forwarded: u64 = get("forwarded_requests").parse().unwrap();
+        assert_eq!(total("forwarded_out"), forwarded);
+        assert_eq!(total("forwarded_in"), forwarded);
+        assert_eq!(total("forward_messages").to_string(), get("forward_messages"));
         let settings = c.stats("settings");
         assert!(settings.iter().any(|(k, v)| k == "num_threads" && v == "2"));
         assert!(settings.iter().any(|(k, v)| k == "tcpport" && *v == server.addr.port().to_string()));
@@ -343,7 +390,22 @@ both_runtimes! {
         let theirs = format!("tcp:{}", other.stream.local_addr().unwrap());
         assert!(conns.iter().any(|(k, v)| k.ends_with(":addr") && *v == mine), "{conns:?}");
         assert!(conns.iter().any(|(k, v)| k.ends_with(":addr") && *v == theirs), "{conns:?}");
-        assert!(conns.iter().any(|(k, _)| k.ends_with(":secs_since_last_cmd")));
+        // Idle seconds, uptime and time follow the server's clock.
+        server.advance(Duration::from_secs(3));
+        let conns = c.stats("conns");
+        let idle = |addr: &str| {
+            let (key, _) = conns.iter().find(|(k, v)| k.ends_with(":addr") && v == addr).unwrap();
+            let name = key.replace(":addr", ":secs_since_last_cmd");
+            conns.iter().find(|(k, _)| *k == name).unwrap().1.clone()
+        };
+        assert_eq!((idle(&mine).as_str(), idle(&theirs).as_str()), ("0", "3"), "{conns:?}");
+        let later = c.stats("");
+        let stat = |name: &str| -> u64 {
+            later.iter().find(|(k, _)| k == name).unwrap().1.parse().unwrap()
+        };
+        assert_eq!(get("uptime"), "0");
+        assert_eq!(stat("uptime"), 3);
+        assert_eq!(stat("time"), get("time").parse::<u64>().unwrap() + 3);
         drop(other);
 
         c.expect("stats reset\r\n", "RESET\r\n");
@@ -370,7 +432,8 @@ both_runtimes! {
         assert_eq!(sum(&slabs, ":cmd_set"), 40);
         let active: u64 = slabs.iter().find(|(k, _)| k == "active_slabs").unwrap().1.parse().unwrap();
         assert_eq!(active, 2, "{slabs:?}");
-        assert!(sum(&slabs, "total_malloced") >= 2 << 20);
+        // Memory is taken in whole 1 MiB slab pages.
+        assert_eq!(sum(&slabs, "total_malloced"), sum(&slabs, ":total_pages") << 20);
         let items = c.stats("items");
         assert_eq!(sum(&items, ":number"), 40, "{items:?}");
         assert_eq!(items.iter().filter(|(k, _)| k.ends_with(":number")).count(), 2);
@@ -379,8 +442,12 @@ both_runtimes! {
     fn keys_owned_by_each_thread_work_from_any_connection(server) {
         let local = key_on_thread(0, 0);
         let remote = key_on_thread(1, 0);
-        for _ in 0..4 {
-            let mut c = server.connect();
+        for thread in 0..2 {
+            // Thread-per-core: from a connection each thread serves.
+            let mut c = match server.runtime {
+                RuntimeKind::ThreadPerCore => server.connect_on(thread),
+                RuntimeKind::WorkStealing => server.connect(),
+            };
             c.expect(&format!("set {local} 0 0 1\r\nL\r\nset {remote} 0 0 1\r\nR\r\n"), "STORED\r\nSTORED\r\n");
             c.expect(
                 &format!("get {remote} {local}\r\n"),
@@ -427,6 +494,13 @@ both_runtimes! {
 
 }
 
+/// For a connection: 1 for a key another thread owns (its ops are
+/// forwarded), 0 for one the connection's own thread owns.
+fn remote_to(c: &mut Raw) -> impl Fn(&str) -> u64 + use<> {
+    let here = c.thread();
+    move |key| u64::from(common::owner(key) != here)
+}
+
 /// The CAS token of `key`, read with `gets`.
 fn gets_cas(c: &mut Raw, key: &str) -> u64 {
     c.send(format!("gets {key}\r\n").as_bytes());
@@ -454,7 +528,6 @@ impl Xorshift {
 
 #[test]
 fn too_many_connections_are_refused() {
-    use corecache::config::RuntimeKind;
     for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
         let server = common::TestServer::with(runtime, |config| config.max_connections = 2);
         let version = format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION"));
@@ -470,16 +543,23 @@ fn too_many_connections_are_refused() {
         drop(first);
         // The slot comes back once the first connection is gone (the server
         // notices the close asynchronously, so poll for it).
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        let mut refused = 0;
+        common::eventually("the closed connection's slot is free again", || {
             let mut again = server.connect();
             again.send(b"version\r\n");
-            if again.read_until(b"\r\n") == version.as_bytes() {
-                break;
+            let reply = again.read_until(b"\r\n");
+            if reply != version.as_bytes() {
+                assert_eq!(reply, b"ERROR Too many open connections\r\n");
+                refused += 1;
             }
-            assert!(std::time::Instant::now() < deadline, "slot never freed");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            reply == version.as_bytes()
+        });
+        let stats = second.stats("");
+        let rejected = (
+            String::from("rejected_connections"),
+            (1 + refused).to_string(),
+        );
+        assert!(stats.contains(&rejected), "{stats:?}");
     }
 }
 
@@ -514,11 +594,97 @@ fn so_reuseport_spreads_connections_over_both_threads() {
             "thread {thread} served nothing: {threads:?}"
         );
     }
+    let total = |field: &str| -> u64 {
+        threads
+            .iter()
+            .filter(|(k, _)| k.ends_with(&format!(":{field}")))
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(total("total_connections"), 32);
+    assert_eq!(total("curr_connections"), 32);
+    // A set on each, and the stats threads that asked.
+    assert_eq!(total("cmd_total"), 33);
+}
+
+/// Per-thread values of `field` in a `stats threads` reply.
+fn per_thread(stats: &[(String, String)], field: &str) -> Vec<u64> {
+    (0..2)
+        .map(|thread| {
+            let name = format!("thread:{thread}:{field}");
+            let (_, value) = stats.iter().find(|(k, _)| *k == name).unwrap();
+            value.parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn work_stealing_counts_each_connection_on_the_worker_serving_it() {
+    let server = common::TestServer::start(RuntimeKind::WorkStealing);
+    let clients = 8;
+    let mut conns: Vec<Raw> = (0..clients).map(|_| server.connect()).collect();
+    let mut burst = String::new();
+    let mut replies = String::new();
+    for i in 0..100 {
+        write!(burst, "set ws:{i} 0 0 1\r\nx\r\nget ws:{i}\r\n").unwrap();
+        write!(replies, "STORED\r\nVALUE ws:{i} 0 1\r\nx\r\nEND\r\n").unwrap();
+    }
+    // Every client busy at once, until both workers have run (and count)
+    // some of the connections.
+    let mut rounds = 0;
+    common::eventually("connections counted on both workers", || {
+        std::thread::scope(|scope| {
+            for c in &mut conns {
+                scope.spawn(|| c.expect(&burst, &replies));
+            }
+        });
+        rounds += 1;
+        let open = per_thread(&conns[0].stats("threads"), "curr_connections");
+        assert_eq!(open.iter().sum::<u64>(), clients as u64, "{open:?}");
+        open.iter().all(|&n| n > 0)
+    });
+    // Idle now: `stats conns` and `stats threads` in one batch agree on
+    // which worker holds each connection, and every count adds up.
+    conns[0].send(b"stats conns\r\nstats threads\r\n");
+    let mut reply = Vec::new();
+    while reply.windows(5).filter(|w| w == b"END\r\n").count() < 2 {
+        reply.extend(conns[0].read_until(b"END\r\n"));
+    }
+    let stats: Vec<(String, String)> = String::from_utf8(reply)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.strip_prefix("STAT ")?.splitn(2, ' ');
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect();
+    let listed = |thread: u64| {
+        let value = thread.to_string();
+        stats
+            .iter()
+            .filter(|(k, v)| k.ends_with(":thread") && *v == value)
+            .count() as u64
+    };
+    assert_eq!(
+        per_thread(&stats, "curr_connections"),
+        [listed(0), listed(1)],
+        "{stats:?}"
+    );
+    assert_eq!(
+        per_thread(&stats, "total_connections").iter().sum::<u64>(),
+        clients as u64
+    );
+    // 200 requests per client per round, a stats threads per round, and
+    // the two stats just sent.
+    let requests = 200 * clients as u64 * rounds + rounds + 2;
+    assert_eq!(
+        per_thread(&stats, "cmd_total").iter().sum::<u64>(),
+        requests
+    );
 }
 
 #[test]
 fn shutdown_completes_while_a_client_does_not_read() {
-    use corecache::config::RuntimeKind;
     for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
         let server = common::TestServer::start(runtime);
         let mut c = server.connect();
@@ -527,10 +693,9 @@ fn shutdown_completes_while_a_client_does_not_read() {
             &format!("set big 0 0 {}\r\n{value}\r\n", value.len()),
             "STORED\r\n",
         );
-        // About 100 MB of replies that are never read: the server's writes
-        // block once the socket buffers fill.
-        c.send("get big\r\n".repeat(200).as_bytes());
-        std::thread::sleep(Duration::from_millis(300));
+        // About 100 MB of replies that are never read: once the server has
+        // read the requests, its writes block when the socket buffers fill.
+        server.send_and_wait_read(&mut c, "get big\r\n".repeat(200).as_bytes());
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             drop(server);

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{KillOnDrop, Raw};
+use corecache::storage::wheel::TICK_MS;
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 
@@ -44,11 +45,9 @@ fn rss_stays_within_the_memory_limit_under_mixed_sizes() {
     // Killed even if an assertion fails, so no server outlives the test.
     let child = KillOnDrop(child);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::eventually("the server accepts connections", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
     let mut c = Raw::connect(addr);
     // 256 MiB of values, 10 B to 100 KiB, log-uniform (four times the limit).
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
@@ -87,7 +86,8 @@ fn rss_stays_within_the_memory_limit_under_mixed_sizes() {
         peak >> 20,
         bound / (1 << 20) as f64
     );
-    // What was written last is readable; the rest was evicted and counted.
+    // What was written last is readable; every item not there any more
+    // was evicted, and counted.
     for (key, len, byte) in &last {
         let value = String::from_utf8(vec![*byte; *len]).unwrap();
         c.expect(
@@ -96,14 +96,16 @@ fn rss_stays_within_the_memory_limit_under_mixed_sizes() {
         );
     }
     let stats = c.stats("");
-    let evictions: u64 = stats
-        .iter()
-        .find(|(k, _)| k == "evictions")
-        .unwrap()
-        .1
-        .parse()
-        .unwrap();
-    assert!(evictions > 0);
+    let stat = |name: &str| -> u64 {
+        let (_, value) = stats.iter().find(|(k, _)| k == name).unwrap();
+        value.parse().unwrap()
+    };
+    assert_eq!(stat("total_items"), n as u64);
+    assert!(
+        stat("curr_items") < n as u64,
+        "256 MiB of items fit in 64 MiB"
+    );
+    assert_eq!(stat("curr_items") + stat("evictions"), n as u64);
 }
 
 both_runtimes! {
@@ -117,13 +119,20 @@ both_runtimes! {
             c.expect(&request, &"STORED\r\n".repeat(500));
         }
         c.expect("set keep 0 0 4\r\nkeep\r\n", "STORED\r\n");
+        // The server's clock is held: however long the sets took, no TTL
+        // has run yet, and none runs out a millisecond early.
         assert_eq!(server.stat_u64("", "curr_items"), 10_001);
-        // No reads: the timing wheel alone brings the count down.
+        server.advance(std::time::Duration::from_millis(999));
+        server.wait_for_ticks();
+        assert_eq!(server.stat_u64("", "curr_items"), 10_001);
+        // No reads: the timing wheel alone brings the count down, within
+        // one of its slots of the deadline.
+        server.advance(std::time::Duration::from_millis(1 + TICK_MS));
         assert_eq!(server.wait_for_stat("curr_items", 1), 1);
         assert_eq!(server.stat_u64("", "reclaimed"), 10_000);
         assert_eq!(server.stat_u64("", "expired_unfetched"), 10_000);
-        let bytes = server.stat_u64("", "bytes");
-        assert!(bytes > 0 && bytes < 200, "only `keep` is left: {bytes} bytes");
+        // Only `keep` is left: a 40-byte item header, key and value.
+        assert_eq!(server.stat_u64("", "bytes"), 48);
         c.expect("get keep\r\n", "VALUE keep 0 4\r\nkeep\r\nEND\r\n");
     }
 }

@@ -30,7 +30,7 @@ use tokio::time::Sleep;
 use crate::config::{Config, VerifyMode};
 use crate::proto::{self, Kind, Parsed, Reply};
 use crate::report::{ErrorCounts, Report, Stats, new_histogram};
-use crate::timer::PreciseTimer;
+use crate::timer::{PreciseTimer, Schedule};
 use crate::verify;
 use crate::workload::{Generator, KeyDist};
 
@@ -374,7 +374,8 @@ struct Conn {
     sent_versions: Vec<u64>,
     connections: u64,
     keys: u64,
-    rate_interval: Option<Duration>,
+    /// Open loop: requests per second over all connections.
+    rate: Option<f64>,
     alive: bool,
 }
 
@@ -401,9 +402,7 @@ impl Conn {
             sent_versions: if strict { vec![0; owned] } else { Vec::new() },
             connections: cfg.connections as u64,
             keys: cfg.keys,
-            rate_interval: cfg
-                .rate
-                .map(|r| Duration::from_secs_f64(cfg.connections as f64 / r)),
+            rate: cfg.rate,
             alive: true,
         }
     }
@@ -640,36 +639,32 @@ impl Conn {
     /// The measured run: warmup, measurement, drain.
     async fn drive(&mut self, p: Phase, st: &RefCell<ThreadState>) {
         let window = Some((p.measure, p.end));
-        let timer = match self.rate_interval {
+        let mut schedule = self
+            .rate
+            .map(|rate| Schedule::new(rate, self.connections as usize, self.id, p.start, p.end));
+        let timer = match schedule {
             None => None,
             Some(_) => match PreciseTimer::new() {
                 Ok(t) => Some(t),
                 Err(e) => return self.fail_io(st, "timerfd", e),
             },
         };
-        // Open loop: this connection's schedule, staggered across connections.
-        let mut next_due = match self.rate_interval {
-            Some(iv) => p.start + iv.mul_f64(self.id as f64 / self.connections as f64),
-            None => p.start,
-        };
         while self.alive {
             let now = Instant::now();
             if now < p.end {
-                match self.rate_interval {
+                match &mut schedule {
                     None => {
                         while self.inflight.len() < self.depth {
                             let op = self.generator.next_op();
                             self.push(op.get, op.key, op.len, now);
                         }
                     }
-                    Some(iv) => {
+                    Some(schedule) => {
                         while self.inflight.len() < self.depth
-                            && next_due <= now
-                            && next_due < p.end
+                            && let Some(due) = schedule.take_due(now)
                         {
                             let op = self.generator.next_op();
-                            self.push(op.get, op.key, op.len, next_due);
-                            next_due += iv;
+                            self.push(op.get, op.key, op.len, due);
                         }
                     }
                 }
@@ -678,29 +673,27 @@ impl Conn {
             if !self.alive {
                 break;
             }
-            let more_due = self.rate_interval.is_some() && next_due < p.end;
+            let next_due = schedule.as_ref().and_then(Schedule::next);
             if self.inflight.is_empty() {
-                if !more_due || now >= p.end {
+                let Some(due) = next_due.filter(|_| now < p.end) else {
                     break;
-                }
+                };
                 if let Some(t) = &timer
-                    && let Err(e) = t.sleep_until(next_due).await
+                    && let Err(e) = t.sleep_until(due).await
                 {
                     return self.fail_io(st, "timerfd", e);
                 }
                 continue;
             }
-            if let Some(t) = timer
-                .as_ref()
-                .filter(|_| more_due && self.inflight.len() < self.depth)
-            {
-                tokio::select! {
-                    biased;
-                    _ = self.read_replies(st, window, None) => {}
-                    _ = t.sleep_until(next_due) => {}
+            match (&timer, next_due) {
+                (Some(t), Some(due)) if self.inflight.len() < self.depth => {
+                    tokio::select! {
+                        biased;
+                        _ = self.read_replies(st, window, None) => {}
+                        _ = t.sleep_until(due) => {}
+                    }
                 }
-            } else {
-                self.read_replies(st, window, None).await;
+                _ => self.read_replies(st, window, None).await,
             }
         }
     }

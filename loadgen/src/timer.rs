@@ -1,4 +1,5 @@
-//! A microsecond-precise async timer for the open-loop schedule.
+//! The open-loop schedule, and a microsecond-precise async timer to keep
+//! it.
 //!
 //! tokio's timer wheel has a 1 ms resolution, and open-loop latency is
 //! measured from the *intended* send time, so each millisecond of timer
@@ -92,5 +93,102 @@ impl PreciseTimer {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+/// When one connection of an open loop sends: every `interval` (so the
+/// connections together send at the total rate), the first at the start
+/// plus this connection's share of one interval so they do not all send
+/// at once, none at or after the end. A schedule property, so tests count
+/// sends here rather than time a run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    next: Instant,
+    interval: Duration,
+    end: Instant,
+}
+
+impl Schedule {
+    pub(crate) fn new(
+        rate: f64,
+        connections: usize,
+        id: usize,
+        start: Instant,
+        end: Instant,
+    ) -> Schedule {
+        let interval = Duration::from_secs_f64(connections as f64 / rate);
+        Schedule {
+            next: start + interval.mul_f64(id as f64 / connections as f64),
+            interval,
+            end,
+        }
+    }
+
+    /// The next send, if it is due by `now`, and moves past it.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<Instant> {
+        let due = self.next().filter(|&due| due <= now)?;
+        self.next += self.interval;
+        Some(due)
+    }
+
+    /// The next send, if any is left.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        (self.next < self.end).then_some(self.next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends the open loops of `connections` connections make between
+    /// `from` and `to`, for a run from `start` to `end`.
+    fn sends(rate: f64, connections: usize, end_ms: u64, from_ms: u64, to_ms: u64) -> usize {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        (0..connections)
+            .map(|id| {
+                let mut schedule = Schedule::new(rate, connections, id, start, at(end_ms));
+                let mut last: Option<Instant> = None;
+                std::iter::from_fn(|| schedule.take_due(at(end_ms)))
+                    .inspect(|&due| {
+                        // One connection's sends are exactly one interval apart.
+                        let interval = Duration::from_secs_f64(connections as f64 / rate);
+                        assert!(last.is_none_or(|last| due - last == interval));
+                        last = Some(due);
+                    })
+                    .filter(|&due| due >= at(from_ms) && due < at(to_ms))
+                    .count()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn an_open_loop_sends_rate_times_duration() {
+        // a_rate_caps_the_requests_at_its_schedule's run: 2000/s, 200 ms
+        // of warmup, 1.5 s measured.
+        assert_eq!(sends(2000.0, 5, 1700, 0, 1700), 3400);
+        assert_eq!(sends(2000.0, 5, 1700, 200, 1700), 3000);
+        assert_eq!(sends(2000.0, 5, 1700, 200, 1200), 2000);
+        // Rates that do not divide evenly among the connections.
+        assert_eq!(sends(4000.0, 8, 500, 0, 500), 2000);
+        assert_eq!(sends(1000.0, 3, 3000, 0, 3000), 3000);
+        assert_eq!(sends(10.0, 50, 1000, 0, 1000), 10);
+    }
+
+    #[test]
+    fn nothing_is_due_before_its_time_or_at_the_end() {
+        let start = Instant::now();
+        let end = start + Duration::from_millis(10);
+        let mut schedule = Schedule::new(1000.0, 2, 1, start, end);
+        // Connection 1 of 2 at 1000/s: every 2 ms, from 1 ms.
+        assert_eq!(schedule.take_due(start), None);
+        let first = start + Duration::from_millis(1);
+        assert_eq!(schedule.take_due(first), Some(first));
+        assert_eq!(schedule.take_due(first), None);
+        assert_eq!(schedule.next(), Some(first + Duration::from_millis(2)));
+        let all: Vec<_> = std::iter::from_fn(|| schedule.take_due(end)).collect();
+        assert_eq!(all.len(), 4, "3, 5, 7 and 9 ms");
+        assert_eq!(schedule.next(), None);
     }
 }

@@ -34,6 +34,9 @@ pub enum ErrorReply {
     TooLarge,
     /// `SERVER_ERROR out of memory storing object`
     OutOfMemory,
+    /// `SERVER_ERROR internal error`: the request's handling failed (it
+    /// panicked); the connection closes after it.
+    Internal,
     /// `CLIENT_ERROR invalid flag` (meta).
     InvalidFlag,
     /// `CLIENT_ERROR duplicate flag` (meta).
@@ -81,6 +84,7 @@ impl ErrorReply {
             }
             ErrorReply::TooLarge => b"SERVER_ERROR object too large for cache\r\n",
             ErrorReply::OutOfMemory => b"SERVER_ERROR out of memory storing object\r\n",
+            ErrorReply::Internal => b"SERVER_ERROR internal error\r\n",
             ErrorReply::InvalidFlag => b"CLIENT_ERROR invalid flag\r\n",
             ErrorReply::DuplicateFlag => b"CLIENT_ERROR duplicate flag\r\n",
             ErrorReply::BadToken => b"CLIENT_ERROR bad token in command line format\r\n",

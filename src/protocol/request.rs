@@ -189,6 +189,12 @@ pub enum Request<'a> {
     Quit,
     /// `shutdown`: stop the server, if enabled.
     Shutdown,
+    /// `debug_panic <key>`, in debug builds only: a request whose handling
+    /// panics on the shard of `key`, to test that a panic is contained.
+    DebugPanic {
+        /// The key whose shard the panic happens on.
+        key: &'a [u8],
+    },
     /// A storage command whose data block is larger than any item can be:
     /// answered `SERVER_ERROR object too large for cache`, its data
     /// swallowed, and, for `set`, any existing item under the key removed
@@ -319,6 +325,10 @@ pub(super) fn parse_line(
         b"verbosity" => verbosity(tokens),
         b"quit" => Request::Quit,
         b"shutdown" => Request::Shutdown,
+        b"debug_panic" if cfg!(debug_assertions) => match tokens.next() {
+            Some(key) if valid_key(key) => Request::DebugPanic { key },
+            _ => Request::invalid(ErrorReply::Error),
+        },
         _ => Request::invalid(ErrorReply::Error),
     };
     Ok(done(request, line_end))

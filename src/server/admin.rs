@@ -196,8 +196,16 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("store_no_memory", total.store_no_memory);
     s.stat("runtime", state.config.runtime.name());
     s.stat("shards", state.config.shards);
-    s.stat("forwarded_requests", sum(|t| &t.forwarded_out));
-    s.stat("forward_batches", sum(|t| &t.forward_batches));
+    let (forwarded, messages) = (sum(|t| &t.forwarded_out), sum(|t| &t.forward_messages));
+    s.stat("forwarded_requests", forwarded);
+    s.stat("forward_messages", messages);
+    s.stat(
+        "forward_requests_per_message",
+        format!("{:.2}", forwarded as f64 / messages.max(1) as f64),
+    );
+    s.stat("core_wakes", sum(|t| &t.core_wakes));
+    s.stat("core_sleeps", sum(|t| &t.core_sleeps));
+    s.stat("request_panics", sum(|t| &t.request_panics));
 }
 
 /// Every shard has the same classes; memcached numbers them from 1 and
@@ -306,7 +314,12 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             ("cmd_total", &t.cmd_total),
             ("forwarded_out", &t.forwarded_out),
             ("forwarded_in", &t.forwarded_in),
-            ("forward_batches", &t.forward_batches),
+            ("forward_messages", &t.forward_messages),
+            ("forward_replies", &t.forward_replies),
+            ("core_wakes", &t.core_wakes),
+            ("core_sleeps", &t.core_sleeps),
+            ("request_panics", &t.request_panics),
+            ("expiry_ticks", &t.expiry_ticks),
         ] {
             out.stat(&format!("thread:{i}:{name}"), counter.get());
         }
@@ -330,7 +343,8 @@ fn conns(state: &ServerState, out: &mut StatsOut<'_>) {
         );
         out.stat(&format!("{fd}:state"), "conn_parse_cmd");
         out.stat(&format!("{fd}:secs_since_last_cmd"), idle / 1000);
-        out.stat(&format!("{fd}:thread"), info.thread);
+        let thread = info.thread.load(std::sync::atomic::Ordering::Relaxed);
+        out.stat(&format!("{fd}:thread"), thread);
     }
 }
 
@@ -352,6 +366,7 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     out.stat("shards", c.shards);
     out.stat("pin_threads", if c.pin { "yes" } else { "no" });
     out.stat("ttl_tick_ms", c.ttl_tick.as_millis());
+    out.stat("spin_us", c.spin.as_micros());
     out.stat(
         "shutdown_command",
         if c.enable_shutdown { "yes" } else { "no" },

@@ -74,8 +74,9 @@ pub enum AdminStep {
 /// How a runtime runs keyed operations and reaches every shard.
 pub trait Dispatch {
     /// Runs `steps` (which hold no [`Step::Admin`]) in order, appending each
-    /// reply to `out`. Op spans refer to `base`.
-    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>);
+    /// reply to `out`. Op spans refer to `base`. Returns false if a request
+    /// failed in a way that closes the connection (its handling panicked).
+    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> bool;
 
     /// Runs `control` on every shard, after everything this connection sent
     /// before it; returns each shard's stats.
@@ -209,16 +210,20 @@ impl<D: Dispatch> Connection<D> {
                 .iter()
                 .position(|step| matches!(step, Step::Admin(_)))
                 .map_or(self.plan.len(), |i| done + i);
-            if end > done {
-                self.dispatch
+            if end > done
+                && !self
+                    .dispatch
                     .run(&self.plan[done..end], &self.input, &mut self.output)
-                    .await;
+                    .await
+            {
+                next = Next::Close;
+                break;
             }
-            if let Some(&Step::Admin(step)) = self.plan.get(end) {
-                if self.admin(step).await == Next::Close {
-                    next = Next::Close;
-                    break;
-                }
+            if let Some(&Step::Admin(step)) = self.plan.get(end)
+                && self.admin(step).await == Next::Close
+            {
+                next = Next::Close;
+                break;
             }
             done = end + 1;
         }
@@ -470,6 +475,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         }
         Request::Shutdown if shutdown_enabled => plan.push(Step::Admin(AdminStep::Shutdown)),
         Request::Shutdown => plan.push(Step::Error(ErrorReply::Error)),
+        Request::DebugPanic { key } => plan.push(Step::Op(op(OpKind::DebugPanic, key))),
         Request::TooLarge {
             kind, key, noreply, ..
         } => {

@@ -36,6 +36,8 @@ pub enum OpKind {
     Discard,
     /// A meta command; what it does is its [`Wire::Meta`] request.
     Meta,
+    /// `debug_panic` (debug builds only): panics while it holds the shard.
+    DebugPanic,
 }
 
 /// The protocol a request came in, with what its execution and reply need
@@ -125,6 +127,30 @@ impl Op {
             noreply: false,
             wire,
             tokens: Span::default(),
+        }
+    }
+
+    /// Whether running the operation can change what other clients see:
+    /// stores, deletes, arithmetic, touches (`gat` too), and meta commands
+    /// that do any of these. A connection's writes become visible in the
+    /// order it sent them.
+    pub fn is_write(&self) -> bool {
+        match (self.kind, &self.wire) {
+            (OpKind::Get { touch, .. }, _) => touch,
+            (OpKind::Meta, Wire::Meta(MetaRequest::Get(get))) => {
+                get.touch.is_some() || get.vivify.is_some() || get.recache.is_some()
+            }
+            (OpKind::Meta, Wire::Meta(MetaRequest::Debug(_))) => false,
+            _ => true,
+        }
+    }
+
+    /// Appends `error` as this operation's reply, in the protocol it came
+    /// in (a text line, or a binary packet).
+    pub fn write_error(&self, error: ErrorReply, out: &mut Vec<u8>) {
+        match &self.wire {
+            Wire::Binary { header, .. } => header.write(Outcome::Error(error), &[], out),
+            Wire::Classic | Wire::Meta(_) => error.write(out),
         }
     }
 
@@ -220,6 +246,7 @@ impl Op {
                     Outcome::NotFound
                 }
             }
+            OpKind::DebugPanic => panic!("debug_panic asked for a panic"),
             OpKind::Discard => {
                 shard.discard(key, self.hash, now);
                 Outcome::Error(ErrorReply::TooLarge)
@@ -258,6 +285,27 @@ pub(super) fn store_outcome(stored: StoreOutcome) -> Outcome<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed request is answered in its own protocol.
+    #[test]
+    fn errors_are_written_in_the_protocol_of_the_request() {
+        let base = b"key";
+        let header = binary::Header {
+            opcode: binary::Opcode::Set as u8,
+            opaque: 7,
+            cas: 0,
+        };
+        let wire = Wire::Binary { header, initial: 0 };
+        let mut out = Vec::new();
+        Op::new(OpKind::Delete, base, base, wire).write_error(ErrorReply::Internal, &mut out);
+        assert_eq!((out[0], out[1], &out[6..8]), (0x81, 0x01, &[0, 0x84][..]));
+        assert_eq!(&out[12..16], &7u32.to_be_bytes());
+        assert_eq!(&out[24..], b"Internal error");
+        out.clear();
+        Op::new(OpKind::Delete, base, base, Wire::Classic)
+            .write_error(ErrorReply::Internal, &mut out);
+        assert_eq!(out, b"SERVER_ERROR internal error\r\n");
+    }
 
     #[test]
     fn op_stays_small() {

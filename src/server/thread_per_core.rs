@@ -2,121 +2,78 @@
 //! per core, each owning its shards outright.
 //!
 //! ```text
-//!  core A (pinned)                                core B (pinned)
-//!  listener -> connections                        listener -> connections
-//!   plan a read batch:                             ...
+//!  core A (pinned)                                   core B (pinned)
+//!  listener -> connections                           listener -> connections
+//!   plan a read batch:                                ...
 //!    key on A -> run on A's shard now
-//!    key on B -> ForwardBatch for B  --inbox B-->  inbox task: drain, run every
-//!   wait for replies                               op on B's shards, then send
-//!   stitch replies in request order  <--inbox A--  each batch back as a Reply
+//!    key on B -> A's outbox for B                    mailbox task, in B's turn or
+//!   wait for replies          A's mailbox task -->   when woken: run every op on
+//!                             (once per turn)        B's shards, post replies
+//!   stitch replies in order <-- A's mailbox task <-- (one message per batch)
 //!   one write
 //! ```
 //!
 //! Invariants:
 //! - A shard is touched only by its owning thread: no locks on the data path.
-//! - A connection forwards at most one batch per owner per read batch and
-//!   waits for all replies before reading again, so replies leave in request
-//!   order and an inbox holds at most `(threads + 1) * max_connections`
-//!   messages. Inboxes are bounded at that size, so a send never waits and
-//!   two cores sending to each other can never deadlock; the backpressure a
-//!   busy owner puts on its senders is that their connections wait for its
-//!   replies.
-//! - Replies return through the origin core's inbox, not a channel per
-//!   connection: a whole drain's worth of replies costs the origin one
-//!   wake-up (a cross-core wake costs ~31 µs here), and a core that is awake
-//!   is not woken again (flume only wakes a receiver that is parked).
-//! - The inbox task yields every [`DRAIN_LIMIT`] messages, since flume's
-//!   `recv_async` does not count against tokio's cooperative budget and a
-//!   busy inbox would otherwise starve the connections on its core.
+//! - Replies leave a connection in request order. A multi-key get spanning
+//!   cores is stitched back together in key order.
+//! - **Writes become visible in the order a connection sent them**, as in
+//!   memcached. Three things make it so. Messages between two cores are
+//!   run in the order they were posted. A mailbox run takes its messages
+//!   before it sends anything, and sends every forward before any reply, so
+//!   whoever learns of a write through a reply is behind the forwards that
+//!   preceded it, in every queue. And a forwarded write to one owner is
+//!   held back while an earlier write of the same batch to *another* owner
+//!   is unanswered (the next "wave" of the batch goes once it is): two
+//!   owners' queues are not ordered with each other. A local write needs no
+//!   wait: it runs at once, before the forwards that preceded it are even
+//!   sent, but nothing can observe it except through this core, whose
+//!   messages to their owners follow those forwards. With two threads no
+//!   batch ever waits. Reads are not held: in one pipelined batch, a read
+//!   may run before an earlier read or write of another key on another core
+//!   (never before the connection's own earlier requests on the same key,
+//!   which share a shard and its queue).
+//! - One message per owner per turn, and a core is woken only when it said
+//!   it sleeps: see [`super::forward`].
+//! - A core drains its mailbox during its turn (its connections wake the
+//!   mailbox task whenever something is pending) and before it parks (the
+//!   runtime's park hook wakes the task instead of letting it sleep), so a
+//!   message posted to an awake core never needs a wake.
+//! - A panic while running a request resets the shard it was running on
+//!   (the only state it may have left half-updated), answers that request
+//!   `SERVER_ERROR` and closes its connection; the core goes on serving.
 
 use super::connection::{Connection, Dispatch, Step};
-use super::op::{Op, Span};
-use super::{Control, ServerState, ShardReport};
+use super::forward::{
+    self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Ticket, WaitList, Waiting,
+};
+use super::op::Op;
+use super::{Control, ServerState, ShardReport, StartError};
 use crate::stats::ThreadStats;
-use crate::storage::Shard;
-use slab::Slab;
+use crate::storage::{Millis, Shard};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::LocalSet;
 
-/// Messages an inbox task handles before yielding to the connections.
+/// Staging buffers of a connection that grew past this are given back.
+const STAGING_KEEP: usize = 256 * 1024;
+
+/// Messages the mailbox task takes per run before it lets the connections
+/// of its core have the CPU again.
 const DRAIN_LIMIT: usize = 64;
 
-/// Keyed operations bound for one owner core, and on the way back, their
-/// replies. The buffers travel back and forth and are reused, so forwarding
-/// allocates nothing once a connection is warm.
-#[derive(Default)]
-pub(super) struct ForwardBatch {
-    /// The core that sent the batch.
-    origin: usize,
-    /// The sending connection's slot in the origin's waiting table.
-    ticket: usize,
-    /// The core that runs the batch.
-    owner: usize,
-    /// Operations; their spans refer to `bytes`.
-    ops: Vec<Op>,
-    /// Keys and values of `ops`.
-    bytes: Vec<u8>,
-    /// Replies, concatenated in op order.
-    replies: Vec<u8>,
-    /// End offset of each op's reply in `replies`.
-    ends: Vec<u32>,
-}
-
-impl ForwardBatch {
-    fn push(&mut self, op: &Op, base: &[u8]) -> usize {
-        let mut copy = *op;
-        copy.key = self.append(op.key.of(base));
-        copy.data = self.append(op.data.of(base));
-        copy.tokens = self.append(op.tokens.of(base));
-        self.ops.push(copy);
-        self.ops.len() - 1
-    }
-
-    fn append(&mut self, part: &[u8]) -> Span {
-        let start = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(part);
-        Span {
-            start,
-            len: part.len() as u32,
-        }
-    }
-
-    fn reply(&self, index: usize) -> &[u8] {
-        let start = if index == 0 { 0 } else { self.ends[index - 1] };
-        &self.replies[start as usize..self.ends[index] as usize]
-    }
-
-    fn clear(&mut self) {
-        self.ops.clear();
-        self.bytes.clear();
-        self.replies.clear();
-        self.ends.clear();
-    }
-}
-
-/// What travels between cores.
-pub(super) enum Message {
-    /// Operations to run on the receiver's shards.
-    Forward(ForwardBatch),
-    /// A batch this core sent, with its replies filled in.
-    Reply(ForwardBatch),
-    /// A whole-server request, answered with the receiver's shard stats.
-    Control(Control, oneshot::Sender<Vec<ShardReport>>),
-}
-
-/// A connection waiting for forwarded replies.
-#[derive(Default)]
-struct Waiting {
-    outstanding: Cell<usize>,
-    returned: RefCell<Vec<ForwardBatch>>,
-    waker: RefCell<Option<Waker>>,
+thread_local! {
+    /// This thread's core, for the runtime's park hooks.
+    static PARKING: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
 }
 
 /// One core's state, shared by the tasks on its thread.
@@ -124,9 +81,18 @@ struct Core {
     index: usize,
     /// The shards this core owns, by local index.
     shards: RefCell<Vec<Shard>>,
-    /// Every core's inbox, this one's included.
-    inboxes: Vec<flume::Sender<Message>>,
-    waiting: RefCell<Slab<Rc<Waiting>>>,
+    /// Every core's mailbox, this one's included (unused).
+    mailboxes: Vec<Arc<Mailbox>>,
+    inbox: Inbox,
+    outbox: Outbox,
+    waiting: WaitList,
+    /// The mailbox task's waker, and whether it is already woken.
+    mail_waker: RefCell<Option<Waker>>,
+    mail_woken: Cell<bool>,
+    /// Connections waiting for forwarded replies right now.
+    awaiting: Cell<usize>,
+    /// How long to poll the mailbox before parking while replies are due.
+    spin: Duration,
     state: Arc<ServerState>,
 }
 
@@ -145,135 +111,248 @@ impl Core {
             .collect()
     }
 
-    /// Runs a forwarded batch on this core's shards, filling in its replies.
-    fn execute(&self, batch: &mut ForwardBatch) {
+    /// Runs `op` on the shard it belongs to, appending its reply to `out`;
+    /// false if it panicked (see [`ServerState::run_op`]).
+    fn run_op(&self, op: &Op, base: &[u8], now: Millis, out: &mut Vec<u8>) -> bool {
         let router = &self.state.router;
-        let clock = &self.state.clock;
-        let now = clock.now();
+        let shard = router.shard(op.hash);
         let mut shards = self.shards.borrow_mut();
-        let ForwardBatch {
+        let local = &mut shards[router.local_index(shard)];
+        self.state.run_op(op, base, local, now, out, self.stats())
+    }
+
+    /// Runs a forwarded batch on this core's shards, filling in its replies.
+    fn execute(&self, batch: &mut Batch) {
+        let now = self.state.clock.now();
+        let Batch {
             ops,
             bytes,
             replies,
             ends,
+            failed,
             ..
         } = batch;
         for op in ops.iter() {
-            let shard = &mut shards[router.local_index(router.shard(op.hash))];
-            op.execute(bytes, shard, clock, now, replies);
+            if !self.run_op(op, bytes, now, replies) {
+                *failed = true;
+            }
             ends.push(replies.len() as u32);
         }
         self.stats().forwarded_in.add(ops.len() as u64);
     }
 
-    /// Hands a returned batch to the connection waiting for it.
-    fn deliver(&self, batch: ForwardBatch) {
-        let waiting = self.waiting.borrow();
-        // A connection that went away (shutdown) no longer has a slot.
-        if let Some(waiting) = waiting.get(batch.ticket) {
-            waiting.returned.borrow_mut().push(batch);
-            let left = waiting.outstanding.get() - 1;
-            waiting.outstanding.set(left);
-            if left == 0
-                && let Some(waker) = waiting.waker.borrow_mut().take()
-            {
-                waker.wake();
+    /// Makes sure the mailbox task runs soon (it is a local wake: no system
+    /// call).
+    fn wake_mail(&self) {
+        if !self.mail_woken.replace(true)
+            && let Some(waker) = self.mail_waker.borrow().as_ref()
+        {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Whether the mailbox task has work: messages to take or to send.
+    fn mail_pending(&self) -> bool {
+        self.inbox.pending() || !self.outbox.is_empty()
+    }
+
+    /// One run of the mailbox task: take up to [`DRAIN_LIMIT`] messages,
+    /// handle them, then send what this core has for others. Returns
+    /// whether messages are still waiting.
+    fn mail(&self) -> bool {
+        let mut taken = 0;
+        while taken < DRAIN_LIMIT {
+            let Some(message) = self.inbox.next() else {
+                break;
+            };
+            taken += 1;
+            match message {
+                Message::Forward(mut batch) => {
+                    self.execute(&mut batch);
+                    self.outbox.reply(batch);
+                }
+                Message::Reply(batch) => {
+                    self.stats().forward_replies.add(1);
+                    let batch = self.waiting.deliver(batch);
+                    self.outbox.recycle(batch);
+                }
+                Message::Control(control, reply) => {
+                    let _ = reply.send(self.control(control));
+                }
             }
+        }
+        let (forwards, _, woken) = self.outbox.flush(self.index, &self.mailboxes);
+        let stats = self.stats();
+        stats.forward_messages.add(forwards);
+        stats.core_wakes.add(woken);
+        taken == DRAIN_LIMIT
+    }
+
+    /// The runtime is about to park: drain what is pending instead, spin a
+    /// little while replies are due (if configured), or say this core
+    /// sleeps.
+    fn before_park(&self) {
+        if self.mail_pending() {
+            return self.wake_mail();
+        }
+        if !self.spin.is_zero() && self.awaiting.get() > 0 {
+            let until = Instant::now() + self.spin;
+            while Instant::now() < until {
+                if self.inbox.pending() {
+                    return self.wake_mail();
+                }
+                std::hint::spin_loop();
+            }
+        }
+        if self.inbox.try_sleep() {
+            self.stats().core_sleeps.add(1);
+        } else {
+            self.wake_mail();
         }
     }
 }
 
-/// Drains the inbox: forwarded work, returning replies, control requests.
-async fn inbox(core: Rc<Core>, rx: flume::Receiver<Message>) {
-    let mut outgoing: Vec<ForwardBatch> = Vec::new();
-    while let Ok(first) = rx.recv_async().await {
-        let mut message = Some(first);
-        let mut handled = 0;
-        while let Some(m) = message.take() {
-            match m {
-                Message::Forward(mut batch) => {
-                    core.execute(&mut batch);
-                    outgoing.push(batch);
-                }
-                Message::Reply(batch) => core.deliver(batch),
-                Message::Control(control, reply) => {
-                    let _ = reply.send(core.control(control));
-                }
-            }
-            handled += 1;
-            if handled < DRAIN_LIMIT {
-                message = rx.try_recv().ok();
-            }
+/// Takes and sends messages for the core whenever woken: by its
+/// connections (something to send, or something pending), by the park hook,
+/// or by another core that found it asleep.
+async fn mailbox(core: Rc<Core>) {
+    poll_fn(|cx| {
+        core.inbox.set_waker(cx.waker());
+        if core.mail_waker.borrow().is_none() {
+            *core.mail_waker.borrow_mut() = Some(cx.waker().clone());
         }
-        // Replies go out after the drain: origins are woken once per drain.
-        for batch in outgoing.drain(..) {
-            let origin = batch.origin;
-            // Cannot wait: inboxes are sized for every message in flight.
-            let _ = core.inboxes[origin].send_async(Message::Reply(batch)).await;
+        core.mail_woken.set(false);
+        if core.mail() {
+            // More is waiting: come back after the connections had a turn.
+            core.wake_mail();
         }
-        if handled == DRAIN_LIMIT {
-            tokio::task::yield_now().await;
-        }
-    }
+        Poll::<()>::Pending
+    })
+    .await
 }
 
 /// The [`Dispatch`] of a connection on a thread-per-core runtime.
 struct CoreDispatch {
     core: Rc<Core>,
-    ticket: usize,
+    ticket: Ticket,
     waiting: Rc<Waiting>,
-    /// One batch per core (this core's own entry stays empty).
-    batches: Vec<ForwardBatch>,
     /// Where each reply of a batch with remote work comes from.
     segments: Vec<Segment>,
     /// Local replies held back until the remote ones before them arrive.
     staging: Vec<u8>,
+    /// Replies that came back, by wave and owner.
+    received: Vec<Option<Rc<Batch>>>,
+    /// For each owner, its place in `received` in the current wave.
+    slot_of: Vec<u32>,
+    /// A forwarded op failed in a way that closes the connection.
+    failed: bool,
 }
 
 #[derive(Clone, Copy)]
 enum Segment {
     Local { start: u32, end: u32 },
-    Remote { owner: u32, index: u32 },
+    Remote { batch: u32, index: u32 },
 }
+
+/// An op's owner has not been given a slot in the current wave.
+const NO_SLOT: u32 = u32::MAX;
 
 impl CoreDispatch {
     fn new(core: Rc<Core>) -> CoreDispatch {
-        let waiting = Rc::new(Waiting::default());
-        let ticket = core.waiting.borrow_mut().insert(waiting.clone());
-        let batches = (0..core.inboxes.len())
-            .map(|_| ForwardBatch::default())
-            .collect();
+        let (ticket, waiting) = core.waiting.join();
+        let threads = core.mailboxes.len();
         CoreDispatch {
             core,
             ticket,
             waiting,
-            batches,
             segments: Vec::new(),
             staging: Vec::new(),
+            received: Vec::new(),
+            slot_of: vec![NO_SLOT; threads],
+            failed: false,
         }
     }
 
-    /// Sends every non-empty batch and waits until all have come back.
-    async fn forward(&mut self) {
-        let stats = self.core.stats();
-        // The count must be in place before the first send: a reply to an
-        // early batch can arrive while a later send is still in progress.
-        let sent = self.batches.iter().filter(|b| !b.ops.is_empty()).count();
-        self.waiting.outstanding.set(sent);
-        for (owner, batch) in self.batches.iter_mut().enumerate() {
-            if batch.ops.is_empty() {
-                continue;
+    /// Runs steps from the start of `steps` until the end or a write that
+    /// must wait for earlier forwarded writes (see the module docs). Local
+    /// ops run now; remote ones go to the core's outbox. Returns how many
+    /// steps were taken and how many owners were sent work.
+    fn wave(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> (usize, usize) {
+        let core = self.core.clone();
+        let router = &core.state.router;
+        let now = core.state.clock.now();
+        let (mut owners, mut forwarded, mut taken) = (0, 0, 0);
+        // The owner of the wave's forwarded writes, if any: a forwarded
+        // write to another owner waits for the next wave.
+        let mut writes_to: Option<usize> = None;
+        for step in steps {
+            // Until the first remote op, replies go straight to `out`;
+            // after it, local replies wait in `staging` for their turn.
+            let staged = !self.segments.is_empty();
+            let target = if staged { &mut self.staging } else { &mut *out };
+            let start = target.len() as u32;
+            match step {
+                Step::Op(op) => {
+                    let owner = router.owner(router.shard(op.hash));
+                    let write = op.is_write() && owner != core.index;
+                    if write && writes_to.is_some_and(|to| to != owner) {
+                        break;
+                    }
+                    if owner != core.index {
+                        if self.slot_of[owner] == NO_SLOT {
+                            self.slot_of[owner] = (self.received.len() + owners) as u32;
+                            owners += 1;
+                        }
+                        let index = core.outbox.filling()[owner].push(op, base);
+                        self.segments.push(Segment::Remote {
+                            batch: self.slot_of[owner],
+                            index,
+                        });
+                        if write {
+                            writes_to = Some(owner);
+                        }
+                        forwarded += 1;
+                        taken += 1;
+                        continue;
+                    }
+                    if !core.run_op(op, base, now, target) {
+                        self.failed = true;
+                    }
+                }
+                Step::Text(text) => target.extend_from_slice(text),
+                Step::Error(error) => error.write(target),
+                Step::Binary(reply) => reply.write(target),
+                Step::Admin(_) => unreachable!("admin steps are run by the connection"),
             }
-            stats.forwarded_out.add(batch.ops.len() as u64);
-            stats.forward_batches.add(1);
-            let mut batch = std::mem::take(batch);
-            batch.origin = self.core.index;
-            batch.ticket = self.ticket;
-            batch.owner = owner;
-            let _ = self.core.inboxes[owner]
-                .send_async(Message::Forward(batch))
-                .await;
+            if staged {
+                self.segments.push(Segment::Local {
+                    start,
+                    end: self.staging.len() as u32,
+                });
+            }
+            taken += 1;
         }
+        if owners > 0 {
+            // Sign each batch this wave used with the ticket and the end of
+            // this connection's ops: they are contiguous, since nothing else
+            // runs on this core while a wave is planned.
+            for (owner, batch) in core.outbox.filling().iter_mut().enumerate() {
+                if self.slot_of[owner] != NO_SLOT {
+                    batch.requesters.push((self.ticket, batch.ops.len() as u32));
+                }
+            }
+            core.stats().forwarded_out.add(forwarded);
+        }
+        (taken, owners)
+    }
+
+    /// Waits until every owner sent work in this wave has answered, and
+    /// files their batches by slot.
+    async fn collect(&mut self, owners: usize) {
+        let core = &self.core;
+        self.waiting.outstanding.set(owners);
+        core.awaiting.set(core.awaiting.get() + 1);
+        core.wake_mail();
         let waiting = &self.waiting;
         poll_fn(|cx| {
             if waiting.outstanding.get() == 0 {
@@ -284,94 +363,73 @@ impl CoreDispatch {
             }
         })
         .await;
-        for batch in self.waiting.returned.borrow_mut().drain(..) {
-            let owner = batch.owner;
-            self.batches[owner] = batch;
+        core.awaiting.set(core.awaiting.get() - 1);
+        self.received.resize(self.received.len() + owners, None);
+        for Arrived { owner, batch } in self.waiting.arrived.borrow_mut().drain(..) {
+            self.failed |= batch.failed;
+            self.received[self.slot_of[owner] as usize] = Some(batch);
         }
+        self.slot_of.fill(NO_SLOT);
     }
 }
 
 impl Drop for CoreDispatch {
     fn drop(&mut self) {
-        self.core.waiting.borrow_mut().remove(self.ticket);
+        self.core.waiting.leave(self.ticket);
     }
 }
 
 impl Dispatch for CoreDispatch {
-    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) {
-        let core = self.core.clone();
-        let router = &core.state.router;
-        let clock = &core.state.clock;
-        let now = clock.now();
-        let mut remote = false;
+    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> bool {
+        // Messages for this core are taken in its turn, not only when it
+        // is about to park: a busy core may not park for a long time.
+        if self.core.inbox.pending() {
+            self.core.wake_mail();
+        }
         self.segments.clear();
         self.staging.clear();
-        {
-            let mut shards = core.shards.borrow_mut();
-            for step in steps {
-                // Until the first remote op, replies go straight to `out`;
-                // after it, local replies wait in `staging` for their turn.
-                let target = if remote { &mut self.staging } else { &mut *out };
-                let start = target.len() as u32;
-                match step {
-                    Step::Op(op) => {
-                        let shard = router.shard(op.hash);
-                        let owner = router.owner(shard);
-                        if owner != core.index {
-                            remote = true;
-                            let index = self.batches[owner].push(op, base) as u32;
-                            self.segments.push(Segment::Remote {
-                                owner: owner as u32,
-                                index,
-                            });
-                            continue;
-                        }
-                        op.execute(
-                            base,
-                            &mut shards[router.local_index(shard)],
-                            clock,
-                            now,
-                            target,
-                        );
+        self.failed = false;
+        let mut from = 0;
+        while from < steps.len() {
+            let (taken, owners) = self.wave(&steps[from..], base, out);
+            if owners > 0 {
+                self.collect(owners).await;
+            }
+            from += taken;
+        }
+        if !self.segments.is_empty() {
+            for segment in &self.segments {
+                match *segment {
+                    Segment::Local { start, end } => {
+                        out.extend_from_slice(&self.staging[start as usize..end as usize])
                     }
-                    Step::Text(text) => target.extend_from_slice(text),
-                    Step::Error(error) => error.write(target),
-                    Step::Binary(reply) => reply.write(target),
-                    Step::Admin(_) => unreachable!("admin steps are run by the connection"),
-                }
-                if remote {
-                    self.segments.push(Segment::Local {
-                        start,
-                        end: self.staging.len() as u32,
-                    });
+                    Segment::Remote { batch, index } => {
+                        let batch = self.received[batch as usize].as_ref();
+                        out.extend_from_slice(batch.expect("every owner answered").reply(index))
+                    }
                 }
             }
-        }
-        if !remote {
-            return;
-        }
-        self.forward().await;
-        for segment in &self.segments {
-            match *segment {
-                Segment::Local { start, end } => {
-                    out.extend_from_slice(&self.staging[start as usize..end as usize])
-                }
-                Segment::Remote { owner, index } => {
-                    out.extend_from_slice(self.batches[owner as usize].reply(index as usize))
-                }
+            for batch in self.received.drain(..).flatten() {
+                self.core.outbox.recycle(batch);
+            }
+            // A large batch (a multi-get of big values) must not pin its
+            // memory to the connection.
+            if self.staging.capacity() > STAGING_KEEP {
+                self.staging = Vec::new();
+            }
+            if self.segments.capacity() * std::mem::size_of::<Segment>() > STAGING_KEEP {
+                self.segments = Vec::new();
             }
         }
-        for batch in &mut self.batches {
-            batch.clear();
-        }
+        !self.failed
     }
 
     async fn control(&mut self, control: Control) -> Vec<ShardReport> {
         let mut pending = Vec::new();
-        for (index, inbox) in self.core.inboxes.iter().enumerate() {
+        for (index, mailbox) in self.core.mailboxes.iter().enumerate() {
             if index != self.core.index {
                 let (tx, rx) = oneshot::channel();
-                let _ = inbox.send_async(Message::Control(control, tx)).await;
+                mailbox.post([Message::Control(control, tx)]);
                 pending.push(rx);
             }
         }
@@ -387,40 +445,98 @@ impl Dispatch for CoreDispatch {
     }
 }
 
-/// Everything one core thread needs, prepared on the main thread.
-pub struct CoreSetup {
-    /// Core index.
-    pub index: usize,
-    /// This core's listener (SO_REUSEPORT, already bound).
-    pub listener: StdListener,
-    /// Every core's inbox sender.
-    pub inboxes: Vec<flume::Sender<Message>>,
-    /// This core's inbox receiver.
-    pub inbox: flume::Receiver<Message>,
-    /// Shared server state.
-    pub state: Arc<ServerState>,
+/// Starts one pinned thread per core. Every thread pins itself and
+/// reports; then all start, or all exit if any could not pin, so a bad
+/// `--cpus` fails start-up cleanly.
+pub(super) fn start(
+    state: &Arc<ServerState>,
+    listeners: Vec<StdListener>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<std::io::Result<()>>>, StartError> {
+    let config = &state.config;
+    let (mailboxes, inboxes) = forward::mailboxes(config.threads, config.max_connections);
+    let mut threads = Vec::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let gate = Arc::new((
+        std::sync::Barrier::new(config.threads + 1),
+        AtomicBool::new(false),
+    ));
+    for (index, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
+        let setup = CoreSetup {
+            index,
+            listener,
+            mailboxes: mailboxes.clone(),
+            inbox,
+            state: state.clone(),
+        };
+        let cpu = config.pin.then(|| config.cpus[index]);
+        let shutdown = shutdown.clone();
+        let ready = ready_tx.clone();
+        let gate = gate.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("corecache-{index}"))
+            .spawn(move || {
+                let pinned = cpu.is_none_or(super::pin_current_thread);
+                let _ = ready.send((cpu, pinned));
+                gate.0.wait();
+                if !gate.1.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                run_core(setup, shutdown)
+            })
+            .map_err(|e| StartError::Thread(e.to_string()))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    // Exactly one report per thread (the threads keep their senders).
+    let failed = ready_rx
+        .iter()
+        .take(config.threads)
+        .fold(None, |failed, (cpu, pinned)| {
+            failed.or((!pinned).then_some(cpu))
+        });
+    gate.1.store(failed.is_none(), Ordering::Release);
+    gate.0.wait();
+    if let Some(cpu) = failed {
+        for thread in threads {
+            let _ = thread.join();
+        }
+        return Err(StartError::Thread(format!(
+            "could not pin a thread to CPU {}",
+            cpu.unwrap_or_default()
+        )));
+    }
+    Ok(threads)
 }
 
-/// Makes the inboxes for `threads` cores: senders for everyone, one
-/// receiver per core.
-pub fn inboxes(
-    threads: usize,
-    max_connections: usize,
-) -> (Vec<flume::Sender<Message>>, Vec<flume::Receiver<Message>>) {
-    // Every message that can be in flight to one core at once: a forward
-    // from each connection elsewhere, a reply from every other core to each
-    // connection here (a multi-key get can span all cores), and a control
-    // request per connection. Sized for all of them, a send never waits, so
-    // two cores can never block on each other. flume grows its queue on
-    // demand: the bound costs nothing until it is used.
-    let capacity = (threads + 1) * max_connections + 64;
-    (0..threads).map(|_| flume::bounded(capacity)).unzip()
+/// Everything one core thread needs, prepared on the main thread.
+struct CoreSetup {
+    index: usize,
+    /// This core's listener (SO_REUSEPORT, already bound).
+    listener: StdListener,
+    mailboxes: Vec<Arc<Mailbox>>,
+    inbox: Inbox,
+    state: Arc<ServerState>,
 }
 
 /// Runs one core until shutdown. Called on the core's own (pinned) thread.
-pub fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(|| {
+            PARKING.with_borrow(|core| {
+                if let Some(core) = core {
+                    core.before_park();
+                }
+            })
+        })
+        .on_thread_unpark(|| {
+            PARKING.with_borrow(|core| {
+                if let Some(core) = core {
+                    core.inbox.awake();
+                }
+            })
+        })
         .build()?;
     let local = LocalSet::new();
     let state = setup.state;
@@ -432,172 +548,164 @@ pub fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::R
     let core = Rc::new(Core {
         index: setup.index,
         shards: RefCell::new(shards),
-        inboxes: setup.inboxes,
-        waiting: RefCell::new(Slab::new()),
+        mailboxes: setup.mailboxes,
+        inbox: setup.inbox,
+        outbox: Outbox::new(router.threads()),
+        waiting: WaitList::default(),
+        mail_waker: RefCell::new(None),
+        mail_woken: Cell::new(false),
+        awaiting: Cell::new(0),
+        spin: state.config.spin,
         state: state.clone(),
     });
-    local.block_on(&runtime, async move {
+    PARKING.set(Some(core.clone()));
+    let served = local.block_on(&runtime, async move {
         let listener = TcpListener::from_std(setup.listener)?;
-        let inbox_task = tokio::task::spawn_local(inbox(core.clone(), setup.inbox));
-        let tick_task = tokio::task::spawn_local(tick(core.clone()));
+        let mail_task = tokio::task::spawn_local(mailbox(core.clone()));
+        let tick_core = core.clone();
+        let tick_task = tokio::task::spawn_local(super::tick_every(state.clone(), move |now| {
+            for shard in tick_core.shards.borrow_mut().iter_mut() {
+                shard.tick(now);
+            }
+            tick_core.stats().expiry_ticks.add(1);
+        }));
         let mut connections = tokio::task::JoinSet::new();
-        let mut stop = shutdown.clone();
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stop.wait_for(|stop| *stop) => break,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let Some(guard) = super::admit(&state, setup.index, stream).await else {
-                continue;
-            };
-            let dispatch = CoreDispatch::new(core.clone());
-            let stop = shutdown.clone();
-            let connection = Connection::new(guard, state.clone(), dispatch);
+        super::accept_until_shutdown(&listener, &shutdown, |stream| {
+            let (state, core, stop) = (state.clone(), core.clone(), shutdown.clone());
             connections.spawn_local(async move {
-                connection.serve(stop).await;
+                let Some(admitted) = super::admit(&state, core.index, stream).await else {
+                    return;
+                };
+                let dispatch = CoreDispatch::new(core);
+                Connection::new(admitted, state, dispatch).serve(stop).await;
             });
-            // Reap finished connections so the set does not grow.
             while connections.try_join_next().is_some() {}
-        }
+        })
+        .await;
         drop(listener);
         // Answer what was already read, then wait for every other core to
         // do the same: their connections may still need our shards.
         while connections.join_next().await.is_some() {}
         state.drained.wait().await;
-        inbox_task.abort();
+        mail_task.abort();
         tick_task.abort();
         Ok(())
-    })
-}
-
-/// Periodic expiry on this core's shards.
-async fn tick(core: Rc<Core>) {
-    let mut interval = tokio::time::interval(core.state.config.ttl_tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let now = core.state.clock.now();
-        for shard in core.shards.borrow_mut().iter_mut() {
-            shard.tick(now);
-        }
-    }
+    });
+    PARKING.set(None);
+    served
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::op::{OpKind, Wire};
-    use std::time::Duration;
+    use crate::config::Config;
+    use crate::protocol::StoreKind;
+    use crate::server::op::{OpKind, Span, Wire};
+    use crate::server::{Router, state::ServerState};
 
-    fn key_on(router: &crate::server::Router, core: usize) -> Vec<u8> {
-        (0..)
-            .map(|i| format!("k{i}").into_bytes())
-            .find(|k| router.owner(router.shard(crate::server::Router::hash(k))) == core)
+    /// Core `index` of `threads`, with its shards, off any runtime.
+    fn core(threads: usize, index: usize) -> Rc<Core> {
+        let mut config = Config::defaults(&[0]);
+        config.threads = threads;
+        config.shards = threads;
+        config.pin = false;
+        let state = Arc::new(ServerState::for_tests(config));
+        let (mailboxes, inboxes) = forward::mailboxes(threads, 8);
+        let inbox = inboxes.into_iter().nth(index).unwrap();
+        Rc::new(Core {
+            index,
+            shards: RefCell::new(vec![Shard::new(&state.config.shard_config(index))]),
+            mailboxes,
+            inbox,
+            outbox: Outbox::new(threads),
+            waiting: WaitList::default(),
+            mail_waker: RefCell::new(None),
+            mail_woken: Cell::new(false),
+            awaiting: Cell::new(0),
+            spin: Duration::ZERO,
+            state,
+        })
+    }
+
+    /// A key that `router` places on `thread`.
+    fn key_on(router: &Router, thread: usize, seed: usize) -> String {
+        (seed..)
+            .map(|i| format!("k{i}"))
+            .find(|k| router.owner(router.shard(Router::hash(k.as_bytes()))) == thread)
             .unwrap()
     }
 
-    /// A reply to an early batch arriving while the send of a later batch
-    /// waits must not be lost (nor underflow the count of replies due).
+    /// Steps for `(write?, thread)` pairs, keys in `base`.
+    fn plan(router: &Router, ops: &[(bool, usize)], base: &mut Vec<u8>) -> Vec<Step> {
+        ops.iter()
+            .enumerate()
+            .map(|(i, &(write, thread))| {
+                let key = key_on(router, thread, i * 100);
+                let start = base.len() as u32;
+                base.extend_from_slice(key.as_bytes());
+                let kind = if write {
+                    OpKind::Store(StoreKind::Set)
+                } else {
+                    OpKind::Get {
+                        cas: false,
+                        touch: false,
+                    }
+                };
+                Step::Op(Op {
+                    kind,
+                    hash: Router::hash(key.as_bytes()),
+                    key: Span {
+                        start,
+                        len: key.len() as u32,
+                    },
+                    data: Span::default(),
+                    flags: 0,
+                    exptime: 0,
+                    number: 0,
+                    noreply: true,
+                    wire: Wire::Classic,
+                    tokens: Span::default(),
+                })
+            })
+            .collect()
+    }
+
+    /// How many steps of `ops` the first wave takes, on core 0 of
+    /// `threads`, and to how many owners it forwards.
+    fn first_wave(threads: usize, ops: &[(bool, usize)]) -> (usize, usize) {
+        let core = core(threads, 0);
+        let router = core.state.router;
+        let mut base = Vec::new();
+        let steps = plan(&router, ops, &mut base);
+        let mut dispatch = CoreDispatch::new(core);
+        dispatch.wave(&steps, &base, &mut Vec::new())
+    }
+
+    /// A forwarded write waits only for an earlier forwarded write of the
+    /// batch to another owner; local writes, reads and writes to the same
+    /// owner never wait.
     #[test]
-    fn a_reply_arriving_while_a_forward_send_waits_is_not_lost() {
-        let mut config = crate::config::Config::defaults(&[0, 1]);
-        config.threads = 3;
-        config.shards = 3;
-        config.pin = false;
-        let router = crate::server::Router::new(3, 3);
-        let (shutdown, _keep) = watch::channel(false);
-        let state = Arc::new(ServerState {
-            router,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            clock: crate::clock::Clock::new(),
-            threads: (0..3).map(|_| ThreadStats::default()).collect(),
-            connections: Default::default(),
-            conns: Default::default(),
-            shutdown,
-            drained: tokio::sync::Barrier::new(3),
-            config,
-        });
-        let (tx0, rx0) = flume::bounded(16);
-        let (tx1, rx1) = flume::bounded(16);
-        // Core 2's inbox is full, so the send of the second batch waits.
-        let (tx2, rx2) = flume::bounded(1);
-        let (dummy_tx, _dummy_rx) = oneshot::channel();
-        tx2.try_send(Message::Control(Control::Stats, dummy_tx))
-            .ok()
-            .unwrap();
-        let core = Rc::new(Core {
-            index: 0,
-            shards: RefCell::new(vec![Shard::new(&state.config.shard_config(0))]),
-            inboxes: vec![tx0.clone(), tx1, tx2],
-            waiting: RefCell::new(Slab::new()),
-            state: state.clone(),
-        });
-        let (k1, k2) = (key_on(&router, 1), key_on(&router, 2));
-        let base: Vec<u8> = [k1.clone(), k2.clone()].concat();
-        let op = |start: usize, key: &[u8]| Op {
-            kind: OpKind::Get {
-                cas: false,
-                touch: false,
-            },
-            hash: crate::server::Router::hash(key),
-            key: Span {
-                start: start as u32,
-                len: key.len() as u32,
-            },
-            data: Span::default(),
-            flags: 0,
-            exptime: 0,
-            number: 0,
-            noreply: false,
-            wire: Wire::Classic,
-            tokens: Span::default(),
-        };
-        let steps = vec![
-            Step::Op(op(0, &k1)),
-            Step::Op(op(k1.len(), &k2)),
-            Step::Text(b"END\r\n"),
-        ];
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = LocalSet::new();
-        local.block_on(&rt, async move {
-            tokio::task::spawn_local(inbox(core.clone(), rx0));
-            let mut dispatch = CoreDispatch::new(core.clone());
-            let run = tokio::task::spawn_local(async move {
-                let mut out = Vec::new();
-                dispatch.run(&steps, &base, &mut out).await;
-                out
-            });
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-            // Core 1 answers its batch (a miss: an empty reply).
-            let Message::Forward(mut b) = rx1.recv_async().await.unwrap() else {
-                panic!("expected a forward")
-            };
-            b.ends.resize(b.ops.len(), 0);
-            tx0.send_async(Message::Reply(b)).await.ok().unwrap();
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-            // Core 2 drains its inbox and answers too.
-            let _ = rx2.recv_async().await.unwrap();
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-            let Message::Forward(mut b) = rx2.recv_async().await.unwrap() else {
-                panic!("expected a forward")
-            };
-            b.ends.resize(b.ops.len(), 0);
-            tx0.send_async(Message::Reply(b)).await.ok().unwrap();
-            let out = tokio::time::timeout(Duration::from_secs(10), run).await;
-            assert!(
-                matches!(&out, Ok(Ok(o)) if o == b"END\r\n"),
-                "the connection never got both replies: {out:?}"
-            );
-        });
+    fn only_forwarded_writes_to_two_owners_split_a_batch() {
+        const W: bool = true;
+        const R: bool = false;
+        // Two threads: there is one other owner, nothing ever waits.
+        assert_eq!(
+            first_wave(2, &[(W, 1), (W, 0), (W, 1), (R, 1), (W, 0)]),
+            (5, 1)
+        );
+        // Three threads.
+        assert_eq!(first_wave(3, &[(W, 1), (W, 2)]), (1, 1));
+        assert_eq!(
+            first_wave(3, &[(W, 1), (W, 1), (W, 0), (R, 2), (W, 1)]),
+            (5, 2)
+        );
+        assert_eq!(
+            first_wave(3, &[(R, 2), (W, 1), (R, 2), (W, 0), (W, 2)]),
+            (4, 2)
+        );
+        assert_eq!(
+            first_wave(3, &[(W, 0), (W, 2), (W, 0), (W, 1), (W, 2)]),
+            (3, 1)
+        );
     }
 }

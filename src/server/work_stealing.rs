@@ -7,7 +7,7 @@
 //! comparing the two compares ownership and dispatch and nothing else.
 
 use super::connection::{Connection, Dispatch, Step};
-use super::{Control, ServerState, ShardReport};
+use super::{ConnInfo, Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
 use crate::storage::Shard;
 use std::cell::Cell;
@@ -39,17 +39,21 @@ impl Shared {
 
 struct SharedDispatch {
     shared: Arc<Shared>,
+    /// The connection, whose thread says which worker counts it as open.
+    conn: Arc<ConnInfo>,
 }
 
 impl Dispatch for SharedDispatch {
-    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) {
+    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> bool {
         let state = &self.shared.state;
         let now = state.clock.now();
+        let mut ok = true;
         for step in steps {
             match step {
                 Step::Op(op) => {
-                    let mut shard = self.shared.lock(state.router.shard(op.hash));
-                    op.execute(base, &mut shard, &state.clock, now, out);
+                    let index = state.router.shard(op.hash);
+                    let mut shard = self.shared.lock(index);
+                    ok &= state.run_op(op, base, &mut shard, now, out, self.thread_stats());
                 }
                 Step::Text(text) => out.extend_from_slice(text),
                 Step::Error(error) => error.write(out),
@@ -57,6 +61,7 @@ impl Dispatch for SharedDispatch {
                 Step::Admin(_) => unreachable!("admin steps are run by the connection"),
             }
         }
+        ok
     }
 
     async fn control(&mut self, control: Control) -> Vec<ShardReport> {
@@ -67,7 +72,18 @@ impl Dispatch for SharedDispatch {
     }
 
     fn thread_stats(&self) -> &ThreadStats {
-        &self.shared.state.threads[WORKER.with(Cell::get)]
+        let threads = &self.shared.state.threads;
+        let worker = WORKER.with(Cell::get);
+        // Tasks move between workers: keep the connection counted open on
+        // the one running it now, so each worker's gauge says what it
+        // serves and the gauges still add up to the open connections.
+        let counted = self.conn.thread.load(Ordering::Relaxed);
+        if counted != worker {
+            threads[counted].curr_connections.sub_shared(1);
+            threads[worker].curr_connections.add_shared(1);
+            self.conn.thread.store(worker, Ordering::Relaxed);
+        }
+        &threads[worker]
     }
 }
 
@@ -102,45 +118,35 @@ pub fn run(
     });
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
-        let ticker = tokio::spawn(tick(shared.clone()));
+        let tick_shared = shared.clone();
+        let ticker = tokio::spawn(super::tick_every(state.clone(), move |now| {
+            // Each shard is locked in turn, briefly.
+            for index in 0..tick_shared.shards.len() {
+                tick_shared.lock(index).tick(now);
+            }
+            // This task is the counter's only writer, wherever it runs.
+            tick_shared.state.threads[0].expiry_ticks.add(1);
+        }));
         let mut connections = tokio::task::JoinSet::new();
-        let mut stop = shutdown.clone();
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stop.wait_for(|stop| *stop) => break,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let worker = WORKER.with(Cell::get);
-            let Some(admitted) = super::admit(&state, worker, stream).await else {
-                continue;
-            };
-            let dispatch = SharedDispatch {
-                shared: shared.clone(),
-            };
-            let connection = Connection::new(admitted, state.clone(), dispatch);
-            let stop = shutdown.clone();
+        super::accept_until_shutdown(&listener, &shutdown, |stream| {
+            let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
             connections.spawn(async move {
-                connection.serve(stop).await;
+                // Counted on the worker running it: this accept loop runs
+                // on the thread that called block_on, which is no worker.
+                let worker = WORKER.with(Cell::get);
+                let Some(admitted) = super::admit(&state, worker, stream).await else {
+                    return;
+                };
+                let conn = admitted.slot.info.clone();
+                let dispatch = SharedDispatch { shared, conn };
+                Connection::new(admitted, state, dispatch).serve(stop).await;
             });
             while connections.try_join_next().is_some() {}
-        }
+        })
+        .await;
         drop(listener);
         while connections.join_next().await.is_some() {}
         ticker.abort();
         Ok(())
     })
-}
-
-/// Periodic expiry: each shard is locked in turn, briefly.
-async fn tick(shared: Arc<Shared>) {
-    let mut interval = tokio::time::interval(shared.state.config.ttl_tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let now = shared.state.clock.now();
-        for index in 0..shared.shards.len() {
-            shared.lock(index).tick(now);
-        }
-    }
 }

@@ -381,6 +381,13 @@ impl Shard {
         }
     }
 
+    /// Empties the shard, as if just built with its configuration: what a
+    /// server does to a shard a panic may have left half-updated.
+    pub fn reset(&mut self) {
+        let config = self.config.clone();
+        *self = Shard::new(&config);
+    }
+
     /// This shard's counters.
     pub fn stats(&self) -> &ShardStats {
         &self.core.stats

@@ -576,7 +576,7 @@ fn pages_move_to_a_class_whose_values_grew() {
                 ));
             }
             ops += 1;
-            if ops % 50 == 0 {
+            if ops.is_multiple_of(50) {
                 now += 100;
                 s.tick(now);
             }

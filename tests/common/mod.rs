@@ -1,7 +1,13 @@
 //! Shared test harness: a real server on an ephemeral port, in either
 //! runtime, and a raw-bytes client for it.
+//!
+//! The server runs on a held clock: no time passes for it until a test
+//! calls [`TestServer::advance`], so TTLs, idle times and `uptime` read
+//! exactly what the test says, however slow the machine. (Time-driven
+//! background policies such as the slab automover wait for it too.)
 #![allow(dead_code)] // each test binary uses a different part
 
+use corecache::clock::Clock;
 use corecache::config::{Config, RuntimeKind};
 use corecache::server::{self, RunningServer};
 use std::io::{Read, Write};
@@ -32,7 +38,7 @@ impl TestServer {
         config.runtime = runtime;
         config.ttl_tick = Duration::from_millis(20);
         adjust(&mut config);
-        let server = server::start(config).expect("server starts");
+        let server = server::start_with_clock(config, Clock::held()).expect("server starts");
         let addr = server.local_addr();
         TestServer {
             server: Some(server),
@@ -41,9 +47,86 @@ impl TestServer {
         }
     }
 
+    /// Moves the server's clock forward by `by`, at once. The expiry
+    /// wheel catches up on its next tick (see [`TestServer::wait_for_ticks`]);
+    /// reads see the new time straight away.
+    pub fn advance(&self, by: Duration) {
+        self.server.as_ref().expect("running").clock().advance(by);
+    }
+
+    /// Waits until the expiry wheel has run over every shard since this
+    /// call began, so a test that moved the clock sees what the wheel did,
+    /// or did not, reclaim.
+    pub fn wait_for_ticks(&self) {
+        let ticking = match self.runtime {
+            RuntimeKind::ThreadPerCore => 0..2,
+            // One tick task for every shard, counted on thread 0.
+            RuntimeKind::WorkStealing => 0..1,
+        };
+        let ticks = || -> Vec<u64> {
+            ticking
+                .clone()
+                .map(|thread| self.stat_u64("threads", &format!("thread:{thread}:expiry_ticks")))
+                .collect()
+        };
+        let start = ticks();
+        // A tick under way at the first reading may have read the clock
+        // before the test moved it; the one after it cannot have.
+        eventually("two expiry ticks on every thread", || {
+            ticks()
+                .iter()
+                .zip(&start)
+                .all(|(now, then)| *now >= then + 2)
+        });
+    }
+
+    /// Sends `bytes` on `c` and waits until the server has read all of
+    /// them, so the test knows the server holds them (whatever it did with
+    /// them). No other client may send to the server meanwhile.
+    pub fn send_and_wait_read(&self, c: &mut Raw, bytes: &[u8]) {
+        // Each poll is a `stats` on a new connection: the server counts
+        // its 7 bytes before it answers.
+        let poll = "stats\r\n".len() as u64;
+        let mut want = self.stat_u64("", "bytes_read") + bytes.len() as u64;
+        c.send(bytes);
+        eventually("the server read what was sent", || {
+            want += poll;
+            let seen = self.stat_u64("", "bytes_read");
+            assert!(seen <= want, "bytes_read {seen}, but only {want} were sent");
+            seen == want
+        });
+    }
+
+    /// Sends each piece only after the server has read the one before, so
+    /// the server gets every piece in a read of its own.
+    pub fn send_in_separate_reads<'a>(
+        &self,
+        c: &mut Raw,
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+    ) {
+        for piece in pieces {
+            self.send_and_wait_read(c, piece);
+        }
+    }
+
     /// A new raw connection.
     pub fn connect(&self) -> Raw {
         Raw::connect(self.addr)
+    }
+
+    /// A new connection that `thread` serves (thread-per-core: the kernel
+    /// picks a listener by hash, so connect until it picks that one).
+    pub fn connect_on(&self, thread: usize) -> Raw {
+        assert_eq!(self.runtime, RuntimeKind::ThreadPerCore);
+        let mut found = None;
+        eventually(&format!("a connection on thread {thread}"), || {
+            let mut c = self.connect();
+            if c.thread() == thread {
+                found = Some(c);
+            }
+            found.is_some()
+        });
+        found.unwrap()
     }
 
     /// The value of one `stats` field, read over a new connection.
@@ -57,8 +140,19 @@ impl TestServer {
             .clone()
     }
 
-    /// Asserts that some requests crossed threads (thread-per-core only:
-    /// the work-stealing runtime never forwards).
+    /// Asserts that exactly `ops` keyed operations crossed threads
+    /// (thread-per-core; the work-stealing runtime never forwards).
+    #[track_caller]
+    pub fn assert_forwarded_exactly(&self, ops: u64) {
+        let forwarded = self.stat_u64("", "forwarded_requests");
+        match self.runtime {
+            RuntimeKind::ThreadPerCore => assert_eq!(forwarded, ops),
+            RuntimeKind::WorkStealing => assert_eq!(forwarded, 0),
+        }
+    }
+
+    /// Asserts that some requests crossed threads, for traffic whose
+    /// exact count the test cannot know (a client library's or loadgen's).
     pub fn assert_forwarded(&self) {
         let forwarded = self.stat_u64("", "forwarded_requests");
         match self.runtime {
@@ -173,6 +267,19 @@ impl Raw {
             .collect()
     }
 
+    /// The thread serving this connection, as `stats conns` reports it.
+    pub fn thread(&mut self) -> usize {
+        let mine = format!("tcp:{}", self.stream.local_addr().unwrap());
+        let conns = self.stats("conns");
+        let (key, _) = conns
+            .iter()
+            .find(|(k, v)| k.ends_with(":addr") && *v == mine)
+            .unwrap_or_else(|| panic!("{mine} not in {conns:?}"));
+        let name = key.replace(":addr", ":thread");
+        let (_, thread) = conns.iter().find(|(k, _)| *k == name).unwrap();
+        thread.parse().unwrap()
+    }
+
     /// True once the server has closed the connection.
     pub fn is_closed(&mut self) -> bool {
         let mut buf = [0u8; 64];
@@ -213,16 +320,31 @@ macro_rules! both_runtimes {
     };
 }
 
+/// The thread that owns `key` (of 2 threads, 4 shards), as the router says.
+pub fn owner(key: &str) -> usize {
+    let router = corecache::server::Router::new(4, 2);
+    router.owner(router.shard(corecache::server::Router::hash(key.as_bytes())))
+}
+
 /// A key the server places on `thread` (of 2 threads, 4 shards), found by
 /// asking the router.
 pub fn key_on_thread(thread: usize, seed: usize) -> String {
-    let router = corecache::server::Router::new(4, 2);
     (seed..)
         .map(|i| format!("key:{i}"))
-        .find(|key| {
-            router.owner(router.shard(corecache::server::Router::hash(key.as_bytes()))) == thread
-        })
+        .find(|key| owner(key) == thread)
         .unwrap()
+}
+
+/// Polls `done` every 10 ms until it is true; fails the test after 10 s.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 10 s, still not: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A child process (a server binary) killed when dropped, so a failing
@@ -281,5 +403,29 @@ impl Raw {
         // ends the stream like a close.
         let _ = self.stream.read_to_end(&mut got);
         String::from_utf8_lossy(&got).into_owned()
+    }
+}
+
+impl Raw {
+    /// Reads until `terminator` has arrived `count` times (a pipelined
+    /// burst's replies may come in any number of reads).
+    pub fn read_until_count(&mut self, terminator: &[u8], count: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        let mut seen = 0;
+        let mut scanned: usize = 0;
+        while seen < count {
+            let n = self.stream.read(&mut buf).expect("read");
+            assert!(n > 0, "connection closed after {seen} of {count} replies");
+            got.extend_from_slice(&buf[..n]);
+            // Count only terminators that end in the new bytes.
+            let from = scanned.saturating_sub(terminator.len() - 1);
+            seen += got[from..]
+                .windows(terminator.len())
+                .filter(|w| *w == terminator)
+                .count();
+            scanned = got.len();
+        }
+        got
     }
 }

@@ -7,13 +7,14 @@ Run by tests/interop.rs (`pymemcache_client::*`) against a server it started:
 
 The first server gets the single-server checks; with two or more, the
 client-side hashing check (pymemcache's HashClient) spreads keys over all of
-them. Exits 0 when every check passed; otherwise prints what failed and
+them. The servers run on held clocks: to let time pass, the script prints
+`advance SECONDS` and waits for the caller to move the first server's clock
+and answer `advanced` on stdin. Exits 0 when every check passed; otherwise prints what failed and
 exits 1. Exits 3 when pymemcache itself cannot be imported, so the caller can
 say which package is missing.
 """
 
 import sys
-import time
 
 try:
     import pymemcache
@@ -34,13 +35,11 @@ def check(condition, what):
         raise AssertionError(what)
 
 
-def wait_until(predicate, what, deadline_s=10.0):
-    """Polls `predicate` until it is true; expiry is a background effect."""
-    deadline = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {deadline_s}s: {what}")
-        time.sleep(0.05)
+def advance_clock(seconds):
+    """Has the caller move the first server's held clock `seconds` on."""
+    print(f"advance {seconds}", flush=True)
+    answer = sys.stdin.readline().strip()
+    check(answer == "advanced", f"the caller did not advance the clock: {answer!r}")
 
 
 def noreply_is_the_default_for_set(client):
@@ -121,7 +120,9 @@ def touch_sets_a_new_expiry(client):
     check(client.touch("py:not-there", 10, noreply=False) is False, "touch a missing key")
     check(client.get("py:touch") == b"soon", "touch keeps the value")
     check(client.touch("py:touch", 1, noreply=False) is True, "touch to 1 s")
-    wait_until(lambda: client.get("py:touch") is None, "touched key expires")
+    check(client.get("py:touch") == b"soon", "a 1 s touch keeps the value for 1 s")
+    advance_clock(1)
+    check(client.get("py:touch") is None, "touched key expires after 1 s")
 
 
 def storage_commands(client):

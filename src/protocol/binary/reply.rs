@@ -30,6 +30,9 @@ pub enum Status {
     UnknownCommand = 0x81,
     /// Out of memory.
     OutOfMemory = 0x82,
+    /// Internal error (the binary protocol's status for a server failure;
+    /// memcached 1.6 never sends it).
+    Internal = 0x84,
 }
 
 impl Status {
@@ -45,6 +48,7 @@ impl Status {
             Status::NonNumeric => b"Non-numeric server-side value for incr or decr",
             Status::UnknownCommand => b"Unknown command",
             Status::OutOfMemory => b"Out of memory",
+            Status::Internal => b"Internal error",
         }
     }
 
@@ -55,6 +59,7 @@ impl Status {
             // memcached's words when an item cannot be allocated.
             ErrorReply::OutOfMemory => (Status::OutOfMemory, b"Out of memory allocating item"),
             ErrorReply::NonNumeric => (Status::NonNumeric, Status::NonNumeric.message()),
+            ErrorReply::Internal => (Status::Internal, Status::Internal.message()),
             // Text-only errors (malformed lines) never come from a binary
             // request.
             _ => (Status::Invalid, Status::Invalid.message()),

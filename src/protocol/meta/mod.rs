@@ -251,7 +251,7 @@ pub struct MetaDebug {
 /// the standard alphabet with canonical padding writes it, or decodes to
 /// nothing. Checks without decoding: the server decodes once, in place.
 pub fn base64_len(key: &[u8]) -> Option<usize> {
-    if key.is_empty() || key.len() % 4 != 0 {
+    if key.is_empty() || !key.len().is_multiple_of(4) {
         return None;
     }
     let quads = key.len() / 4;
@@ -267,7 +267,7 @@ pub fn base64_len(key: &[u8]) -> Option<usize> {
 /// the decoded length; `None` (and `key` partly overwritten) if it is not
 /// base64 ([`base64_len`] says beforehand).
 pub fn decode_in_place(key: &mut [u8]) -> Option<usize> {
-    if key.is_empty() || key.len() % 4 != 0 {
+    if key.is_empty() || !key.len().is_multiple_of(4) {
         return None;
     }
     let quads = key.len() / 4;

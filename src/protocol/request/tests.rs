@@ -462,12 +462,45 @@ proptest::proptest! {
 #[test]
 fn pipelined_requests_parse_one_after_another() {
     let input = b"set a 0 0 1\r\n1\r\nget a b\r\ndelete a\r\nversion\r\n";
-    let mut rest = &input[..];
-    let mut seen = Vec::new();
-    while !rest.is_empty() {
-        let parsed = one(rest);
-        seen.push(std::mem::discriminant(&parsed.request));
-        rest = &rest[parsed.consumed..];
-    }
-    assert_eq!(seen.len(), 4);
+    let set = one(input);
+    assert_eq!(set.consumed, 16);
+    assert_eq!(
+        set.request,
+        Request::Store {
+            kind: StoreKind::Set,
+            key: b"a",
+            flags: 0,
+            exptime: 0,
+            data: b"1",
+            cas_unique: 0,
+            noreply: false,
+        }
+    );
+    let rest = &input[set.consumed..];
+    let get = one(rest);
+    assert_eq!(get.consumed, 9);
+    assert!(matches!(
+        get.request,
+        Request::Get {
+            cas: false,
+            touch: None,
+            ..
+        }
+    ));
+    assert_eq!(keys(get.request), [&b"a"[..], b"b"]);
+    let rest = &rest[get.consumed..];
+    let delete = one(rest);
+    assert_eq!(
+        (delete.consumed, delete.request),
+        (
+            10,
+            Request::Delete {
+                key: b"a",
+                noreply: false
+            }
+        )
+    );
+    let rest = &rest[delete.consumed..];
+    assert_eq!(one(rest).request, Request::Version);
+    assert_eq!(one(rest).consumed, rest.len());
 }

@@ -1,0 +1,666 @@
+//! Forwarding between cores: what travels, how a scheduler turn's worth of
+//! it is batched, and how a core is woken only when it sleeps.
+//!
+//! ```text
+//!  core A                                               core B
+//!  connections --ops--> Outbox[B]                       Inbox (flume queue)
+//!   (each waits on        | flushed once per turn         | drained in B's turn
+//!    its Ticket)          v by A's mailbox task           v and before B parks
+//!                     Mailbox[B].post(Forward) -------->  run every op, then
+//!  WaitList <-- deliver <-- A's Inbox <-- Mailbox[A].post(Reply)  (one per origin)
+//! ```
+//!
+//! - **One message per owner per turn.** Connections append their remote
+//!   operations to the core's [`Outbox`]; the core's mailbox task, woken
+//!   when the outbox becomes non-empty, runs after the connections already
+//!   woken in that turn and sends each owner one [`Batch`] holding all of
+//!   them. Replies are coalesced the same way: everything an owner drains
+//!   from one origin goes back as one message per forward batch, posted
+//!   together.
+//! - **A core is woken only when it has said it sleeps.** A [`Mailbox`]
+//!   keeps one atomic word: the count of messages ever posted, and a
+//!   SLEEPING bit. A sender pushes, then adds to the count, and wakes the
+//!   owner only if that add saw SLEEPING (and it was the one to clear it).
+//!   The owner sets SLEEPING, just before its runtime parks, only with a
+//!   compare-and-swap that also checks it has taken every message counted
+//!   so far. Both sides act through read-modify-writes of the same word, so
+//!   no message is ever left stranded with its owner asleep, and an awake
+//!   owner is never sent a wake (an eventfd write costs the sender ~2 µs
+//!   even when the owner is running, ~12 µs when it must be woken). Waits
+//!   allocate nothing: the owner's waker is stored once.
+//! - **Sends never wait.** See [`capacity`]: a mailbox is bounded above
+//!   what can ever be in flight to it, so `try_send` cannot fail, and two
+//!   cores can never block on each other.
+//! - **A late reply cannot reach the wrong connection.** A [`Ticket`]
+//!   carries its slot's generation; a connection that went away while its
+//!   operations were out leaves a slot whose generation has moved on.
+
+use super::op::{Op, Span};
+use super::{Control, ShardReport};
+use slab::Slab;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Waker;
+use tokio::sync::oneshot;
+
+/// Buffers of a batch that grew past this (a large value went through)
+/// are given back when the batch is reused, so one big multi-get does not
+/// pin its memory to the core.
+const BATCH_KEEP: usize = 256 * 1024;
+
+/// Emptied batches an outbox keeps for reuse, at most.
+const POOL_KEEP: usize = 64;
+
+/// The SLEEPING bit of a mailbox's state word; the count of messages
+/// posted is kept in the bits above it.
+const SLEEPING: u64 = 1;
+/// One message in the state word's count.
+const ONE: u64 = 2;
+
+/// How many messages a core's mailbox must hold so that a send never
+/// waits: everything that can be in flight to one core at once.
+///
+/// - Forwards: a connection has at most one batch's worth of operations
+///   out per owner at a time (it waits for the replies before it plans
+///   again), and the outbox puts every connection of a turn into one
+///   message, so each core sends a given owner at most one message per
+///   waiting connection: at most `max_connections` in all.
+/// - Replies: one per forward this core sent that the owner has run:
+///   again at most `max_connections`.
+/// - Control requests (`stats`, `flush_all`): one per connection waiting
+///   on one: at most `max_connections`.
+///
+/// flume grows its queue on demand, so the bound costs nothing until used.
+pub(super) fn capacity(max_connections: usize) -> usize {
+    3 * max_connections + 64
+}
+
+/// Names one connection waiting for forwarded replies: its slot in its
+/// core's [`WaitList`] and the slot's generation when it was taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Ticket {
+    slot: u32,
+    generation: u32,
+}
+
+/// Keyed operations bound for one owner core from one origin, and on the
+/// way back, their replies. Batches are pooled by the origin and reused,
+/// so forwarding allocates nothing once warm.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// The core that sent the batch.
+    pub origin: usize,
+    /// The core that runs it.
+    pub owner: usize,
+    /// Operations; their spans refer to `bytes`.
+    pub ops: Vec<Op>,
+    /// Keys and values of `ops`.
+    pub bytes: Vec<u8>,
+    /// Replies, concatenated in op order.
+    pub replies: Vec<u8>,
+    /// End offset of each op's reply in `replies`.
+    pub ends: Vec<u32>,
+    /// The connections whose operations ride in this batch, in order: each
+    /// one's ticket and the index just past its last op.
+    pub requesters: Vec<(Ticket, u32)>,
+    /// An op of the batch panicked (its shard was reset): the connections
+    /// it came from are closed after their replies.
+    pub failed: bool,
+}
+
+impl Batch {
+    /// Copies `op` and the bytes it refers to (in `base`) into the batch;
+    /// returns its index.
+    pub fn push(&mut self, op: &Op, base: &[u8]) -> u32 {
+        let mut copy = *op;
+        copy.key = self.append(op.key.of(base));
+        copy.data = self.append(op.data.of(base));
+        copy.tokens = self.append(op.tokens.of(base));
+        self.ops.push(copy);
+        self.ops.len() as u32 - 1
+    }
+
+    fn append(&mut self, part: &[u8]) -> Span {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(part);
+        Span {
+            start,
+            len: part.len() as u32,
+        }
+    }
+
+    /// The reply to the op at `index`.
+    pub fn reply(&self, index: u32) -> &[u8] {
+        let index = index as usize;
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        &self.replies[start as usize..self.ends[index] as usize]
+    }
+
+    /// Empties the batch for reuse, giving back buffers a large batch grew.
+    fn reset(&mut self) {
+        fn reuse<T>(buffer: &mut Vec<T>) {
+            buffer.clear();
+            if buffer.capacity() * std::mem::size_of::<T>() > BATCH_KEEP {
+                *buffer = Vec::new();
+            }
+        }
+        reuse(&mut self.ops);
+        reuse(&mut self.bytes);
+        reuse(&mut self.replies);
+        reuse(&mut self.ends);
+        reuse(&mut self.requesters);
+        self.failed = false;
+    }
+}
+
+/// What travels between cores.
+pub(super) enum Message {
+    /// Operations to run on the receiver's shards.
+    Forward(Batch),
+    /// A batch this core sent, with its replies filled in.
+    Reply(Batch),
+    /// A whole-server request, answered with the receiver's shard reports.
+    Control(Control, oneshot::Sender<Vec<ShardReport>>),
+}
+
+/// The side of a core's mailbox that every core holds.
+pub(super) struct Mailbox {
+    queue: flume::Sender<Message>,
+    /// `posted * ONE | SLEEPING`: see the module docs.
+    state: AtomicU64,
+    /// Wakes the owner's mailbox task; set once, when it first runs.
+    waker: OnceLock<Waker>,
+}
+
+impl Mailbox {
+    /// Posts `messages` to the owner; wakes it if, and only if, it had
+    /// said it is going to sleep. Returns whether it woke it.
+    pub fn post(&self, messages: impl IntoIterator<Item = Message>) -> bool {
+        let mut count = 0;
+        for message in messages {
+            let sent = self.queue.try_send(message);
+            // The mailbox is sized for everything that can be in flight
+            // (`capacity`); a full one is a broken invariant, not load.
+            assert!(sent.is_ok(), "a core's mailbox overflowed its bound");
+            count += 1;
+        }
+        if count == 0 {
+            return false;
+        }
+        let before = self.state.fetch_add(count * ONE, Ordering::AcqRel);
+        if before & SLEEPING == 0 {
+            return false;
+        }
+        // Several senders can see SLEEPING; the one that clears it wakes.
+        let cleared = self.state.fetch_and(!SLEEPING, Ordering::AcqRel) & SLEEPING != 0;
+        if cleared && let Some(waker) = self.waker.get() {
+            waker.wake_by_ref();
+        }
+        cleared
+    }
+}
+
+/// The owner's side of its mailbox.
+pub(super) struct Inbox {
+    queue: flume::Receiver<Message>,
+    mailbox: std::sync::Arc<Mailbox>,
+    /// Messages taken off the queue so far.
+    taken: Cell<u64>,
+}
+
+impl Inbox {
+    /// Whether messages were posted that have not been taken.
+    pub fn pending(&self) -> bool {
+        let posted = self.mailbox.state.load(Ordering::Acquire) / ONE;
+        // A message can be taken before its sender has counted it, so
+        // `taken` may briefly run ahead: only a positive gap is pending.
+        (posted.wrapping_sub(self.taken.get()) as i64) > 0
+    }
+
+    /// Takes the next message, if any.
+    pub fn next(&self) -> Option<Message> {
+        let message = self.queue.try_recv().ok()?;
+        self.taken.set(self.taken.get() + 1);
+        Some(message)
+    }
+
+    /// Says the owner is going to sleep, if every message posted so far has
+    /// been taken; false (and nothing said) if there is more to take.
+    pub fn try_sleep(&self) -> bool {
+        let mut state = self.mailbox.state.load(Ordering::Acquire);
+        loop {
+            if (state / ONE).wrapping_sub(self.taken.get()) as i64 > 0 {
+                return false;
+            }
+            match self.mailbox.state.compare_exchange_weak(
+                state,
+                state | SLEEPING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Says the owner is awake again (it may have been woken by something
+    /// other than a sender, which then finds the bit already clear).
+    pub fn awake(&self) {
+        if self.mailbox.state.load(Ordering::Relaxed) & SLEEPING != 0 {
+            self.mailbox.state.fetch_and(!SLEEPING, Ordering::AcqRel);
+        }
+    }
+
+    /// Stores the waker senders use to wake the owner; only the first call
+    /// stores anything (the owner's mailbox task lives as long as the core).
+    pub fn set_waker(&self, waker: &Waker) {
+        if self.mailbox.waker.get().is_none() {
+            let _ = self.mailbox.waker.set(waker.clone());
+        }
+    }
+}
+
+/// Makes the mailboxes of `threads` cores: every core gets the senders'
+/// side of all of them, and its own inbox.
+pub(super) fn mailboxes(
+    threads: usize,
+    max_connections: usize,
+) -> (Vec<std::sync::Arc<Mailbox>>, Vec<Inbox>) {
+    (0..threads)
+        .map(|_| {
+            let (tx, rx) = flume::bounded(capacity(max_connections));
+            let mailbox = std::sync::Arc::new(Mailbox {
+                queue: tx,
+                state: AtomicU64::new(0),
+                waker: OnceLock::new(),
+            });
+            let inbox = Inbox {
+                queue: rx,
+                mailbox: mailbox.clone(),
+                taken: Cell::new(0),
+            };
+            (mailbox, inbox)
+        })
+        .unzip()
+}
+
+/// What a waiting connection is told when one owner's replies come back.
+pub(super) struct Arrived {
+    /// The owner.
+    pub owner: usize,
+    /// The returned batch; the connection's replies are in it.
+    pub batch: Rc<Batch>,
+}
+
+/// One connection waiting for forwarded replies.
+#[derive(Default)]
+pub(super) struct Waiting {
+    /// Owners that have not answered yet.
+    pub outstanding: Cell<usize>,
+    /// Batches that came back, in the order they arrived.
+    pub arrived: RefCell<Vec<Arrived>>,
+    /// Woken when `outstanding` reaches zero.
+    pub waker: RefCell<Option<Waker>>,
+}
+
+/// The connections of one core that may wait for forwarded replies, by
+/// ticket. Only the core's own thread touches it.
+#[derive(Default)]
+pub(super) struct WaitList {
+    slots: RefCell<Slab<(u32, Rc<Waiting>)>>,
+    generation: Cell<u32>,
+}
+
+impl WaitList {
+    /// Registers a connection; the ticket names it until [`WaitList::leave`].
+    pub fn join(&self) -> (Ticket, Rc<Waiting>) {
+        let generation = self.generation.get().wrapping_add(1);
+        self.generation.set(generation);
+        let waiting = Rc::new(Waiting::default());
+        let slot = self
+            .slots
+            .borrow_mut()
+            .insert((generation, waiting.clone()));
+        let ticket = Ticket {
+            slot: slot as u32,
+            generation,
+        };
+        (ticket, waiting)
+    }
+
+    /// Forgets a connection: replies still on their way to it are dropped.
+    pub fn leave(&self, ticket: Ticket) {
+        let mut slots = self.slots.borrow_mut();
+        if slots
+            .get(ticket.slot as usize)
+            .is_some_and(|(generation, _)| *generation == ticket.generation)
+        {
+            slots.remove(ticket.slot as usize);
+        }
+    }
+
+    /// Hands a returned batch to every connection whose operations rode in
+    /// it; connections that have gone (or whose slot was reused since) are
+    /// skipped. Returns the batch, shared with those connections.
+    pub fn deliver(&self, batch: Batch) -> Rc<Batch> {
+        let owner = batch.owner;
+        let batch = Rc::new(batch);
+        let slots = self.slots.borrow();
+        for &(ticket, _) in &batch.requesters {
+            let Some((generation, waiting)) = slots.get(ticket.slot as usize) else {
+                continue;
+            };
+            if *generation != ticket.generation {
+                continue;
+            }
+            waiting.arrived.borrow_mut().push(Arrived {
+                owner,
+                batch: batch.clone(),
+            });
+            let left = waiting.outstanding.get() - 1;
+            waiting.outstanding.set(left);
+            if left == 0
+                && let Some(waker) = waiting.waker.borrow_mut().take()
+            {
+                waker.wake();
+            }
+        }
+        drop(slots);
+        batch
+    }
+}
+
+/// The operations this core's connections forward during one turn, one
+/// batch per owner, and the pool of batches to fill next.
+pub(super) struct Outbox {
+    /// The batch being filled for each core (this core's stays empty).
+    filling: RefCell<Vec<Batch>>,
+    /// Replies of forwarded batches this core ran, to go back to their
+    /// origins.
+    replies: RefCell<Vec<Batch>>,
+    /// Emptied batches, ready to be filled again.
+    pool: RefCell<Vec<Batch>>,
+}
+
+impl Outbox {
+    /// An outbox for a core among `threads`.
+    pub fn new(threads: usize) -> Outbox {
+        Outbox {
+            filling: RefCell::new((0..threads).map(|_| Batch::default()).collect()),
+            replies: RefCell::new(Vec::new()),
+            pool: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The batches being filled, by owner, for a connection to append to.
+    pub fn filling(&self) -> std::cell::RefMut<'_, Vec<Batch>> {
+        self.filling.borrow_mut()
+    }
+
+    /// Whether anything waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.replies.borrow().is_empty() && self.filling.borrow().iter().all(|b| b.ops.is_empty())
+    }
+
+    /// Queues a forwarded batch's replies for its origin.
+    pub fn reply(&self, batch: Batch) {
+        self.replies.borrow_mut().push(batch);
+    }
+
+    /// Lets go of a returned batch. The last holder (its connections hold
+    /// it until they have copied their replies out) puts it back in the
+    /// pool, emptied, with any buffer a large batch grew given back.
+    pub fn recycle(&self, batch: Rc<Batch>) {
+        let Ok(mut batch) = Rc::try_unwrap(batch) else {
+            return;
+        };
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < POOL_KEEP {
+            batch.reset();
+            pool.push(batch);
+        }
+    }
+
+    /// Sends everything queued: one forward per owner, then every reply.
+    /// Returns (forward messages, reply messages, cores woken).
+    ///
+    /// Every forward is posted before any reply. A reply can carry news of
+    /// a write this core made (a read of it, run here); the forwards of the
+    /// same connection's earlier writes must be in their owners' queues by
+    /// then, ahead of anything the reply's receiver sends after reading it.
+    pub fn flush(&self, index: usize, mailboxes: &[std::sync::Arc<Mailbox>]) -> (u64, u64, u64) {
+        let (mut forwards, mut woken) = (0, 0);
+        let mut filling = self.filling.borrow_mut();
+        for (owner, mailbox) in mailboxes.iter().enumerate() {
+            if filling[owner].ops.is_empty() {
+                continue;
+            }
+            let fresh = self.pool.borrow_mut().pop().unwrap_or_default();
+            let mut batch = std::mem::replace(&mut filling[owner], fresh);
+            batch.origin = index;
+            batch.owner = owner;
+            forwards += 1;
+            woken += u64::from(mailbox.post([Message::Forward(batch)]));
+        }
+        let mut pending = self.replies.borrow_mut();
+        let replies = pending.len() as u64;
+        while let Some(origin) = pending.last().map(|batch| batch.origin) {
+            // All of one origin's replies in one post: one wake at most.
+            let back = pending
+                .extract_if(.., |batch| batch.origin == origin)
+                .map(Message::Reply);
+            woken += u64::from(mailboxes[origin].post(back));
+        }
+        (forwards, replies, woken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::task::Wake;
+    use std::time::{Duration, Instant};
+
+    /// Wakes a std thread parked in a test's stand-in for a runtime.
+    struct Unpark {
+        thread: std::thread::Thread,
+        woken: AtomicBool,
+    }
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.woken.store(true, Ordering::Release);
+            self.thread.unpark();
+        }
+    }
+
+    fn forward() -> Message {
+        Message::Forward(Batch::default())
+    }
+
+    /// The wake protocol under many thousands of idle/busy transitions: an
+    /// owner that drains, then says it sleeps and parks, against a sender
+    /// that posts in bursts and pauses, often right as the owner goes to
+    /// sleep. Every message is taken, no message is ever left pending while
+    /// the owner sleeps (a park that times out with one pending fails), and
+    /// every wake the sender sends lands on an owner that had said it
+    /// sleeps.
+    #[test]
+    fn no_message_is_stranded_across_idle_busy_transitions() {
+        const MESSAGES: u64 = 100_000;
+        let (mut mailboxes, mut inboxes) = mailboxes(1, MESSAGES as usize);
+        let (mailbox, inbox) = (mailboxes.remove(0), inboxes.remove(0));
+        let sleeps = Arc::new(AtomicU64::new(0));
+        let owner_sleeps = sleeps.clone();
+        let progress = Arc::new(AtomicU64::new(0));
+        let owner_progress = progress.clone();
+        let owner = std::thread::spawn(move || {
+            let unpark = Arc::new(Unpark {
+                thread: std::thread::current(),
+                woken: AtomicBool::new(false),
+            });
+            inbox.set_waker(&Waker::from(unpark.clone()));
+            let mut taken = 0;
+            while taken < MESSAGES {
+                while inbox.next().is_some() {
+                    taken += 1;
+                }
+                owner_progress.store(taken, Ordering::Release);
+                // A runtime does other work between its last look at the
+                // mailbox and parking: that is where a post can slip in.
+                if taken % 3 == 0 {
+                    std::thread::yield_now();
+                }
+                if taken == MESSAGES || !inbox.try_sleep() {
+                    continue;
+                }
+                owner_sleeps.fetch_add(1, Ordering::Relaxed);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !unpark.woken.swap(false, Ordering::AcqRel) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "asleep for 10 s with {} messages pending",
+                        inbox.queue.len()
+                    );
+                    std::thread::park_timeout(Duration::from_millis(100));
+                }
+                inbox.awake();
+            }
+            taken
+        });
+        let mut wakes = 0;
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut sent = 0;
+        while sent < MESSAGES {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Bursts of 1 to 4 messages, posted one or a few at a time.
+            let burst = (rng % 4 + 1).min(MESSAGES - sent);
+            let together = rng >> 8 & 1 == 0;
+            if together {
+                wakes += u64::from(mailbox.post((0..burst).map(|_| forward())));
+            } else {
+                for _ in 0..burst {
+                    wakes += u64::from(mailbox.post([forward()]));
+                }
+            }
+            sent += burst;
+            // Most bursts are followed by a pause that lets the owner go
+            // idle: half of them wait until it has taken everything sent
+            // (which a stranded message would never let happen) and then
+            // until it says it sleeps, so the next burst lands just after.
+            let until = Instant::now() + Duration::from_secs(10);
+            let wait_taken = || {
+                while progress.load(Ordering::Acquire) < sent {
+                    assert!(Instant::now() < until, "a message was stranded");
+                    std::hint::spin_loop();
+                }
+            };
+            match rng >> 16 & 3 {
+                _ if sent == MESSAGES => {}
+                0 => {}
+                // Post again the moment the owner has taken everything: on
+                // its way to sleep.
+                1 => wait_taken(),
+                _ => {
+                    wait_taken();
+                    while mailbox.state.load(Ordering::Acquire) & SLEEPING == 0
+                        && Instant::now() < until
+                    {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }
+        assert_eq!(owner.join().expect("the owner never got stuck"), MESSAGES);
+        let sleeps = sleeps.load(Ordering::Relaxed);
+        println!("{sleeps} sleeps, {wakes} wakes for {MESSAGES} messages");
+        assert!(
+            sleeps > 10_000,
+            "only {sleeps} idle/busy transitions were exercised"
+        );
+        // A wake is sent only to an owner that said it sleeps, at most once
+        // per time it said so.
+        assert!(wakes <= sleeps, "{wakes} wakes for {sleeps} sleeps");
+        assert!(wakes > 0);
+    }
+
+    #[test]
+    fn an_awake_owner_is_never_woken_and_a_sleeping_one_once() {
+        let (mut mailboxes, mut inboxes) = mailboxes(1, 8);
+        let (mailbox, inbox) = (mailboxes.remove(0), inboxes.remove(0));
+        let unpark = Arc::new(Unpark {
+            thread: std::thread::current(),
+            woken: AtomicBool::new(false),
+        });
+        inbox.set_waker(&Waker::from(unpark.clone()));
+        assert!(!mailbox.post([forward(), forward()]));
+        assert!(inbox.pending());
+        // It cannot say it sleeps with messages untaken.
+        assert!(!inbox.try_sleep());
+        assert!(inbox.next().is_some() && inbox.next().is_some());
+        assert!(!inbox.pending());
+        assert!(inbox.try_sleep());
+        // The first post after that wakes it; the next finds it awake.
+        assert!(mailbox.post([forward()]));
+        assert!(unpark.woken.load(Ordering::Acquire));
+        assert!(!mailbox.post([forward()]));
+        inbox.awake();
+        assert!(!mailbox.post(std::iter::empty()));
+    }
+
+    #[test]
+    fn a_late_reply_never_reaches_the_next_user_of_a_slot() {
+        let waits = WaitList::default();
+        let (gone, _old) = waits.join();
+        waits.leave(gone);
+        let (ticket, waiting) = waits.join();
+        // The new connection took the same slot, with a new generation.
+        assert_eq!(ticket.slot, gone.slot);
+        assert_ne!(ticket.generation, gone.generation);
+        waiting.outstanding.set(1);
+        let late = Batch {
+            requesters: vec![(gone, 0)],
+            ..Batch::default()
+        };
+        drop(waits.deliver(late));
+        assert_eq!(waiting.outstanding.get(), 1);
+        assert!(waiting.arrived.borrow().is_empty());
+        let own = Batch {
+            owner: 3,
+            requesters: vec![(ticket, 0)],
+            ..Batch::default()
+        };
+        drop(waits.deliver(own));
+        assert_eq!(waiting.outstanding.get(), 0);
+        assert_eq!(waiting.arrived.borrow()[0].owner, 3);
+    }
+
+    #[test]
+    fn a_batch_that_grew_gives_its_memory_back_when_recycled() {
+        let outbox = Outbox::new(2);
+        let mut big = Batch::default();
+        big.replies.resize(100 << 20, b'x');
+        big.ops.reserve(10_000);
+        outbox.recycle(Rc::new(big));
+        let reused = outbox.pool.borrow_mut().pop().unwrap();
+        assert!(reused.replies.capacity() <= BATCH_KEEP);
+        assert!(reused.ops.capacity() * std::mem::size_of::<Op>() <= BATCH_KEEP);
+        // A batch still held by a connection is not taken back.
+        let held = Rc::new(Batch::default());
+        outbox.recycle(held.clone());
+        assert!(outbox.pool.borrow().is_empty());
+        outbox.recycle(held);
+        assert_eq!(outbox.pool.borrow().len(), 1);
+    }
+}
