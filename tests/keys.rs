@@ -86,11 +86,11 @@ both_runtimes! {
         c.expect(&format!("ms {encoded} 1 b E5\r\nx\r\n"), "HD\r\n");
         c.expect(&format!("mg {encoded} b k v\r\n"), &format!("VA 1 k{encoded} b\r\nx\r\n"));
         // 40-byte header, 6-byte key, 1-byte value; memcached says
-        // cls=1 size=66 for its own item layout. (`la` counts seconds.)
-        c.send(format!("me {encoded} b\r\n").as_bytes());
-        let dump = String::from_utf8(c.read_until(b"\r\n")).unwrap();
-        assert!(dump.starts_with(&format!("ME {encoded} exp=-1 la=")), "{dump}");
-        assert!(dump.ends_with(" cas=5 fetch=yes cls=1 size=47\r\n"), "{dump}");
+        // cls=1 size=66 for its own item layout.
+        c.expect(
+            &format!("me {encoded} b\r\n"),
+            &format!("ME {encoded} exp=-1 la=0 cas=5 fetch=yes cls=1 size=47\r\n"),
+        );
         let mut binary = server.connect();
         assert_eq!(read_getk(&mut binary, key), (0, key.to_vec()));
         c.expect(&format!("md {encoded} b k\r\n"), &format!("HD k{encoded} b\r\n"));
@@ -106,10 +106,15 @@ both_runtimes! {
         assert_eq!(binary_set_and_get(&server, key, b"v"), (0, key.to_vec()));
         let mut c = server.connect();
         c.expect(&format!("mg {encoded} b k v\r\n"), &format!("VA 1 k{encoded} b\r\nv\r\n"));
-        c.send(format!("me {encoded} b\r\n").as_bytes());
-        let dump = String::from_utf8(c.read_until(b"\r\n")).unwrap();
-        assert!(dump.starts_with(&format!("ME {encoded} exp=-1 la=")), "{dump}");
-        assert!(dump.ends_with(" fetch=yes cls=1 size=47\r\n"), "{dump}");
+        let cas = {
+            c.send(format!("mg {encoded} b c\r\n").as_bytes());
+            let line = String::from_utf8(c.read_until(b"\r\n")).unwrap();
+            line.trim_end().strip_prefix("HD c").unwrap().to_string()
+        };
+        c.expect(
+            &format!("me {encoded} b\r\n"),
+            &format!("ME {encoded} exp=-1 la=0 cas={cas} fetch=yes cls=1 size=47\r\n"),
+        );
         c.expect(&format!("md {encoded} b\r\n"), "HD\r\n");
         c.expect(&format!("mg {encoded} b v\r\n"), "EN\r\n");
         // A binary key a text command can name is an ordinary key.
