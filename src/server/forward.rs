@@ -344,8 +344,10 @@ impl WaitList {
 
     /// Hands a returned batch to every connection whose operations rode in
     /// it; connections that have gone (or whose slot was reused since) are
-    /// skipped. Returns the batch, shared with those connections.
-    pub fn deliver(&self, batch: Batch) -> Rc<Batch> {
+    /// skipped. Returns the batch, shared with those connections, and how
+    /// many of them it woke (had all their replies).
+    pub fn deliver(&self, batch: Batch) -> (Rc<Batch>, usize) {
+        let mut woken = 0;
         let owner = batch.owner;
         let batch = Rc::new(batch);
         let slots = self.slots.borrow();
@@ -366,10 +368,11 @@ impl WaitList {
                 && let Some(waker) = waiting.waker.borrow_mut().take()
             {
                 waker.wake();
+                woken += 1;
             }
         }
         drop(slots);
-        batch
+        (batch, woken)
     }
 }
 
@@ -633,7 +636,7 @@ mod tests {
             requesters: vec![(gone, 0)],
             ..Batch::default()
         };
-        drop(waits.deliver(late));
+        assert_eq!(waits.deliver(late).1, 0);
         assert_eq!(waiting.outstanding.get(), 1);
         assert!(waiting.arrived.borrow().is_empty());
         let own = Batch {

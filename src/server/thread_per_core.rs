@@ -67,6 +67,11 @@ use tokio::task::LocalSet;
 /// Staging buffers of a connection that grew past this are given back.
 const STAGING_KEEP: usize = 256 * 1024;
 
+/// Rounds of mail the park hook handles itself before it leaves the rest
+/// to the mailbox task (and the runtime to its driver). A spin counts each
+/// of its polls as a round, so it is bounded by `--spin` instead.
+const PARK_ROUNDS: usize = 4;
+
 /// Messages the mailbox task takes per run before it lets the connections
 /// of its core have the CPU again.
 const DRAIN_LIMIT: usize = 64;
@@ -156,10 +161,10 @@ impl Core {
         self.inbox.pending() || !self.outbox.is_empty()
     }
 
-    /// One run of the mailbox task: take up to [`DRAIN_LIMIT`] messages,
-    /// handle them, then send what this core has for others. Returns
-    /// whether messages are still waiting.
-    fn mail(&self) -> bool {
+    /// One run of the mailbox: take up to [`DRAIN_LIMIT`] messages, handle
+    /// them, then send what this core has for others.
+    fn mail(&self) -> MailRun {
+        let mut run = MailRun::default();
         let mut taken = 0;
         while taken < DRAIN_LIMIT {
             let Some(message) = self.inbox.next() else {
@@ -173,10 +178,12 @@ impl Core {
                 }
                 Message::Reply(batch) => {
                     self.stats().forward_replies.add(1);
-                    let batch = self.waiting.deliver(batch);
+                    let (batch, woken) = self.waiting.deliver(batch);
+                    run.woke_tasks |= woken > 0;
                     self.outbox.recycle(batch);
                 }
                 Message::Control(control, reply) => {
+                    // The requester is a task of another core.
                     let _ = reply.send(self.control(control));
                 }
             }
@@ -185,31 +192,52 @@ impl Core {
         let stats = self.stats();
         stats.forward_messages.add(forwards);
         stats.core_wakes.add(woken);
-        taken == DRAIN_LIMIT
+        run.more = taken == DRAIN_LIMIT;
+        run
     }
 
-    /// The runtime is about to park: drain what is pending instead, spin a
-    /// little while replies are due (if configured), or say this core
-    /// sleeps.
+    /// The runtime is about to park, its tasks all idle. Handle pending
+    /// mail right here (waking the mailbox task instead would cost another
+    /// turn of the runtime, with a poll of the driver); spin a little for
+    /// awaited replies if configured; then say this core sleeps. Returns
+    /// only once the core has said so, or once it has woken a task (then
+    /// the runtime does not park).
     fn before_park(&self) {
-        if self.mail_pending() {
-            return self.wake_mail();
-        }
-        if !self.spin.is_zero() && self.awaiting.get() > 0 {
-            let until = Instant::now() + self.spin;
-            while Instant::now() < until {
-                if self.inbox.pending() {
+        let spin_until =
+            (!self.spin.is_zero() && self.awaiting.get() > 0).then(|| Instant::now() + self.spin);
+        // Mail that keeps coming is left to the mailbox task after a few
+        // rounds, so the driver is polled and connections are served.
+        for _ in 0..PARK_ROUNDS {
+            if self.mail_pending() {
+                let run = self.mail();
+                if run.more {
                     return self.wake_mail();
                 }
+                if run.woke_tasks {
+                    return;
+                }
+                continue;
+            }
+            if spin_until.is_some_and(|until| Instant::now() < until) {
                 std::hint::spin_loop();
+                continue;
+            }
+            if self.inbox.try_sleep() {
+                self.stats().core_sleeps.add(1);
+                return;
             }
         }
-        if self.inbox.try_sleep() {
-            self.stats().core_sleeps.add(1);
-        } else {
-            self.wake_mail();
-        }
+        self.wake_mail();
     }
+}
+
+/// What one run of a core's mailbox did.
+#[derive(Default)]
+struct MailRun {
+    /// Messages are still waiting (the run stopped at [`DRAIN_LIMIT`]).
+    more: bool,
+    /// Replies woke connections of this core.
+    woke_tasks: bool,
 }
 
 /// Takes and sends messages for the core whenever woken: by its
@@ -222,7 +250,7 @@ async fn mailbox(core: Rc<Core>) {
             *core.mail_waker.borrow_mut() = Some(cx.waker().clone());
         }
         core.mail_woken.set(false);
-        if core.mail() {
+        if core.mail().more {
             // More is waiting: come back after the connections had a turn.
             core.wake_mail();
         }
