@@ -6,10 +6,9 @@ use corecache::storage::item;
 use corecache::storage::lru::Lru;
 use corecache::storage::slab::Slabs;
 use corecache::storage::wheel::{Entry, Wheel};
-use corecache::storage::{Deadline, Shard, ShardConfig, Store, StoreMode};
+use corecache::storage::{Deadline, Shard, ShardConfig, Store, StoreMode, key_hash};
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use std::time::Duration;
-use xxhash_rust::xxh3::xxh3_64;
 
 /// A cheap pseudo-random walk over `0..n`, so lookups do not stream
 /// through memory in order.
@@ -31,7 +30,7 @@ fn keys(n: usize, prefix: &str) -> Vec<(Vec<u8>, u64)> {
     (0..n)
         .map(|i| {
             let key = format!("{prefix}{i:08}").into_bytes();
-            let hash = xxh3_64(&key);
+            let hash = key_hash(&key);
             (key, hash)
         })
         .collect()
@@ -158,7 +157,7 @@ fn key(prefix: &[u8; 4], mut i: usize) -> ([u8; 12], u64) {
         key[at] = b'0' + (i % 10) as u8;
         i /= 10;
     }
-    let hash = xxh3_64(&key);
+    let hash = key_hash(&key);
     (key, hash)
 }
 
