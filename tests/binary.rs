@@ -303,8 +303,10 @@ both_runtimes! {
             ],
             &[error(INCR, NON_NUMERIC, 8), error(INCRQ, NON_NUMERIC, 10)],
         );
+        // A number that shrinks keeps its length, padded with spaces, as
+        // in memcached: "15", then "0 ", then "2 ".
         let n = c.packet();
-        assert_eq!(n.bytes, hit(GET, b"", b"2", 0, 11, n.cas()));
+        assert_eq!(n.bytes, hit(GET, b"", b"2 ", 0, 11, n.cas()));
         // A counter created with an exptime gets it; the text protocol
         // reads the same counter.
         c.call(&arith(INCR, b"t", 1, 42, 1000, 12));

@@ -18,7 +18,7 @@ use crate::protocol::{ErrorReply, Outcome, StoreKind};
 use crate::stats::ThreadStats;
 use crate::storage::{
     ArithMeta, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Millis, Shard, Store,
-    StoreMeta, StoreMode, StoreOutcome,
+    StoreMeta, StoreMode,
 };
 
 /// Whether a connection whose first bytes are `input` speaks binary.
@@ -235,15 +235,10 @@ pub(super) fn execute<'s>(
                 compare,
                 ..StoreMeta::default()
             };
-            match shard.store_meta(&store, &meta, now) {
-                // memcached refuses a value that could never be stored as
-                // too large, and an item that would grow too large as not
-                // stored.
-                StoreOutcome::TooLarge if shard.fits(key.len(), store.value.len()) => {
-                    Outcome::NotStored
-                }
-                stored => store_outcome(stored),
-            }
+            // The shard answers as memcached does: too large for a value
+            // that could never be stored, not stored for an item that
+            // would grow too large.
+            store_outcome(shard.store_meta(&store, &meta, now))
         }
         _ => op.outcome(key, base, shard, clock, now),
     }
