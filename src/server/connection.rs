@@ -9,9 +9,8 @@
 //! `set; flush_all; get` behaves as if run one at a time.
 
 use super::admin;
-use super::op::{Op, OpKind, Span};
+use super::op::{Op, OpKind, Span, Wire};
 use super::{Admitted, ConnectionSlot, Control, ServerState, ShardReport};
-use crate::protocol::meta::{MetaFlags, decode_key};
 use crate::protocol::{
     self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
 };
@@ -40,6 +39,8 @@ pub enum Step {
     Text(&'static [u8]),
     /// An error reply.
     Error(ErrorReply),
+    /// A binary-protocol reply that needs no shard (`binary.rs`).
+    Binary(protocol::binary::Fixed),
     /// A request that needs the whole server.
     Admin(AdminStep),
 }
@@ -60,6 +61,14 @@ pub enum AdminStep {
     Shutdown,
     /// `quit`: stop here and close.
     Quit,
+    /// A binary `stat` request (`binary.rs`): the group asked for, as a
+    /// span of the read buffer, and the opaque its packets echo.
+    BinaryStats {
+        /// The stat group (the request's key).
+        group: Span,
+        /// The request's opaque.
+        opaque: u32,
+    },
 }
 
 /// How a runtime runs keyed operations and reaches every shard.
@@ -102,6 +111,9 @@ pub struct Connection<D> {
     /// The rest of a long line taken in pieces: more keys of a `get`, or
     /// the tail of a line already answered with an error.
     line_rest: Option<LineRest>,
+    /// Whether the connection speaks the binary protocol: its first byte
+    /// decides, for the rest of its life (`binary.rs`).
+    binary: Option<bool>,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -121,6 +133,7 @@ impl<D: Dispatch> Connection<D> {
             swallow: 0,
             newline_free: 0,
             line_rest: None,
+            binary: None,
         }
     }
 
@@ -223,6 +236,16 @@ impl<D: Dispatch> Connection<D> {
     /// connection must close after answering them.
     fn plan_requests(&mut self) -> (usize, Next) {
         let max_value = self.state.config.max_item_size;
+        if *self
+            .binary
+            .get_or_insert_with(|| super::binary::speaks_binary(&self.input))
+        {
+            let stats = self.dispatch.thread_stats();
+            let (input, swallow) = (&self.input, &mut self.swallow);
+            let (consumed, close) =
+                super::binary::plan(input, max_value, &mut self.plan, swallow, stats);
+            return (consumed, if close { Next::Close } else { Next::Continue });
+        }
         let base: &[u8] = &self.input;
         let known = std::mem::take(&mut self.newline_free).min(base.len());
         if known > 0
@@ -270,8 +293,7 @@ impl<D: Dispatch> Connection<D> {
                     break;
                 }
                 Err(ParseError::LineTooLong) => {
-                    self.plan
-                        .push(Step::Error(ErrorReply::Client("line too long")));
+                    self.plan.push(Step::Error(ErrorReply::LineTooLong));
                     pos = base.len();
                     next = Next::Close;
                     break;
@@ -315,6 +337,8 @@ impl<D: Dispatch> Connection<D> {
                 ),
             }
         }
+        // Base64 meta keys are decoded in place, now that nothing borrows the input.
+        super::meta::decode_keys(&mut self.input, &mut self.plan);
         self.dispatch.thread_stats().cmd_total.add(requests);
         (pos, next)
     }
@@ -346,6 +370,11 @@ impl<D: Dispatch> Connection<D> {
                 let args = args.of(&self.input).to_vec();
                 admin::stats(&args, &self.state, &mut self.dispatch, &mut self.output).await;
             }
+            AdminStep::BinaryStats { group, opaque } => {
+                let group = group.of(&self.input).to_vec();
+                let (state, dispatch, out) = (&self.state, &mut self.dispatch, &mut self.output);
+                admin::binary_stats(&group, opaque, state, dispatch, out).await;
+            }
         }
         Next::Continue
     }
@@ -362,7 +391,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         exptime: 0,
         number: 0,
         noreply: false,
-        meta: MetaFlags::default(),
+        wire: Wire::Classic,
         tokens: Span::default(),
     };
     match request {
@@ -456,9 +485,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                     ..op(OpKind::Discard, key)
                 }));
             } else if !noreply {
-                plan.push(Step::Error(ErrorReply::Server(
-                    "object too large for cache",
-                )));
+                plan.push(Step::Error(ErrorReply::TooLarge));
             }
         }
         Request::Invalid { error, noreply, .. } => {
@@ -466,26 +493,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                 plan.push(Step::Error(error));
             }
         }
-        Request::Meta(meta) => {
-            let mut buf = [0u8; protocol::KEY_MAX_LEN];
-            let key = if meta.flags.has(b'b') {
-                decode_key(meta.key, &mut buf).unwrap_or(meta.key)
-            } else {
-                meta.key
-            };
-            let kind = if meta.too_large > 0 {
-                OpKind::Discard
-            } else {
-                OpKind::Meta(meta.command)
-            };
-            plan.push(Step::Op(Op {
-                hash: super::Router::hash(key),
-                data: Span::within(base, meta.data),
-                meta: meta.flags,
-                tokens: Span::within(base, meta.tokens),
-                ..op(kind, meta.key)
-            }));
-        }
+        Request::Meta(meta) => plan.push(Step::Op(super::meta::op(base, &meta))),
         Request::MetaNoop => plan.push(Step::Text(b"MN\r\n")),
         Request::Quit | Request::Unframed { .. } => unreachable!("handled by the caller"),
     }

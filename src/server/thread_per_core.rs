@@ -367,6 +367,7 @@ impl CoreDispatch {
                 }
                 Step::Text(text) => target.extend_from_slice(text),
                 Step::Error(error) => error.write(target),
+                Step::Binary(reply) => reply.write(target),
                 Step::Admin(_) => unreachable!("admin steps are run by the connection"),
             }
             if staged {
@@ -645,8 +646,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::protocol::StoreKind;
-    use crate::protocol::meta::MetaFlags;
-    use crate::server::op::{OpKind, Span};
+    use crate::server::op::{OpKind, Span, Wire};
     use crate::server::{Router, state::ServerState};
 
     /// Core `index` of `threads`, with its shards, off any runtime.
@@ -709,7 +709,7 @@ mod tests {
                     exptime: 0,
                     number: 0,
                     noreply: true,
-                    meta: MetaFlags::default(),
+                    wire: Wire::Classic,
                     tokens: Span::default(),
                 })
             })

@@ -85,6 +85,7 @@ impl Dispatch for SharedDispatch {
                 }
                 Step::Text(text) => out.extend_from_slice(text),
                 Step::Error(error) => error.write(out),
+                Step::Binary(reply) => reply.write(out),
                 Step::Admin(_) => unreachable!("admin steps are run by the connection"),
             }
         }
