@@ -602,4 +602,7 @@ pub struct MetaDebug {
     pub class: usize,
     /// Header, key and value bytes.
     pub size: usize,
+    /// The item was stored with a base64 key (`ms <key> b`): memcached's
+    /// `me` prints such a key base64-encoded.
+    pub binary_key: bool,
 }

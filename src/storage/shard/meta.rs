@@ -268,6 +268,7 @@ impl Shard {
             fetched: item::fetched(c),
             class: self.tables.slabs.class_of(id),
             size: item::item_size(c),
+            binary_key: item::key_binary(c),
         })
     }
 
