@@ -344,12 +344,10 @@ impl WaitList {
 
     /// Hands a returned batch to every connection whose operations rode in
     /// it; connections that have gone (or whose slot was reused since) are
-    /// skipped. Returns the batch, shared with those connections, and how
-    /// many of them it woke (had all their replies).
-    pub fn deliver(&self, batch: Batch) -> (Rc<Batch>, usize) {
+    /// skipped. Returns how many it woke (they had all their replies).
+    pub fn deliver(&self, batch: &Rc<Batch>) -> usize {
         let mut woken = 0;
         let owner = batch.owner;
-        let batch = Rc::new(batch);
         let slots = self.slots.borrow();
         for &(ticket, _) in &batch.requesters {
             let Some((generation, waiting)) = slots.get(ticket.slot as usize) else {
@@ -371,8 +369,7 @@ impl WaitList {
                 woken += 1;
             }
         }
-        drop(slots);
-        (batch, woken)
+        woken
     }
 }
 
@@ -386,6 +383,9 @@ pub(super) struct Outbox {
     replies: RefCell<Vec<Batch>>,
     /// Emptied batches, ready to be filled again.
     pool: RefCell<Vec<Batch>>,
+    /// Empty `Rc`s, so that sharing a returned batch with its connections
+    /// reuses an allocation instead of making one.
+    shells: RefCell<Vec<Rc<Batch>>>,
 }
 
 impl Outbox {
@@ -395,6 +395,7 @@ impl Outbox {
             filling: RefCell::new((0..threads).map(|_| Batch::default()).collect()),
             replies: RefCell::new(Vec::new()),
             pool: RefCell::new(Vec::new()),
+            shells: RefCell::new(Vec::new()),
         }
     }
 
@@ -413,17 +414,33 @@ impl Outbox {
         self.replies.borrow_mut().push(batch);
     }
 
+    /// Wraps a batch that came back in an `Rc`, to share with the
+    /// connections waiting on it (see [`Outbox::recycle`]).
+    pub fn share(&self, mut batch: Batch) -> Rc<Batch> {
+        match self.shells.borrow_mut().pop() {
+            Some(mut shell) => {
+                let empty = Rc::get_mut(&mut shell).expect("a pooled shell is held by no one");
+                std::mem::swap(empty, &mut batch);
+                shell
+            }
+            None => Rc::new(batch),
+        }
+    }
+
     /// Lets go of a returned batch. The last holder (its connections hold
     /// it until they have copied their replies out) puts it back in the
-    /// pool, emptied, with any buffer a large batch grew given back.
-    pub fn recycle(&self, batch: Rc<Batch>) {
-        let Ok(mut batch) = Rc::try_unwrap(batch) else {
+    /// pool, emptied, with any buffer a large batch grew given back; and
+    /// its `Rc` with it.
+    pub fn recycle(&self, mut batch: Rc<Batch>) {
+        let Some(contents) = Rc::get_mut(&mut batch) else {
             return;
         };
+        let mut contents = std::mem::take(contents);
         let mut pool = self.pool.borrow_mut();
         if pool.len() < POOL_KEEP {
-            batch.reset();
-            pool.push(batch);
+            contents.reset();
+            pool.push(contents);
+            self.shells.borrow_mut().push(batch);
         }
     }
 
@@ -632,19 +649,20 @@ mod tests {
         assert_eq!(ticket.slot, gone.slot);
         assert_ne!(ticket.generation, gone.generation);
         waiting.outstanding.set(1);
-        let late = Batch {
+        *waiting.waker.borrow_mut() = Some(Waker::noop().clone());
+        let late = Rc::new(Batch {
             requesters: vec![(gone, 0)],
             ..Batch::default()
-        };
-        assert_eq!(waits.deliver(late).1, 0);
+        });
+        assert_eq!(waits.deliver(&late), 0);
         assert_eq!(waiting.outstanding.get(), 1);
         assert!(waiting.arrived.borrow().is_empty());
-        let own = Batch {
+        let own = Rc::new(Batch {
             owner: 3,
             requesters: vec![(ticket, 0)],
             ..Batch::default()
-        };
-        drop(waits.deliver(own));
+        });
+        assert_eq!(waits.deliver(&own), 1);
         assert_eq!(waiting.outstanding.get(), 0);
         assert_eq!(waiting.arrived.borrow()[0].owner, 3);
     }

@@ -191,8 +191,8 @@ impl Core {
                 }
                 Message::Reply(batch) => {
                     self.stats().forward_replies.add(1);
-                    let (batch, woken) = self.waiting.deliver(batch);
-                    run.woke_tasks |= woken > 0;
+                    let batch = self.outbox.share(batch);
+                    run.woke_tasks |= self.waiting.deliver(&batch) > 0;
                     self.outbox.recycle(batch);
                 }
                 Message::Control(control, reply) => {
