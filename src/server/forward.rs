@@ -133,9 +133,15 @@ impl Batch {
 
     /// The reply to the op at `index`.
     pub fn reply(&self, index: u32) -> &[u8] {
+        let (start, end) = self.reply_range(index);
+        &self.replies[start as usize..end as usize]
+    }
+
+    /// Where the reply to the op at `index` lies in `replies`.
+    pub fn reply_range(&self, index: u32) -> (u32, u32) {
         let index = index as usize;
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
-        &self.replies[start as usize..self.ends[index] as usize]
+        (start, self.ends[index])
     }
 
     /// Empties the batch for reuse, giving back buffers a large batch grew.
@@ -152,6 +158,30 @@ impl Batch {
         reuse(&mut self.ends);
         reuse(&mut self.requesters);
         self.failed = false;
+    }
+}
+
+/// A forwarded reply written from the batch it came back in, not copied
+/// into the connection's output: it goes out just before byte `at` of the
+/// output, in a vectored write.
+pub(crate) struct Referenced {
+    /// Where in the output it belongs.
+    pub at: usize,
+    /// The batch holding it.
+    pub batch: Rc<Batch>,
+    /// Its range in the batch's replies.
+    pub start: u32,
+    /// The end of that range.
+    pub end: u32,
+}
+
+impl super::connection::OutputPart for Referenced {
+    fn at(&self) -> usize {
+        self.at
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.batch.replies[self.start as usize..self.end as usize]
     }
 }
 
