@@ -73,9 +73,13 @@ const REFERENCE_MIN: u32 = 1024;
 const STAGING_KEEP: usize = 256 * 1024;
 
 /// Rounds of mail the park hook handles itself before it leaves the rest
-/// to the mailbox task (and the runtime to its driver). A spin counts each
-/// of its polls as a round, so it is bounded by `--spin` instead.
+/// to the mailbox task (and the runtime to its driver).
 const PARK_ROUNDS: usize = 4;
+
+/// Longest the park hook polls the mailbox in one go while it spins for
+/// replies; between slices the runtime polls its driver, so a request on
+/// this core's own connections waits at most this long for a spin.
+const SPIN_SLICE: Duration = Duration::from_micros(10);
 
 /// Messages the mailbox task takes per run before it lets the connections
 /// of its core have the CPU again.
@@ -103,6 +107,8 @@ struct Core {
     awaiting: Cell<usize>,
     /// How long to poll the mailbox before parking while replies are due.
     spin: Duration,
+    /// When the current spin for replies ends (none: not spinning).
+    spin_until: Cell<Option<Instant>>,
     state: Arc<ServerState>,
 }
 
@@ -206,6 +212,10 @@ impl Core {
                 }
             }
         }
+        if taken > 0 {
+            // A spin for replies waits `--spin` from the last message.
+            self.spin_until.set(None);
+        }
         let (forwards, _, woken) = self.outbox.flush(self.index, &self.mailboxes);
         let stats = self.stats();
         stats.forward_messages.add(forwards);
@@ -216,13 +226,11 @@ impl Core {
 
     /// The runtime is about to park, its tasks all idle. Handle pending
     /// mail right here (waking the mailbox task instead would cost another
-    /// turn of the runtime, with a poll of the driver); spin a little for
-    /// awaited replies if configured; then say this core sleeps. Returns
-    /// only once the core has said so, or once it has woken a task (then
-    /// the runtime does not park).
+    /// turn of the runtime, with a poll of the driver); while replies are
+    /// due and `--spin` allows, poll for them; then say this core sleeps.
+    /// Returns only once the core has said so, or once it has woken a task
+    /// (then the runtime does not park).
     fn before_park(&self) {
-        let spin_until =
-            (!self.spin.is_zero() && self.awaiting.get() > 0).then(|| Instant::now() + self.spin);
         // Mail that keeps coming is left to the mailbox task after a few
         // rounds, so the driver is polled and connections are served.
         for _ in 0..PARK_ROUNDS {
@@ -236,9 +244,10 @@ impl Core {
                 }
                 continue;
             }
-            if spin_until.is_some_and(|until| Instant::now() < until) {
-                std::hint::spin_loop();
-                continue;
+            if self.spin_for_replies() {
+                // Back through the runtime, which polls its driver (this
+                // core's connections) before it comes here again.
+                return self.wake_mail();
             }
             if self.inbox.try_sleep() {
                 self.stats().core_sleeps.add(1);
@@ -246,6 +255,28 @@ impl Core {
             }
         }
         self.wake_mail();
+    }
+
+    /// While connections wait for replies and the `--spin` window since
+    /// the last message has not run out, polls the mailbox for up to
+    /// [`SPIN_SLICE`]; true if the core should stay awake (mail came, or
+    /// the window goes on), false if it may sleep.
+    fn spin_for_replies(&self) -> bool {
+        if self.spin.is_zero() || self.awaiting.get() == 0 {
+            self.spin_until.set(None);
+            return false;
+        }
+        let now = Instant::now();
+        let until = *self.spin_until.get().get_or_insert(now + self.spin);
+        self.spin_until.set(Some(until));
+        let slice = until.min(now + SPIN_SLICE);
+        while Instant::now() < slice {
+            if self.inbox.pending() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        Instant::now() < until
     }
 }
 
@@ -644,6 +675,7 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
         mail_woken: Cell::new(false),
         awaiting: Cell::new(0),
         spin: state.config.spin,
+        spin_until: Cell::new(None),
         state: state.clone(),
     });
     PARKING.set(Some(core.clone()));
@@ -711,6 +743,7 @@ mod tests {
             mail_woken: Cell::new(false),
             awaiting: Cell::new(0),
             spin: Duration::ZERO,
+            spin_until: Cell::new(None),
             state,
         })
     }
