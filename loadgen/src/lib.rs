@@ -27,9 +27,12 @@
 
 pub mod compare;
 pub mod config;
+mod conn;
 pub mod proto;
 pub mod report;
 pub mod run;
+pub mod server_process;
+pub mod table;
 pub mod timer;
 pub mod verify;
 pub mod workload;

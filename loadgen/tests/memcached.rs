@@ -2,59 +2,24 @@
 //! verification with no errors. Needs `memcached` on PATH (or `$MEMCACHED`);
 //! fails, rather than skips, when it is missing.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Server(Child);
+use loadgen::server_process::{ServerProcess, free_port, memcached_argv};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_memcached() -> (Server, std::net::SocketAddr) {
+/// Starts memcached (one thread, 64 MiB) on a free port with the same
+/// code `loadgen compare` uses, and waits until it listens.
+fn start_memcached() -> (ServerProcess, std::net::SocketAddr) {
     let bin = std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(&bin);
-    // No inherited descriptors (e.g. a build lock's) in a server that
-    // could outlive a killed test.
-    // SAFETY: close_range is an async-signal-safe syscall.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
-    let child = cmd
-        .args(["-u", "nobody", "-U", "0", "-l", "127.0.0.1", "-t", "1", "-m", "64", "-p"])
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("this test needs memcached ({bin:?}: {e}); install it (apt-get install memcached) or set $MEMCACHED")
-        });
-    let server = Server(child);
+    let port = free_port().unwrap();
+    let argv = memcached_argv(std::path::Path::new(&bin), port, 1, 64);
+    let mut server = ServerProcess::start("memcached", &argv, None).unwrap_or_else(|e| {
+        panic!("this test needs memcached ({e:#}); install it (apt-get install memcached) or set $MEMCACHED")
+    });
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "memcached did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server
+        .wait_for_port(addr, Duration::from_secs(10))
+        .expect("memcached listens");
     (server, addr)
 }
 
@@ -130,7 +95,7 @@ fn compare_runs_the_matrix_against_memcached() {
         csv.lines()
             .nth(1)
             .unwrap()
-            .starts_with("memcached,1,uniform,0.9,"),
+            .starts_with("memcached,1,uniform,0.90,"),
         "{csv}"
     );
     let svg = std::fs::read_to_string(out_dir.join("latency.svg")).unwrap();
