@@ -39,4 +39,4 @@ pub mod workload;
 
 pub use config::{Args, Config, Distribution, VerifyMode};
 pub use report::Report;
-pub use run::run;
+pub use run::{Edge, run, run_observed};

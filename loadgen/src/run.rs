@@ -48,11 +48,27 @@ pub(crate) struct ThreadState {
     pub(crate) prog_hist: Option<Histogram<u64>>,
 }
 
+/// An edge of the measured phase, for [`run_observed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The warmup is over: measurement starts now.
+    MeasureStart,
+    /// Measurement ends now (in-flight replies are still to come).
+    MeasureEnd,
+}
+
 /// Runs the workload described by `cfg` and returns the merged report.
 ///
 /// Fails only when the run cannot start (bad config, connect failure);
 /// server misbehaviour during the run is counted in [`Report::errors`].
 pub fn run(cfg: &Config) -> anyhow::Result<Report> {
+    run_observed(cfg, &mut |_| {})
+}
+
+/// [`run`], calling `observe` on the main thread at each [`Edge`] of the
+/// measured phase, right after loadgen reads its own CPU time there, so a
+/// caller can read the server's counters over the same window.
+pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Result<Report> {
     cfg.validate()?;
     let dist = KeyDist::new(cfg.keys, cfg.distribution);
     let mut per_thread: Vec<Vec<(usize, std::net::TcpStream)>> =
@@ -150,8 +166,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     };
     wait_until(p.measure);
     let cpu0 = cpu_times();
+    observe(Edge::MeasureStart);
     wait_until(p.end);
     let cpu1 = cpu_times();
+    observe(Edge::MeasureEnd);
     if progress.is_some() {
         println!();
     }

@@ -1,40 +1,55 @@
-//! `loadgen compare`: the experiment harness.
+//! `loadgen compare`: one command, one matrix, one report.
 //!
-//! Starts each server under test (corecache with the thread-per-core
-//! runtime, corecache with the work-stealing runtime, memcached), pinned to
-//! the server CPUs with `taskset` (and corecache's own `--cpus`), waits for
-//! its port, runs one workload matrix against it with loadgen pinned to
-//! other CPUs, stops it, and writes the results side by side:
+//! ```text
+//! for each layout (1+1, 2 shared) x pinning (pinned, unpinned):      a group
+//!     start every system side by side, each on its own port
+//!     for each repetition:
+//!         for each workload (pipeline x keys x get ratio x multi-get):
+//!             for each system: one loadgen run, server CPU and counters
+//!                              read at both edges of its measured phase
+//!     stop them
+//! ```
 //!
-//! * a table on stdout (ops/s, p50, p99, p99.9 per system),
-//! * `results.csv` (one row per system and cell, with the machine),
-//! * `results.md` (the same table in Markdown, for the README),
-//! * `results.json` (machine plus every full [`Report`]),
-//! * `latency.svg` (throughput and p50/p99 per cell and system).
+//! Repetitions are interleaved: every system runs a cell before any runs
+//! its next repetition, and the systems of a cell run back to back, so a
+//! machine that slows down during the matrix slows all systems alike
+//! instead of the one that happened to run last. Each server is prefilled
+//! by its first run and keeps its items for the rest of the group (every
+//! workload uses the same keys and value size).
 //!
-//! The matrix: pipeline 1 and 16 x uniform and zipf:0.99 x 90% and 50%
-//! gets, each with `--prefill`, 50 connections, 32-byte values, 100k keys.
+//! Outputs, in `--out`:
+//!
+//! * the table on stdout, `results.md` and `results.csv`: one row per
+//!   group, workload and system, each number the median of the
+//!   repetitions with its min–max (see [`results`]),
+//! * `results.json`: the machine, the settings and every run's full
+//!   [`Report`] with the server's deltas ([`probe::ServerDelta`]),
+//! * `throughput-cpu.svg`: ops/s and server CPU per request side by side,
+//! * `latency.svg`: p50, p99 and p99.9 side by side.
 
+mod machine;
 mod matrix;
-mod plot;
+pub mod probe;
 mod results;
+pub mod svg;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-pub use matrix::{Cell, matrix};
-pub use results::table;
+pub use machine::Machine;
+pub use matrix::{Layout, Pinning, System, Workload, workloads};
+pub use results::{charts, table};
 
-use crate::config::{Config, parse_cpu_list, parse_duration};
+use crate::config::{Config, parse_cpu_list, parse_distribution, parse_duration};
 use crate::report::Report;
-use crate::server_process::{
-    ServerProcess, cpu_list_string, find_binary, free_port, memcached_argv,
-};
+use crate::run::{Edge, run_observed};
+use crate::server_process::{ServerProcess, cpu_list_string, find_binary, free_port};
+use matrix::parse_list;
+use probe::{Probe, Reading, ServerDelta};
 
 /// Flags of `loadgen compare`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,29 +64,54 @@ pub struct CompareArgs {
     /// `corecache-tpc,corecache-ws,memcached`.
     #[arg(long, default_value = "corecache-tpc,corecache-ws,memcached")]
     pub systems: String,
-    /// CPUs for the servers [default: the upper half of the usable CPUs;
-    /// CPU 1 of 2].
+    /// Layouts, comma-separated: `S+L` (S server threads on their own
+    /// CPUs, L loadgen threads pinned below them) or `Nshared` (N server
+    /// threads on the first N CPUs, N unpinned loadgen threads).
+    #[arg(long, default_value = "1+1,2shared")]
+    pub layouts: String,
+    /// Server pinning, comma-separated: `pinned`, `unpinned`.
+    #[arg(long, default_value = "pinned,unpinned")]
+    pub pinning: String,
+    /// One custom layout instead of `--layouts`: the servers' CPUs.
     #[arg(long)]
     pub server_cpus: Option<String>,
-    /// CPUs for loadgen's threads, one thread per CPU [default: the lower
-    /// half; CPU 0 of 2].
+    /// Custom layout: loadgen's CPUs, one thread per CPU.
     #[arg(long)]
     pub loadgen_cpus: Option<String>,
-    /// Server worker threads [default: one per server CPU].
+    /// Custom layout: server worker threads [default: one per server CPU].
     #[arg(long)]
     pub server_threads: Option<usize>,
-    /// Measured time per cell.
-    #[arg(long, default_value = "3s")]
-    pub duration: String,
-    /// Warmup per cell.
-    #[arg(long, default_value = "1s")]
-    pub warmup: String,
-    /// Connections per cell.
+    /// Pipeline depths, comma-separated.
+    #[arg(long, default_value = "1,16")]
+    pub pipelines: String,
+    /// Key distributions, comma-separated (`uniform`, `zipf:S`).
+    #[arg(long, default_value = "uniform,zipf:0.99")]
+    pub distributions: String,
+    /// Get ratios, comma-separated.
+    #[arg(long, default_value = "0.9,0.5")]
+    pub get_ratios: String,
+    /// Keys per get, comma-separated (1 = plain get).
+    #[arg(long, default_value = "1,10")]
+    pub multigets: String,
+    /// Repetitions of every cell [default: 3; 1 with --quick].
+    #[arg(long)]
+    pub repeat: Option<usize>,
+    /// Measured time per run [default: 3s; 100ms with --quick].
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Warmup per run [default: 1s; 0s with --quick].
+    #[arg(long)]
+    pub warmup: Option<String>,
+    /// A smoke run of the whole matrix: one repetition, short runs, few
+    /// keys (flags given explicitly still win).
+    #[arg(long)]
+    pub quick: bool,
+    /// Connections per run.
     #[arg(long, default_value_t = 50)]
     pub connections: usize,
-    /// Keys per cell.
-    #[arg(long, default_value_t = 100_000)]
-    pub keys: u64,
+    /// Keys [default: 100000; 2000 with --quick].
+    #[arg(long)]
+    pub keys: Option<u64>,
     /// Value size in bytes.
     #[arg(long, default_value_t = 32)]
     pub value_size: usize,
@@ -83,65 +123,258 @@ pub struct CompareArgs {
     pub out: PathBuf,
 }
 
-/// The machine the results come from.
+/// The fixed part of every run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    /// `nproc`.
-    pub nproc: usize,
-    /// `uname -r`.
-    pub kernel: String,
-    /// CPUs the servers were pinned to.
-    pub server_cpus: Vec<usize>,
-    /// CPUs loadgen was pinned to.
-    pub loadgen_cpus: Vec<usize>,
-    /// Whether `taskset` was available to pin the servers.
-    pub servers_pinned: bool,
+pub struct Settings {
+    /// Connections per run.
+    pub connections: usize,
+    /// Keys.
+    pub keys: u64,
+    /// Value size, bytes.
+    pub value_size: usize,
+    /// Measured seconds per run.
+    pub duration_s: f64,
+    /// Warmup seconds per run.
+    pub warmup_s: f64,
+    /// Repetitions of every cell.
+    pub repeat: usize,
+    /// Server memory, MiB.
+    pub memory_mib: usize,
 }
 
-/// Results of one system over the matrix.
+/// One repetition of one cell.
 #[derive(Debug, Clone, Serialize)]
-pub struct SystemResult {
-    /// `corecache-tpc`, `corecache-ws` or `memcached`.
-    pub system: String,
-    /// The command line that started it.
+pub struct Sample {
+    /// Repetition, from 0.
+    pub rep: usize,
+    /// What the server spent and counted in the measured phase.
+    pub server: ServerDelta,
+    /// loadgen's full report.
+    pub report: Report,
+}
+
+/// One cell: a group, a system and a workload, with its repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellResult {
+    /// Layout name (`1+1`, `2 shared`).
+    pub layout: String,
+    /// Server pinning.
+    pub pinning: Pinning,
+    /// Server worker threads.
+    pub server_threads: usize,
+    /// The system.
+    pub system: System,
+    /// The workload.
+    pub workload: Workload,
+    /// The server's command line (program first).
     pub command: Vec<String>,
-    /// One report per matrix cell, in [`matrix`] order.
-    pub reports: Vec<Report>,
+    /// CPUs it was held to with `taskset`, if any.
+    pub taskset: Option<Vec<usize>>,
+    /// One per repetition, in order.
+    pub samples: Vec<Sample>,
 }
 
 /// Everything `results.json` holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// Version of this JSON's shape.
+    pub schema: u32,
     /// Where it ran.
     pub machine: Machine,
-    /// The matrix.
-    pub cells: Vec<Cell>,
-    /// Per system.
-    pub systems: Vec<SystemResult>,
+    /// The fixed workload settings.
+    pub settings: Settings,
+    /// The layouts, in run order.
+    pub layouts: Vec<Layout>,
+    /// Every cell with its samples, by group, then workload, then system.
+    pub cells: Vec<CellResult>,
 }
 
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// A server of the running group.
+struct Running {
+    system: System,
+    server: ServerProcess,
+    addr: SocketAddr,
+    probe: Probe,
+    command: Vec<String>,
+    taskset: Option<Vec<usize>>,
+    prefilled: bool,
+    failed: bool,
+    /// Samples per workload.
+    samples: Vec<Vec<Sample>>,
 }
 
 /// Runs the comparison and writes its outputs.
 pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
-    let nproc = command_output("nproc", &[])
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let kernel = command_output("uname", &["-r"]).unwrap_or_else(|| "unknown".into());
-    // Split the CPUs this process may use: loadgen low, servers high.
-    let mut usable: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    usable.sort_unstable();
-    if usable.is_empty() {
-        usable.push(0);
+    let taskset = find_binary(Path::new("taskset")).is_some();
+    if !taskset {
+        eprintln!("compare: warning: taskset not found, servers run unpinned");
+    }
+    let machine = Machine::detect(taskset);
+    let layouts = layouts(a, &machine.usable_cpus)?;
+    let pinnings = parse_list(&a.pinning, Pinning::parse)?;
+    let systems = parse_list(&a.systems, System::parse)?;
+    let workloads = workloads(
+        &parse_list(&a.pipelines, |s| Ok(s.parse::<usize>()?))?,
+        &parse_list(&a.distributions, parse_distribution)?,
+        &parse_list(&a.get_ratios, |s| Ok(s.parse::<f64>()?))?,
+        &parse_list(&a.multigets, |s| Ok(s.parse::<usize>()?))?,
+    );
+    let settings = Settings {
+        connections: a.connections,
+        keys: a.keys.unwrap_or(if a.quick { 2000 } else { 100_000 }),
+        value_size: a.value_size,
+        duration_s: parse_duration(a.duration.as_deref().unwrap_or(if a.quick {
+            "100ms"
+        } else {
+            "3s"
+        }))?
+        .as_secs_f64(),
+        warmup_s: parse_duration(
+            a.warmup
+                .as_deref()
+                .unwrap_or(if a.quick { "0s" } else { "1s" }),
+        )?
+        .as_secs_f64(),
+        repeat: a.repeat.unwrap_or(if a.quick { 1 } else { 3 }).max(1),
+        memory_mib: a.memory,
+    };
+    let corecache = match &a.corecache {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("locating loadgen's directory")?
+            .join("corecache"),
+    };
+    let mut broken = Vec::new();
+    let mut binaries = Vec::new();
+    for &system in &systems {
+        let bin = match system {
+            System::Memcached => &a.memcached,
+            _ => &corecache,
+        };
+        match (find_binary(bin), system) {
+            (Some(b), _) => binaries.push((system, b)),
+            // memcached is compared "when installed".
+            (None, System::Memcached) => eprintln!(
+                "compare: warning: skipping memcached: {} not found",
+                bin.display()
+            ),
+            (None, _) => {
+                eprintln!(
+                    "compare: error: {}: {} not found (see --corecache)",
+                    system.name(),
+                    bin.display()
+                );
+                broken.push(system.name().to_string());
+            }
+        }
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    println!("{}", machine.summary());
+    let runs = layouts.len() * pinnings.len() * binaries.len() * workloads.len() * settings.repeat;
+    eprintln!(
+        "compare: {runs} runs of {:.1} s + {:.1} s warmup",
+        settings.duration_s, settings.warmup_s
+    );
+
+    let mut cells = Vec::new();
+    for layout in &layouts {
+        for &pinning in &pinnings {
+            let group = format!("{} {}", layout.name, pinning.name());
+            let mut running = Vec::new();
+            for (system, bin) in &binaries {
+                match start(*system, bin, layout, pinning, &settings, taskset) {
+                    Ok(r) => running.push(r),
+                    Err(e) => {
+                        eprintln!(
+                            "compare: error: {e:#}; skipping {} in {group}",
+                            system.name()
+                        );
+                        broken.push(format!("{} ({group})", system.name()));
+                    }
+                }
+            }
+            for rep in 0..settings.repeat {
+                for (w, workload) in workloads.iter().enumerate() {
+                    for r in running.iter_mut().filter(|r| !r.failed) {
+                        measure(r, layout, workload, w, rep, &settings, &group);
+                    }
+                }
+            }
+            for r in running {
+                if r.failed {
+                    broken.push(format!("{} ({group})", r.system.name()));
+                    continue;
+                }
+                for (workload, samples) in workloads.iter().zip(r.samples) {
+                    cells.push(CellResult {
+                        layout: layout.name.clone(),
+                        pinning,
+                        server_threads: layout.server_threads,
+                        system: r.system,
+                        workload: *workload,
+                        command: r.command.clone(),
+                        taskset: r.taskset.clone(),
+                        samples,
+                    });
+                }
+            }
+        }
+    }
+    if cells.is_empty() {
+        bail!("no system could be measured ({})", broken.join(", "));
+    }
+    // By group, then workload, then system: the systems of a cell side by side.
+    let order = |c: &CellResult| {
+        (
+            layouts.iter().position(|l| l.name == c.layout),
+            pinnings.iter().position(|p| *p == c.pinning),
+            workloads.iter().position(|w| *w == c.workload),
+            systems.iter().position(|s| *s == c.system),
+        )
+    };
+    cells.sort_by_key(order);
+    let cmp = Comparison {
+        schema: 2,
+        machine,
+        settings,
+        layouts,
+        cells,
+    };
+    let failures: usize = cmp
+        .cells
+        .iter()
+        .flat_map(|c| &c.samples)
+        .filter(|s| s.report.failed())
+        .count();
+    let table = table(&cmp);
+    print!("{}", table.text());
+    std::fs::write(a.out.join("results.csv"), table.csv())?;
+    std::fs::write(a.out.join("results.md"), table.markdown())?;
+    std::fs::write(
+        a.out.join("results.json"),
+        serde_json::to_string_pretty(&cmp)? + "\n",
+    )?;
+    let (throughput_cpu, latency) = charts(&cmp);
+    std::fs::write(a.out.join("throughput-cpu.svg"), throughput_cpu.svg())?;
+    std::fs::write(a.out.join("latency.svg"), latency.svg())?;
+    println!(
+        "wrote {}/{{results.csv,results.md,results.json,throughput-cpu.svg,latency.svg}}",
+        a.out.display()
+    );
+    if failures > 0 {
+        bail!("{failures} runs saw server errors (see the errors column)");
+    }
+    if !broken.is_empty() {
+        bail!("could not measure: {}", broken.join(", "));
+    }
+    Ok(())
+}
+
+/// `--layouts`, or the one custom layout the old per-CPU flags describe.
+fn layouts(a: &CompareArgs, usable: &[usize]) -> anyhow::Result<Vec<Layout>> {
+    if a.server_cpus.is_none() && a.loadgen_cpus.is_none() && a.server_threads.is_none() {
+        return parse_list(&a.layouts, |s| Layout::parse(s, usable));
     }
     let half = (usable.len() / 2).max(1);
     let loadgen_cpus = match &a.loadgen_cpus {
@@ -151,206 +384,134 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     let server_cpus = match &a.server_cpus {
         Some(s) => parse_cpu_list(s)?,
         None if usable.len() >= 2 => usable[half..].to_vec(),
-        None => usable.clone(),
+        None => usable.to_vec(),
     };
     if server_cpus.iter().any(|c| loadgen_cpus.contains(c)) {
         eprintln!("compare: warning: server and loadgen CPUs overlap; results will be noisy");
     }
-    let servers_pinned = find_binary(Path::new("taskset")).is_some();
-    if !servers_pinned {
-        eprintln!("compare: warning: taskset not found, servers run unpinned");
-    }
-    let server_threads = a.server_threads.unwrap_or(server_cpus.len());
-    let duration = parse_duration(&a.duration)?;
-    let warmup = parse_duration(&a.warmup)?;
-    let corecache = match &a.corecache {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("locating loadgen's directory")?
-            .join("corecache"),
-    };
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let machine = Machine {
-        nproc,
-        kernel,
-        server_cpus: server_cpus.clone(),
-        loadgen_cpus: loadgen_cpus.clone(),
-        servers_pinned,
-    };
-    println!(
-        "machine: {} CPUs, kernel {}; servers on CPUs {} ({} threads), loadgen on CPUs {}",
-        machine.nproc,
-        machine.kernel,
-        cpu_list_string(&server_cpus),
-        server_threads,
-        cpu_list_string(&loadgen_cpus)
-    );
+    Ok(vec![Layout {
+        name: "custom".into(),
+        server_threads: a.server_threads.unwrap_or(server_cpus.len()),
+        server_cpus,
+        loadgen_threads: loadgen_cpus.len(),
+        loadgen_cpus,
+    }])
+}
 
-    let cells = matrix();
-    let mut results = Vec::new();
-    let mut failures = 0;
-    let mut broken = Vec::new();
-    for system in a
-        .systems
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let port = free_port()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mem = a.memory.to_string();
-        let (bin, mut args): (PathBuf, Vec<String>) = match system {
-            "corecache-tpc" | "corecache-ws" => {
-                let runtime = if system == "corecache-tpc" {
-                    "thread-per-core"
-                } else {
-                    "work-stealing"
-                };
-                let args = [
-                    "--listen",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--threads",
-                    &server_threads.to_string(),
-                    "--cpus",
-                    &cpu_list_string(&server_cpus),
-                    "--runtime",
-                    runtime,
-                    "-m",
-                    &mem,
-                ]
-                .map(String::from)
-                .to_vec();
-                (corecache.clone(), args)
-            }
-            "memcached" => {
-                let mut argv = memcached_argv(&a.memcached, port, server_threads, a.memory);
-                argv.remove(0);
-                (a.memcached.clone(), argv)
-            }
-            other => bail!("unknown system {other:?} in --systems"),
-        };
-        let Some(bin) = find_binary(&bin) else {
-            if system == "memcached" {
-                // memcached is compared "when installed".
-                eprintln!(
-                    "compare: warning: skipping memcached: {} not found",
-                    bin.display()
-                );
-            } else {
-                eprintln!(
-                    "compare: error: {system}: {} not found (see --corecache)",
-                    bin.display()
-                );
-                broken.push(system.to_string());
-            }
-            continue;
-        };
-        args.insert(0, bin.display().to_string());
-        eprintln!("compare: starting {system}: {}", args.join(" "));
-        let started = ServerProcess::start(
-            system,
-            &args,
-            servers_pinned.then_some(server_cpus.as_slice()),
-        )
-        .and_then(|mut server| {
-            server.wait_for_port(addr, Duration::from_secs(15))?;
-            Ok(server)
-        });
-        let server = match started {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("compare: error: {e:#}; skipping {system}");
-                broken.push(system.to_string());
-                continue;
-            }
-        };
-        let mut reports = Vec::new();
-        for cell in &cells {
-            let cfg = Config {
-                server: addr,
-                connections: a.connections,
-                threads: loadgen_cpus.len(),
-                cpus: loadgen_cpus.clone(),
-                pipeline: cell.pipeline,
-                duration,
-                warmup,
-                keys: a.keys,
-                value_min: a.value_size,
-                value_max: a.value_size,
-                get_ratio: cell.get_ratio,
-                distribution: cell.distribution,
-                prefill: true,
-                progress: false,
-                ..Config::default()
-            };
-            let r = match crate::run(&cfg) {
-                Ok(r) => r,
-                Err(e) => {
-                    // E.g. the server crashed: keep the other systems' results.
-                    eprintln!(
-                        "compare: error: {system}: {}: {e:#}; skipping the rest of {system}",
-                        cell.label()
-                    );
-                    break;
-                }
-            };
-            eprintln!(
-                "compare: {system:<14} {:<20} {:>10.0} ops/s  p50 {:>8.1}  p99 {:>8.1}  p99.9 {:>8.1} us{}",
-                cell.label(),
-                r.ops_per_sec,
-                r.latency_us.p50,
-                r.latency_us.p99,
-                r.latency_us.p999,
-                if r.failed() { "  ERRORS" } else { "" }
-            );
-            if r.failed() {
-                failures += 1;
-                for s in &r.error_samples {
-                    eprintln!("compare:   {s}");
-                }
-            }
-            reports.push(r);
-        }
-        drop(server);
-        if reports.len() < cells.len() {
-            broken.push(system.to_string());
-            continue;
-        }
-        results.push(SystemResult {
-            system: system.to_string(),
-            command: args,
-            reports,
-        });
-    }
-    if results.is_empty() {
-        bail!("no system could be started ({})", broken.join(", "));
-    }
-    let cmp = Comparison {
-        machine,
-        cells,
-        systems: results,
-    };
-    let table = results::table(&cmp);
-    print!("{}", table.text());
-    std::fs::write(a.out.join("results.csv"), table.csv())?;
-    std::fs::write(a.out.join("results.md"), table.markdown())?;
-    std::fs::write(
-        a.out.join("results.json"),
-        serde_json::to_string_pretty(&cmp)? + "\n",
-    )?;
-    plot::latency(&cmp, &a.out.join("latency.svg"))?;
-    println!(
-        "wrote {}/{{results.csv,results.md,results.json,latency.svg}}",
-        a.out.display()
+/// Starts one system of a group and opens its stats connection.
+fn start(
+    system: System,
+    bin: &Path,
+    layout: &Layout,
+    pinning: Pinning,
+    settings: &Settings,
+    taskset: bool,
+) -> anyhow::Result<Running> {
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (command, pin) = system.command(bin, port, layout, pinning, settings.memory_mib);
+    let pin = pin.filter(|_| taskset);
+    eprintln!(
+        "compare: {} {}: starting {}{}",
+        layout.name,
+        pinning.name(),
+        pin.as_ref()
+            .map(|c| format!("taskset -c {} ", cpu_list_string(c)))
+            .unwrap_or_default(),
+        command.join(" ")
     );
-    if failures > 0 {
-        bail!("{failures} cells saw server errors (marked `!`)");
+    let mut server = ServerProcess::start(system.name(), &command, pin.as_deref())?;
+    server.wait_for_port(addr, Duration::from_secs(15))?;
+    let probe = Probe::connect(server.pid(), addr)?;
+    Ok(Running {
+        system,
+        server,
+        addr,
+        probe,
+        command,
+        taskset: pin,
+        prefilled: false,
+        failed: false,
+        samples: Vec::new(),
+    })
+}
+
+/// One run of `workload` against `r`, with the server read at both edges
+/// of the measured phase. A run that cannot start, or a server that dies
+/// or stops answering `stats`, drops the system from its group.
+fn measure(
+    r: &mut Running,
+    layout: &Layout,
+    workload: &Workload,
+    w: usize,
+    rep: usize,
+    settings: &Settings,
+    group: &str,
+) {
+    let cfg = Config {
+        server: r.addr,
+        connections: settings.connections,
+        threads: layout.loadgen_threads,
+        cpus: layout.loadgen_cpus.clone(),
+        pipeline: workload.pipeline,
+        multiget: workload.multiget,
+        duration: Duration::from_secs_f64(settings.duration_s),
+        warmup: Duration::from_secs_f64(settings.warmup_s),
+        keys: settings.keys,
+        value_min: settings.value_size,
+        value_max: settings.value_size,
+        get_ratio: workload.get_ratio,
+        distribution: workload.distribution,
+        prefill: !r.prefilled,
+        progress: false,
+        ..Config::default()
+    };
+    let (mut before, mut after) = (None::<Reading>, None::<Reading>);
+    let mut probe_error = None;
+    let probe = &mut r.probe;
+    let report = run_observed(&cfg, &mut |edge| match probe.read() {
+        Ok(reading) if edge == Edge::MeasureStart => before = Some(reading),
+        Ok(reading) => after = Some(reading),
+        Err(e) => probe_error = Some(e),
+    });
+    let system = r.system.name();
+    let outcome = match (report, before, after, probe_error) {
+        (Ok(report), Some(b), Some(a), None) if !r.server.exited() => Ok((report, b, a)),
+        (Err(e), ..) => Err(e),
+        (.., Some(e)) => Err(e.context("reading the server's counters")),
+        _ => Err(anyhow::anyhow!("the server exited")),
+    };
+    let (report, before, after) = match outcome {
+        Ok(x) => x,
+        Err(e) => {
+            // E.g. the server crashed: keep the other systems' results.
+            eprintln!(
+                "compare: error: {group} {system}: {}: {e:#}; skipping the rest of {system} in {group}",
+                workload.label()
+            );
+            r.failed = true;
+            return;
+        }
+    };
+    r.prefilled = true;
+    let server = ServerDelta::between(&before, &after);
+    eprintln!(
+        "compare: {group:<16} rep {rep} {:<24} {system:<14} {:>10.0} ops/s  p99 {:>8.1} us  server {:>6.2} us/req{}",
+        workload.label(),
+        report.ops_per_sec,
+        report.latency_us.p99,
+        server.cpu_us_per_request,
+        if report.failed() { "  ERRORS" } else { "" }
+    );
+    for s in report.error_samples.iter().take(3) {
+        eprintln!("compare:   {s}");
     }
-    if !broken.is_empty() {
-        bail!("could not start: {}", broken.join(", "));
+    if r.samples.len() <= w {
+        r.samples.resize_with(w + 1, Vec::new);
     }
-    Ok(())
+    r.samples[w].push(Sample {
+        rep,
+        server,
+        report,
+    });
 }
