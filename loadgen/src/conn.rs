@@ -51,6 +51,8 @@ pub(crate) struct Conn {
     mkeys: Vec<u64>,
     multiget: usize,
     depth: usize,
+    /// Closed loop: send only when at least this many slots are free.
+    refill: usize,
     generator: Generator,
     prefix: Vec<u8>,
     pattern: Rc<[u8]>,
@@ -86,6 +88,7 @@ impl Conn {
             mkeys: Vec::with_capacity(cfg.multiget),
             multiget: cfg.multiget,
             depth: cfg.pipeline,
+            refill: cfg.effective_refill(),
             generator: Generator::new(cfg, dist, id, strict),
             prefix: cfg.key_prefix.as_bytes().to_vec(),
             pattern,
@@ -345,12 +348,19 @@ impl Conn {
             let now = Instant::now();
             if now < p.end {
                 match &mut schedule {
-                    None => {
+                    // Against a server that answers each request with
+                    // its own send, refilling per reply would send one or
+                    // two requests per write, and the server would answer
+                    // those in as many sends: waiting for `refill` free
+                    // slots bounds this connection's writes per request
+                    // by 1/refill whatever the server does.
+                    None if self.depth - self.inflight.len() >= self.refill => {
                         while self.inflight.len() < self.depth {
                             let op = self.generator.next_op();
                             self.push(op.get, op.key, op.len, now);
                         }
                     }
+                    None => {}
                     Some(schedule) => {
                         while self.inflight.len() < self.depth
                             && let Some(due) = schedule.take_due(now)

@@ -6,7 +6,7 @@
 //! ```text
 //! {
 //!   "schema": 1,
-//!   "config": { server, connections, threads, cpus, pipeline,
+//!   "config": { server, connections, threads, cpus, pipeline, refill,
 //!               duration (s), warmup (s), keys, key_prefix,
 //!               value_min, value_max, get_ratio,
 //!               distribution: {"kind":"uniform"} | {"kind":"zipf","s":0.99},

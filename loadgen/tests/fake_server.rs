@@ -24,12 +24,23 @@ enum Fault {
     ReverseMultiget,
     /// Reads requests but stops answering after its first 50 reads.
     GoesSilent,
+    /// Answers each request with a send of its own, as memcached does.
+    Trickle,
 }
 
 type Map = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
+/// Requests found in each read the server made, over all connections.
+type ReadLog = Arc<Mutex<Vec<usize>>>;
 
 /// Starts the fake server on an ephemeral loopback port.
 fn start_fake(fault: Fault) -> SocketAddr {
+    start_fake_logged(fault).0
+}
+
+/// [`start_fake`], also returning the server's log of requests per read.
+fn start_fake_logged(fault: Fault) -> (SocketAddr, ReadLog) {
+    let reads = ReadLog::default();
+    let log = reads.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -43,18 +54,18 @@ fn start_fake(fault: Fault) -> SocketAddr {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
                 let (sock, _) = listener.accept().await.unwrap();
-                tokio::spawn(serve(sock, map.clone(), fault));
+                tokio::spawn(serve(sock, map.clone(), fault, log.clone()));
             }
         });
     });
-    addr
+    (addr, reads)
 }
 
 fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
 }
 
-async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
+async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: ReadLog) {
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 16384];
@@ -66,7 +77,15 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
         };
         buf.extend_from_slice(&chunk[..n]);
         let mut off = 0;
+        let mut requests = 0;
         while let Some(e) = find_crlf(&buf[off..]) {
+            if fault == Fault::Trickle && !out.is_empty() {
+                if sock.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+            requests += 1;
             let line = buf[off..off + e].to_vec();
             let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
             match words[0] {
@@ -117,6 +136,7 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
             }
         }
         buf.drain(..off);
+        log.lock().unwrap().push(requests);
         answered += 1;
         if fault == Fault::GoesSilent && answered > 50 {
             out.clear();
@@ -417,4 +437,33 @@ fn multiget_catches_out_of_order_values() {
     );
     assert_eq!(code, 1, "{j:#}");
     assert!(j["errors"]["mismatch"].as_u64().unwrap() > 0, "{j:#}");
+}
+
+/// Against a server that answers every request with its own send, a
+/// connection still sends in batches of at least `--refill` requests (half
+/// the pipeline by default) instead of one per reply.
+#[test]
+fn requests_leave_in_batches_against_a_trickling_server() {
+    let (addr, reads) = start_fake_logged(Fault::Trickle);
+    let (code, j) = loadgen(
+        addr,
+        &[
+            "--duration",
+            "400ms",
+            "--warmup",
+            "0s",
+            "--connections",
+            "4",
+            "--pipeline",
+            "16",
+            "--get-ratio",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{j:#}");
+    let reads = reads.lock().unwrap();
+    let requests: usize = reads.iter().sum();
+    assert!(requests as u64 >= j["requests"].as_u64().unwrap(), "{j:#}");
+    // Every read holds whole batches: the first 16, then at least 8.
+    assert!(reads.iter().all(|&n| n >= 8), "{reads:?}");
 }
