@@ -61,6 +61,12 @@ pub struct Args {
     /// are drawn independently, so they usually live on different shards.
     #[arg(long, default_value_t = 1)]
     pub multiget: usize,
+    /// Route each key to the server core that owns it: read the server's
+    /// rule from `stats settings`, open one connection per core per
+    /// `--connections` slot on its shard-aware port (from local ports the
+    /// server maps to each core), and send each key to its owner's.
+    #[arg(long)]
+    pub shard_aware: bool,
     /// Store every key once before the warmup.
     #[arg(long)]
     pub prefill: bool,
@@ -147,6 +153,9 @@ pub struct Config {
     pub multiget: usize,
     /// Store every key once first.
     pub prefill: bool,
+    /// Send each key on a connection to its owner core (see
+    /// [`crate::shard`]).
+    pub shard_aware: bool,
     /// Total open-loop rate in requests/s; `None` = closed loop.
     pub rate: Option<f64>,
     /// RNG seed.
@@ -188,6 +197,7 @@ impl Default for Config {
             distribution: Distribution::Uniform,
             multiget: 1,
             prefill: false,
+            shard_aware: false,
             rate: None,
             seed: 1,
             verify: VerifyMode::Off,
@@ -233,6 +243,7 @@ impl Config {
             distribution: parse_distribution(&a.distribution)?,
             multiget: a.multiget,
             prefill: a.prefill,
+            shard_aware: a.shard_aware,
             rate: a.rate,
             seed: a.seed,
             verify,

@@ -1,54 +1,65 @@
-//! One connection's request loop: what it sends, how it matches replies
-//! to requests, and what it counts.
+//! One connection slot's request loop: what it sends, where, and what it
+//! counts when the replies come back.
 //!
-//! Each connection keeps up to `--pipeline` requests in flight. Requests are
-//! appended to one reused write buffer and sent with one `write` per batch;
-//! replies are parsed in place from a `BytesMut` and matched in order with a
-//! ring of pending requests. Nothing on this path allocates.
+//! A slot is what `--connections` counts. It has one socket ([`Link`]),
+//! or with `--shard-aware` one per server core, and one request generator:
+//! the same requests are drawn either way, and `--shard-aware` only
+//! decides which socket each goes out on (the key's owner; a multi-get is
+//! split by owner into one `get` per core and counts as one request,
+//! answered when its last part is). The slot keeps up to `--pipeline`
+//! requests in flight over its sockets. Requests are appended to each
+//! socket's reused write buffer and sent with one `write` per socket per
+//! batch; replies are parsed in place and matched in order per socket.
+//! Nothing on this path allocates.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::config::{Config, VerifyMode};
-use crate::proto::{self, Kind, Parsed, Reply};
-use crate::report::{ErrorCounts, Stats};
+use crate::link::{Link, Matching, Pending, WHOLE};
+use crate::proto::{self, Kind};
 use crate::run::{Phase, ThreadState};
+use crate::shard::ShardMap;
 use crate::timer::{PreciseTimer, Schedule};
 use crate::verify;
 use crate::workload::{Generator, KeyDist};
 
-/// A request awaiting its reply.
+/// A multi-get split over several sockets, until its last part answers.
 #[derive(Debug, Clone, Copy)]
-struct Pending {
-    kind: Kind,
-    key: u64,
-    /// Send time (closed loop) or intended send time (open loop).
+struct Split {
     sent: Instant,
-    /// Gets: number of keys (their entries lead `Conn::gkeys`).
+    /// Parts still to answer.
+    remaining: u32,
+    /// Keys over all parts.
     n: u32,
+    hits: u64,
 }
 
-/// One connection and its reused buffers.
+/// One connection slot and its reused buffers.
 pub(crate) struct Conn {
     id: usize,
-    stream: TcpStream,
-    wbuf: Vec<u8>,
-    rbuf: BytesMut,
+    links: Vec<Link>,
+    /// `--shard-aware`: the server's rule; link `i` is served by core `i`.
+    map: Option<ShardMap>,
+    /// Requests in flight over all links (a split multi-get is one).
+    outstanding: usize,
+    splits: Vec<Split>,
+    free_splits: Vec<u32>,
     kbuf: Vec<u8>,
-    inflight: VecDeque<Pending>,
-    /// Keys of in-flight gets with the version each must return in strict
-    /// mode (0 = any), in send order.
-    gkeys: VecDeque<(u64, u64)>,
-    /// Scratch list of one multi-get's keys.
+    /// Scratch: one multi-get's keys, their owners, one owner's share.
     mkeys: Vec<u64>,
+    owners: Vec<usize>,
+    group: Vec<u64>,
+    /// Links that read something in the last wake, with the result.
+    ready: Vec<(usize, std::io::Result<usize>)>,
     multiget: usize,
     depth: usize,
     /// Closed loop: send only when at least this many slots are free.
@@ -68,24 +79,33 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Slot `id` over `streams`: one, or one per core of `map` in core order.
     pub(crate) fn new(
         cfg: &Config,
         dist: KeyDist,
         id: usize,
-        stream: TcpStream,
+        streams: Vec<TcpStream>,
+        map: Option<ShardMap>,
         pattern: Rc<[u8]>,
     ) -> Conn {
         let strict = cfg.verify == VerifyMode::Strict;
         let owned = cfg.keys.div_ceil(cfg.connections as u64) as usize;
+        let links: Vec<Link> = streams
+            .into_iter()
+            .map(|s| Link::new(s, cfg.pipeline, cfg.multiget))
+            .collect();
         Conn {
             id,
-            stream,
-            wbuf: Vec::with_capacity(64 * 1024),
-            rbuf: BytesMut::with_capacity(64 * 1024),
+            map,
+            outstanding: 0,
+            splits: Vec::with_capacity(if links.len() > 1 { cfg.pipeline } else { 0 }),
+            free_splits: Vec::new(),
             kbuf: Vec::with_capacity(256),
-            inflight: VecDeque::with_capacity(cfg.pipeline.max(32)),
-            gkeys: VecDeque::with_capacity(cfg.pipeline.max(32) * cfg.multiget),
             mkeys: Vec::with_capacity(cfg.multiget),
+            owners: Vec::with_capacity(cfg.multiget),
+            group: Vec::with_capacity(cfg.multiget),
+            ready: Vec::with_capacity(links.len()),
+            links,
             multiget: cfg.multiget,
             depth: cfg.pipeline,
             refill: cfg.effective_refill(),
@@ -102,48 +122,119 @@ impl Conn {
         }
     }
 
-    /// Appends one request to the write buffer and the pending ring.
+    /// The link that serves `key`: its owner's with `--shard-aware`.
+    #[inline]
+    fn link_of(&mut self, key: u64) -> usize {
+        match &self.map {
+            None => 0,
+            Some(map) => {
+                self.kbuf.clear();
+                proto::push_key(&mut self.kbuf, &self.prefix, key);
+                map.owner(&self.kbuf)
+            }
+        }
+    }
+
+    /// Strict verify: the version a get of `k` must return (0 = any).
+    fn expected(&self, k: u64) -> u64 {
+        let slot = (k / self.connections) as usize;
+        self.sent_versions.get(slot).copied().unwrap_or(0)
+    }
+
+    /// Appends one request to its link's write buffer and pending ring.
     #[inline]
     fn push(&mut self, get: bool, key: u64, len: usize, sent: Instant) {
-        let slot = (key / self.connections) as usize;
-        if get {
-            self.mkeys.clear();
-            self.mkeys.push(key);
-            for _ in 1..self.multiget {
-                let k = self.generator.next_key();
-                self.mkeys.push(k);
-            }
-            proto::write_multiget(&mut self.wbuf, &self.prefix, &self.mkeys);
-            for &k in &self.mkeys {
-                let slot = (k / self.connections) as usize;
-                let expect = self.sent_versions.get(slot).copied().unwrap_or(0);
-                self.gkeys.push_back((k, expect));
-            }
-            self.inflight.push_back(Pending {
-                kind: Kind::Get,
-                key,
-                sent,
-                n: self.mkeys.len() as u32,
-            });
-        } else {
-            proto::write_set_header(&mut self.wbuf, &self.prefix, key, len);
+        self.outstanding += 1;
+        if !get {
+            let l = self.link_of(key);
+            let link = &mut self.links[l];
+            proto::write_set_header(&mut link.wbuf, &self.prefix, key, len);
             if self.verify == VerifyMode::Off {
-                self.wbuf.extend_from_slice(&self.pattern[..len]);
+                link.wbuf.extend_from_slice(&self.pattern[..len]);
             } else {
                 self.version += 1;
-                verify::encode(&mut self.wbuf, key, self.version, len);
+                verify::encode(&mut link.wbuf, key, self.version, len);
+                let slot = (key / self.connections) as usize;
                 if let Some(v) = self.sent_versions.get_mut(slot) {
                     *v = self.version;
                 }
             }
-            proto::finish_set(&mut self.wbuf);
-            self.inflight.push_back(Pending {
+            proto::finish_set(&mut link.wbuf);
+            link.inflight.push_back(Pending {
                 kind: Kind::Set,
                 key,
                 sent,
                 n: 1,
+                part: WHOLE,
             });
+            return;
         }
+        self.mkeys.clear();
+        self.mkeys.push(key);
+        for _ in 1..self.multiget {
+            let k = self.generator.next_key();
+            self.mkeys.push(k);
+        }
+        self.owners.clear();
+        for i in 0..self.mkeys.len() {
+            let owner = self.link_of(self.mkeys[i]);
+            self.owners.push(owner);
+        }
+        let first = self.owners[0];
+        if self.owners.iter().all(|&o| o == first) {
+            self.push_get(first, sent, WHOLE);
+            return;
+        }
+        // Keys of several owners: one `get` per owner, each with its keys
+        // in request order, answered as one request when all are.
+        let parts = (0..self.links.len())
+            .filter(|l| self.owners.contains(l))
+            .count() as u32;
+        let split = Split {
+            sent,
+            remaining: parts,
+            n: self.mkeys.len() as u32,
+            hits: 0,
+        };
+        let part = match self.free_splits.pop() {
+            Some(i) => {
+                self.splits[i as usize] = split;
+                i
+            }
+            None => {
+                self.splits.push(split);
+                self.splits.len() as u32 - 1
+            }
+        };
+        for l in 0..self.links.len() {
+            if self.owners.contains(&l) {
+                self.push_get(l, sent, part);
+            }
+        }
+    }
+
+    /// Writes `get` for the keys of `mkeys` owned by link `l` (all of them
+    /// for a whole request) on link `l`.
+    fn push_get(&mut self, l: usize, sent: Instant, part: u32) {
+        self.group.clear();
+        for (i, &k) in self.mkeys.iter().enumerate() {
+            if part == WHOLE || self.owners[i] == l {
+                self.group.push(k);
+            }
+        }
+        for &k in &self.group {
+            let expect = self.expected(k);
+            self.links[l].gkeys.push_back((k, expect));
+        }
+        let link = &mut self.links[l];
+        proto::write_multiget(&mut link.wbuf, &self.prefix, &self.group);
+        link.inflight.push_back(Pending {
+            kind: Kind::Get,
+            key: self.group[0],
+            sent,
+            n: self.group.len() as u32,
+            part,
+        });
     }
 
     fn fail_io(&mut self, st: &RefCell<ThreadState>, what: &str, e: impl std::fmt::Display) {
@@ -155,19 +246,54 @@ impl Conn {
         self.alive = false;
     }
 
-    /// Sends the write buffer in one call.
+    /// Sends each link's write buffer in one call.
     async fn flush(&mut self, st: &RefCell<ThreadState>) {
-        if self.wbuf.is_empty() {
-            return;
+        for l in 0..self.links.len() {
+            let link = &mut self.links[l];
+            if link.wbuf.is_empty() {
+                continue;
+            }
+            let r = link.stream.write_all(&link.wbuf).await;
+            link.wbuf.clear();
+            if let Err(e) = r {
+                return self.fail_io(st, "write", e);
+            }
         }
-        if let Err(e) = self.stream.write_all(&self.wbuf).await {
-            self.fail_io(st, "write", e);
-        }
-        self.wbuf.clear();
     }
 
-    /// Reads once (bounded by `deadline`) and handles every complete reply.
-    /// `window` = the measured interval; replies completing inside it are
+    /// Waits until a link that awaits replies has bytes, and reads every
+    /// such link that has, once each: all a wake brought, in one go.
+    /// tokio clears a socket's readiness after a short read, so a drained
+    /// socket costs no second `read` before the next wake. Cancel-safe.
+    async fn read_any(&mut self) {
+        for link in &mut self.links {
+            if link.rbuf.capacity() - link.rbuf.len() < 16 * 1024 {
+                link.rbuf.reserve(64 * 1024);
+            }
+        }
+        let (links, ready) = (&mut self.links, &mut self.ready);
+        ready.clear();
+        std::future::poll_fn(|cx| {
+            for (i, link) in links.iter_mut().enumerate() {
+                if link.inflight.is_empty() {
+                    continue;
+                }
+                let read = std::pin::pin!(link.stream.read_buf(&mut link.rbuf));
+                if let Poll::Ready(r) = read.poll(cx) {
+                    ready.push((i, r));
+                }
+            }
+            if ready.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    /// Reads (bounded by `deadline`) and handles every complete reply.
+    /// `window` = the measured interval; requests answered inside it are
     /// recorded.
     ///
     /// The deadline, if any, is one long-lived `Sleep` per connection:
@@ -180,116 +306,65 @@ impl Conn {
         window: Option<(Instant, Instant)>,
         deadline: Option<Pin<&mut Sleep>>,
     ) {
-        if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
-            self.rbuf.reserve(64 * 1024);
-        }
-        let r = match deadline {
+        match deadline {
             Some(deadline) => tokio::select! {
                 biased;
-                r = self.stream.read_buf(&mut self.rbuf) => r,
+                () = self.read_any() => {}
                 _ = deadline => return self.fail_io(st, "read", "no reply before the deadline"),
             },
-            None => self.stream.read_buf(&mut self.rbuf).await,
-        };
-        match r {
-            Err(e) => return self.fail_io(st, "read", e),
-            Ok(0) => return self.fail_io(st, "read", "server closed the connection"),
-            Ok(_) => {}
+            None => self.read_any().await,
         }
-        self.process(st, window);
+        for k in 0..self.ready.len() {
+            let l = self.ready[k].0;
+            match &self.ready[k].1 {
+                Err(e) => {
+                    let e = e.to_string();
+                    return self.fail_io(st, "read", e);
+                }
+                Ok(0) => return self.fail_io(st, "read", "server closed the connection"),
+                Ok(_) => self.process(l, st, window),
+            }
+        }
     }
 
-    /// Handles every complete reply in the read buffer.
-    fn process(&mut self, st: &RefCell<ThreadState>, window: Option<(Instant, Instant)>) {
+    /// Handles every complete reply in link `l`'s read buffer.
+    fn process(&mut self, l: usize, st: &RefCell<ThreadState>, window: Option<(Instant, Instant)>) {
         let now = Instant::now();
         let record = window.is_some_and(|(a, b)| now >= a && now < b);
         let mut guard = st.borrow_mut();
-        let ts = &mut *guard;
-        let s = &mut ts.stats;
-        let (id, verify) = (self.id, self.verify);
-        let mut off = 0;
-        while let Some(p) = self.inflight.front().copied() {
-            let (reply, len) = match proto::parse_reply(&self.rbuf[off..], p.kind) {
-                Parsed::Incomplete => break,
-                Parsed::Done(r, len) => (r, len),
-                Parsed::Mismatch => {
-                    let snippet =
-                        String::from_utf8_lossy(&self.rbuf[off..(off + 60).min(self.rbuf.len())])
-                            .into_owned();
-                    count(
-                        s,
-                        |e| &mut e.mismatch,
-                        || {
-                            format!(
-                                "connection {id}: reply to {:?} does not parse: {snippet:?}",
-                                p.kind
-                            )
-                        },
-                    );
-                    self.alive = false;
+        let m = Matching {
+            id: self.id,
+            verify: self.verify,
+            prefix: &self.prefix,
+            kbuf: &mut self.kbuf,
+        };
+        let (splits, free, outstanding) = (
+            &mut self.splits,
+            &mut self.free_splits,
+            &mut self.outstanding,
+        );
+        let alive = self.links[l].process(&mut guard, m, |ts, p, hits| {
+            let (sent, n, hits) = if p.part == WHOLE {
+                (p.sent, p.n, hits)
+            } else {
+                let s = &mut splits[p.part as usize];
+                s.remaining -= 1;
+                s.hits += hits;
+                if s.remaining > 0 {
                     return;
                 }
+                free.push(p.part);
+                (s.sent, s.n, s.hits)
             };
-            self.inflight.pop_front();
-            off += len;
-            let mut hits = 0;
-            match reply {
-                Reply::Stored => {}
-                Reply::Failed(e) => {
-                    s.errors.reply(e);
-                    s.sample(|| {
-                        format!("connection {id}: {e:?} for {:?} of key {}", p.kind, p.key)
-                    });
-                    // A failed get still owes its keys.
-                    if p.kind == Kind::Get {
-                        self.gkeys.drain(..p.n as usize);
-                    }
-                }
-                Reply::Values(body) => {
-                    // Values come back in request order, misses omitted.
-                    let mut left = p.n as usize;
-                    let mut stray = false;
-                    'values: for (key, data) in proto::values(body) {
-                        while left > 0 {
-                            let (k, expect) = self.gkeys.pop_front().expect("get keys");
-                            left -= 1;
-                            self.kbuf.clear();
-                            proto::push_key(&mut self.kbuf, &self.prefix, k);
-                            if key == self.kbuf.as_slice() {
-                                hits += 1;
-                                check_hit(s, id, verify, k, expect, data);
-                                continue 'values;
-                            }
-                            check_miss(s, id, verify, k, expect);
-                        }
-                        stray = true;
-                        let got = String::from_utf8_lossy(key).into_owned();
-                        count(
-                            s,
-                            |e| &mut e.mismatch,
-                            || {
-                                format!(
-                                    "connection {id}: value for {got:?}, which was not requested (or out of order)"
-                                )
-                            },
-                        );
-                        break;
-                    }
-                    for _ in 0..left {
-                        let (k, expect) = self.gkeys.pop_front().expect("get keys");
-                        if !stray {
-                            check_miss(s, id, verify, k, expect);
-                        }
-                    }
-                }
-            }
-            let lat = now.saturating_duration_since(p.sent).as_nanos() as u64;
+            *outstanding -= 1;
+            let lat = now.saturating_duration_since(sent).as_nanos() as u64;
             if record {
+                let s = &mut ts.stats;
                 s.hist.saturating_record(lat.max(1));
                 match p.kind {
                     Kind::Get => {
                         s.gets += 1;
-                        s.get_keys += p.n as u64;
+                        s.get_keys += n as u64;
                         s.hits += hits;
                     }
                     Kind::Set => s.sets += 1,
@@ -299,16 +374,8 @@ impl Conn {
                 h.saturating_record(lat.max(1));
                 ts.prog_count += 1;
             }
-        }
-        self.rbuf.advance(off);
-        if self.inflight.is_empty() && !self.rbuf.is_empty() {
-            count(
-                s,
-                |e| &mut e.mismatch,
-                || format!("connection {id}: unsolicited bytes from the server"),
-            );
-            self.alive = false;
-        }
+        });
+        self.alive &= alive;
     }
 
     /// Stores every key `k` with `k % connections == id` once.
@@ -317,9 +384,9 @@ impl Conn {
         let mut key = self.id as u64;
         let deadline = tokio::time::sleep(Duration::from_secs(600));
         tokio::pin!(deadline);
-        while self.alive && (key < self.keys || !self.inflight.is_empty()) {
+        while self.alive && (key < self.keys || self.outstanding > 0) {
             let now = Instant::now();
-            while key < self.keys && self.inflight.len() < depth {
+            while key < self.keys && self.outstanding < depth {
                 let len = self.generator.next_len();
                 self.push(false, key, len, now);
                 key += self.connections;
@@ -352,17 +419,17 @@ impl Conn {
                     // its own send, refilling per reply would send one or
                     // two requests per write, and the server would answer
                     // those in as many sends: waiting for `refill` free
-                    // slots bounds this connection's writes per request
-                    // by 1/refill whatever the server does.
-                    None if self.depth - self.inflight.len() >= self.refill => {
-                        while self.inflight.len() < self.depth {
+                    // slots bounds this slot's writes per request by
+                    // 1/refill whatever the server does.
+                    None if self.depth - self.outstanding >= self.refill => {
+                        while self.outstanding < self.depth {
                             let op = self.generator.next_op();
                             self.push(op.get, op.key, op.len, now);
                         }
                     }
                     None => {}
                     Some(schedule) => {
-                        while self.inflight.len() < self.depth
+                        while self.outstanding < self.depth
                             && let Some(due) = schedule.take_due(now)
                         {
                             let op = self.generator.next_op();
@@ -376,7 +443,7 @@ impl Conn {
                 break;
             }
             let next_due = schedule.as_ref().and_then(Schedule::next);
-            if self.inflight.is_empty() {
+            if self.outstanding == 0 {
                 let Some(due) = next_due.filter(|_| now < p.end) else {
                     break;
                 };
@@ -388,7 +455,7 @@ impl Conn {
                 continue;
             }
             match (&timer, next_due) {
-                (Some(t), Some(due)) if self.inflight.len() < self.depth => {
+                (Some(t), Some(due)) if self.outstanding < self.depth => {
                     tokio::select! {
                         biased;
                         _ = self.read_replies(st, window, None) => {}
@@ -398,43 +465,5 @@ impl Conn {
                 _ => self.read_replies(st, window, None).await,
             }
         }
-    }
-}
-
-/// Counts one error of the kind `field` selects and keeps a sample.
-fn count(s: &mut Stats, field: fn(&mut ErrorCounts) -> &mut u64, what: impl FnOnce() -> String) {
-    *field(&mut s.errors) += 1;
-    s.errors.total += 1;
-    s.sample(what);
-}
-
-/// Checks a hit for key `k`; `expect` is the strict-mode version (0 = any).
-fn check_hit(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64, data: &[u8]) {
-    if verify == VerifyMode::Off {
-        return;
-    }
-    match verify::check(data, k) {
-        Err(bad) => count(
-            s,
-            |e| &mut e.verify_failed,
-            || format!("connection {id}: key {k}: value {bad:?}"),
-        ),
-        Ok(v) if verify == VerifyMode::Strict && expect != 0 && v != expect => count(
-            s,
-            |e| &mut e.strict_miss,
-            || format!("connection {id}: key {k}: version {v:#x}, expected {expect:#x}"),
-        ),
-        Ok(_) => {}
-    }
-}
-
-/// A miss is an error only in strict mode, for a key this connection stored.
-fn check_miss(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64) {
-    if verify == VerifyMode::Strict && expect != 0 {
-        count(
-            s,
-            |e| &mut e.strict_miss,
-            || format!("connection {id}: key {k} stored but missing"),
-        );
     }
 }

@@ -28,10 +28,12 @@
 pub mod compare;
 pub mod config;
 mod conn;
+mod link;
 pub mod proto;
 pub mod report;
 pub mod run;
 pub mod server_process;
+pub mod shard;
 pub mod table;
 pub mod timer;
 pub mod verify;

@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -22,7 +23,12 @@ use tokio::net::TcpStream;
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::report::{Report, Stats, new_histogram};
+use crate::shard::{ShardMap, connect_to_core, first_port};
 use crate::workload::KeyDist;
+
+/// A connection slot's number and its sockets (one per server core with
+/// `--shard-aware`, else one).
+type Slot = (usize, Vec<std::net::TcpStream>);
 
 /// Shared clock of the load phases.
 #[derive(Debug, Clone, Copy)]
@@ -71,14 +77,33 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
 pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Result<Report> {
     cfg.validate()?;
     let dist = KeyDist::new(cfg.keys, cfg.distribution);
-    let mut per_thread: Vec<Vec<(usize, std::net::TcpStream)>> =
-        (0..cfg.threads).map(|_| Vec::new()).collect();
+    let map = if cfg.shard_aware {
+        Some(ShardMap::fetch(cfg.server)?)
+    } else {
+        None
+    };
+    let mut per_thread: Vec<Vec<Slot>> = (0..cfg.threads).map(|_| Vec::new()).collect();
+    let mut next_port = first_port();
     for i in 0..cfg.connections {
-        let s = std::net::TcpStream::connect(cfg.server)
-            .with_context(|| format!("connecting to {}", cfg.server))?;
-        s.set_nodelay(true)?;
-        s.set_nonblocking(true)?;
-        per_thread[i % cfg.threads].push((i, s));
+        let streams = match &map {
+            None => vec![
+                std::net::TcpStream::connect(cfg.server)
+                    .with_context(|| format!("connecting to {}", cfg.server))?,
+            ],
+            // One socket per core, each from a local port the shard-aware
+            // listener hands to that core.
+            Some(m) => {
+                let target = SocketAddr::new(cfg.server.ip(), m.port);
+                (0..m.threads)
+                    .map(|core| connect_to_core(target, m.threads, core, &mut next_port))
+                    .collect::<anyhow::Result<_>>()?
+            }
+        };
+        for s in &streams {
+            s.set_nodelay(true)?;
+            s.set_nonblocking(true)?;
+        }
+        per_thread[i % cfg.threads].push((i, streams));
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     for cpu in &cfg.cpus {
@@ -108,7 +133,10 @@ pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Resu
         );
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{t}"))
-            .spawn(move || thread_main(cpu, conns, &cfg, dist, &barrier, &phase, progress))?;
+            .spawn(move || {
+                let share = Share { cpu, conns, map };
+                thread_main(share, &cfg, dist, &barrier, &phase, progress)
+            })?;
         handles.push(h);
     }
 
@@ -188,6 +216,7 @@ pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Resu
         elapsed,
         (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
         prefill_s,
+        map,
     ))
 }
 
@@ -203,9 +232,15 @@ fn cpu_times() -> (f64, f64) {
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
-fn thread_main(
+/// What one client thread gets: its CPU, its slots and the shard map.
+struct Share {
     cpu: Option<usize>,
-    conns: Vec<(usize, std::net::TcpStream)>,
+    conns: Vec<Slot>,
+    map: Option<ShardMap>,
+}
+
+fn thread_main(
+    Share { cpu, conns, map }: Share,
     cfg: &Config,
     dist: KeyDist,
     barrier: &Barrier,
@@ -249,9 +284,11 @@ fn thread_main(
     // forever. A socket tokio cannot register is a failed connection.
     let mut conns: Vec<Conn> = rt.block_on(async {
         let mut out = Vec::new();
-        for (i, s) in conns {
-            match TcpStream::from_std(s) {
-                Ok(s) => out.push(Conn::new(cfg, dist.clone(), i, s, pattern.clone())),
+        for (i, streams) in conns {
+            let streams: std::io::Result<Vec<TcpStream>> =
+                streams.into_iter().map(TcpStream::from_std).collect();
+            match streams {
+                Ok(s) => out.push(Conn::new(cfg, dist.clone(), i, s, map, pattern.clone())),
                 Err(e) => {
                     let mut st = state.borrow_mut();
                     st.stats.errors.io += 1;

@@ -2,6 +2,8 @@
 //! schema, exit codes, `--verify` catching a corrupting server, strict
 //! verification catching lost writes, and the `--rate` schedule.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -42,21 +44,10 @@ fn start_fake_logged(fault: Fault) -> (SocketAddr, ReadLog) {
     let reads = ReadLog::default();
     let log = reads.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let map: Map = Arc::default();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (sock, _) = listener.accept().await.unwrap();
-                tokio::spawn(serve(sock, map.clone(), fault, log.clone()));
-            }
-        });
+    common::serve(listener, move |sock, _| {
+        serve(sock, map.clone(), fault, log.clone())
     });
     (addr, reads)
 }
@@ -152,30 +143,9 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: Rea
 
 /// Runs the loadgen binary; returns its exit code and the parsed JSON.
 fn loadgen(addr: SocketAddr, extra: &[&str]) -> (i32, serde_json::Value) {
-    let dir = std::env::temp_dir();
-    let json = dir.join(format!(
-        "loadgen-test-{}-{}.json",
-        std::process::id(),
-        addr.port()
-    ));
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--server", &addr.to_string(), "--json"])
-        .arg(&json)
-        .args(extra)
-        .output()
-        .expect("running loadgen");
-    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
-        panic!(
-            "no JSON written ({e}); stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let _ = std::fs::remove_file(&json);
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(&text).unwrap(),
-    )
+    let (code, json, output) = common::run_loadgen(addr, extra);
+    assert!(!json.is_null(), "no JSON written; {output}");
+    (code, json)
 }
 
 const SHORT: &[&str] = &[
