@@ -70,6 +70,12 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / hz
 
 
+def die_with_us():
+    """Child set-up: SIGKILL when this script dies, however it dies."""
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
 def start_servers(corecache):
     servers = {}
     port = free_port()
@@ -77,11 +83,12 @@ def start_servers(corecache):
             "-p", str(port), "-t", "1", "-m", "256"]
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]
-    servers["memcached"] = (subprocess.Popen(argv), port)
+    servers["memcached"] = (subprocess.Popen(argv, preexec_fn=die_with_us), port)
     port = free_port()
     argv = ["taskset", "-c", "1", corecache, "--port", str(port), "--threads", "1",
             "--cpus", "1", "-m", "256"]
-    servers["corecache"] = (subprocess.Popen(argv, stdout=subprocess.DEVNULL), port)
+    servers["corecache"] = (
+        subprocess.Popen(argv, stdout=subprocess.DEVNULL, preexec_fn=die_with_us), port)
     for proc, port in servers.values():
         wait_port(port, proc)
     return servers

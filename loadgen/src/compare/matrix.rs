@@ -185,6 +185,10 @@ pub enum System {
     /// corecache, `--runtime work-stealing`.
     #[serde(rename = "corecache-ws")]
     CorecacheWs,
+    /// corecache thread-per-core with `--shard-aware-port`, loaded with
+    /// `loadgen --shard-aware` (each key sent to its owner core).
+    #[serde(rename = "corecache-sa")]
+    CorecacheShardAware,
     /// memcached.
     #[serde(rename = "memcached")]
     Memcached,
@@ -196,6 +200,7 @@ impl System {
         match s.trim() {
             "corecache-tpc" => Ok(System::CorecacheTpc),
             "corecache-ws" => Ok(System::CorecacheWs),
+            "corecache-sa" => Ok(System::CorecacheShardAware),
             "memcached" => Ok(System::Memcached),
             o => bail!("unknown system {o:?} in --systems"),
         }
@@ -206,6 +211,7 @@ impl System {
         match self {
             System::CorecacheTpc => "corecache-tpc",
             System::CorecacheWs => "corecache-ws",
+            System::CorecacheShardAware => "corecache-sa",
             System::Memcached => "memcached",
         }
     }
@@ -222,7 +228,7 @@ impl System {
     ) -> (Vec<String>, Option<Vec<usize>>) {
         let taskset = (pinning == Pinning::Pinned).then(|| layout.server_cpus.clone());
         let runtime = match self {
-            System::CorecacheTpc => "thread-per-core",
+            System::CorecacheTpc | System::CorecacheShardAware => "thread-per-core",
             System::CorecacheWs => "work-stealing",
             System::Memcached => {
                 return (
@@ -249,6 +255,11 @@ impl System {
             Pinning::Unpinned => argv.push("--no-pin".into()),
         }
         argv.extend(["--runtime", runtime, "-m", &memory_mib.to_string()].map(String::from));
+        if self == System::CorecacheShardAware {
+            // The shard-aware port is the next one up; `start` checks it
+            // is free before starting the server.
+            argv.extend(["--shard-aware-port".into(), (port + 1).to_string()]);
+        }
         (argv, taskset)
     }
 }
@@ -309,6 +320,12 @@ mod tests {
              --runtime thread-per-core -m 64"
         );
         assert_eq!(taskset, None);
+        let (argv, _) = System::CorecacheShardAware.command(bin, 7, &l, Pinning::Pinned, 64);
+        assert_eq!(
+            argv.join(" "),
+            "/x/corecache --listen 127.0.0.1 --port 7 --threads 2 --cpus 0,1 \
+             --runtime thread-per-core -m 64 --shard-aware-port 8"
+        );
         let (argv, taskset) =
             System::Memcached.command(Path::new("memcached"), 7, &l, Pinning::Unpinned, 64);
         assert!(

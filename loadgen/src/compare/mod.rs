@@ -61,7 +61,9 @@ pub struct CompareArgs {
     #[arg(long, default_value = "memcached")]
     pub memcached: PathBuf,
     /// Systems to run, comma-separated, from
-    /// `corecache-tpc,corecache-ws,memcached`.
+    /// `corecache-tpc,corecache-ws,memcached`, and `corecache-sa`
+    /// (thread-per-core with `--shard-aware-port`, loaded with
+    /// `--shard-aware`; needs a corecache that has the flag).
     #[arg(long, default_value = "corecache-tpc,corecache-ws,memcached")]
     pub systems: String,
     /// Layouts, comma-separated: `S+L` (S server threads on their own
@@ -407,7 +409,13 @@ fn start(
     settings: &Settings,
     taskset: bool,
 ) -> anyhow::Result<Running> {
-    let port = free_port()?;
+    let mut port = free_port()?;
+    // corecache-sa also listens on port + 1: find a pair that is free.
+    while system == System::CorecacheShardAware
+        && (port == u16::MAX || std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_err())
+    {
+        port = free_port()?;
+    }
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let (command, pin) = system.command(bin, port, layout, pinning, settings.memory_mib);
     let pin = pin.filter(|_| taskset);
@@ -463,6 +471,7 @@ fn measure(
         get_ratio: workload.get_ratio,
         distribution: workload.distribution,
         prefill: !r.prefilled,
+        shard_aware: r.system == System::CorecacheShardAware,
         progress: false,
         ..Config::default()
     };
