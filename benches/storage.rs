@@ -6,10 +6,9 @@ use corecache::storage::item;
 use corecache::storage::lru::Lru;
 use corecache::storage::slab::Slabs;
 use corecache::storage::wheel::{Entry, Wheel};
-use corecache::storage::{Deadline, Shard, ShardConfig, Store, StoreMode};
+use corecache::storage::{Deadline, Prefetch, Shard, ShardConfig, Store, StoreMode, key_hash};
 use criterion::{BatchSize, Criterion, black_box, criterion_group, criterion_main};
 use std::time::Duration;
-use xxhash_rust::xxh3::xxh3_64;
 
 /// A cheap pseudo-random walk over `0..n`, so lookups do not stream
 /// through memory in order.
@@ -31,7 +30,7 @@ fn keys(n: usize, prefix: &str) -> Vec<(Vec<u8>, u64)> {
     (0..n)
         .map(|i| {
             let key = format!("{prefix}{i:08}").into_bytes();
-            let hash = xxh3_64(&key);
+            let hash = key_hash(&key);
             (key, hash)
         })
         .collect()
@@ -158,7 +157,7 @@ fn key(prefix: &[u8; 4], mut i: usize) -> ([u8; 12], u64) {
         key[at] = b'0' + (i % 10) as u8;
         i /= 10;
     }
-    let hash = xxh3_64(&key);
+    let hash = key_hash(&key);
     (key, hash)
 }
 
@@ -175,6 +174,35 @@ fn bench_shard(c: &mut Criterion) {
                 black_box(shard.get(&key, hash, 1000).map(|i| i.value.len()));
             })
         });
+        // A batch of 16 gets, as a pipelined read or a forwarded message
+        // brings them, run plainly and with the batch prefetched first
+        // (every bucket, then every item header, then the gets).
+        let batch = |walk: &mut Walk| -> [([u8; 12], u64); 16] {
+            std::array::from_fn(|_| key(b"key:", walk.next(n)))
+        };
+        let mut group = c.benchmark_group(format!("shard/16 gets ({label} items)"));
+        group.throughput(criterion::Throughput::Elements(16));
+        group.bench_function("one by one", |b| {
+            b.iter(|| {
+                for (key, hash) in batch(&mut walk) {
+                    black_box(shard.get(&key, hash, 1000).map(|i| i.value.len()));
+                }
+            })
+        });
+        group.bench_function("prefetched", |b| {
+            b.iter(|| {
+                let keys = batch(&mut walk);
+                for what in [Prefetch::Bucket, Prefetch::Item] {
+                    for (_, hash) in &keys {
+                        shard.prefetch(*hash, what);
+                    }
+                }
+                for (key, hash) in keys {
+                    black_box(shard.get(&key, hash, 1000).map(|i| i.value.len()));
+                }
+            })
+        });
+        group.finish();
         c.bench_function(&format!("shard/get miss ({label} items)"), |b| {
             b.iter(|| {
                 let (key, hash) = key(b"nok:", walk.next(n));

@@ -44,6 +44,9 @@ per_runtime! {
     nutcracker_two_instances => super::nutcracker_spreads_keys_over_two_instances;
     pymemcache_client => super::pymemcache_checks_pass;
     memcached_exporter_fields => super::stats_have_what_memcached_exporter_parses;
+    memccapable_ascii => super::memccapable_ascii_passes_every_test;
+    memccapable_binary => super::memccapable_binary_passes_every_test;
+    libmemcached_tools_binary => super::libmemcached_tools_speak_the_binary_protocol;
 }
 
 // ---------------------------------------------------------------------------
@@ -274,6 +277,71 @@ fn libmemcached_stat_and_ping_need_a_numeric_version() {
             "{text}"
         );
     }
+}
+
+/// memccapable, libmemcached's protocol conformance checker, run against
+/// one server with `-a` (text) or `-b` (binary): every one of its 27 tests
+/// of that protocol must pass.
+fn memccapable(runtime: RuntimeKind, protocol: &str) {
+    let server = TestServer::start(runtime);
+    let out = succeeds(
+        program("memccapable", "libmemcached-tools")
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(server.addr.port().to_string())
+            .args(["-t", "10", protocol]),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let passed = text.lines().filter(|l| l.ends_with("[pass]")).count();
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains("[FAIL]")).collect();
+    assert_eq!((passed, failed.len()), (27, 0), "{}", describe(&out));
+    assert_eq!(text.lines().last(), Some("All tests passed"), "{text}");
+}
+
+/// The same tools with `--binary` (memcping and memcdump have no such
+/// option): every request and reply goes through the binary protocol.
+fn libmemcached_tools_speak_the_binary_protocol(runtime: RuntimeKind) {
+    let server = TestServer::start(runtime);
+    let dir = Scratch::new("memc-binary");
+    let blob: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    std::fs::write(dir.path("blob.bin"), &blob).unwrap();
+    let binary = |tool: &str| {
+        let mut command = memc(tool, &server);
+        command.arg("--binary");
+        command
+    };
+    succeeds(binary("memccp").arg("--flags=42").arg(dir.path("blob.bin")));
+    assert_eq!(get(server.addr, "blob.bin"), Some((42, blob.clone())));
+    let out_file = dir.path("out.bin");
+    succeeds(
+        binary("memccat")
+            .arg(format!("--file={}", out_file.display()))
+            .arg("blob.bin"),
+    );
+    assert!(std::fs::read(&out_file).unwrap() == blob);
+    let out = succeeds(binary("memccat").arg("--flags").arg("blob.bin"));
+    assert!(out.stdout.starts_with(b"42\n"), "{}", describe(&out));
+    fails(binary("memccat").arg("no-such-key"));
+    succeeds(binary("memcexist").arg("blob.bin"));
+    fails(binary("memcexist").arg("no-such-key"));
+    succeeds(binary("memctouch").arg("--expire=100").arg("blob.bin"));
+    fails(binary("memctouch").arg("--expire=100").arg("no-such-key"));
+    let out = succeeds(&mut binary("memcstat"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.trim() == "curr_items: 1"), "{text}");
+    succeeds(binary("memcrm").arg("blob.bin"));
+    fails(binary("memcrm").arg("blob.bin"));
+    assert_eq!(get(server.addr, "blob.bin"), None);
+    succeeds(binary("memccp").arg(dir.path("blob.bin")));
+    succeeds(&mut binary("memcflush"));
+    assert_eq!(get(server.addr, "blob.bin"), None);
+}
+
+fn memccapable_ascii_passes_every_test(runtime: RuntimeKind) {
+    memccapable(runtime, "-a");
+}
+
+fn memccapable_binary_passes_every_test(runtime: RuntimeKind) {
+    memccapable(runtime, "-b");
 }
 
 // ---------------------------------------------------------------------------

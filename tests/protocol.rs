@@ -155,7 +155,9 @@ both_runtimes! {
         c.expect("decr n 20\r\n", "0\r\n");
         c.expect("set n 0 0 20\r\n18446744073709551615\r\n", "STORED\r\n");
         c.expect("incr n 2\r\n", "1\r\n");
-        c.expect("get n\r\n", "VALUE n 0 1\r\n1\r\nEND\r\n");
+        // As memcached does: a result shorter than the value it replaces is
+        // written in place, padded with spaces to the old length.
+        c.expect("get n\r\n", &format!("VALUE n 0 20\r\n1{}\r\nEND\r\n", " ".repeat(19)));
         c.expect("incr missing 1\r\n", "NOT_FOUND\r\n");
         c.expect("decr missing 1\r\n", "NOT_FOUND\r\n");
         c.expect("incr n abc\r\n", "CLIENT_ERROR invalid numeric delta argument\r\n");

@@ -16,8 +16,8 @@
 
 use super::reply::ErrorReply;
 use super::request::{
-    BAD_FORMAT, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, Tokens, done, get, number,
-    parse_line, valid_key,
+    KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, Tokens, done, get, number, parse_line,
+    valid_key,
 };
 
 /// What is left of a line that was taken in pieces.
@@ -65,7 +65,7 @@ pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, Pars
         // The exptime is complete: the line is long, its tokens are not.
         let exptime = tokens.next().and_then(number::<i64>);
         let Some(exptime) = exptime.filter(|_| tokens.rest().starts_with(b" ")) else {
-            let error = ErrorReply::Client("invalid exptime argument");
+            let error = ErrorReply::InvalidExptime;
             return Ok(discard_line(Request::invalid(error), buf.len()));
         };
         line.touch = Some(exptime);
@@ -74,7 +74,7 @@ pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, Pars
     Ok(get_piece(buf, start, line))
 }
 
-/// Parses more of a line that [`parse`] or an earlier call left unfinished
+/// Parses more of a line that [`parse`](super::parse) or an earlier call left unfinished
 /// ([`Parsed::rest`]). For [`LineRest::Get`], the keys up to the newline
 /// (`last`, then `END`) or, without one, every key completed so far;
 /// [`ParseError::Incomplete`] while not even one more key is complete.
@@ -87,9 +87,10 @@ pub fn parse_rest(buf: &[u8], rest: LineRest) -> Result<Parsed<'_>, ParseError> 
         return match memchr::memrchr(b' ', buf) {
             Some(_) => Ok(get_piece(buf, 0, line)),
             // A key longer than any key can be will never complete.
-            None if buf.len() > KEY_MAX_LEN => {
-                Ok(discard_line(Request::invalid(BAD_FORMAT), buf.len()))
-            }
+            None if buf.len() > KEY_MAX_LEN => Ok(discard_line(
+                Request::invalid(ErrorReply::BadFormat),
+                buf.len(),
+            )),
             None => Err(ParseError::Incomplete),
         };
     };
@@ -117,7 +118,7 @@ fn get_piece(buf: &[u8], start: usize, mut line: GetLine) -> Parsed<'_> {
     let tail = memchr::memrchr(b' ', &buf[start..]).map_or(start, |space| start + space + 1);
     let keys = Tokens::new(&buf[start..tail]);
     if buf.len() - tail > KEY_MAX_LEN || keys.clone().any(|key| !valid_key(key)) {
-        return discard_line(Request::invalid(BAD_FORMAT), buf.len());
+        return discard_line(Request::invalid(ErrorReply::BadFormat), buf.len());
     }
     line.any_key |= keys.clone().next().is_some();
     Parsed {
@@ -277,7 +278,7 @@ mod tests {
         let got = stream(&input, 1024);
         // The keys of the pieces before the bad one were answered; after
         // the error, the line is skipped and the next request runs.
-        assert_eq!(got.errors, [BAD_FORMAT]);
+        assert_eq!(got.errors, [ErrorReply::BadFormat]);
         assert!(got.keys.len() < 700);
         assert_eq!(got.keys.last().unwrap(), b"after");
         assert_eq!(got.last, 1);

@@ -1,4 +1,4 @@
-//! memcached's text protocol: bytes in, requests out, replies back to bytes.
+//! memcached's protocols: bytes in, requests out, replies back to bytes.
 //!
 //! Everything here is pure: no sockets, no storage, no clocks. The parser
 //! ([`parse`]) looks at a read buffer and either returns one complete
@@ -10,14 +10,20 @@
 //! memcached would send, so the connection answers it in order like any
 //! other request. Only a line that never ends, and a storage command whose
 //! data block cannot be located ([`Request::Unframed`]), are fatal.
+//!
+//! Replies are typed values: a keyed request's [`Outcome`], a meta
+//! command's [`meta::MetaReply`], a named [`ErrorReply`]. The text encoders
+//! are here; [`binary`] holds memcached's binary protocol, its parser and
+//! the encoder that writes the same outcomes as binary packets.
 
+pub mod binary;
 mod get_line;
 pub mod meta;
 mod reply;
 mod request;
 
 pub use get_line::{GetLine, LineRest, parse_rest};
-pub use reply::{ErrorReply, Reply};
+pub use reply::{ErrorReply, Outcome, Reply, Value};
 pub use request::{
     ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens, parse,
     valid_key,

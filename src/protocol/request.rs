@@ -49,7 +49,7 @@ pub struct Parsed<'a> {
     /// Bytes of the buffer it used, including its data block.
     pub consumed: usize,
     /// Set when the request's line goes on past `consumed`: the rest must
-    /// be read with [`parse_rest`] before anything else.
+    /// be read with [`parse_rest`](super::parse_rest) before anything else.
     pub rest: Option<LineRest>,
 }
 
@@ -254,10 +254,17 @@ impl Request<'_> {
     }
 }
 
-/// Whether `key` is a legal key: 1 to 250 bytes, no spaces or control
-/// characters.
+/// Whether a text command can name `key` as it is, and a text reply print
+/// it as it is: 1 to 250 bytes, none of them a space, CR or LF. One rule
+/// for classic and meta commands, so a key either stores is read and
+/// deleted by both. Any other key (stored through the binary protocol or
+/// with a base64 key) is named base64-encoded with the meta `b` flag, and
+/// printed that way. memcached's classic commands also take a CR inside a
+/// key; here it would end up in reply lines, so it is refused.
 pub fn valid_key(key: &[u8]) -> bool {
-    !key.is_empty() && key.len() <= KEY_MAX_LEN && key.iter().all(|&b| b > b' ' && b != 0x7f)
+    !key.is_empty()
+        && key.len() <= KEY_MAX_LEN
+        && key.iter().all(|&b| !matches!(b, b' ' | b'\r' | b'\n'))
 }
 
 pub(super) fn number<T: std::str::FromStr>(token: &[u8]) -> Option<T> {
@@ -265,8 +272,6 @@ pub(super) fn number<T: std::str::FromStr>(token: &[u8]) -> Option<T> {
     // conversion never fails on valid input; anything else is a bad number.
     std::str::from_utf8(token).ok()?.parse().ok()
 }
-
-pub(super) const BAD_FORMAT: ErrorReply = ErrorReply::Client("bad command line format");
 
 /// Takes one request off the front of `buf`.
 ///
@@ -372,7 +377,7 @@ pub(super) fn get<'a>(keys: Tokens<'a>, cas: bool, touch: Option<i64>) -> Reques
     let mut any = false;
     for key in keys {
         if !valid_key(key) {
-            return Request::invalid(BAD_FORMAT);
+            return Request::invalid(ErrorReply::BadFormat);
         }
         any = true;
     }
@@ -395,7 +400,7 @@ fn gat(mut tokens: Tokens<'_>, cas: bool) -> Request<'_> {
     };
     match number::<i64>(exptime) {
         Some(exptime) => get(tokens, cas, Some(exptime)),
-        None => Request::invalid(ErrorReply::Client("invalid exptime argument")),
+        None => Request::invalid(ErrorReply::InvalidExptime),
     }
 }
 
@@ -423,7 +428,7 @@ fn store<'a>(
     }
     let noreply = args.noreply();
     let Some(len) = number::<u32>(t[3]).filter(|&len| len < i32::MAX as u32) else {
-        let error = BAD_FORMAT;
+        let error = ErrorReply::BadFormat;
         return Ok(done(Request::Unframed { error, noreply }, line_end));
     };
     let len = len as usize;
@@ -444,10 +449,10 @@ fn store<'a>(
         Some(0)
     };
     let (Some(flags), Some(exptime), Some(cas_unique)) = (flags, exptime, cas_unique) else {
-        return refuse(BAD_FORMAT);
+        return refuse(ErrorReply::BadFormat);
     };
     if !valid_key(key) {
-        return refuse(BAD_FORMAT);
+        return refuse(ErrorReply::BadFormat);
     }
     if len > max_value {
         let request = Request::TooLarge {
@@ -465,7 +470,7 @@ fn store<'a>(
     if &buf[data_end..data_end + 2] != b"\r\n" {
         // The block is not the length the line announced: what follows
         // may be more of it.
-        let error = ErrorReply::Client("bad data chunk");
+        let error = ErrorReply::BadDataChunk;
         return Ok(done(Request::Unframed { error, noreply }, data_end + 2));
     }
     let request = Request::Store {
@@ -494,11 +499,10 @@ fn delete(tokens: Tokens<'_>) -> Request<'_> {
         _ => return Request::invalid(ErrorReply::Error),
     };
     if !valid {
-        let usage = "bad command line format.  Usage: delete <key> [noreply]";
-        return Request::refused(ErrorReply::Client(usage), noreply);
+        return Request::refused(ErrorReply::DeleteUsage, noreply);
     }
     if !valid_key(key) {
-        return Request::refused(BAD_FORMAT, noreply);
+        return Request::refused(ErrorReply::BadFormat, noreply);
     }
     Request::Delete { key, noreply }
 }
@@ -516,7 +520,7 @@ fn key_and_number(tokens: Tokens<'_>) -> Result<(&[u8], &[u8], bool), Refusal> {
     }
     let noreply = args.noreply();
     if !valid_key(args.tokens[0]) {
-        return Err((BAD_FORMAT, noreply));
+        return Err((ErrorReply::BadFormat, noreply));
     }
     Ok((args.tokens[0], args.tokens[1], noreply))
 }
@@ -533,10 +537,7 @@ fn arith(kind: ArithKind, tokens: Tokens<'_>) -> Request<'_> {
             delta,
             noreply,
         },
-        None => Request::refused(
-            ErrorReply::Client("invalid numeric delta argument"),
-            noreply,
-        ),
+        None => Request::refused(ErrorReply::InvalidDelta, noreply),
     }
 }
 
@@ -551,7 +552,7 @@ fn touch(tokens: Tokens<'_>) -> Request<'_> {
             exptime,
             noreply,
         },
-        None => Request::refused(ErrorReply::Client("invalid exptime argument"), noreply),
+        None => Request::refused(ErrorReply::InvalidExptime, noreply),
     }
 }
 
@@ -567,7 +568,7 @@ fn flush_all(tokens: Tokens<'_>) -> Request<'_> {
     }
     match number::<i64>(args.tokens[0]) {
         Some(delay) => Request::FlushAll { delay, noreply },
-        None => Request::refused(ErrorReply::Client("invalid exptime argument"), noreply),
+        None => Request::refused(ErrorReply::InvalidExptime, noreply),
     }
 }
 
@@ -579,7 +580,7 @@ fn verbosity(tokens: Tokens<'_>) -> Request<'_> {
     let noreply = args.noreply();
     match number::<u32>(args.tokens[0]) {
         Some(_) => Request::Verbosity { noreply },
-        None => Request::refused(BAD_FORMAT, noreply),
+        None => Request::refused(ErrorReply::BadFormat, noreply),
     }
 }
 

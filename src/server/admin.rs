@@ -2,10 +2,13 @@
 //!
 //! Output follows memcached's names and formats so existing dashboards and
 //! exporters read it unchanged; corecache's own figures (runtime, shards,
-//! forwarding) are added under names memcached does not use.
+//! forwarding) are added under names memcached does not use. Each listing
+//! is written as text lines or, for a binary `stat` request, as one packet
+//! per statistic ([`StatsOut`]).
 
 use super::connection::Dispatch;
 use super::{Control, ServerState, ShardReport};
+use crate::protocol::binary::{self, Opcode, Status};
 use crate::protocol::{ErrorReply, Reply, Tokens};
 use crate::storage::{ShardStats, SlabClassStats};
 
@@ -23,12 +26,81 @@ pub const VERSION_LINE: &[u8] = concat!(
 )
 .as_bytes();
 
+/// Where a stats listing goes: text lines, or binary `stat` packets
+/// answering the request with this opaque.
+enum StatsOut<'o> {
+    Text(&'o mut Vec<u8>),
+    Binary(&'o mut Vec<u8>, u32),
+}
+
+impl StatsOut<'_> {
+    /// One statistic.
+    fn stat(&mut self, name: &str, value: impl std::fmt::Display) {
+        match self {
+            StatsOut::Text(out) => Reply::stat(out, name, value),
+            StatsOut::Binary(out, opaque) => binary::write_stat(out, *opaque, name, value),
+        }
+    }
+
+    /// The end of a listing: `END`, or the empty packet.
+    fn end(&mut self) {
+        match self {
+            StatsOut::Text(out) => out.extend_from_slice(Reply::END),
+            StatsOut::Binary(out, opaque) => binary::write_stats_end(out, *opaque),
+        }
+    }
+
+    /// `stats reset` done: `RESET`, or just the empty packet.
+    fn reset(&mut self) {
+        match self {
+            StatsOut::Text(out) => out.extend_from_slice(b"RESET\r\n"),
+            StatsOut::Binary(out, opaque) => binary::write_stats_end(out, *opaque),
+        }
+    }
+
+    /// A group nobody has: `ERROR`, or `Not found`.
+    fn unknown(&mut self) {
+        match self {
+            StatsOut::Text(out) => ErrorReply::Error.write(out),
+            StatsOut::Binary(out, opaque) => {
+                let header = binary::Header {
+                    opcode: Opcode::Stat as u8,
+                    opaque: *opaque,
+                    cas: 0,
+                };
+                header.error(Status::KeyNotFound, out);
+            }
+        }
+    }
+}
+
 /// Answers `stats <args>`.
 pub async fn stats<D: Dispatch>(
     args: &[u8],
     state: &ServerState,
     dispatch: &mut D,
     out: &mut Vec<u8>,
+) {
+    listing(args, state, dispatch, &mut StatsOut::Text(out)).await;
+}
+
+/// Answers a binary `stat` request for `group` (empty for the general
+/// stats), memcached's way: one packet per statistic, then an empty one.
+pub async fn binary_stats<D: Dispatch>(
+    group: &[u8],
+    opaque: u32,
+    state: &ServerState,
+    dispatch: &mut D,
+    out: &mut Vec<u8>,
+) {
+    listing(group, state, dispatch, &mut StatsOut::Binary(out, opaque)).await;
+}
+
+async fn listing<D: Dispatch>(
+    args: &[u8],
+    state: &ServerState,
+    dispatch: &mut D,
+    out: &mut StatsOut<'_>,
 ) {
     let mut tokens = Tokens::new(args);
     match (tokens.next(), tokens.next()) {
@@ -52,15 +124,14 @@ pub async fn stats<D: Dispatch>(
             for thread in state.threads.iter() {
                 thread.reset();
             }
-            out.extend_from_slice(b"RESET\r\n");
-            return;
+            return out.reset();
         }
-        _ => return ErrorReply::Error.write(out),
+        _ => return out.unknown(),
     }
-    out.extend_from_slice(Reply::END);
+    out.end();
 }
 
-fn general(state: &ServerState, shards: &[ShardReport], out: &mut Vec<u8>) {
+fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) {
     let mut total = ShardStats::default();
     for shard in shards {
         total.add(&shard.stats);
@@ -69,74 +140,72 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut Vec<u8>) {
         state.threads.iter().map(|t| field(t).get()).sum()
     };
     let (user, system) = rusage();
-    let s = &mut *out;
-    Reply::stat(s, "pid", std::process::id());
-    Reply::stat(s, "uptime", state.clock.uptime_secs());
-    Reply::stat(s, "time", state.clock.unix_now());
-    Reply::stat(s, "version", VERSION);
-    Reply::stat(s, "pointer_size", usize::BITS);
-    Reply::stat(s, "rusage_user", user);
-    Reply::stat(s, "rusage_system", system);
-    Reply::stat(s, "max_connections", state.config.max_connections);
-    Reply::stat(s, "curr_connections", sum(|t| &t.curr_connections));
-    Reply::stat(s, "total_connections", sum(|t| &t.total_connections));
-    Reply::stat(s, "rejected_connections", sum(|t| &t.rejected_connections));
+    let s = out;
+    s.stat("pid", std::process::id());
+    s.stat("uptime", state.clock.uptime_secs());
+    s.stat("time", state.clock.unix_now());
+    s.stat("version", VERSION);
+    s.stat("pointer_size", usize::BITS);
+    s.stat("rusage_user", user);
+    s.stat("rusage_system", system);
+    s.stat("max_connections", state.config.max_connections);
+    s.stat("curr_connections", sum(|t| &t.curr_connections));
+    s.stat("total_connections", sum(|t| &t.total_connections));
+    s.stat("rejected_connections", sum(|t| &t.rejected_connections));
     // corecache never stops accepting or yields a connection mid-batch the
     // way memcached does; these read as memcached's would when idle.
-    Reply::stat(s, "accepting_conns", 1);
-    Reply::stat(s, "listen_disabled_num", 0);
-    Reply::stat(s, "conn_yields", 0);
-    Reply::stat(s, "cmd_get", total.cmd_get);
-    Reply::stat(s, "cmd_set", total.cmd_set);
-    Reply::stat(s, "cmd_flush", sum(|t| &t.cmd_flush));
-    Reply::stat(s, "cmd_touch", total.cmd_touch);
-    Reply::stat(s, "get_hits", total.get_hits);
-    Reply::stat(s, "get_misses", total.get_misses);
-    Reply::stat(s, "get_expired", total.get_expired);
-    Reply::stat(s, "get_flushed", total.get_flushed);
-    Reply::stat(s, "delete_misses", total.delete_misses);
-    Reply::stat(s, "delete_hits", total.delete_hits);
-    Reply::stat(s, "incr_misses", total.incr_misses);
-    Reply::stat(s, "incr_hits", total.incr_hits);
-    Reply::stat(s, "decr_misses", total.decr_misses);
-    Reply::stat(s, "decr_hits", total.decr_hits);
-    Reply::stat(s, "cas_misses", total.cas_misses);
-    Reply::stat(s, "cas_hits", total.cas_hits);
-    Reply::stat(s, "cas_badval", total.cas_badval);
-    Reply::stat(s, "touch_hits", total.touch_hits);
-    Reply::stat(s, "touch_misses", total.touch_misses);
-    Reply::stat(s, "bytes_read", sum(|t| &t.bytes_read));
-    Reply::stat(s, "bytes_written", sum(|t| &t.bytes_written));
-    Reply::stat(s, "limit_maxbytes", state.config.memory);
-    Reply::stat(
-        s,
+    s.stat("accepting_conns", 1);
+    s.stat("listen_disabled_num", 0);
+    s.stat("conn_yields", 0);
+    s.stat("cmd_get", total.cmd_get);
+    s.stat("cmd_set", total.cmd_set);
+    s.stat("cmd_flush", sum(|t| &t.cmd_flush));
+    s.stat("cmd_touch", total.cmd_touch);
+    s.stat("get_hits", total.get_hits);
+    s.stat("get_misses", total.get_misses);
+    s.stat("get_expired", total.get_expired);
+    s.stat("get_flushed", total.get_flushed);
+    s.stat("delete_misses", total.delete_misses);
+    s.stat("delete_hits", total.delete_hits);
+    s.stat("incr_misses", total.incr_misses);
+    s.stat("incr_hits", total.incr_hits);
+    s.stat("decr_misses", total.decr_misses);
+    s.stat("decr_hits", total.decr_hits);
+    s.stat("cas_misses", total.cas_misses);
+    s.stat("cas_hits", total.cas_hits);
+    s.stat("cas_badval", total.cas_badval);
+    s.stat("touch_hits", total.touch_hits);
+    s.stat("touch_misses", total.touch_misses);
+    s.stat("bytes_read", sum(|t| &t.bytes_read));
+    s.stat("bytes_written", sum(|t| &t.bytes_written));
+    s.stat("limit_maxbytes", state.config.memory);
+    s.stat(
         "total_malloced",
         shards.iter().map(|s| s.page_bytes).sum::<u64>(),
     );
-    Reply::stat(s, "threads", state.config.threads);
-    Reply::stat(s, "bytes", total.bytes);
-    Reply::stat(s, "curr_items", total.curr_items);
-    Reply::stat(s, "total_items", total.total_items);
-    Reply::stat(s, "expired_unfetched", total.expired_unfetched);
-    Reply::stat(s, "evicted_unfetched", total.evicted_unfetched);
-    Reply::stat(s, "evictions", total.evictions);
-    Reply::stat(s, "reclaimed", total.reclaimed);
-    Reply::stat(s, "slabs_moved", total.slabs_moved);
-    Reply::stat(s, "store_too_large", total.store_too_large);
-    Reply::stat(s, "store_no_memory", total.store_no_memory);
-    Reply::stat(s, "runtime", state.config.runtime.name());
-    Reply::stat(s, "shards", state.config.shards);
+    s.stat("threads", state.config.threads);
+    s.stat("bytes", total.bytes);
+    s.stat("curr_items", total.curr_items);
+    s.stat("total_items", total.total_items);
+    s.stat("expired_unfetched", total.expired_unfetched);
+    s.stat("evicted_unfetched", total.evicted_unfetched);
+    s.stat("evictions", total.evictions);
+    s.stat("reclaimed", total.reclaimed);
+    s.stat("slabs_moved", total.slabs_moved);
+    s.stat("store_too_large", total.store_too_large);
+    s.stat("store_no_memory", total.store_no_memory);
+    s.stat("runtime", state.config.runtime.name());
+    s.stat("shards", state.config.shards);
     let (forwarded, messages) = (sum(|t| &t.forwarded_out), sum(|t| &t.forward_messages));
-    Reply::stat(s, "forwarded_requests", forwarded);
-    Reply::stat(s, "forward_messages", messages);
-    Reply::stat(
-        s,
+    s.stat("forwarded_requests", forwarded);
+    s.stat("forward_messages", messages);
+    s.stat(
         "forward_requests_per_message",
         format!("{:.2}", forwarded as f64 / messages.max(1) as f64),
     );
-    Reply::stat(s, "core_wakes", sum(|t| &t.core_wakes));
-    Reply::stat(s, "core_sleeps", sum(|t| &t.core_sleeps));
-    Reply::stat(s, "request_panics", sum(|t| &t.request_panics));
+    s.stat("core_wakes", sum(|t| &t.core_wakes));
+    s.stat("core_sleeps", sum(|t| &t.core_sleeps));
+    s.stat("request_panics", sum(|t| &t.request_panics));
 }
 
 /// Every shard has the same classes; memcached numbers them from 1 and
@@ -185,13 +254,13 @@ fn merged_classes(shards: &[ShardReport]) -> Vec<SlabClassStats> {
     merged
 }
 
-fn slabs(shards: &[ShardReport], out: &mut Vec<u8>) {
+fn slabs(shards: &[ShardReport], out: &mut StatsOut<'_>) {
     let classes = merged_classes(shards);
     let mut active = 0;
     for c in classes.iter().filter(|c| c.total_pages > 0) {
         active += 1;
         let id = c.class + 1;
-        let mut stat = |name: &str, value: u64| Reply::stat(out, &format!("{id}:{name}"), value);
+        let mut stat = |name: &str, value: u64| out.stat(&format!("{id}:{name}"), value);
         stat("chunk_size", c.chunk_size);
         stat("chunks_per_page", c.chunks_per_page);
         stat("total_pages", c.total_pages);
@@ -211,16 +280,15 @@ fn slabs(shards: &[ShardReport], out: &mut Vec<u8>) {
         stat("pages_moved_in", c.pages_in);
         stat("pages_moved_out", c.pages_out);
     }
-    Reply::stat(out, "active_slabs", active);
+    out.stat("active_slabs", active);
     let malloced: u64 = shards.iter().map(|s| s.page_bytes).sum();
-    Reply::stat(out, "total_malloced", malloced);
+    out.stat("total_malloced", malloced);
 }
 
-fn items(shards: &[ShardReport], out: &mut Vec<u8>) {
+fn items(shards: &[ShardReport], out: &mut StatsOut<'_>) {
     for c in merged_classes(shards).iter().filter(|c| c.number > 0) {
         let id = c.class + 1;
-        let mut stat =
-            |name: &str, value: u64| Reply::stat(out, &format!("items:{id}:{name}"), value);
+        let mut stat = |name: &str, value: u64| out.stat(&format!("items:{id}:{name}"), value);
         stat("number", c.number);
         stat("age", c.age_secs);
         stat("evicted", c.evicted + c.evicted_by_move);
@@ -232,14 +300,14 @@ fn items(shards: &[ShardReport], out: &mut Vec<u8>) {
     }
 }
 
-fn threads(state: &ServerState, out: &mut Vec<u8>) {
+fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
     for (i, t) in state.threads.iter().enumerate() {
         let cpu = if state.config.pin {
             state.config.cpus[i].to_string()
         } else {
             "unpinned".to_string()
         };
-        Reply::stat(out, &format!("thread:{i}:cpu"), cpu);
+        out.stat(&format!("thread:{i}:cpu"), cpu);
         for (name, counter) in [
             ("curr_connections", &t.curr_connections),
             ("total_connections", &t.total_connections),
@@ -253,14 +321,14 @@ fn threads(state: &ServerState, out: &mut Vec<u8>) {
             ("request_panics", &t.request_panics),
             ("expiry_ticks", &t.expiry_ticks),
         ] {
-            Reply::stat(out, &format!("thread:{i}:{name}"), counter.get());
+            out.stat(&format!("thread:{i}:{name}"), counter.get());
         }
     }
 }
 
 /// One block per open connection, named by file descriptor, as memcached
 /// prints them (the listeners are not listed: they are per thread here).
-fn conns(state: &ServerState, out: &mut Vec<u8>) {
+fn conns(state: &ServerState, out: &mut StatsOut<'_>) {
     let now = state.clock.now();
     for info in state.open_connections() {
         let fd = info.fd;
@@ -268,40 +336,38 @@ fn conns(state: &ServerState, out: &mut Vec<u8>) {
             .peer
             .map_or_else(|| "unknown".to_string(), |peer| format!("tcp:{peer}"));
         let idle = now.saturating_sub(info.last_active.load(std::sync::atomic::Ordering::Relaxed));
-        Reply::stat(out, &format!("{fd}:addr"), addr);
-        Reply::stat(
-            out,
+        out.stat(&format!("{fd}:addr"), addr);
+        out.stat(
             &format!("{fd}:listen_addr"),
             format!("tcp:{}", state.listen),
         );
-        Reply::stat(out, &format!("{fd}:state"), "conn_parse_cmd");
-        Reply::stat(out, &format!("{fd}:secs_since_last_cmd"), idle / 1000);
+        out.stat(&format!("{fd}:state"), "conn_parse_cmd");
+        out.stat(&format!("{fd}:secs_since_last_cmd"), idle / 1000);
         let thread = info.thread.load(std::sync::atomic::Ordering::Relaxed);
-        Reply::stat(out, &format!("{fd}:thread"), thread);
+        out.stat(&format!("{fd}:thread"), thread);
     }
 }
 
-fn settings(state: &ServerState, out: &mut Vec<u8>) {
+fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     let c = &state.config;
-    Reply::stat(out, "maxbytes", c.memory);
-    Reply::stat(out, "maxconns", c.max_connections);
-    Reply::stat(out, "tcpport", state.listen.port());
-    Reply::stat(out, "udpport", 0);
-    Reply::stat(out, "inter", state.listen.ip());
-    Reply::stat(out, "evictions", "on");
-    Reply::stat(out, "growth_factor", format!("{:.2}", c.slab_growth_factor));
-    Reply::stat(out, "chunk_size", c.slab_min_chunk);
-    Reply::stat(out, "num_threads", c.threads);
-    Reply::stat(out, "item_size_max", c.max_item_size);
-    Reply::stat(out, "slab_page_size", c.slab_page_size);
-    Reply::stat(out, "cas_enabled", "yes");
-    Reply::stat(out, "runtime", c.runtime.name());
-    Reply::stat(out, "shards", c.shards);
-    Reply::stat(out, "pin_threads", if c.pin { "yes" } else { "no" });
-    Reply::stat(out, "ttl_tick_ms", c.ttl_tick.as_millis());
-    Reply::stat(out, "spin_us", c.spin.as_micros());
-    Reply::stat(
-        out,
+    out.stat("maxbytes", c.memory);
+    out.stat("maxconns", c.max_connections);
+    out.stat("tcpport", state.listen.port());
+    out.stat("udpport", 0);
+    out.stat("inter", state.listen.ip());
+    out.stat("evictions", "on");
+    out.stat("growth_factor", format!("{:.2}", c.slab_growth_factor));
+    out.stat("chunk_size", c.slab_min_chunk);
+    out.stat("num_threads", c.threads);
+    out.stat("item_size_max", c.max_item_size);
+    out.stat("slab_page_size", c.slab_page_size);
+    out.stat("cas_enabled", "yes");
+    out.stat("runtime", c.runtime.name());
+    out.stat("shards", c.shards);
+    out.stat("pin_threads", if c.pin { "yes" } else { "no" });
+    out.stat("ttl_tick_ms", c.ttl_tick.as_millis());
+    out.stat("spin_us", c.spin.as_micros());
+    out.stat(
         "shutdown_command",
         if c.enable_shutdown { "yes" } else { "no" },
     );

@@ -9,9 +9,8 @@
 //! `set; flush_all; get` behaves as if run one at a time.
 
 use super::admin;
-use super::op::{Op, OpKind, Span};
+use super::op::{Op, OpKind, Span, Wire};
 use super::{Admitted, ConnectionSlot, Control, ServerState, ShardReport};
-use crate::protocol::meta::{MetaFlags, decode_key};
 use crate::protocol::{
     self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
 };
@@ -40,6 +39,8 @@ pub enum Step {
     Text(&'static [u8]),
     /// An error reply.
     Error(ErrorReply),
+    /// A binary-protocol reply that needs no shard (`binary.rs`).
+    Binary(protocol::binary::Fixed),
     /// A request that needs the whole server.
     Admin(AdminStep),
 }
@@ -60,6 +61,14 @@ pub enum AdminStep {
     Shutdown,
     /// `quit`: stop here and close.
     Quit,
+    /// A binary `stat` request (`binary.rs`): the group asked for, as a
+    /// span of the read buffer, and the opaque its packets echo.
+    BinaryStats {
+        /// The stat group (the request's key).
+        group: Span,
+        /// The request's opaque.
+        opaque: u32,
+    },
 }
 
 /// How a runtime runs keyed operations and reaches every shard.
@@ -75,6 +84,37 @@ pub trait Dispatch {
 
     /// Counters of the thread this connection is running on.
     fn thread_stats(&self) -> &ThreadStats;
+
+    /// Replies a runtime does not copy into the output (thread-per-core:
+    /// large forwarded ones), written from where they lie.
+    type Referenced: OutputPart;
+
+    /// The replies of the last [`Dispatch::run`]s that were not copied into
+    /// the output, in output order.
+    fn referenced(&self) -> &[Self::Referenced];
+
+    /// The output, referenced replies included, has been written.
+    fn written(&mut self);
+}
+
+/// A reply that goes out just before byte [`OutputPart::at`] of the
+/// connection's output, written from where it lies (a vectored write).
+pub trait OutputPart {
+    /// Where in the output it belongs.
+    fn at(&self) -> usize;
+    /// Its bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+/// A runtime that copies every reply into the output has no other parts.
+impl OutputPart for std::convert::Infallible {
+    fn at(&self) -> usize {
+        match *self {}
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match *self {}
+    }
 }
 
 /// What the loop does after a batch.
@@ -102,6 +142,9 @@ pub struct Connection<D> {
     /// The rest of a long line taken in pieces: more keys of a `get`, or
     /// the tail of a line already answered with an error.
     line_rest: Option<LineRest>,
+    /// Whether the connection speaks the binary protocol: its first byte
+    /// decides, for the rest of its life (`binary.rs`).
+    binary: Option<bool>,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -121,6 +164,7 @@ impl<D: Dispatch> Connection<D> {
             swallow: 0,
             newline_free: 0,
             line_rest: None,
+            binary: None,
         }
     }
 
@@ -146,12 +190,15 @@ impl<D: Dispatch> Connection<D> {
                 .last_active
                 .store(now, std::sync::atomic::Ordering::Relaxed);
             let next = self.handle_input().await;
-            if !self.output.is_empty() {
+            let referenced = self.dispatch.referenced();
+            if !self.output.is_empty() || !referenced.is_empty() {
+                let size =
+                    self.output.len() + referenced.iter().map(|r| r.bytes().len()).sum::<usize>();
                 // A client that stops reading must not hold up a shutdown:
                 // once one is under way, its replies get a short grace.
                 let written = tokio::select! {
                     biased;
-                    written = self.stream.write_all(&self.output) => written.is_ok(),
+                    written = write_parts(&mut self.stream, &self.output, referenced) => written.is_ok(),
                     _ = async {
                         let _ = shutdown.wait_for(|stop| *stop).await;
                         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -160,10 +207,8 @@ impl<D: Dispatch> Connection<D> {
                 if !written {
                     break;
                 }
-                self.dispatch
-                    .thread_stats()
-                    .bytes_written
-                    .add(self.output.len() as u64);
+                self.dispatch.written();
+                self.dispatch.thread_stats().bytes_written.add(size as u64);
                 self.output.clear();
                 if self.output.capacity() > BUFFER_KEEP {
                     self.output = Vec::with_capacity(READ_RESERVE);
@@ -223,6 +268,16 @@ impl<D: Dispatch> Connection<D> {
     /// connection must close after answering them.
     fn plan_requests(&mut self) -> (usize, Next) {
         let max_value = self.state.config.max_item_size;
+        if *self
+            .binary
+            .get_or_insert_with(|| super::binary::speaks_binary(&self.input))
+        {
+            let stats = self.dispatch.thread_stats();
+            let (input, swallow) = (&self.input, &mut self.swallow);
+            let (consumed, close) =
+                super::binary::plan(input, max_value, &mut self.plan, swallow, stats);
+            return (consumed, if close { Next::Close } else { Next::Continue });
+        }
         let base: &[u8] = &self.input;
         let known = std::mem::take(&mut self.newline_free).min(base.len());
         if known > 0
@@ -270,8 +325,7 @@ impl<D: Dispatch> Connection<D> {
                     break;
                 }
                 Err(ParseError::LineTooLong) => {
-                    self.plan
-                        .push(Step::Error(ErrorReply::Client("line too long")));
+                    self.plan.push(Step::Error(ErrorReply::LineTooLong));
                     pos = base.len();
                     next = Next::Close;
                     break;
@@ -315,6 +369,8 @@ impl<D: Dispatch> Connection<D> {
                 ),
             }
         }
+        // Base64 meta keys are decoded in place, now that nothing borrows the input.
+        super::meta::decode_keys(&mut self.input, &mut self.plan);
         self.dispatch.thread_stats().cmd_total.add(requests);
         (pos, next)
     }
@@ -346,10 +402,72 @@ impl<D: Dispatch> Connection<D> {
                 let args = args.of(&self.input).to_vec();
                 admin::stats(&args, &self.state, &mut self.dispatch, &mut self.output).await;
             }
+            AdminStep::BinaryStats { group, opaque } => {
+                let group = group.of(&self.input).to_vec();
+                let (state, dispatch, out) = (&self.state, &mut self.dispatch, &mut self.output);
+                admin::binary_stats(&group, opaque, state, dispatch, out).await;
+            }
         }
         Next::Continue
     }
 }
+
+/// Writes `output` with the `referenced` replies in their places: one plain
+/// write when there are none, else vectored writes of at most [`IOV_BATCH`]
+/// parts each, with nothing allocated.
+async fn write_parts(
+    stream: &mut TcpStream,
+    output: &[u8],
+    referenced: &[impl OutputPart],
+) -> std::io::Result<()> {
+    if referenced.is_empty() {
+        return stream.write_all(output).await;
+    }
+    // The parts alternate: output up to the first reference, the reference,
+    // output up to the next, ... and the output's tail.
+    let part = |i: usize| -> &[u8] {
+        if i % 2 == 1 {
+            return referenced[i / 2].bytes();
+        }
+        let from = if i == 0 {
+            0
+        } else {
+            referenced[i / 2 - 1].at()
+        };
+        let to = referenced.get(i / 2).map_or(output.len(), |r| r.at());
+        &output[from..to]
+    };
+    let parts = 2 * referenced.len() + 1;
+    let (mut next, mut offset) = (0, 0);
+    while next < parts {
+        let mut slices = [std::io::IoSlice::new(&[]); IOV_BATCH];
+        let mut count = 0;
+        for i in next..parts.min(next + IOV_BATCH) {
+            let bytes = part(i);
+            slices[count] = std::io::IoSlice::new(if i == next { &bytes[offset..] } else { bytes });
+            count += 1;
+        }
+        let mut written = stream.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // Advance past what the write took.
+        while next < parts {
+            let left = part(next).len() - offset;
+            if written < left {
+                offset += written;
+                break;
+            }
+            written -= left;
+            next += 1;
+            offset = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Parts given to one vectored write at most.
+const IOV_BATCH: usize = 64;
 
 /// Appends the steps of one parsed request (not `quit`) to `plan`.
 fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mut Vec<Step>) {
@@ -362,7 +480,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         exptime: 0,
         number: 0,
         noreply: false,
-        meta: MetaFlags::default(),
+        wire: Wire::Classic,
         tokens: Span::default(),
     };
     match request {
@@ -456,9 +574,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                     ..op(OpKind::Discard, key)
                 }));
             } else if !noreply {
-                plan.push(Step::Error(ErrorReply::Server(
-                    "object too large for cache",
-                )));
+                plan.push(Step::Error(ErrorReply::TooLarge));
             }
         }
         Request::Invalid { error, noreply, .. } => {
@@ -466,26 +582,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                 plan.push(Step::Error(error));
             }
         }
-        Request::Meta(meta) => {
-            let mut buf = [0u8; protocol::KEY_MAX_LEN];
-            let key = if meta.flags.has(b'b') {
-                decode_key(meta.key, &mut buf).unwrap_or(meta.key)
-            } else {
-                meta.key
-            };
-            let kind = if meta.too_large > 0 {
-                OpKind::Discard
-            } else {
-                OpKind::Meta(meta.command)
-            };
-            plan.push(Step::Op(Op {
-                hash: super::Router::hash(key),
-                data: Span::within(base, meta.data),
-                meta: meta.flags,
-                tokens: Span::within(base, meta.tokens),
-                ..op(kind, meta.key)
-            }));
-        }
+        Request::Meta(meta) => plan.push(Step::Op(super::meta::op(base, &meta))),
         Request::MetaNoop => plan.push(Step::Text(b"MN\r\n")),
         Request::Quit | Request::Unframed { .. } => unreachable!("handled by the caller"),
     }

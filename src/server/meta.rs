@@ -1,122 +1,140 @@
-//! Running meta commands (`mg ms md ma me`) on a shard and writing their
-//! replies.
+//! Running meta commands (`mg ms md ma me`) on a shard.
 //!
 //! This module owns the meta protocol's semantics on top of the shard's
-//! meta operations: which flags turn into which shard request, which reply
-//! code each outcome gets, the response flags echoed in request order
-//! (`O` opaques, `k` keys, `c`, `t`, `s`, ...), the `W`/`X`/`Z` markers and
-//! quiet mode. Quiet mode (`q`) follows memcached 1.6.18: `mg` drops `EN`,
-//! `ms` and `md` drop `HD`, `ma` drops its success reply (`HD` or `VA`)
-//! except when it vivified the counter; errors and every other code are
-//! always sent. `mn` needs no shard and is answered by the connection.
+//! meta operations: which request fields turn into which shard request,
+//! and which reply each outcome gets ([`MetaReply`], written by
+//! `protocol::meta`, which also applies quiet mode and echoes the flags).
+//! It also turns a parsed meta request into an [`Op`] and decodes base64
+//! keys, once each, in place in the read buffer. `mn` needs no shard and
+//! is answered by the connection.
 
-use super::op::Op;
+use super::Router;
+use super::connection::Step;
+use super::op::{Op, OpKind, Span, Wire, arith_op};
 use crate::clock::Clock;
-use crate::protocol::meta::{MetaCommand, decode_key, encode_key};
-use crate::protocol::{ErrorReply, KEY_MAX_LEN, Tokens};
+use crate::protocol::meta::{
+    DebugReply, Meta, MetaCode, MetaEcho, MetaFacts, MetaReply, MetaRequest, MetaStatus, SetMode,
+    Ttls, decode_in_place,
+};
+use crate::protocol::{ErrorReply, Tokens};
 use crate::storage::{
-    ArithMeta, ArithOp, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, MetaGet, Millis,
-    Shard, Store, StoreMeta, StoreMode, StoreOutcome,
+    ArithMeta, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Millis, Shard, Store,
+    StoreMeta, StoreMode, StoreOutcome,
 };
 
-/// The binary key of `op`: its key as sent, base64-decoded into `buf` if it
-/// carries the `b` flag. (The parser checked that it decodes.)
-pub(super) fn key<'k>(op: &Op, base: &'k [u8], buf: &'k mut [u8; KEY_MAX_LEN]) -> &'k [u8] {
-    let raw = op.key.of(base);
-    if op.meta.has(b'b') {
-        decode_key(raw, buf).unwrap_or(raw)
+/// The operation of a parsed meta request. A base64 key is still encoded
+/// (and hashed as sent): [`decode_keys`] decodes it and hashes it again.
+pub(super) fn op(base: &[u8], meta: &Meta<'_>) -> Op {
+    let kind = if meta.too_large > 0 {
+        OpKind::Discard
     } else {
-        raw
+        OpKind::Meta
+    };
+    let mut op = Op::new(kind, base, meta.key, Wire::Meta(meta.request));
+    op.data = Span::within(base, meta.data);
+    op.tokens = Span::within(base, meta.tokens);
+    op
+}
+
+/// Decodes the base64 key of every meta operation in a freshly planned
+/// batch where it lies in the read buffer (a decoded key is shorter than
+/// its text), then hashes it. Each key is decoded once: the operation
+/// carries the binary key from here on, to its shard and across threads.
+pub(super) fn decode_keys(input: &mut [u8], plan: &mut [Step]) {
+    for step in plan {
+        let Step::Op(op) = step else { continue };
+        if !matches!(op.wire, Wire::Meta(request) if request.base64()) {
+            continue;
+        }
+        let start = op.key.start as usize;
+        let end = start + op.key.len as usize;
+        // The parser checked that the key decodes.
+        if let Some(len) = decode_in_place(&mut input[start..end]) {
+            op.key.len = len as u32;
+        }
+        op.hash = Router::hash(op.key.of(input));
     }
 }
 
-/// Runs a meta op and appends its reply to `out`.
+/// Runs a meta op (its decoded `key` is in `base`) and appends its reply
+/// to `out`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn execute(
     op: &Op,
-    command: MetaCommand,
+    request: &MetaRequest,
+    key: &[u8],
     base: &[u8],
     shard: &mut Shard,
     clock: &Clock,
     now: Millis,
     out: &mut Vec<u8>,
 ) {
-    let mut buf = [0u8; KEY_MAX_LEN];
-    let key = key(op, base, &mut buf);
-    let mut echo = Echo {
+    if op.kind == OpKind::Discard {
+        shard.discard(key, op.hash, now);
+        return ErrorReply::TooLarge.write(out);
+    }
+    let mut echo = MetaEcho {
+        command: request.command(),
+        quiet: request.quiet(),
         key,
-        binary: op.meta.has(b'b'),
+        base64: request.base64(),
         tokens: op.tokens.of(base),
     };
-    let m = &op.meta;
-    let deadline =
-        |flag: u8, exptime: i32| m.has(flag).then(|| clock.deadline(i64::from(exptime), now));
-    match command {
-        MetaCommand::Get => {
-            let req = MetaGet {
-                touch: deadline(b'T', m.ttl),
-                vivify: deadline(b'N', m.vivify),
-                recache_before: deadline(b'R', m.recache),
-                no_bump: m.has(b'u'),
-                new_cas: m.has(b'E').then_some(m.new_cas),
+    let deadline = |exptime: Option<i32>| exptime.map(|e| clock.deadline(i64::from(e), now));
+    let secs = |deadline: Deadline| Clock::remaining_secs(deadline, now);
+    // Outlives the reply that borrows the counter's digits.
+    let mut digits = itoa::Buffer::new();
+    let reply = match *request {
+        MetaRequest::Get(get) => {
+            let req = crate::storage::MetaGet {
+                touch: deadline(get.touch),
+                vivify: deadline(get.vivify),
+                recache_before: deadline(get.recache),
+                no_bump: get.no_bump,
+                new_cas: get.new_cas,
             };
-            let Some(hit) = shard.meta_get(key, op.hash, &req, now) else {
-                if !m.has(b'q') {
-                    out.extend_from_slice(b"EN");
-                    echo.common(out);
-                    out.extend_from_slice(b"\r\n");
+            match shard.meta_get(key, op.hash, &req, now) {
+                None => MetaReply::Status(MetaStatus::plain(MetaCode::En)),
+                Some(hit) => {
+                    // A hit echoes its key the way it was stored (1.6.18).
+                    echo.base64 = hit.binary_key;
+                    let item = hit.item;
+                    MetaReply::Status(MetaStatus {
+                        code: if get.value {
+                            MetaCode::Va
+                        } else {
+                            MetaCode::Hd
+                        },
+                        value: item.value,
+                        facts: MetaFacts {
+                            cas: Some(item.cas),
+                            size: Some(item.value.len() as u64),
+                            client_flags: Some(item.flags),
+                            idle_secs: Some(hit.idle_secs),
+                            fetched: Some(hit.fetched_before),
+                            ttl: Some(Ttls {
+                                before: secs(hit.deadline_before),
+                                touched: req.touch.map(secs),
+                                vivified: req.vivify.filter(|_| hit.created).map(secs),
+                            }),
+                        },
+                        token_taken: hit.token_taken,
+                        stale: hit.stale,
+                        won: hit.won,
+                        created: hit.created,
+                    })
                 }
-                return;
-            };
-            let item = hit.item;
-            // A hit echoes its key the way it was stored (memcached 1.6.18).
-            echo.binary = hit.binary_key;
-            let value = m.has(b'v');
-            // `t` reports the TTL as of its place in the request: T and N
-            // take effect where they appear, as in memcached.
-            let mut shown = hit.deadline_before;
-            if value {
-                out.extend_from_slice(b"VA ");
-                number(out, item.value.len() as u64);
-            } else {
-                out.extend_from_slice(b"HD");
-            }
-            for token in Tokens::new(echo.tokens) {
-                match token[0] {
-                    b's' => flag(out, b's', item.value.len() as u64),
-                    b't' => ttl(out, shown, now),
-                    b'T' => shown = req.touch.unwrap_or(shown),
-                    b'N' if hit.created => shown = req.vivify.unwrap_or(shown),
-                    b'c' => flag(out, b'c', item.cas),
-                    b'f' => flag(out, b'f', u64::from(item.flags)),
-                    b'l' => flag(out, b'l', u64::from(hit.idle_secs)),
-                    b'h' => flag(out, b'h', u64::from(hit.fetched_before)),
-                    _ => echo.one(out, token),
-                }
-            }
-            if hit.token_taken {
-                out.extend_from_slice(b" Z");
-            }
-            if hit.stale {
-                out.extend_from_slice(b" X");
-            }
-            if hit.won {
-                out.extend_from_slice(b" W");
-            }
-            out.extend_from_slice(b"\r\n");
-            if value {
-                out.extend_from_slice(item.value);
-                out.extend_from_slice(b"\r\n");
             }
         }
-        MetaCommand::Set => {
-            let mut mode = match m.mode {
-                b'E' => StoreMode::Add,
-                b'A' => StoreMode::Append,
-                b'P' => StoreMode::Prepend,
-                b'R' => StoreMode::Replace,
-                _ => StoreMode::Set,
+        MetaRequest::Set(set) => {
+            let mut mode = match set.mode {
+                SetMode::Set => StoreMode::Set,
+                SetMode::Add => StoreMode::Add,
+                SetMode::Append => StoreMode::Append,
+                SetMode::Prepend => StoreMode::Prepend,
+                SetMode::Replace => StoreMode::Replace,
             };
-            let mut compare = m.has(b'C').then_some(m.compare);
+            let mut compare = set.cas.compare();
             if let (Some(cas), StoreMode::Set | StoreMode::Replace) = (compare, mode) {
                 mode = StoreMode::Cas(cas);
                 compare = None;
@@ -126,208 +144,111 @@ pub(super) fn execute(
                 mode,
                 key,
                 hash: op.hash,
-                flags: m.client_flags,
-                deadline: deadline(b'T', m.ttl).unwrap_or(Deadline::NEVER),
+                flags: set.client_flags,
+                deadline: deadline(set.ttl).unwrap_or(Deadline::NEVER),
                 value: op.data.of(base),
             };
             let meta = StoreMeta {
                 compare,
-                new_cas: m.has(b'E').then_some(m.new_cas),
-                invalidate: m.has(b'I'),
-                vivify: deadline(b'N', m.vivify).filter(|_| appending),
-                binary_key: m.has(b'b'),
+                new_cas: set.cas.new_cas(),
+                invalidate: set.invalidate,
+                vivify: deadline(set.vivify).filter(|_| appending),
+                binary_key: set.base64,
             };
-            let outcome = shard.store_meta(&store, &meta, now);
-            let stored = matches!(outcome, StoreOutcome::Stored(_));
-            let (code, cas): (&[u8], u64) = match outcome {
-                StoreOutcome::Stored(cas) => (b"HD", cas),
-                StoreOutcome::NotStored => (b"NS", 0),
-                StoreOutcome::Exists => (b"EX", 0),
-                StoreOutcome::NotFound => (b"NF", 0),
-                StoreOutcome::TooLarge => {
-                    return ErrorReply::Server("object too large for cache").write(out);
-                }
-                StoreOutcome::OutOfMemory => {
-                    return ErrorReply::Server("out of memory storing object").write(out);
-                }
+            let (code, cas) = match shard.store_meta(&store, &meta, now) {
+                StoreOutcome::Stored(cas) => (MetaCode::Hd, cas),
+                StoreOutcome::NotStored => (MetaCode::Ns, 0),
+                StoreOutcome::Exists => (MetaCode::Ex, 0),
+                StoreOutcome::NotFound => (MetaCode::Nf, 0),
+                StoreOutcome::TooLarge => return ErrorReply::TooLarge.write(out),
+                StoreOutcome::OutOfMemory => return ErrorReply::OutOfMemory.write(out),
             };
-            if stored && m.has(b'q') {
-                return;
-            }
-            out.extend_from_slice(code);
-            for token in Tokens::new(echo.tokens) {
-                match token[0] {
-                    b'c' => flag(out, b'c', cas),
-                    b's' if stored => {
-                        let len = shard.value_len(key, op.hash, now).unwrap_or(0);
-                        flag(out, b's', len as u64);
-                    }
-                    _ => echo.one(out, token),
-                }
-            }
-            out.extend_from_slice(b"\r\n");
+            // `s` after an append is the new size: only looked up if asked.
+            let asks_size = Tokens::new(echo.tokens).any(|t| t[0] == b's');
+            let size = (code == MetaCode::Hd && asks_size)
+                .then(|| shard.value_len(key, op.hash, now).unwrap_or(0) as u64);
+            MetaReply::Status(MetaStatus {
+                facts: MetaFacts {
+                    cas: Some(cas),
+                    size,
+                    ..MetaFacts::default()
+                },
+                ..MetaStatus::plain(code)
+            })
         }
-        MetaCommand::Delete => {
+        MetaRequest::Delete(delete) => {
             let req = DeleteMeta {
-                compare: m.has(b'C').then_some(m.compare),
-                invalidate: m.has(b'I'),
-                new_cas: m.has(b'E').then_some(m.new_cas),
-                touch: deadline(b'T', m.ttl),
-                strip: m.has(b'x'),
+                compare: delete.cas.compare(),
+                invalidate: delete.invalidate,
+                new_cas: delete.cas.new_cas(),
+                touch: deadline(delete.ttl),
+                strip: delete.strip,
             };
-            let code: &[u8] = match shard.meta_delete(key, op.hash, &req, now) {
-                DeleteOutcome::Done if m.has(b'q') => return,
-                DeleteOutcome::Done => b"HD",
-                DeleteOutcome::NotFound => b"NF",
-                DeleteOutcome::Exists => b"EX",
-            };
-            out.extend_from_slice(code);
-            echo.common(out);
-            out.extend_from_slice(b"\r\n");
+            MetaReply::Status(MetaStatus::plain(
+                match shard.meta_delete(key, op.hash, &req, now) {
+                    DeleteOutcome::Done => MetaCode::Hd,
+                    DeleteOutcome::NotFound => MetaCode::Nf,
+                    DeleteOutcome::Exists => MetaCode::Ex,
+                },
+            ))
         }
-        MetaCommand::Arith => {
-            let op_kind = match m.mode {
-                b'D' | b'-' => ArithOp::Decr,
-                _ => ArithOp::Incr,
-            };
+        MetaRequest::Arith(arith) => {
+            let kind = arith_op(arith.kind);
             let req = ArithMeta {
-                compare: m.has(b'C').then_some(m.compare),
-                new_cas: m.has(b'E').then_some(m.new_cas),
-                vivify: deadline(b'N', m.vivify).map(|d| (d, m.initial)),
-                touch: deadline(b'T', m.ttl),
+                compare: arith.cas.compare(),
+                new_cas: arith.cas.new_cas(),
+                vivify: deadline(arith.vivify).map(|d| (d, arith.initial)),
+                touch: deadline(arith.ttl),
             };
-            let code: &[u8] = match shard.meta_arith(key, op.hash, op_kind, m.delta, &req, now) {
+            match shard.meta_arith(key, op.hash, kind, arith.delta, &req, now) {
                 MetaArithOutcome::Value {
                     value,
                     cas,
                     deadline: _,
                     deadline_before,
                     created,
-                } => {
-                    // memcached 1.6.18 answers a vivified counter even in
-                    // quiet mode.
-                    if m.has(b'q') && !created {
-                        return;
-                    }
-                    let mut digits = itoa::Buffer::new();
-                    let digits = digits.format(value).as_bytes();
-                    let with_value = m.has(b'v');
-                    if with_value {
-                        out.extend_from_slice(b"VA ");
-                        number(out, digits.len() as u64);
+                } => MetaReply::Status(MetaStatus {
+                    code: if arith.value {
+                        MetaCode::Va
                     } else {
-                        out.extend_from_slice(b"HD");
-                    }
-                    // As for mg, `t` sees T and N only once they appear.
-                    let mut shown = deadline_before;
-                    for token in Tokens::new(echo.tokens) {
-                        match token[0] {
-                            b'c' => flag(out, b'c', cas),
-                            b't' => ttl(out, shown, now),
-                            b'T' => shown = req.touch.unwrap_or(shown),
-                            b'N' if created => shown = req.vivify.map_or(shown, |(d, _)| d),
-                            _ => echo.one(out, token),
-                        }
-                    }
-                    out.extend_from_slice(b"\r\n");
-                    if with_value {
-                        out.extend_from_slice(digits);
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    return;
-                }
-                MetaArithOutcome::NotFound => b"NF",
-                MetaArithOutcome::NotStored => b"NS",
-                MetaArithOutcome::Exists => b"EX",
-                MetaArithOutcome::NonNumeric => {
-                    return ErrorReply::Client("cannot increment or decrement non-numeric value")
-                        .write(out);
-                }
-            };
-            out.extend_from_slice(code);
-            echo.common(out);
-            out.extend_from_slice(b"\r\n");
-        }
-        MetaCommand::Debug => {
-            let Some(d) = shard.meta_debug(key, op.hash, now) else {
-                out.extend_from_slice(b"EN\r\n");
-                return;
-            };
-            out.extend_from_slice(b"ME ");
-            // The decoded key even with `b`: what 1.6.18 prints (protocol.txt
-            // says base64).
-            out.extend_from_slice(key);
-            out.extend_from_slice(b" exp=");
-            let exp = Clock::remaining_secs(d.deadline, now);
-            out.extend_from_slice(itoa::Buffer::new().format(exp).as_bytes());
-            out.extend_from_slice(b" la=");
-            number(out, u64::from(d.idle_secs));
-            out.extend_from_slice(b" cas=");
-            number(out, d.cas);
-            let fetch: &[u8] = if d.fetched {
-                b" fetch=yes"
-            } else {
-                b" fetch=no"
-            };
-            out.extend_from_slice(fetch);
-            out.extend_from_slice(b" cls=");
-            number(out, d.class as u64 + 1);
-            out.extend_from_slice(b" size=");
-            number(out, d.size as u64);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-}
-
-/// The response flags every meta reply echoes: `O` opaques and `k` keys.
-struct Echo<'a> {
-    key: &'a [u8],
-    /// Echo the key base64-encoded, followed by ` b`.
-    binary: bool,
-    tokens: &'a [u8],
-}
-
-impl Echo<'_> {
-    /// Echoes every `O` and `k` in request order.
-    fn common(&self, out: &mut Vec<u8>) {
-        for token in Tokens::new(self.tokens) {
-            self.one(out, token);
-        }
-    }
-
-    /// Echoes `token` if it is an `O` or a `k`.
-    fn one(&self, out: &mut Vec<u8>, token: &[u8]) {
-        match token[0] {
-            b'O' => {
-                out.push(b' ');
-                out.extend_from_slice(token);
+                        MetaCode::Hd
+                    },
+                    value: digits.format(value).as_bytes(),
+                    facts: MetaFacts {
+                        cas: Some(cas),
+                        ttl: Some(Ttls {
+                            before: secs(deadline_before),
+                            touched: req.touch.map(secs),
+                            vivified: req.vivify.filter(|_| created).map(|(d, _)| secs(d)),
+                        }),
+                        ..MetaFacts::default()
+                    },
+                    created,
+                    ..MetaStatus::plain(MetaCode::Hd)
+                }),
+                MetaArithOutcome::NotFound => MetaReply::Status(MetaStatus::plain(MetaCode::Nf)),
+                MetaArithOutcome::NotStored => MetaReply::Status(MetaStatus::plain(MetaCode::Ns)),
+                MetaArithOutcome::Exists => MetaReply::Status(MetaStatus::plain(MetaCode::Ex)),
+                MetaArithOutcome::NonNumeric => MetaReply::Error(ErrorReply::NonNumeric),
             }
-            b'k' => {
-                out.extend_from_slice(b" k");
-                if self.binary {
-                    encode_key(self.key, out);
-                    out.extend_from_slice(b" b");
-                } else {
-                    out.extend_from_slice(self.key);
-                }
-            }
-            _ => {}
         }
-    }
-}
-
-fn number(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-}
-
-fn flag(out: &mut Vec<u8>, flag: u8, value: u64) {
-    out.push(b' ');
-    out.push(flag);
-    number(out, value);
-}
-
-fn ttl(out: &mut Vec<u8>, deadline: Deadline, now: Millis) {
-    out.extend_from_slice(b" t");
-    let secs = Clock::remaining_secs(deadline, now);
-    out.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
+        MetaRequest::Debug(_) => {
+            MetaReply::Debug(shard.meta_debug(key, op.hash, now).map(|d| DebugReply {
+                // memcached prints the key base64-encoded when the item was
+                // stored with a base64 key, whatever the request's `b`. The
+                // engine's `MetaDebug` does not say whether it was (only
+                // `meta_get` does, with side effects), so only a key that
+                // would break the line is encoded (by the reply). With
+                // `MetaDebug::binary_key` this becomes `d.binary_key`.
+                key_base64: false,
+                exp: secs(d.deadline),
+                la: d.idle_secs,
+                cas: d.cas,
+                fetched: d.fetched,
+                class: d.class + 1,
+                size: d.size,
+            }))
+        }
+    };
+    reply.write(&echo, out);
 }

@@ -15,6 +15,7 @@
 //!   behind its own lock and requests run in place.
 
 mod admin;
+mod binary;
 mod connection;
 mod forward;
 mod listener;

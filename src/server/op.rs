@@ -7,8 +7,9 @@
 //! both runtimes.
 
 use crate::clock::Clock;
-use crate::protocol::meta::{MetaCommand, MetaFlags};
-use crate::protocol::{ErrorReply, KEY_MAX_LEN, Reply};
+use crate::protocol::binary;
+use crate::protocol::meta::MetaRequest;
+use crate::protocol::{ArithKind, ErrorReply, Outcome, Value};
 use crate::storage::{ArithOp, ArithOutcome, Millis, Shard, Store, StoreMode, StoreOutcome};
 
 /// What an [`Op`] does.
@@ -33,10 +34,30 @@ pub enum OpKind {
     /// A `set` or `ms` refused as too large: drop the old item, answer the
     /// error.
     Discard,
-    /// A meta command; its flags are in [`Op::meta`] and [`Op::tokens`].
-    Meta(MetaCommand),
+    /// A meta command; what it does is its [`Wire::Meta`] request.
+    Meta,
     /// `debug_panic` (debug builds only): panics while it holds the shard.
     DebugPanic,
+}
+
+/// The protocol a request came in, with what its execution and reply need
+/// beyond the common fields of an [`Op`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// A classic text command: the reply is written as text.
+    Classic,
+    /// A meta command, typed; its flag tokens are in [`Op::tokens`].
+    Meta(MetaRequest),
+    /// A binary-protocol request: the reply is a packet answering this
+    /// header (opcode, opaque; quiet and key-returning forms follow from
+    /// the opcode), and the header's CAS token is compared where the
+    /// command allows one.
+    Binary {
+        /// The request's header.
+        header: binary::Header,
+        /// `incr`/`decr`: the value a missing counter is created with.
+        initial: u64,
+    },
 }
 
 /// A byte range into the buffer an [`Op`] travels with.
@@ -73,7 +94,7 @@ pub struct Op {
     pub kind: OpKind,
     /// The key's hash (picks the shard, then the slot inside it).
     pub hash: u64,
-    /// The key.
+    /// The key (decoded, for a meta command's base64 key).
     pub key: Span,
     /// The value for stores; empty otherwise.
     pub data: Span,
@@ -85,25 +106,51 @@ pub struct Op {
     pub number: u64,
     /// Suppress the reply.
     pub noreply: bool,
-    /// Meta commands: the parsed flags (default for classic commands).
-    pub meta: MetaFlags,
+    /// The protocol, and what it adds to the request.
+    pub wire: Wire,
     /// Meta commands: the flag tokens as sent, echoed in order in the reply.
     pub tokens: Span,
 }
 
 impl Op {
+    /// An operation of `kind` on `key` (a slice of `base`), hashed, with
+    /// every other field empty.
+    pub fn new(kind: OpKind, base: &[u8], key: &[u8], wire: Wire) -> Op {
+        Op {
+            kind,
+            hash: super::Router::hash(key),
+            key: Span::within(base, key),
+            data: Span::default(),
+            flags: 0,
+            exptime: 0,
+            number: 0,
+            noreply: false,
+            wire,
+            tokens: Span::default(),
+        }
+    }
+
     /// Whether running the operation can change what other clients see:
     /// stores, deletes, arithmetic, touches (`gat` too), and meta commands
     /// that do any of these. A connection's writes become visible in the
     /// order it sent them.
     pub fn is_write(&self) -> bool {
-        match self.kind {
-            OpKind::Get { touch, .. } => touch,
-            OpKind::Meta(MetaCommand::Get) => {
-                self.meta.has(b'T') || self.meta.has(b'N') || self.meta.has(b'R')
+        match (self.kind, &self.wire) {
+            (OpKind::Get { touch, .. }, _) => touch,
+            (OpKind::Meta, Wire::Meta(MetaRequest::Get(get))) => {
+                get.touch.is_some() || get.vivify.is_some() || get.recache.is_some()
             }
-            OpKind::Meta(MetaCommand::Debug) => false,
+            (OpKind::Meta, Wire::Meta(MetaRequest::Debug(_))) => false,
             _ => true,
+        }
+    }
+
+    /// Appends `error` as this operation's reply, in the protocol it came
+    /// in (a text line, or a binary packet).
+    pub fn write_error(&self, error: ErrorReply, out: &mut Vec<u8>) {
+        match &self.wire {
+            Wire::Binary { header, .. } => header.write(Outcome::Error(error), &[], out),
+            Wire::Classic | Wire::Meta(_) => error.write(out),
         }
     }
 
@@ -117,22 +164,53 @@ impl Op {
         now: Millis,
         out: &mut Vec<u8>,
     ) {
-        let mut buf = [0u8; KEY_MAX_LEN];
-        let key = super::meta::key(self, base, &mut buf);
-        let reply: &[u8] = match self.kind {
-            OpKind::Meta(command) => {
-                return super::meta::execute(self, command, base, shard, clock, now, out);
+        let key = self.key.of(base);
+        match &self.wire {
+            Wire::Classic => {
+                let outcome = self.outcome(key, base, shard, clock, now);
+                if !self.noreply {
+                    let cas = matches!(self.kind, OpKind::Get { cas: true, .. });
+                    outcome.write_text(cas, out);
+                }
             }
-            OpKind::Get { cas, touch } => {
+            Wire::Meta(request) => {
+                super::meta::execute(self, request, key, base, shard, clock, now, out)
+            }
+            Wire::Binary { header, initial } => {
+                let outcome =
+                    super::binary::execute(self, header, *initial, key, base, shard, clock, now);
+                header.write(outcome, key, out);
+            }
+        }
+    }
+
+    /// Runs a classic operation on `shard`. A hit borrows the item from
+    /// the shard, so the reply is written from it with no copy.
+    #[inline]
+    pub(super) fn outcome<'s>(
+        &self,
+        key: &'s [u8],
+        base: &'s [u8],
+        shard: &'s mut Shard,
+        clock: &Clock,
+        now: Millis,
+    ) -> Outcome<'s> {
+        match self.kind {
+            OpKind::Get { touch, .. } => {
                 let item = if touch {
                     shard.get_and_touch(key, self.hash, clock.deadline(self.exptime, now), now)
                 } else {
                     shard.get(key, self.hash, now)
                 };
-                if let Some(item) = item {
-                    Reply::value(out, key, item.flags, item.value, cas.then_some(item.cas));
+                match item {
+                    Some(item) => Outcome::Value(Value {
+                        key,
+                        flags: item.flags,
+                        cas: item.cas,
+                        data: item.value,
+                    }),
+                    None => Outcome::Miss,
                 }
-                return;
             }
             OpKind::Store(kind) => {
                 use crate::protocol::StoreKind::*;
@@ -152,69 +230,82 @@ impl Op {
                     deadline: clock.deadline(self.exptime, now),
                     value: self.data.of(base),
                 };
-                match shard.store(&store, now) {
-                    StoreOutcome::Stored(_) => Reply::STORED,
-                    StoreOutcome::NotStored => Reply::NOT_STORED,
-                    StoreOutcome::Exists => Reply::EXISTS,
-                    StoreOutcome::NotFound => Reply::NOT_FOUND,
-                    StoreOutcome::TooLarge => {
-                        return self.error(out, ErrorReply::Server("object too large for cache"));
-                    }
-                    StoreOutcome::OutOfMemory => {
-                        return self.error(out, ErrorReply::Server("out of memory storing object"));
-                    }
-                }
+                store_outcome(shard.store(&store, now))
             }
             OpKind::Delete => {
                 if shard.delete(key, self.hash, now) {
-                    Reply::DELETED
+                    Outcome::Deleted
                 } else {
-                    Reply::NOT_FOUND
+                    Outcome::NotFound
                 }
             }
             OpKind::Touch => {
                 if shard.touch(key, self.hash, clock.deadline(self.exptime, now), now) {
-                    Reply::TOUCHED
+                    Outcome::Touched
                 } else {
-                    Reply::NOT_FOUND
+                    Outcome::NotFound
                 }
             }
             OpKind::DebugPanic => panic!("debug_panic asked for a panic"),
             OpKind::Discard => {
                 shard.discard(key, self.hash, now);
-                return self.error(out, ErrorReply::Server("object too large for cache"));
+                Outcome::Error(ErrorReply::TooLarge)
             }
             OpKind::Arith(op) => match shard.arith(key, self.hash, op, self.number, now) {
-                ArithOutcome::Value(value) => {
-                    if !self.noreply {
-                        Reply::number(out, value);
-                    }
-                    return;
-                }
-                ArithOutcome::NotFound => Reply::NOT_FOUND,
-                ArithOutcome::NonNumeric => {
-                    return self.error(
-                        out,
-                        ErrorReply::Client("cannot increment or decrement non-numeric value"),
-                    );
-                }
+                // The classic reply carries no CAS token.
+                ArithOutcome::Value(value) => Outcome::Number { value, cas: 0 },
+                ArithOutcome::NotFound => Outcome::NotFound,
+                ArithOutcome::NonNumeric => Outcome::Error(ErrorReply::NonNumeric),
             },
-        };
-        if !self.noreply {
-            out.extend_from_slice(reply);
+            OpKind::Meta => unreachable!("meta operations run in meta::execute"),
         }
     }
+}
 
-    fn error(&self, out: &mut Vec<u8>, error: ErrorReply) {
-        if !self.noreply {
-            error.write(out);
-        }
+/// The shard's name for `incr`/`decr`.
+pub(super) fn arith_op(kind: ArithKind) -> ArithOp {
+    match kind {
+        ArithKind::Incr => ArithOp::Incr,
+        ArithKind::Decr => ArithOp::Decr,
+    }
+}
+
+/// What a store's result is called in a reply.
+pub(super) fn store_outcome(stored: StoreOutcome) -> Outcome<'static> {
+    match stored {
+        StoreOutcome::Stored(cas) => Outcome::Stored { cas },
+        StoreOutcome::NotStored => Outcome::NotStored,
+        StoreOutcome::Exists => Outcome::Exists,
+        StoreOutcome::NotFound => Outcome::NotFound,
+        StoreOutcome::TooLarge => Outcome::Error(ErrorReply::TooLarge),
+        StoreOutcome::OutOfMemory => Outcome::Error(ErrorReply::OutOfMemory),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed request is answered in its own protocol.
+    #[test]
+    fn errors_are_written_in_the_protocol_of_the_request() {
+        let base = b"key";
+        let header = binary::Header {
+            opcode: binary::Opcode::Set as u8,
+            opaque: 7,
+            cas: 0,
+        };
+        let wire = Wire::Binary { header, initial: 0 };
+        let mut out = Vec::new();
+        Op::new(OpKind::Delete, base, base, wire).write_error(ErrorReply::Internal, &mut out);
+        assert_eq!((out[0], out[1], &out[6..8]), (0x81, 0x01, &[0, 0x84][..]));
+        assert_eq!(&out[12..16], &7u32.to_be_bytes());
+        assert_eq!(&out[24..], b"Internal error");
+        out.clear();
+        Op::new(OpKind::Delete, base, base, Wire::Classic)
+            .write_error(ErrorReply::Internal, &mut out);
+        assert_eq!(out, b"SERVER_ERROR internal error\r\n");
+    }
 
     #[test]
     fn op_stays_small() {

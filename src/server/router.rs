@@ -5,8 +5,6 @@
 //! reduction, no division) so the shard's own index can use the low bits
 //! without every key in a shard sharing them.
 
-use xxhash_rust::xxh3::xxh3_64;
-
 /// The fixed map from keys to shards and from shards to threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Router {
@@ -21,10 +19,11 @@ impl Router {
         Router { shards, threads }
     }
 
-    /// The hash every layer uses for `key`; computed once per request.
+    /// The hash every layer uses for `key` ([`crate::storage::key_hash`]);
+    /// computed once per request.
     #[inline]
     pub fn hash(key: &[u8]) -> u64 {
-        xxh3_64(key)
+        crate::storage::key_hash(key)
     }
 
     /// The shard that stores keys with this hash.
@@ -92,7 +91,10 @@ mod tests {
     #[test]
     fn the_hash_is_stable_across_processes() {
         // Fixed so a key's shard never depends on the process or the build.
-        assert_eq!(Router::hash(b"corecache"), xxh3_64(b"corecache"));
+        assert_eq!(
+            Router::hash(b"corecache"),
+            crate::storage::key_hash(b"corecache")
+        );
         assert_eq!(Router::new(4, 2).shard(0), 0);
         assert_eq!(Router::new(4, 2).shard(u64::MAX), 3);
     }

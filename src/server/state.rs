@@ -174,10 +174,6 @@ pub(crate) async fn admit(
     })
 }
 
-/// The reply to a request whose handling panicked.
-const INTERNAL_ERROR: crate::protocol::ErrorReply =
-    crate::protocol::ErrorReply::Server("internal error");
-
 impl ServerState {
     /// Runs `op` on `shard`, appending its reply to
     /// `out`. A panic is contained here: the shard, which the panic may
@@ -209,7 +205,7 @@ impl ServerState {
         shard.reset();
         stats.request_panics.add_shared(1);
         out.truncate(start);
-        INTERNAL_ERROR.write(out);
+        op.write_error(crate::protocol::ErrorReply::Internal, out);
         false
     }
 }

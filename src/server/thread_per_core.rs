@@ -45,12 +45,12 @@
 
 use super::connection::{Connection, Dispatch, Step};
 use super::forward::{
-    self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Ticket, WaitList, Waiting,
+    self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Referenced, Ticket, WaitList, Waiting,
 };
 use super::op::Op;
 use super::{Control, ServerState, ShardReport, StartError};
 use crate::stats::ThreadStats;
-use crate::storage::{Millis, Shard};
+use crate::storage::{Millis, Prefetch, Shard};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::TcpListener as StdListener;
@@ -64,8 +64,18 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::LocalSet;
 
+/// Forwarded replies at least this long are written from the batch they
+/// came back in (a vectored write) rather than copied into the output;
+/// shorter ones cost less to copy than an iovec costs the kernel.
+const REFERENCE_MIN: u32 = 1024;
+
 /// Staging buffers of a connection that grew past this are given back.
 const STAGING_KEEP: usize = 256 * 1024;
+
+/// Rounds of mail the park hook handles itself before it leaves the rest
+/// to the mailbox task (and the runtime to its driver). A spin counts each
+/// of its polls as a round, so it is bounded by `--spin` instead.
+const PARK_ROUNDS: usize = 4;
 
 /// Messages the mailbox task takes per run before it lets the connections
 /// of its core have the CPU again.
@@ -132,6 +142,7 @@ impl Core {
             failed,
             ..
         } = batch;
+        self.prefetch(ops.iter());
         for op in ops.iter() {
             if !self.run_op(op, bytes, now, replies) {
                 *failed = true;
@@ -139,6 +150,18 @@ impl Core {
             ends.push(replies.len() as u32);
         }
         self.stats().forwarded_in.add(ops.len() as u64);
+    }
+
+    /// Starts loading the index buckets, then the item headers, of `ops`
+    /// (all on this core's shards), so their misses overlap.
+    fn prefetch<'o>(&self, ops: impl Iterator<Item = &'o Op> + Clone) {
+        let router = &self.state.router;
+        let shards = self.shards.borrow();
+        for what in [Prefetch::Bucket, Prefetch::Item] {
+            for op in ops.clone() {
+                shards[router.local_index(router.shard(op.hash))].prefetch(op.hash, what);
+            }
+        }
     }
 
     /// Makes sure the mailbox task runs soon (it is a local wake: no system
@@ -156,10 +179,10 @@ impl Core {
         self.inbox.pending() || !self.outbox.is_empty()
     }
 
-    /// One run of the mailbox task: take up to [`DRAIN_LIMIT`] messages,
-    /// handle them, then send what this core has for others. Returns
-    /// whether messages are still waiting.
-    fn mail(&self) -> bool {
+    /// One run of the mailbox: take up to [`DRAIN_LIMIT`] messages, handle
+    /// them, then send what this core has for others.
+    fn mail(&self) -> MailRun {
+        let mut run = MailRun::default();
         let mut taken = 0;
         while taken < DRAIN_LIMIT {
             let Some(message) = self.inbox.next() else {
@@ -173,10 +196,12 @@ impl Core {
                 }
                 Message::Reply(batch) => {
                     self.stats().forward_replies.add(1);
-                    let batch = self.waiting.deliver(batch);
+                    let batch = self.outbox.share(batch);
+                    run.woke_tasks |= self.waiting.deliver(&batch) > 0;
                     self.outbox.recycle(batch);
                 }
                 Message::Control(control, reply) => {
+                    // The requester is a task of another core.
                     let _ = reply.send(self.control(control));
                 }
             }
@@ -185,31 +210,52 @@ impl Core {
         let stats = self.stats();
         stats.forward_messages.add(forwards);
         stats.core_wakes.add(woken);
-        taken == DRAIN_LIMIT
+        run.more = taken == DRAIN_LIMIT;
+        run
     }
 
-    /// The runtime is about to park: drain what is pending instead, spin a
-    /// little while replies are due (if configured), or say this core
-    /// sleeps.
+    /// The runtime is about to park, its tasks all idle. Handle pending
+    /// mail right here (waking the mailbox task instead would cost another
+    /// turn of the runtime, with a poll of the driver); spin a little for
+    /// awaited replies if configured; then say this core sleeps. Returns
+    /// only once the core has said so, or once it has woken a task (then
+    /// the runtime does not park).
     fn before_park(&self) {
-        if self.mail_pending() {
-            return self.wake_mail();
-        }
-        if !self.spin.is_zero() && self.awaiting.get() > 0 {
-            let until = Instant::now() + self.spin;
-            while Instant::now() < until {
-                if self.inbox.pending() {
+        let spin_until =
+            (!self.spin.is_zero() && self.awaiting.get() > 0).then(|| Instant::now() + self.spin);
+        // Mail that keeps coming is left to the mailbox task after a few
+        // rounds, so the driver is polled and connections are served.
+        for _ in 0..PARK_ROUNDS {
+            if self.mail_pending() {
+                let run = self.mail();
+                if run.more {
                     return self.wake_mail();
                 }
+                if run.woke_tasks {
+                    return;
+                }
+                continue;
+            }
+            if spin_until.is_some_and(|until| Instant::now() < until) {
                 std::hint::spin_loop();
+                continue;
+            }
+            if self.inbox.try_sleep() {
+                self.stats().core_sleeps.add(1);
+                return;
             }
         }
-        if self.inbox.try_sleep() {
-            self.stats().core_sleeps.add(1);
-        } else {
-            self.wake_mail();
-        }
+        self.wake_mail();
     }
+}
+
+/// What one run of a core's mailbox did.
+#[derive(Default)]
+struct MailRun {
+    /// Messages are still waiting (the run stopped at [`DRAIN_LIMIT`]).
+    more: bool,
+    /// Replies woke connections of this core.
+    woke_tasks: bool,
 }
 
 /// Takes and sends messages for the core whenever woken: by its
@@ -222,7 +268,7 @@ async fn mailbox(core: Rc<Core>) {
             *core.mail_waker.borrow_mut() = Some(cx.waker().clone());
         }
         core.mail_woken.set(false);
-        if core.mail() {
+        if core.mail().more {
             // More is waiting: come back after the connections had a turn.
             core.wake_mail();
         }
@@ -246,6 +292,8 @@ struct CoreDispatch {
     slot_of: Vec<u32>,
     /// A forwarded op failed in a way that closes the connection.
     failed: bool,
+    /// Large forwarded replies to be written from their batches.
+    referenced: Vec<Referenced>,
 }
 
 #[derive(Clone, Copy)]
@@ -270,6 +318,7 @@ impl CoreDispatch {
             received: Vec::new(),
             slot_of: vec![NO_SLOT; threads],
             failed: false,
+            referenced: Vec::new(),
         }
     }
 
@@ -282,6 +331,11 @@ impl CoreDispatch {
         let router = &core.state.router;
         let now = core.state.clock.now();
         let (mut owners, mut forwarded, mut taken) = (0, 0, 0);
+        let local = |step: &&Step| matches!(step, Step::Op(op) if router.owner(router.shard(op.hash)) == core.index);
+        core.prefetch(steps.iter().filter(local).map(|step| match step {
+            Step::Op(op) => op,
+            _ => unreachable!("only ops pass the filter"),
+        }));
         // The owner of the wave's forwarded writes, if any: a forwarded
         // write to another owner waits for the next wave.
         let mut writes_to: Option<usize> = None;
@@ -321,6 +375,7 @@ impl CoreDispatch {
                 }
                 Step::Text(text) => target.extend_from_slice(text),
                 Step::Error(error) => error.write(target),
+                Step::Binary(reply) => reply.write(target),
                 Step::Admin(_) => unreachable!("admin steps are run by the connection"),
             }
             if staged {
@@ -404,7 +459,29 @@ impl Dispatch for CoreDispatch {
                     }
                     Segment::Remote { batch, index } => {
                         let batch = self.received[batch as usize].as_ref();
-                        out.extend_from_slice(batch.expect("every owner answered").reply(index))
+                        let batch = batch.expect("every owner answered");
+                        let (start, end) = batch.reply_range(index);
+                        if end - start < REFERENCE_MIN {
+                            out.extend_from_slice(batch.reply(index));
+                            continue;
+                        }
+                        // A large reply is written from the batch it came
+                        // back in: copying it would cost more than an iovec.
+                        match self.referenced.last_mut() {
+                            Some(last)
+                                if last.at == out.len()
+                                    && last.end == start
+                                    && Rc::ptr_eq(&last.batch, batch) =>
+                            {
+                                last.end = end;
+                            }
+                            _ => self.referenced.push(Referenced {
+                                at: out.len(),
+                                batch: batch.clone(),
+                                start,
+                                end,
+                            }),
+                        }
                     }
                 }
             }
@@ -441,6 +518,18 @@ impl Dispatch for CoreDispatch {
 
     fn thread_stats(&self) -> &ThreadStats {
         self.core.stats()
+    }
+
+    type Referenced = Referenced;
+
+    fn referenced(&self) -> &[Referenced] {
+        &self.referenced
+    }
+
+    fn written(&mut self) {
+        for reply in self.referenced.drain(..) {
+            self.core.outbox.recycle(reply.batch);
+        }
     }
 }
 
@@ -599,8 +688,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::protocol::StoreKind;
-    use crate::protocol::meta::MetaFlags;
-    use crate::server::op::{OpKind, Span};
+    use crate::server::op::{OpKind, Span, Wire};
     use crate::server::{Router, state::ServerState};
 
     /// Core `index` of `threads`, with its shards, off any runtime.
@@ -663,7 +751,7 @@ mod tests {
                     exptime: 0,
                     number: 0,
                     noreply: true,
-                    meta: MetaFlags::default(),
+                    wire: Wire::Classic,
                     tokens: Span::default(),
                 })
             })

@@ -9,7 +9,7 @@
 use super::connection::{Connection, Dispatch, Step};
 use super::{ConnInfo, Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
-use crate::storage::Shard;
+use crate::storage::{Prefetch, Shard};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,10 +41,38 @@ struct SharedDispatch {
     shared: Arc<Shared>,
     /// The connection, whose thread says which worker counts it as open.
     conn: Arc<ConnInfo>,
+    /// The ops of a batch as (shard, hash), sorted by shard to prefetch
+    /// under one lock per shard; reused.
+    by_shard: Vec<(usize, u64)>,
+}
+
+impl SharedDispatch {
+    /// Starts loading the index buckets, then the item headers, of the ops
+    /// in `steps`, taking each shard's lock once (only to read its index:
+    /// the ops themselves still lock per op, as before).
+    fn prefetch(&mut self, steps: &[Step]) {
+        let router = &self.shared.state.router;
+        self.by_shard.clear();
+        self.by_shard
+            .extend(steps.iter().filter_map(|step| match step {
+                Step::Op(op) => Some((router.shard(op.hash), op.hash)),
+                _ => None,
+            }));
+        self.by_shard.sort_unstable_by_key(|&(shard, _)| shard);
+        for group in self.by_shard.chunk_by(|a, b| a.0 == b.0) {
+            let shard = self.shared.lock(group[0].0);
+            for what in [Prefetch::Bucket, Prefetch::Item] {
+                for &(_, hash) in group {
+                    shard.prefetch(hash, what);
+                }
+            }
+        }
+    }
 }
 
 impl Dispatch for SharedDispatch {
     async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> bool {
+        self.prefetch(steps);
         let state = &self.shared.state;
         let now = state.clock.now();
         let mut ok = true;
@@ -57,6 +85,7 @@ impl Dispatch for SharedDispatch {
                 }
                 Step::Text(text) => out.extend_from_slice(text),
                 Step::Error(error) => error.write(out),
+                Step::Binary(reply) => reply.write(out),
                 Step::Admin(_) => unreachable!("admin steps are run by the connection"),
             }
         }
@@ -69,6 +98,15 @@ impl Dispatch for SharedDispatch {
             .map(|index| ShardReport::of(&mut self.shared.lock(index), control, now))
             .collect()
     }
+
+    /// Every reply is copied into the output.
+    type Referenced = std::convert::Infallible;
+
+    fn referenced(&self) -> &[Self::Referenced] {
+        &[]
+    }
+
+    fn written(&mut self) {}
 
     fn thread_stats(&self) -> &ThreadStats {
         let threads = &self.shared.state.threads;
@@ -137,7 +175,11 @@ pub fn run(
                     return;
                 };
                 let conn = admitted.slot.info.clone();
-                let dispatch = SharedDispatch { shared, conn };
+                let dispatch = SharedDispatch {
+                    shared,
+                    conn,
+                    by_shard: Vec::new(),
+                };
                 Connection::new(admitted, state, dispatch).serve(stop).await;
             });
             while connections.try_join_next().is_some() {}

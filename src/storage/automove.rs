@@ -17,6 +17,11 @@
 //!   receiver stays a receiver as long as it stays hot, so a big shift in
 //!   value sizes moves a page every window until the evictions stop.
 //!
+//! `slabs automove <0|1|2>` picks the [`Mode`]: off, the policy above, or
+//! an aggressive one that needs a single window of evictions and of quiet
+//! (memcached's 2 moves a page on every eviction; one page per window is
+//! the closest this policy's bounded, windowed work comes).
+//!
 //! Two faster paths live in the shard's allocator and need no window: a
 //! class that needs a chunk takes a page with no items from any other class
 //! at once, and a class that has no page at all (so nothing of its own to
@@ -44,6 +49,41 @@ pub struct ClassView {
     pub tail_time: Option<u32>,
 }
 
+/// How eagerly pages move (`slabs automove <0|1|2>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// No page moves from the policy (the allocator's own fast paths still
+    /// take empty pages, and give a class with no page one).
+    Off,
+    /// [`HOT_WINDOWS`] windows hot and [`QUIET_WINDOWS`] quiet before a
+    /// move (memcached's default, 1).
+    #[default]
+    Standard,
+    /// One window hot and one quiet is enough.
+    Aggressive,
+}
+
+impl Mode {
+    /// The mode memcached numbers `level` (0, 1 or 2), if any.
+    pub fn from_level(level: u32) -> Option<Mode> {
+        match level {
+            0 => Some(Mode::Off),
+            1 => Some(Mode::Standard),
+            2 => Some(Mode::Aggressive),
+            _ => None,
+        }
+    }
+
+    /// Windows hot and windows quiet a move needs.
+    fn windows(self) -> (u32, u32) {
+        match self {
+            Mode::Off => (u32::MAX, u32::MAX),
+            Mode::Standard => (HOT_WINDOWS, QUIET_WINDOWS),
+            Mode::Aggressive => (1, 1),
+        }
+    }
+}
+
 /// A page move the shard should make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Move {
@@ -56,6 +96,7 @@ pub struct Move {
 /// The automove state of one shard.
 #[derive(Debug, Default)]
 pub struct Automove {
+    mode: Mode,
     window_start: Option<Millis>,
     last_evictions: Vec<u64>,
     hot: Vec<u32>,
@@ -68,9 +109,27 @@ impl Automove {
         Automove::default()
     }
 
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Switches mode; the history starts again, so a policy switched on
+    /// first watches as many windows as at start.
+    pub fn set_mode(&mut self, mode: Mode) {
+        *self = Automove {
+            mode,
+            ..Automove::default()
+        };
+    }
+
     /// Called from every tick; at the end of a window returns the move to
     /// make, if any.
     pub fn evaluate(&mut self, now: Millis, classes: &[ClassView]) -> Option<Move> {
+        if self.mode == Mode::Off {
+            return None;
+        }
+        let (hot_windows, quiet_windows) = self.mode.windows();
         let n = classes.len();
         if self.last_evictions.len() != n {
             self.last_evictions = classes.iter().map(|c| c.evictions).collect();
@@ -109,9 +168,9 @@ impl Automove {
                 0
             };
         }
-        let to = hottest.filter(|&r| self.hot[r] >= HOT_WINDOWS)?;
+        let to = hottest.filter(|&r| self.hot[r] >= hot_windows)?;
         let from = (0..n)
-            .filter(|&d| d != to && self.quiet[d] >= QUIET_WINDOWS)
+            .filter(|&d| d != to && self.quiet[d] >= quiet_windows)
             .filter(|&d| classes[d].pages >= 2 || classes[d].empty_pages > 0)
             .min_by_key(|&d| (classes[d].empty_pages == 0, classes[d].tail_time))?;
         Some(Move { from, to })
@@ -145,10 +204,15 @@ mod tests {
             evictions += 50;
             now += WINDOW_MS;
         }
-        // Needs HOT_WINDOWS windows of evictions first, then one per window,
-        // always from the class with the oldest tail (class 0).
-        assert!(!moves.is_empty() && moves.len() <= 8 - HOT_WINDOWS as usize);
-        assert!(moves.iter().all(|&m| m == Move { from: 0, to: 1 }));
+        // The first call starts a window; seven windows end after it. Class 1
+        // tops the evictions in each and receives from its HOT_WINDOWS-th
+        // on, one page per window, always from the class with the oldest
+        // tail (class 0).
+        let windows = 7;
+        assert_eq!(
+            moves,
+            vec![Move { from: 0, to: 1 }; windows - HOT_WINDOWS as usize + 1]
+        );
     }
 
     #[test]
@@ -167,6 +231,26 @@ mod tests {
     }
 
     #[test]
+    fn off_never_moves_and_aggressive_moves_from_the_first_window() {
+        let run = |mode| {
+            let mut policy = Automove::new();
+            policy.set_mode(mode);
+            let mut moves = 0;
+            for window in 0..8u64 {
+                let classes = [view(0, 10, 5), view(window * 50, 1, 100)];
+                moves += usize::from(policy.evaluate(window * WINDOW_MS, &classes).is_some());
+            }
+            moves
+        };
+        // Seven windows end after the first call.
+        assert_eq!(run(Mode::Off), 0);
+        assert_eq!(run(Mode::Standard), 7 - HOT_WINDOWS as usize + 1);
+        assert_eq!(run(Mode::Aggressive), 7);
+        assert_eq!(Mode::from_level(2), Some(Mode::Aggressive));
+        assert_eq!(Mode::from_level(3), None);
+    }
+
+    #[test]
     fn evaluates_once_per_window() {
         let mut policy = Automove::new();
         let mut moves = 0;
@@ -175,6 +259,9 @@ mod tests {
             let classes = [view(0, 10, 0), view(step, 1, 9)];
             moves += usize::from(policy.evaluate(step * 10, &classes).is_some());
         }
-        assert!(moves <= 1000 / WINDOW_MS as usize);
+        // Windows end at 100, 200, ... 900 ms: nine evaluations, and one
+        // move in each from the HOT_WINDOWS-th on, not one per tick.
+        let windows = 900 / WINDOW_MS as usize;
+        assert_eq!(moves, windows - HOT_WINDOWS as usize + 1);
     }
 }

@@ -4,7 +4,7 @@
 //! head of a chain); the chain continues through each item's `hash_next`
 //! header field, so the index adds 4 bytes per bucket and no copy of the key:
 //! lookups compare against the key inside the chunk. Buckets are picked by
-//! the LOW bits of the caller's xxh3 hash (the high bits pick the shard).
+//! the LOW bits of the caller's [`key_hash`] (the high bits pick the shard).
 //!
 //! Growth is incremental, like memcached's assoc expansion: when items
 //! exceed 1.5 × buckets a table twice the size is allocated (zeroed, so the
@@ -12,12 +12,12 @@
 //! a time on each insert and in bulk from [`Index::migrate`] (called from
 //! the shard's tick). During a migration a bucket below the cursor is looked
 //! up in the new table, one at or above it in the old. Moving an item needs
-//! its hash, which is recomputed from the key in the chunk (xxh3_64, the
-//! same function the server uses) rather than stored per item.
+//! its hash, which is recomputed from the key in the chunk with
+//! [`key_hash`], the function the caller used, rather than stored per item.
 
 use super::item;
+use super::key_hash;
 use super::slab::{ChunkId, NIL, Slabs};
-use xxhash_rust::xxh3::xxh3_64;
 
 const MIN_BUCKETS: usize = 1024;
 /// Old buckets migrated on every insert while growing.
@@ -96,6 +96,28 @@ impl Index {
         self.table[hash as usize & (self.table.len() - 1)]
     }
 
+    /// Starts loading the bucket `hash` falls in ([`super::prefetch`]).
+    #[inline]
+    pub fn prefetch_bucket(&self, hash: u64) {
+        let table = if !self.old.is_empty() && hash as usize & (self.old.len() - 1) >= self.cursor {
+            &self.old
+        } else {
+            &self.table
+        };
+        super::prefetch::prefetch(
+            table
+                .as_ptr()
+                .wrapping_add(hash as usize & (table.len() - 1)),
+        );
+    }
+
+    /// The first chunk of the chain `hash` falls in, where a lookup starts
+    /// ([`NIL`] if the chain is empty).
+    #[inline]
+    pub fn first(&self, hash: u64) -> ChunkId {
+        self.head(hash)
+    }
+
     /// The chunk holding `key`, if indexed.
     pub fn find(&self, slabs: &Slabs, key: &[u8], hash: u64) -> Option<ChunkId> {
         let mut id = self.head(hash);
@@ -109,8 +131,14 @@ impl Index {
         None
     }
 
-    /// Indexes chunk `id` (whose key is not indexed yet) under `hash`.
+    /// Indexes chunk `id` (whose key is not indexed yet) under `hash`,
+    /// which must be [`key_hash`] of its key: a migration recomputes it.
     pub fn insert(&mut self, slabs: &mut Slabs, id: ChunkId, hash: u64) {
+        debug_assert_eq!(
+            hash,
+            key_hash(item::key(slabs.chunk(id))),
+            "not key_hash of the key"
+        );
         let head = self.head_mut(hash);
         let next = *head;
         *head = id;
@@ -159,7 +187,7 @@ impl Index {
             while id != NIL {
                 let c = slabs.chunk(id);
                 let next = item::hash_next(c);
-                let i = xxh3_64(item::key(c)) as usize & mask;
+                let i = key_hash(item::key(c)) as usize & mask;
                 item::set_hash_next(slabs.chunk_mut(id), self.table[i]);
                 self.table[i] = id;
                 id = next;
@@ -192,7 +220,7 @@ mod tests {
         let class = slabs.class_for(item::total_size(key.len(), 0)).unwrap();
         let id = slabs.alloc(class).unwrap();
         item::init(slabs.chunk_mut(id), key, 0, 0, 1, Deadline::NEVER, 0, 0);
-        index.insert(slabs, id, xxh3_64(key));
+        index.insert(slabs, id, key_hash(key));
         id
     }
 
@@ -210,7 +238,7 @@ mod tests {
             let j = i / 2;
             let old = format!("key:{j}");
             assert_eq!(
-                index.find(&slabs, old.as_bytes(), xxh3_64(old.as_bytes())),
+                index.find(&slabs, old.as_bytes(), key_hash(old.as_bytes())),
                 Some(ids[j as usize])
             );
         }
@@ -220,11 +248,11 @@ mod tests {
         for (i, &id) in ids.iter().enumerate() {
             let key = format!("key:{i}");
             assert_eq!(
-                index.find(&slabs, key.as_bytes(), xxh3_64(key.as_bytes())),
+                index.find(&slabs, key.as_bytes(), key_hash(key.as_bytes())),
                 Some(id)
             );
         }
-        assert_eq!(index.find(&slabs, b"nope", xxh3_64(b"nope")), None);
+        assert_eq!(index.find(&slabs, b"nope", key_hash(b"nope")), None);
     }
 
     #[test]
@@ -239,7 +267,7 @@ mod tests {
                 // Remove an earlier key, which may sit in either table.
                 let old = format!("key:{}", i / 2);
                 if let Some(id) = live.remove(&old) {
-                    assert!(index.remove(&mut slabs, id, xxh3_64(old.as_bytes())));
+                    assert!(index.remove(&mut slabs, id, key_hash(old.as_bytes())));
                     slabs.free(id);
                 }
             }
@@ -247,7 +275,7 @@ mod tests {
         assert_eq!(index.len(), live.len());
         for (key, &id) in &live {
             assert_eq!(
-                index.find(&slabs, key.as_bytes(), xxh3_64(key.as_bytes())),
+                index.find(&slabs, key.as_bytes(), key_hash(key.as_bytes())),
                 Some(id)
             );
         }
@@ -263,13 +291,13 @@ mod tests {
             .map(|k| put(&mut slabs, &mut index, k.as_bytes()))
             .collect();
         for (k, &id) in keys.iter().zip(&ids).step_by(2) {
-            assert!(index.remove(&mut slabs, id, xxh3_64(k.as_bytes())));
+            assert!(index.remove(&mut slabs, id, key_hash(k.as_bytes())));
         }
         assert_eq!(index.len(), 2500);
         for (i, (k, &id)) in keys.iter().zip(&ids).enumerate() {
-            let found = index.find(&slabs, k.as_bytes(), xxh3_64(k.as_bytes()));
+            let found = index.find(&slabs, k.as_bytes(), key_hash(k.as_bytes()));
             assert_eq!(found, (i % 2 == 1).then_some(id));
         }
-        assert!(!index.remove(&mut slabs, ids[0], xxh3_64(keys[0].as_bytes())));
+        assert!(!index.remove(&mut slabs, ids[0], key_hash(keys[0].as_bytes())));
     }
 }

@@ -51,6 +51,12 @@ impl Lru {
         (p != NIL).then_some(p)
     }
 
+    /// The next less recently used item after `id`.
+    pub fn older(slabs: &Slabs, id: ChunkId) -> Option<ChunkId> {
+        let n = item::lru_next(slabs.chunk(id));
+        (n != NIL).then_some(n)
+    }
+
     /// Links `id` (not linked yet) at the head of `class`.
     pub fn push_front(&mut self, slabs: &mut Slabs, class: usize, id: ChunkId) {
         let list = &mut self.lists[class];

@@ -12,18 +12,27 @@
 //! negative) are resolved into a [`Deadline`] before they reach a shard.
 //!
 //! The engine is memcached's design, per shard: a slab arena ([`slab`]) of
-//! pages carved into chunks, one item per chunk with a small header
+//! pages ([`page`]: mapped from the system, given back when the memory
+//! limit shrinks) carved into chunks, one item per chunk with a small header
 //! ([`item`]); a chained hash index threaded through the items that grows
 //! incrementally ([`index`]); one LRU list per slab class ([`lru`]); a
 //! hierarchical timing wheel that reclaims expired items without reads
 //! ([`wheel`]); and a page rebalancing policy ([`automove`]). [`shard`]
 //! glues them into the operations the server calls. The parts are public
 //! so the benchmarks can measure them on their own.
+//!
+//! Every shard hashes keys with [`key_hash`], the function the router uses
+//! to pick the shard. Besides the data commands a shard serves the engine
+//! side of memcached's admin commands: a memory limit changed at run time
+//! ([`Shard::set_memory_limit`]), `slabs reassign` and `slabs automove`,
+//! `stats cachedump`, a resumable `lru_crawler metadump` and `stats sizes`.
 
 pub mod automove;
 pub mod index;
 pub mod item;
 pub mod lru;
+pub mod page;
+pub mod prefetch;
 pub mod shard;
 pub mod slab;
 pub mod wheel;
@@ -31,7 +40,23 @@ pub mod wheel;
 #[cfg(test)]
 mod tests;
 
-pub use shard::Shard;
+use xxhash_rust::xxh3::xxh3_64;
+
+pub use automove::Mode as AutomoveMode;
+pub use shard::{Prefetch, Shard};
+
+/// The hash of a key, the one every layer uses: the router picks the shard
+/// from its high bits, the shard's index picks a bucket from its low bits
+/// and recomputes it from the stored key when the index grows. Computed
+/// once per request by the caller and passed down with the key, so every
+/// `hash` argument of a [`Shard`] method must be this function of the key.
+///
+/// xxh3: fast on short keys and, unlike std's `RandomState`, the same in
+/// every process, so the key -> shard -> thread map is stable.
+#[inline]
+pub fn key_hash(key: &[u8]) -> u64 {
+    xxh3_64(key)
+}
 
 /// Checks the slab settings of a shard configuration (page size at least
 /// the largest item, growth factor above 1, a sane minimum chunk, a memory
@@ -107,6 +132,75 @@ pub struct SlabClassStats {
     pub pages_in: u64,
     /// Pages moved out of this class.
     pub pages_out: u64,
+}
+
+/// The answer to `slabs reassign`; see [`Shard::slabs_reassign`]. Each
+/// is one of memcached's replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReassignOutcome {
+    /// The page moved (`OK`).
+    Ok,
+    /// The shard is giving pages back after a shrink of its memory limit
+    /// (`BUSY currently processing reassign request`).
+    Busy,
+    /// A class number out of range, or `-1` with no class to take from
+    /// (`BADCLASS invalid src or dst class id`).
+    BadClass,
+    /// The source has fewer than two pages (`NOSPARE source class has no
+    /// spare pages`).
+    NoSpare,
+    /// Source and destination are the same number (`SAME src and dst class
+    /// are identical`).
+    Same,
+}
+
+/// One item of `stats cachedump`; see [`Shard::cachedump`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheDumpItem {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Bytes of value (memcached prints `[<bytes> b; ...]`).
+    pub value_len: usize,
+    /// When it expires (memcached prints 0 for never, else the absolute
+    /// unix time).
+    pub deadline: Deadline,
+    /// Last access, in seconds since server start: the order in which to
+    /// merge the dumps of several shards (most recent first).
+    pub last_access_secs: u32,
+}
+
+/// Names a metadump under way on one shard; see [`Shard::metadump_start`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MetaDumpId(u64);
+
+/// One item of `lru_crawler metadump`, all that memcached's line
+/// `key=<key> exp=<..> la=<..> cas=<..> fetch=<yes|no> cls=<..> size=<..>`
+/// needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaDumpItem {
+    /// The key (memcached URL-encodes it).
+    pub key: Vec<u8>,
+    /// When it expires (`exp=-1` for never, else the absolute unix time).
+    pub deadline: Deadline,
+    /// Last access, in seconds since server start (`la=` is absolute).
+    pub last_access_secs: u32,
+    /// Its CAS token.
+    pub cas: u64,
+    /// Whether it has been read (`fetch=yes`).
+    pub fetched: bool,
+    /// Its slab class, 0-based (`cls=` is this plus one).
+    pub class: usize,
+    /// Header, key and value bytes (`size=`).
+    pub size: usize,
+}
+
+/// One step of a metadump; see [`Shard::metadump_next`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetaDumpBatch {
+    /// The items of this step.
+    pub items: Vec<MetaDumpItem>,
+    /// The dump is complete (and its cursor forgotten).
+    pub done: bool,
 }
 
 /// Milliseconds on the server's monotonic clock, counted from server start.
@@ -211,7 +305,7 @@ pub struct Store<'a> {
     pub mode: StoreMode,
     /// The key.
     pub key: &'a [u8],
-    /// The key's hash (the same one used to pick the shard).
+    /// [`key_hash`] of the key (the same hash that picked the shard).
     pub hash: u64,
     /// Client flags.
     pub flags: u32,

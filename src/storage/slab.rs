@@ -3,12 +3,15 @@
 //!
 //! This module owns item memory. A chunk is named by a [`ChunkId`], a `u32`
 //! packing `(page << slot_bits | slot) + 1`, so 0 can mean "none" in the
-//! links other structures keep inside item headers. Pages are `Box<[u8]>`
-//! allocated zeroed on first use (the allocator hands back untouched, lazily
-//! zeroed memory for large sizes), never returned to the system, and can be
-//! moved from one class to another once every chunk on them is free
-//! ([`Slabs::reassign_page`]). Free chunks sit on a per-class `Vec` used as a
-//! stack, so once a class is warm no store or delete allocates.
+//! links other structures keep inside item headers. A page's memory is
+//! mapped from the system on first use ([`super::page`]: zeroed, backed
+//! lazily) and can be moved from one class to another once every chunk on
+//! it is free ([`Slabs::reassign_page`]), or given back to the system
+//! ([`Slabs::release_page`]) when the memory limit shrinks. A page given
+//! back keeps its number, so no chunk id ever changes meaning; the next
+//! page taken from the budget reuses it. Free chunks sit on a per-class
+//! `Vec` used as a stack, so once a class is warm no store or delete
+//! allocates.
 //!
 //! Class sizes are memcached's: the smallest chunk holds the item header
 //! plus `slab_min_chunk` bytes, each class is the previous times
@@ -17,6 +20,7 @@
 
 use super::ShardConfig;
 use super::item;
+use super::page::PageMemory;
 
 /// Names one chunk: `(page << slot_bits | slot) + 1`; 0 is "none".
 pub type ChunkId = u32;
@@ -68,9 +72,8 @@ pub fn validate(config: &ShardConfig) -> Result<(), String> {
             sizes.len()
         ));
     }
-    let slot_bits = slot_bits(page, sizes[0]);
-    let pages = page_limit(config) as u64;
-    if (pages << slot_bits) >= u64::from(u32::MAX) {
+    let pages = page_limit(config);
+    if pages > max_pages(page, sizes[0]) {
         return Err(format!(
             "memory limit {} in pages of {page} bytes is too large for one shard; use larger pages or more shards",
             config.memory_limit
@@ -111,8 +114,16 @@ fn slot_bits(page_size: usize, smallest: usize) -> u32 {
     u32::BITS - per_page.leading_zeros()
 }
 
+/// The most pages chunk ids can name with this page size and smallest
+/// chunk: the last chunk id of the last page must stay below `u32::MAX`.
+fn max_pages(page_size: usize, smallest: usize) -> usize {
+    ((u64::from(u32::MAX) - 1) >> slot_bits(page_size, smallest)) as usize
+}
+
 struct Page {
-    data: Box<[u8]>,
+    /// No memory when the page was given back to the system.
+    data: PageMemory,
+    /// The class the page is carved for (stale once given back).
     class: u8,
     /// Chunks of this page holding items.
     used: u32,
@@ -149,8 +160,16 @@ pub struct ClassMemory {
 pub struct Slabs {
     page_size: usize,
     slot_bits: u32,
+    /// Pages the budget allows.
     page_limit: usize,
+    /// The most pages chunk ids can name.
+    max_pages: usize,
+    /// Every page ever numbered; given-back ones hold no memory.
     pages: Vec<Page>,
+    /// Pages holding memory.
+    held: usize,
+    /// Numbers of pages given back, for reuse.
+    released: Vec<u32>,
     classes: Vec<Class>,
     /// Pages with no chunk in use, all classes.
     empty_total: usize,
@@ -180,7 +199,10 @@ impl Slabs {
             page_size,
             slot_bits: slot_bits(page_size, sizes[0]),
             page_limit: page_limit(config),
+            max_pages: max_pages(page_size, sizes[0]),
             pages: Vec::new(),
+            held: 0,
+            released: Vec::new(),
             classes,
             empty_total: 0,
             moving: None,
@@ -208,14 +230,40 @@ impl Slabs {
         self.classes[class].size
     }
 
-    /// Pages allocated so far (all classes).
+    /// Pages holding memory now (all classes).
     pub fn pages_allocated(&self) -> usize {
+        self.held
+    }
+
+    /// Pages are numbered `0..page_numbers()`; some of them may have been
+    /// given back ([`Slabs::is_released`]).
+    pub fn page_numbers(&self) -> usize {
         self.pages.len()
     }
 
     /// The page budget.
     pub fn page_limit(&self) -> usize {
         self.page_limit
+    }
+
+    /// Changes the page budget. Pages already held above it stay until the
+    /// caller gives them back ([`Slabs::release_page`]); none is taken while
+    /// the arena holds that many. Fails, changing nothing, if chunk ids
+    /// could not name that many pages.
+    pub fn set_page_limit(&mut self, pages: usize) -> Result<(), String> {
+        if pages > self.max_pages {
+            return Err(format!(
+                "{pages} pages of {} bytes are more than one shard can address ({})",
+                self.page_size, self.max_pages
+            ));
+        }
+        self.page_limit = pages.max(1);
+        Ok(())
+    }
+
+    /// Whether `page` was given back to the system.
+    pub fn is_released(&self, page: usize) -> bool {
+        self.pages[page].data.is_none()
     }
 
     /// Pages held by a class.
@@ -238,6 +286,26 @@ impl Slabs {
             total_chunks: c.pages.len() as u64 * u64::from(c.per_page),
             used_chunks: c.used,
             free_chunks: c.free.len() as u64,
+        }
+    }
+
+    /// The page and slot of a chunk: chunks are ordered by these, which is
+    /// the order [`Slabs::page_chunks`] walks them in.
+    pub fn position(&self, id: ChunkId) -> (usize, usize) {
+        self.split(id)
+    }
+
+    /// The chunk in `slot` of `page`.
+    pub fn chunk_at(&self, page: usize, slot: usize) -> ChunkId {
+        self.make(page, slot)
+    }
+
+    /// Chunks carved from `page` (none once it is given back).
+    pub fn chunks_on_page(&self, page: usize) -> usize {
+        if self.is_released(page) {
+            0
+        } else {
+            self.classes[self.pages[page].class as usize].per_page as usize
         }
     }
 
@@ -277,12 +345,12 @@ impl Slabs {
         }
         let (page, slot) = self.split(id);
         match self.pages.get(page) {
-            Some(p) => {
+            Some(p) if !p.data.is_none() => {
                 let class = &self.classes[p.class as usize];
                 slot < class.per_page as usize
                     && item::is_allocated(&p.data[slot * class.size..][..class.size])
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -292,6 +360,19 @@ impl Slabs {
         let p = &self.pages[page];
         let size = self.classes[p.class as usize].size;
         &p.data[slot * size..][..size]
+    }
+
+    /// Starts loading the header of chunk `id` ([`super::prefetch`]);
+    /// nothing for [`NIL`].
+    #[inline]
+    pub fn prefetch_chunk(&self, id: ChunkId) {
+        if id == NIL {
+            return;
+        }
+        let (page, slot) = self.split(id);
+        let p = &self.pages[page];
+        let size = self.classes[p.class as usize].size;
+        super::prefetch::prefetch(p.data.as_ptr().wrapping_add(slot * size));
     }
 
     /// The bytes of a chunk, writable.
@@ -307,15 +388,25 @@ impl Slabs {
     /// spent. The chunk's header is garbage until the caller initialises it.
     pub fn alloc(&mut self, class: usize) -> Option<ChunkId> {
         if self.classes[class].free.is_empty() {
-            if self.pages.len() >= self.page_limit {
+            if self.held >= self.page_limit {
                 return None;
             }
-            let page = self.pages.len();
-            self.pages.push(Page {
-                data: vec![0u8; self.page_size].into_boxed_slice(),
-                class: class as u8,
-                used: 0,
-            });
+            let data = PageMemory::map(self.page_size);
+            let page = match self.released.pop() {
+                Some(page) => {
+                    self.pages[page as usize].data = data;
+                    page as usize
+                }
+                None => {
+                    self.pages.push(Page {
+                        data,
+                        class: class as u8,
+                        used: 0,
+                    });
+                    self.pages.len() - 1
+                }
+            };
+            self.held += 1;
             self.carve(page, class);
         }
         let id = self.classes[class].free.pop()?;
@@ -403,9 +494,10 @@ impl Slabs {
         self.empty_total += 1;
     }
 
-    /// The chunks of a page in its current carving.
+    /// The chunks of a page in its current carving (none for a page given
+    /// back).
     pub fn page_chunks(&self, page: usize) -> impl Iterator<Item = ChunkId> + use<'_> {
-        let per_page = self.classes[self.pages[page].class as usize].per_page as usize;
+        let per_page = self.chunks_on_page(page);
         (0..per_page).map(move |s| self.make(page, s))
     }
 
@@ -434,7 +526,26 @@ impl Slabs {
     /// Moves an empty page to `to`, recarving it. Every chunk on the page
     /// must already be free.
     pub fn reassign_page(&mut self, page: usize, to: usize) {
-        assert!(self.page_is_empty(page), "page {page} still holds items");
+        self.detach(page);
+        self.carve(page, to);
+    }
+
+    /// Gives an empty page's memory back to the system; its number is
+    /// reused by the next page taken. Every chunk on the page must already
+    /// be free.
+    pub fn release_page(&mut self, page: usize) {
+        self.detach(page);
+        self.pages[page].data = PageMemory::none();
+        self.held -= 1;
+        self.released.push(page as u32);
+    }
+
+    /// Takes an empty page out of its class.
+    fn detach(&mut self, page: usize) {
+        assert!(
+            !self.is_released(page) && self.page_is_empty(page),
+            "page {page} still holds items"
+        );
         self.moving = None;
         let from = self.pages[page].class as usize;
         let (lo, hi) = (self.make(page, 0), self.make(page + 1, 0));
@@ -446,7 +557,6 @@ impl Slabs {
         }
         c.empty_pages -= 1;
         self.empty_total -= 1;
-        self.carve(page, to);
     }
 }
 
@@ -475,6 +585,46 @@ mod tests {
                 None => break,
             }
         }
+    }
+
+    #[test]
+    fn released_pages_hold_no_memory_and_their_numbers_are_reused() {
+        let cfg = config(3 * 4096, 4096);
+        let mut slabs = Slabs::new(&cfg);
+        let (small, big) = (0, slabs.class_count() - 1);
+        let ids: Vec<ChunkId> = (0..3).map(|_| slabs.alloc(big).unwrap()).collect();
+        assert_eq!((slabs.pages_allocated(), slabs.page_numbers()), (3, 3));
+        for &id in &ids {
+            item::init(slabs.chunk_mut(id), b"k", 1, 0, 1, Deadline::NEVER, 0, 0);
+        }
+        assert!(slabs.set_page_limit(1).is_ok());
+        // Over the new budget, nothing more is taken.
+        assert_eq!(slabs.alloc(small), None);
+        let page = slabs.page_of(ids[1]);
+        slabs.free(ids[1]);
+        slabs.release_page(page);
+        assert!(slabs.is_released(page));
+        assert!(
+            !slabs.is_live(ids[1]),
+            "an id on a page given back names nothing"
+        );
+        assert_eq!(slabs.page_chunks(page).count(), 0);
+        assert_eq!((slabs.pages_allocated(), slabs.page_numbers()), (2, 3));
+        assert_eq!(slabs.class_pages(big), 2);
+        // Growing again: the next page taken reuses the number.
+        assert!(slabs.set_page_limit(3).is_ok());
+        let id = slabs.alloc(small).unwrap();
+        assert_eq!(slabs.page_of(id), page);
+        assert_eq!(slabs.class_of(id), small);
+        assert!(!item::is_allocated(slabs.chunk(id)));
+        assert_eq!((slabs.pages_allocated(), slabs.page_numbers()), (3, 3));
+        assert!(
+            slabs
+                .set_page_limit(usize::MAX)
+                .unwrap_err()
+                .contains("address")
+        );
+        assert_eq!(slabs.page_limit(), 3);
     }
 
     fn config(memory: usize, page: usize) -> ShardConfig {

@@ -282,20 +282,74 @@ mod tests {
     }
 
     #[test]
-    fn stale_entries_are_dropped_and_reschedules_fire_late() {
+    fn stale_entries_are_dropped() {
+        // Ten items due at 1000. Items 0..4 are then re-timed to 3000 (a new
+        // entry each, so their first entries go stale) and item 7 is
+        // deleted (its entry is stale too). The visitor, like the shard's,
+        // tells a current entry by its check.
+        let mut wheel = Wheel::new(0);
+        let mut current: Vec<Option<(u32, Millis)>> = (0..10).map(|_| Some((1, 1000))).collect();
+        for chunk in 0..10 {
+            wheel.schedule(Entry { chunk, check: 1 }, 1000);
+        }
+        for chunk in 0..4 {
+            wheel.schedule(Entry { chunk, check: 2 }, 3000);
+            current[chunk as usize] = Some((2, 3000));
+        }
+        current[7] = None;
+        assert_eq!(wheel.len(), 14);
+        // Visits what is due at `now`, sorting entries into stale and fired.
+        fn visit(
+            wheel: &mut Wheel,
+            current: &[Option<(u32, Millis)>],
+            now: Millis,
+            stale: &mut Vec<u32>,
+            fired: &mut Vec<u32>,
+        ) {
+            wheel.advance(now, usize::MAX, |e| match current[e.chunk as usize] {
+                Some((check, deadline)) if check == e.check => {
+                    if deadline <= now {
+                        fired.push(e.chunk);
+                        None
+                    } else {
+                        Some(deadline)
+                    }
+                }
+                _ => {
+                    stale.push(e.chunk);
+                    None
+                }
+            });
+        }
+        let (mut stale, mut fired) = (Vec::new(), Vec::new());
+        visit(&mut wheel, &current, 2000, &mut stale, &mut fired);
+        stale.sort();
+        assert_eq!(stale, vec![0, 1, 2, 3, 7], "the five stale entries went");
+        assert_eq!(wheel.len(), 4, "only the re-timed entries are left");
+        visit(&mut wheel, &current, 3100, &mut stale, &mut fired);
+        assert_eq!(stale.len(), 5, "no current entry was taken for stale");
+        fired.sort();
+        assert_eq!(fired, vec![0, 1, 2, 3, 4, 5, 6, 8, 9]);
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn an_entry_kept_by_the_visitor_fires_at_its_new_deadline() {
         let mut wheel = Wheel::new(0);
         wheel.schedule(entry(0), 1000);
         wheel.schedule(entry(1), 1000);
-        // Item 0 was re-timed to 5000 after being scheduled.
-        let mut deadlines = vec![5000, 1000];
+        // Item 0's deadline moved to 5000 after it was scheduled, without a
+        // new entry: the visitor keeps the entry (returns 5000).
+        let deadlines = vec![5000, 1000];
         let mut fired = Vec::new();
         run(&mut wheel, &deadlines, 2000, &mut fired);
         assert_eq!(fired, vec![(1, 2000)]);
-        // The visitor kept item 0 (returned its new deadline): rescheduled.
         assert_eq!(wheel.len(), 1);
-        deadlines[0] = 5000;
+        run(&mut wheel, &deadlines, 4900, &mut fired);
+        assert_eq!(fired, vec![(1, 2000)], "not before its new deadline");
         run(&mut wheel, &deadlines, 5100, &mut fired);
         assert_eq!(fired, vec![(1, 2000), (0, 5100)]);
+        assert!(wheel.is_empty());
     }
 
     #[test]

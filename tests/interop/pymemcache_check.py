@@ -110,8 +110,11 @@ def incr_and_decr(client):
         raise AssertionError("incr on a non-number must be an error")
     except pymemcache.exceptions.MemcacheClientError:
         pass
-    # The connection is still usable after the error reply.
-    check(client.get("py:counter") == b"0", "connection fine after CLIENT_ERROR")
+    # The connection is still usable after the error reply. The counter
+    # reads back as memcached stores it: a result shorter than the value it
+    # replaced is written in place, padded with spaces to the old length
+    # (20 digits of 2**64 - 1).
+    check(client.get("py:counter") == b"0" + b" " * 19, "connection fine after CLIENT_ERROR")
 
 
 def touch_sets_a_new_expiry(client):

@@ -106,7 +106,7 @@ fn bad_data_chunk_is_unframed() {
         assert_eq!(
             one(input.as_bytes()).request,
             Request::Unframed {
-                error: ErrorReply::Client("bad data chunk"),
+                error: ErrorReply::BadDataChunk,
                 noreply,
             }
         );
@@ -138,7 +138,7 @@ fn malformed_storage_headers() {
     ] {
         let parsed = one(line);
         assert!(
-            matches!(parsed.request, Request::Invalid { error, swallow: 3, .. } if error == BAD_FORMAT),
+            matches!(parsed.request, Request::Invalid { error, swallow: 3, .. } if error == ErrorReply::BadFormat),
             "{:?}",
             String::from_utf8_lossy(line)
         );
@@ -153,7 +153,7 @@ fn malformed_storage_headers() {
         parses_to(
             line,
             Request::Unframed {
-                error: BAD_FORMAT,
+                error: ErrorReply::BadFormat,
                 noreply,
             },
         );
@@ -212,7 +212,6 @@ fn one_extra_token_on_a_storage_line_is_ignored() {
 /// 1 2` runs), and errors to a request ending in `noreply` are silent.
 #[test]
 fn extra_tokens_and_silent_errors_follow_memcached() {
-    let client = ErrorReply::Client;
     let cases: [(&[u8], Request<'_>); 13] = [
         (
             b"touch k 1 2\r\n",
@@ -252,31 +251,31 @@ fn extra_tokens_and_silent_errors_follow_memcached() {
         ),
         (
             b"incr k x noreply\r\n",
-            Request::refused(client("invalid numeric delta argument"), true),
+            Request::refused(ErrorReply::InvalidDelta, true),
         ),
         (
             b"touch k abc noreply\r\n",
-            Request::refused(client("invalid exptime argument"), true),
+            Request::refused(ErrorReply::InvalidExptime, true),
         ),
         (
             b"flush_all abc noreply\r\n",
-            Request::refused(client("invalid exptime argument"), true),
+            Request::refused(ErrorReply::InvalidExptime, true),
         ),
         (
             b"delete k 10 noreply\r\n",
-            Request::refused(
-                client("bad command line format.  Usage: delete <key> [noreply]"),
-                true,
-            ),
+            Request::refused(ErrorReply::DeleteUsage, true),
         ),
-        (b"verbosity noreply\r\n", Request::refused(BAD_FORMAT, true)),
-        (b"verbosity a\r\n", Request::refused(BAD_FORMAT, false)),
+        (
+            b"verbosity noreply\r\n",
+            Request::refused(ErrorReply::BadFormat, true),
+        ),
+        (
+            b"verbosity a\r\n",
+            Request::refused(ErrorReply::BadFormat, false),
+        ),
         (
             b"delete k 0 0\r\n",
-            Request::refused(
-                client("bad command line format.  Usage: delete <key> [noreply]"),
-                false,
-            ),
+            Request::refused(ErrorReply::DeleteUsage, false),
         ),
     ];
     for (line, expected) in cases {
@@ -298,15 +297,21 @@ fn keys_are_checked() {
     let long = format!("get {}\r\n", "x".repeat(251));
     assert!(matches!(
         one(long.as_bytes()).request,
-        Request::Invalid { error, .. } if error == BAD_FORMAT
+        Request::Invalid { error, .. } if error == ErrorReply::BadFormat
     ));
     let ok = format!("get {}\r\n", "x".repeat(250));
     assert_eq!(keys(one(ok.as_bytes()).request).len(), 1);
+    // Any byte but a space, CR or LF, as memcached takes them (it also
+    // takes a CR inside a key).
+    assert_eq!(
+        keys(one(b"get a\x01b\tc\x7f\xff\0\r\n").request),
+        [b"a\x01b\tc\x7f\xff\0"]
+    );
     assert!(matches!(
-        one(b"get a\x01b\r\n").request,
-        Request::Invalid { .. }
+        one(b"get a\rb\r\n").request,
+        Request::Invalid { error, .. } if error == ErrorReply::BadFormat
     ));
-    assert!(!valid_key(b"a\x7f"));
+    assert!(!valid_key(b"a b") && !valid_key(b"a\nb") && !valid_key(b""));
 }
 
 #[test]
@@ -336,7 +341,7 @@ fn arith_touch_delete_flush() {
     assert!(matches!(
         one(b"decr n -1\r\n").request,
         Request::Invalid {
-            error: ErrorReply::Client("invalid numeric delta argument"),
+            error: ErrorReply::InvalidDelta,
             ..
         }
     ));

@@ -1,0 +1,245 @@
+//! The binary protocol on a connection: binary requests planned into the
+//! same steps as text ones, and the keyed ones run on a shard.
+//!
+//! A connection speaks binary when its first byte is the request magic
+//! ([`speaks_binary`]), for the rest of its life, as in memcached. Each
+//! keyed binary request becomes the same [`Op`] a text request does, with
+//! [`Wire::Binary`] saying how to answer it, so it is routed, forwarded
+//! across threads and answered in order like any other. What has no key
+//! becomes a fixed reply ([`Fixed`]) or a whole-server step (`flush`,
+//! `stat`, `quit`).
+
+use super::admin;
+use super::connection::{AdminStep, Step};
+use super::op::{Op, OpKind, Span, Wire, arith_op, store_outcome};
+use crate::clock::Clock;
+use crate::protocol::binary::{self, BinaryError, Fixed, Header, Parsed, Request, Status};
+use crate::protocol::{ErrorReply, Outcome, StoreKind};
+use crate::stats::ThreadStats;
+use crate::storage::{
+    ArithMeta, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Millis, Shard, Store,
+    StoreMeta, StoreMode,
+};
+
+/// Whether a connection whose first bytes are `input` speaks binary.
+pub(super) fn speaks_binary(input: &[u8]) -> bool {
+    input.first() == Some(&binary::REQUEST_MAGIC)
+}
+
+/// Parses the binary requests in `input` into `plan`. Returns the bytes
+/// used and whether the connection must close after answering them (a bad
+/// magic byte, a malformed packet); sets `swallow` to the bytes of a
+/// refused body still to come.
+pub(super) fn plan(
+    input: &[u8],
+    max_value: usize,
+    plan: &mut Vec<Step>,
+    swallow: &mut usize,
+    stats: &ThreadStats,
+) -> (usize, bool) {
+    let mut pos = 0;
+    let mut requests = 0;
+    let mut close = false;
+    while pos < input.len() {
+        let parsed = match binary::parse(&input[pos..], max_value) {
+            Ok(parsed) => parsed,
+            Err(BinaryError::Incomplete) => break,
+            Err(BinaryError::BadMagic) => {
+                // memcached closes such a connection without a word.
+                close = true;
+                pos = input.len();
+                break;
+            }
+        };
+        requests += 1;
+        pos += parsed.consumed;
+        *swallow = parsed.swallow;
+        match plan_one(input, &parsed, plan) {
+            After::Next => {}
+            After::Quit => break,
+            After::Close => {
+                close = true;
+                pos = input.len();
+                break;
+            }
+        }
+    }
+    stats.cmd_total.add(requests);
+    (pos, close)
+}
+
+/// What comes after a planned request.
+enum After {
+    Next,
+    /// `quit`: nothing after it is read.
+    Quit,
+    /// Answer, then close.
+    Close,
+}
+
+/// Appends the steps of one binary request to `plan`.
+fn plan_one(base: &[u8], parsed: &Parsed<'_>, plan: &mut Vec<Step>) -> After {
+    let header = parsed.header;
+    let op = |kind, key| Op::new(kind, base, key, Wire::Binary { header, initial: 0 });
+    match parsed.request {
+        Request::Get { key, touch } => {
+            let kind = OpKind::Get {
+                cas: true,
+                touch: touch.is_some(),
+            };
+            plan.push(Step::Op(Op {
+                exptime: touch.map_or(0, i64::from),
+                ..op(kind, key)
+            }));
+        }
+        Request::Store {
+            kind,
+            key,
+            flags,
+            exptime,
+            value,
+        } => {
+            // With a CAS token, set, add and replace all compare and swap,
+            // as in memcached.
+            let kind = match kind {
+                StoreKind::Set | StoreKind::Add | StoreKind::Replace if header.cas != 0 => {
+                    StoreKind::Cas
+                }
+                kind => kind,
+            };
+            plan.push(Step::Op(Op {
+                data: Span::within(base, value),
+                flags,
+                exptime: i64::from(exptime),
+                number: header.cas,
+                ..op(OpKind::Store(kind), key)
+            }));
+        }
+        Request::Delete { key } => plan.push(Step::Op(op(OpKind::Delete, key))),
+        Request::Arith {
+            kind,
+            key,
+            delta,
+            initial,
+            exptime,
+        } => {
+            plan.push(Step::Op(Op {
+                number: delta,
+                exptime: i64::from(exptime),
+                wire: Wire::Binary { header, initial },
+                ..op(OpKind::Arith(arith_op(kind)), key)
+            }));
+        }
+        Request::Flush { delay } => {
+            let delay = i64::from(delay);
+            let flush = AdminStep::FlushAll {
+                delay,
+                noreply: true,
+            };
+            plan.push(Step::Admin(flush));
+            if !header.quiet() {
+                plan.push(Step::Binary(Fixed::success(header, b"")));
+            }
+        }
+        Request::Noop => plan.push(Step::Binary(Fixed::success(header, b""))),
+        Request::Version => plan.push(Step::Binary(Fixed::success(
+            header,
+            admin::VERSION.as_bytes(),
+        ))),
+        Request::Quit => {
+            if !header.quiet() {
+                plan.push(Step::Binary(Fixed::success(header, b"")));
+            }
+            plan.push(Step::Admin(AdminStep::Quit));
+            return After::Quit;
+        }
+        Request::Stat { group } => plan.push(Step::Admin(AdminStep::BinaryStats {
+            group: Span::within(base, group),
+            opaque: header.opaque,
+        })),
+        // A refused set also drops the old value, as memcached does.
+        Request::TooLarge {
+            kind: StoreKind::Set,
+            key,
+        } => plan.push(Step::Op(op(OpKind::Discard, key))),
+        Request::TooLarge { .. } => plan.push(Step::Binary(Fixed::error(header, Status::TooLarge))),
+        Request::Refused { status, close } => {
+            plan.push(Step::Binary(Fixed::error(header, status)));
+            if close {
+                return After::Close;
+            }
+        }
+    }
+    After::Next
+}
+
+/// Runs a binary op on `shard`: the classic operation, except where the
+/// binary protocol asks more (a CAS token on delete and append, incr with
+/// an initial value and an exptime, a CAS in every incr reply).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn execute<'s>(
+    op: &Op,
+    header: &Header,
+    initial: u64,
+    key: &'s [u8],
+    base: &'s [u8],
+    shard: &'s mut Shard,
+    clock: &Clock,
+    now: Millis,
+) -> Outcome<'s> {
+    let compare = (header.cas != 0).then_some(header.cas);
+    match op.kind {
+        OpKind::Delete if compare.is_some() => {
+            let req = DeleteMeta {
+                compare,
+                ..DeleteMeta::default()
+            };
+            match shard.meta_delete(key, op.hash, &req, now) {
+                DeleteOutcome::Done => Outcome::Deleted,
+                DeleteOutcome::NotFound => Outcome::NotFound,
+                DeleteOutcome::Exists => Outcome::Exists,
+            }
+        }
+        OpKind::Arith(kind) => {
+            // An exptime of 0xffffffff means: do not create a missing counter.
+            let vivify = (op.exptime != i64::from(u32::MAX))
+                .then(|| (clock.deadline(op.exptime, now), initial));
+            let req = ArithMeta {
+                compare,
+                new_cas: None,
+                vivify,
+                touch: None,
+            };
+            match shard.meta_arith(key, op.hash, kind, op.number, &req, now) {
+                MetaArithOutcome::Value { value, cas, .. } => Outcome::Number { value, cas },
+                MetaArithOutcome::NotFound => Outcome::NotFound,
+                MetaArithOutcome::NotStored => Outcome::NotStored,
+                MetaArithOutcome::Exists => Outcome::Exists,
+                MetaArithOutcome::NonNumeric => Outcome::Error(ErrorReply::NonNumeric),
+            }
+        }
+        OpKind::Store(kind @ (StoreKind::Append | StoreKind::Prepend)) => {
+            let store = Store {
+                mode: if kind == StoreKind::Append {
+                    StoreMode::Append
+                } else {
+                    StoreMode::Prepend
+                },
+                key,
+                hash: op.hash,
+                flags: 0,
+                deadline: Deadline::NEVER,
+                value: op.data.of(base),
+            };
+            let meta = StoreMeta {
+                compare,
+                ..StoreMeta::default()
+            };
+            // The shard answers as memcached does: too large for a value
+            // that could never be stored, not stored for an item that
+            // would grow too large.
+            store_outcome(shard.store_meta(&store, &meta, now))
+        }
+        _ => op.outcome(key, base, shard, clock, now),
+    }
+}
