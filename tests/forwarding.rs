@@ -238,7 +238,9 @@ fn forwarded_replies_of_every_size_arrive_whole_and_in_order() {
     for (i, &size) in sizes.iter().enumerate() {
         for thread in 0..2 {
             let key = key_on_thread(thread, i * 100);
-            let value: Vec<u8> = (0..size).map(|b| b"abcdefghij"[(b + i + thread) % 10]).collect();
+            let value: Vec<u8> = (0..size)
+                .map(|b| b"abcdefghij"[(b + i + thread) % 10])
+                .collect();
             c.send(format!("set {key} {i} 0 {size}\r\n").as_bytes());
             c.send(&value);
             c.expect("\r\n", "STORED\r\n");

@@ -524,3 +524,47 @@ fn measure(
         report,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CompareArgs,
+    }
+
+    fn layouts_of(argv: &[&str]) -> anyhow::Result<Vec<Layout>> {
+        let cli = Cli::try_parse_from([&["compare"][..], argv].concat()).unwrap();
+        layouts(&cli.args, &[0, 1, 2, 3])
+    }
+
+    #[test]
+    fn the_old_cpu_flags_make_one_custom_layout() {
+        let l = layouts_of(&[]).unwrap();
+        assert_eq!(
+            l.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            ["1+1", "2 shared"]
+        );
+        let l = layouts_of(&["--server-cpus", "2-3", "--loadgen-cpus", "0"]).unwrap();
+        assert_eq!(
+            l,
+            vec![Layout {
+                name: "custom".into(),
+                server_threads: 2,
+                server_cpus: vec![2, 3],
+                loadgen_threads: 1,
+                loadgen_cpus: vec![0],
+            }]
+        );
+        // Threads alone: the upper half of the CPUs for the server.
+        let l = layouts_of(&["--server-threads", "4"]).unwrap();
+        assert_eq!(
+            (l[0].server_threads, &l[0].server_cpus, &l[0].loadgen_cpus),
+            (4, &vec![2, 3], &vec![0, 1])
+        );
+        assert!(layouts_of(&["--layouts", "1+1,3+3"]).is_err());
+    }
+}

@@ -207,7 +207,12 @@ pub fn charts(c: &Comparison) -> (Chart, Chart) {
         series: series.clone(),
         panels: vec![
             panel("ops/s", Scale::Linear, true, OPS),
-            panel("server CPU µs per request", Scale::Linear, true, SERVER_CPU),
+            panel(
+                "server CPU µs per request (multi-get: per key)",
+                Scale::Linear,
+                true,
+                SERVER_CPU,
+            ),
         ],
     };
     let latency = Chart {
