@@ -58,10 +58,7 @@ fn round_trip(c: &mut Raw, request: &[u8], reply: &mut [u8]) {
 #[test]
 fn forwarded_batches_allocate_nothing_once_warm() {
     let server = TestServer::start(RuntimeKind::ThreadPerCore);
-    // Eight connections to warm up with and four of them to measure, so
-    // the outbox carries several per message and the warm-up has had more
-    // batches in flight at once than the measured part can (pools grow to
-    // their high-water mark once; reaching it is what "warm" means).
+    // Eight connections, so the outbox carries several per message.
     let mut clients: Vec<Raw> = (0..8).map(|_| server.connect()).collect();
     let keys: Vec<String> = (0..16).map(|i| key_on_thread(i % 2, i * 1000)).collect();
     let mut sets = String::new();
@@ -93,17 +90,39 @@ fn forwarded_batches_allocate_nothing_once_warm() {
     };
     // Warm up: buffers, pools and queues reach their working sizes.
     rounds(300, &mut clients, &mut reply);
-    let clients = &mut clients[..4];
-    let forwarded = server.stat_u64("", "forwarded_requests");
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    rounds(500, clients, &mut reply);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    let forwarded = server.stat_u64("", "forwarded_requests") - forwarded;
-    // 500 rounds x 4 connections x 32 requests, on keys half of which
-    // live on the other thread, whichever thread a connection is on.
-    assert_eq!(forwarded, 500 * 4 * 16);
-    assert_eq!(
-        allocations, 0,
-        "{allocations} allocations for {forwarded} forwarded requests"
-    );
+    // How many batches are in flight at once depends on how the two
+    // threads and this client interleave, so a busy machine can set a new
+    // high-water mark (one more pooled batch or `Rc`) after any warm-up.
+    // What must hold is that growth stops: some window of 500 rounds, of
+    // at most ten, allocates nothing at all. A per-request or per-message
+    // allocation would show in every window.
+    //
+    // The counter is read over one connection kept open throughout: a
+    // connection per read would have the server tear the last one down,
+    // which allocates, while the next window counts.
+    let mut admin = server.connect();
+    let mut forwarded_requests = move || -> u64 {
+        let stats = admin.stats("");
+        let (_, value) = stats
+            .iter()
+            .find(|(name, _)| name == "forwarded_requests")
+            .unwrap();
+        value.parse().unwrap()
+    };
+    let mut windows = Vec::new();
+    for _ in 0..10 {
+        let forwarded = forwarded_requests();
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        rounds(500, &mut clients, &mut reply);
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let forwarded = forwarded_requests() - forwarded;
+        // 500 rounds x 8 connections x 32 requests, on keys half of which
+        // live on the other thread, whichever thread a connection is on.
+        assert_eq!(forwarded, 500 * 8 * 16);
+        windows.push(allocations);
+        if allocations == 0 {
+            return;
+        }
+    }
+    panic!("every window allocated: {windows:?} allocations per 64,000 forwarded requests");
 }
