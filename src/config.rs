@@ -411,7 +411,7 @@ impl Config {
     /// The sizing of shard `index`.
     pub fn shard_config(&self, index: usize) -> crate::storage::ShardConfig {
         crate::storage::ShardConfig {
-            memory_limit: self.memory / self.shards,
+            memory_limit: crate::storage::memory_share(self.memory, index, self.shards),
             max_item_size: self.max_item_size,
             slab_page_size: self.slab_page_size,
             slab_min_chunk: self.slab_min_chunk,

@@ -11,6 +11,7 @@
 use super::admin;
 use super::op::{Op, OpKind, Span, Wire};
 use super::{Admitted, ConnectionSlot, Control, ServerState, ShardReport};
+use crate::protocol::admin::{Admin, AdminReply};
 use crate::protocol::{
     self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
 };
@@ -29,6 +30,8 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Buffers that grew past this (a large value went through) are given back
 /// once empty, so an idle connection holds little memory.
 const BUFFER_KEEP: usize = 256 * 1024;
+/// A metadump's output is written to the client once it holds this much.
+const DUMP_WRITE_AT: usize = 64 * 1024;
 
 /// One entry of a read batch's plan.
 #[derive(Clone, Copy, Debug)]
@@ -57,10 +60,15 @@ pub enum AdminStep {
         /// Suppress the reply.
         noreply: bool,
     },
-    /// `shutdown`.
+    /// `shutdown` (enabled, and in a form memcached takes): closes the
+    /// connection without a reply, as memcached does, and stops the server.
     Shutdown,
     /// `quit`: stop here and close.
     Quit,
+    /// An admin command that needs the server (`admin.rs`, `settings.rs`).
+    Command(protocol::admin::Admin),
+    /// `lru_crawler metadump`: written in pieces as it goes (`dump.rs`).
+    MetaDump(protocol::admin::Crawl),
     /// A binary `stat` request (`binary.rs`): the group asked for, as a
     /// span of the read buffer, and the opaque its packets echo.
     BinaryStats {
@@ -190,29 +198,8 @@ impl<D: Dispatch> Connection<D> {
                 .last_active
                 .store(now, std::sync::atomic::Ordering::Relaxed);
             let next = self.handle_input().await;
-            let referenced = self.dispatch.referenced();
-            if !self.output.is_empty() || !referenced.is_empty() {
-                let size =
-                    self.output.len() + referenced.iter().map(|r| r.bytes().len()).sum::<usize>();
-                // A client that stops reading must not hold up a shutdown:
-                // once one is under way, its replies get a short grace.
-                let written = tokio::select! {
-                    biased;
-                    written = write_parts(&mut self.stream, &self.output, referenced) => written.is_ok(),
-                    _ = async {
-                        let _ = shutdown.wait_for(|stop| *stop).await;
-                        tokio::time::sleep(SHUTDOWN_GRACE).await;
-                    } => false,
-                };
-                if !written {
-                    break;
-                }
-                self.dispatch.written();
-                self.dispatch.thread_stats().bytes_written.add(size as u64);
-                self.output.clear();
-                if self.output.capacity() > BUFFER_KEEP {
-                    self.output = Vec::with_capacity(READ_RESERVE);
-                }
+            if !self.write_output(&mut shutdown).await {
+                break;
             }
             if next == Next::Close {
                 break;
@@ -222,6 +209,57 @@ impl<D: Dispatch> Connection<D> {
             }
         }
         let _ = self.stream.shutdown().await;
+    }
+
+    /// Writes what the output buffer holds, with the replies the runtime
+    /// kept by reference in their places, and empties it; false if the
+    /// client is gone.
+    async fn write_output(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let referenced = self.dispatch.referenced();
+        if self.output.is_empty() && referenced.is_empty() {
+            return true;
+        }
+        let size = self.output.len() + referenced.iter().map(|r| r.bytes().len()).sum::<usize>();
+        // A client that stops reading must not hold up a shutdown: once
+        // one is under way, its replies get a short grace.
+        let written = tokio::select! {
+            biased;
+            written = write_parts(&mut self.stream, &self.output, referenced) => written.is_ok(),
+            _ = async {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => false,
+        };
+        if !written {
+            return false;
+        }
+        self.dispatch.written();
+        self.dispatch.thread_stats().bytes_written.add(size as u64);
+        self.output.clear();
+        if self.output.capacity() > BUFFER_KEEP {
+            self.output = Vec::with_capacity(READ_RESERVE);
+        }
+        true
+    }
+
+    /// Runs `lru_crawler metadump`, writing each step to the client before
+    /// taking the next, so the dump is never held whole; stops it (every
+    /// shard's cursor closed) if the client goes away.
+    async fn metadump(&mut self, crawl: protocol::admin::Crawl) -> Next {
+        let state = self.state.clone();
+        let (dispatch, out) = (&mut self.dispatch, &mut self.output);
+        let Some(mut dump) = super::dump::MetaDump::start(crawl, &state, dispatch, out).await
+        else {
+            return Next::Continue;
+        };
+        let mut shutdown = state.shutdown.subscribe();
+        while dump.next(&mut self.dispatch, &mut self.output).await {
+            if self.output.len() >= DUMP_WRITE_AT && !self.write_output(&mut shutdown).await {
+                dump.end(&mut self.dispatch).await;
+                return Next::Close;
+            }
+        }
+        Next::Continue
     }
 
     /// Plans and runs every complete request in the input buffer.
@@ -380,10 +418,14 @@ impl<D: Dispatch> Connection<D> {
         match step {
             AdminStep::Quit => return Next::Close,
             AdminStep::Shutdown => {
-                out.extend_from_slice(Reply::OK);
                 let _ = self.state.shutdown.send(true);
                 return Next::Close;
             }
+            AdminStep::Command(command) => {
+                let (state, dispatch) = (&self.state, &mut self.dispatch);
+                super::settings::run(command, state, dispatch, out).await;
+            }
+            AdminStep::MetaDump(crawl) => return self.metadump(crawl).await,
             AdminStep::FlushAll { delay, noreply } => {
                 self.dispatch.thread_stats().cmd_flush.add(1);
                 let clock = &self.state.clock;
@@ -562,8 +604,20 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                 plan.push(Step::Text(Reply::OK));
             }
         }
-        Request::Shutdown if shutdown_enabled => plan.push(Step::Admin(AdminStep::Shutdown)),
-        Request::Shutdown => plan.push(Step::Error(ErrorReply::Error)),
+        Request::Shutdown { valid } => match (shutdown_enabled, valid) {
+            (true, true) => plan.push(Step::Admin(AdminStep::Shutdown)),
+            (true, false) => plan.push(Step::Text(AdminReply::ShutdownMode.text())),
+            (false, _) => plan.push(Step::Text(AdminReply::ShutdownDisabled.text())),
+        },
+        Request::Admin(Admin::Reply { reply, noreply }) => {
+            if !noreply {
+                plan.push(Step::Text(reply.text()));
+            }
+        }
+        Request::Admin(Admin::MetaDump(crawl)) => {
+            plan.push(Step::Admin(AdminStep::MetaDump(crawl)))
+        }
+        Request::Admin(command) => plan.push(Step::Admin(AdminStep::Command(command))),
         Request::DebugPanic { key } => plan.push(Step::Op(op(OpKind::DebugPanic, key))),
         Request::TooLarge {
             kind, key, noreply, ..

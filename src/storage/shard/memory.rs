@@ -67,6 +67,7 @@ impl Tables {
                 self.index.insert(&mut self.slabs, to, hash);
                 self.slabs.free(id);
                 self.relocated.push(to);
+                self.stats.slab_reassign_rescues += 1;
                 return;
             }
             let tail = self
