@@ -81,7 +81,7 @@ def free_port():
 
 def run_cell(binary, runtime, layout, pipeline, args):
     port = free_port()
-    server = [binary, "--port", str(port), "--runtime", runtime, "-m", "256"]
+    server = [binary, "--port", str(port), "--runtime", runtime, "-m", "1024"]
     loadgen_cpus = []
     if layout == "2t-pinned":
         server += ["--threads", "2", "--cpus", "0,1"]
@@ -106,7 +106,8 @@ def run_cell(binary, runtime, layout, pipeline, args):
                 time.sleep(0.02)
         load = [args.loadgen, "--server", f"127.0.0.1:{port}", "--threads", "1",
                 "--connections", str(args.connections), "--pipeline", str(pipeline),
-                "--keys", "100000", "--value-size", "32", "--get-ratio", str(args.get_ratio)]
+                "--keys", str(args.keys), "--value-size", args.value_size,
+                "--get-ratio", str(args.get_ratio)]
         load += loadgen_cpus
         subprocess.run(load + ["--prefill", "--duration", "1s", "--warmup", "0s"],
                        check=True, stdout=subprocess.DEVNULL)
@@ -144,6 +145,8 @@ def main():
     p.add_argument("--duration", default="4s")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--get-ratio", default="0.9")
+    p.add_argument("--value-size", default="32")
+    p.add_argument("--keys", type=int, default=100000)
     p.add_argument("--extra", action="append", default=[], help="extra server flag (repeatable)")
     p.add_argument("--json", help="write every run here")
     args = p.parse_args()
@@ -154,7 +157,8 @@ def main():
              for rt in args.runtimes.split(",")
              for name, path in bins]
     print(f"# {os.uname().release}, {os.cpu_count()} CPUs, {args.duration} per run, "
-          f"{args.connections} connections, get ratio {args.get_ratio}, extra {args.extra}")
+          f"{args.connections} connections, {args.keys} keys of {args.value_size} bytes, "
+          f"get ratio {args.get_ratio}, extra {args.extra}")
     header = f"{'build':8} {'runtime':15} {'layout':9} {'pipe':>4} {'ops/s':>9} {'p99us':>7} " \
              f"{'cpu_us':>7} {'fwd':>5} {'req/msg':>7} {'wake/req':>8} {'sleep/req':>9}"
     print(header)

@@ -84,6 +84,37 @@ pub trait Dispatch {
 
     /// Counters of the thread this connection is running on.
     fn thread_stats(&self) -> &ThreadStats;
+
+    /// Replies a runtime does not copy into the output (thread-per-core:
+    /// large forwarded ones), written from where they lie.
+    type Referenced: OutputPart;
+
+    /// The replies of the last [`Dispatch::run`]s that were not copied into
+    /// the output, in output order.
+    fn referenced(&self) -> &[Self::Referenced];
+
+    /// The output, referenced replies included, has been written.
+    fn written(&mut self);
+}
+
+/// A reply that goes out just before byte [`OutputPart::at`] of the
+/// connection's output, written from where it lies (a vectored write).
+pub trait OutputPart {
+    /// Where in the output it belongs.
+    fn at(&self) -> usize;
+    /// Its bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+/// A runtime that copies every reply into the output has no other parts.
+impl OutputPart for std::convert::Infallible {
+    fn at(&self) -> usize {
+        match *self {}
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match *self {}
+    }
 }
 
 /// What the loop does after a batch.
@@ -159,12 +190,15 @@ impl<D: Dispatch> Connection<D> {
                 .last_active
                 .store(now, std::sync::atomic::Ordering::Relaxed);
             let next = self.handle_input().await;
-            if !self.output.is_empty() {
+            let referenced = self.dispatch.referenced();
+            if !self.output.is_empty() || !referenced.is_empty() {
+                let size =
+                    self.output.len() + referenced.iter().map(|r| r.bytes().len()).sum::<usize>();
                 // A client that stops reading must not hold up a shutdown:
                 // once one is under way, its replies get a short grace.
                 let written = tokio::select! {
                     biased;
-                    written = self.stream.write_all(&self.output) => written.is_ok(),
+                    written = write_parts(&mut self.stream, &self.output, referenced) => written.is_ok(),
                     _ = async {
                         let _ = shutdown.wait_for(|stop| *stop).await;
                         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -173,10 +207,8 @@ impl<D: Dispatch> Connection<D> {
                 if !written {
                     break;
                 }
-                self.dispatch
-                    .thread_stats()
-                    .bytes_written
-                    .add(self.output.len() as u64);
+                self.dispatch.written();
+                self.dispatch.thread_stats().bytes_written.add(size as u64);
                 self.output.clear();
                 if self.output.capacity() > BUFFER_KEEP {
                     self.output = Vec::with_capacity(READ_RESERVE);
@@ -379,6 +411,63 @@ impl<D: Dispatch> Connection<D> {
         Next::Continue
     }
 }
+
+/// Writes `output` with the `referenced` replies in their places: one plain
+/// write when there are none, else vectored writes of at most [`IOV_BATCH`]
+/// parts each, with nothing allocated.
+async fn write_parts(
+    stream: &mut TcpStream,
+    output: &[u8],
+    referenced: &[impl OutputPart],
+) -> std::io::Result<()> {
+    if referenced.is_empty() {
+        return stream.write_all(output).await;
+    }
+    // The parts alternate: output up to the first reference, the reference,
+    // output up to the next, ... and the output's tail.
+    let part = |i: usize| -> &[u8] {
+        if i % 2 == 1 {
+            return referenced[i / 2].bytes();
+        }
+        let from = if i == 0 {
+            0
+        } else {
+            referenced[i / 2 - 1].at()
+        };
+        let to = referenced.get(i / 2).map_or(output.len(), |r| r.at());
+        &output[from..to]
+    };
+    let parts = 2 * referenced.len() + 1;
+    let (mut next, mut offset) = (0, 0);
+    while next < parts {
+        let mut slices = [std::io::IoSlice::new(&[]); IOV_BATCH];
+        let mut count = 0;
+        for i in next..parts.min(next + IOV_BATCH) {
+            let bytes = part(i);
+            slices[count] = std::io::IoSlice::new(if i == next { &bytes[offset..] } else { bytes });
+            count += 1;
+        }
+        let mut written = stream.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // Advance past what the write took.
+        while next < parts {
+            let left = part(next).len() - offset;
+            if written < left {
+                offset += written;
+                break;
+            }
+            written -= left;
+            next += 1;
+            offset = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Parts given to one vectored write at most.
+const IOV_BATCH: usize = 64;
 
 /// Appends the steps of one parsed request (not `quit`) to `plan`.
 fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mut Vec<Step>) {

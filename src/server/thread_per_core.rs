@@ -45,7 +45,7 @@
 
 use super::connection::{Connection, Dispatch, Step};
 use super::forward::{
-    self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Ticket, WaitList, Waiting,
+    self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Referenced, Ticket, WaitList, Waiting,
 };
 use super::op::Op;
 use super::{Control, ServerState, ShardReport, StartError};
@@ -63,6 +63,11 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::LocalSet;
+
+/// Forwarded replies at least this long are written from the batch they
+/// came back in (a vectored write) rather than copied into the output;
+/// shorter ones cost less to copy than an iovec costs the kernel.
+const REFERENCE_MIN: u32 = 1024;
 
 /// Staging buffers of a connection that grew past this are given back.
 const STAGING_KEEP: usize = 256 * 1024;
@@ -191,8 +196,8 @@ impl Core {
                 }
                 Message::Reply(batch) => {
                     self.stats().forward_replies.add(1);
-                    let (batch, woken) = self.waiting.deliver(batch);
-                    run.woke_tasks |= woken > 0;
+                    let batch = self.outbox.share(batch);
+                    run.woke_tasks |= self.waiting.deliver(&batch) > 0;
                     self.outbox.recycle(batch);
                 }
                 Message::Control(control, reply) => {
@@ -287,6 +292,8 @@ struct CoreDispatch {
     slot_of: Vec<u32>,
     /// A forwarded op failed in a way that closes the connection.
     failed: bool,
+    /// Large forwarded replies to be written from their batches.
+    referenced: Vec<Referenced>,
 }
 
 #[derive(Clone, Copy)]
@@ -311,6 +318,7 @@ impl CoreDispatch {
             received: Vec::new(),
             slot_of: vec![NO_SLOT; threads],
             failed: false,
+            referenced: Vec::new(),
         }
     }
 
@@ -451,7 +459,29 @@ impl Dispatch for CoreDispatch {
                     }
                     Segment::Remote { batch, index } => {
                         let batch = self.received[batch as usize].as_ref();
-                        out.extend_from_slice(batch.expect("every owner answered").reply(index))
+                        let batch = batch.expect("every owner answered");
+                        let (start, end) = batch.reply_range(index);
+                        if end - start < REFERENCE_MIN {
+                            out.extend_from_slice(batch.reply(index));
+                            continue;
+                        }
+                        // A large reply is written from the batch it came
+                        // back in: copying it would cost more than an iovec.
+                        match self.referenced.last_mut() {
+                            Some(last)
+                                if last.at == out.len()
+                                    && last.end == start
+                                    && Rc::ptr_eq(&last.batch, batch) =>
+                            {
+                                last.end = end;
+                            }
+                            _ => self.referenced.push(Referenced {
+                                at: out.len(),
+                                batch: batch.clone(),
+                                start,
+                                end,
+                            }),
+                        }
                     }
                 }
             }
@@ -488,6 +518,18 @@ impl Dispatch for CoreDispatch {
 
     fn thread_stats(&self) -> &ThreadStats {
         self.core.stats()
+    }
+
+    type Referenced = Referenced;
+
+    fn referenced(&self) -> &[Referenced] {
+        &self.referenced
+    }
+
+    fn written(&mut self) {
+        for reply in self.referenced.drain(..) {
+            self.core.outbox.recycle(reply.batch);
+        }
     }
 }
 

@@ -269,8 +269,10 @@ impl Shard {
 
     pub(super) fn automove(&mut self, now: Millis) {
         let tables = &self.tables;
-        let views: Vec<ClassView> = (0..tables.slabs.class_count())
-            .map(|class| ClassView {
+        let mut views = std::mem::take(&mut self.automove_views);
+        views.clear();
+        views.extend((0..tables.slabs.class_count()).map(|class| {
+            ClassView {
                 evictions: tables.classes[class].evicted,
                 pages: tables.slabs.class_pages(class),
                 empty_pages: tables.slabs.class_empty_pages(class),
@@ -278,9 +280,11 @@ impl Shard {
                     .lru
                     .tail(class)
                     .map(|id| item::time(tables.slabs.chunk(id))),
-            })
-            .collect();
-        if let Some(m) = self.automove.evaluate(now, &views)
+            }
+        }));
+        let decision = self.automove.evaluate(now, &views);
+        self.automove_views = views;
+        if let Some(m) = decision
             && let Some(page) = self.tables.donor_page(m.from)
         {
             self.tables.move_page(page, m.to, now);

@@ -255,6 +255,9 @@ pub struct Shard {
     tables: Tables,
     wheel: Wheel,
     automove: Automove,
+    /// The automove policy's view of the classes, refilled every tick (kept
+    /// so that a tick allocates nothing).
+    automove_views: Vec<super::automove::ClassView>,
     config: ShardConfig,
     next_cas: u64,
     /// A delayed `flush_all`: its time, and whether it has been applied
@@ -317,6 +320,7 @@ impl Shard {
             },
             wheel: Wheel::new(0),
             automove: Automove::new(),
+            automove_views: Vec::new(),
             next_cas: config.index as u64 + 1,
             config: config.clone(),
             flush_at: None,
