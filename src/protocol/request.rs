@@ -440,7 +440,9 @@ fn store<'a>(
         ));
     }
     let noreply = args.noreply();
-    let Some(len) = number::<u32>(t[3]).filter(|&len| len < i32::MAX as u32) else {
+    // Read as memcached reads it (`strtol`), so `-0` is 0.
+    let len = number::<i32>(t[3]).and_then(|len| u32::try_from(len).ok());
+    let Some(len) = len.filter(|&len| len < i32::MAX as u32) else {
         let error = ErrorReply::BadFormat;
         return Ok(done(Request::Unframed { error, noreply }, line_end));
     };

@@ -211,6 +211,9 @@ impl Shard {
     /// itself holds no pages, so it has none to give. The checks come in
     /// memcached's order: busy, same, bad class, no spare.
     pub fn slabs_reassign(&mut self, src: i64, dst: i64, now: Millis) -> ReassignOutcome {
+        // A delayed flush that fell due must apply first: else the page
+        // move sees its items as live and evicts them (and counts them).
+        self.catch_up(now);
         if self.tables.slabs.pages_allocated() > self.tables.slabs.page_limit() {
             return ReassignOutcome::Busy;
         }

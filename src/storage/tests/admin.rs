@@ -328,6 +328,27 @@ fn a_page_move_rescues_live_items_where_its_class_has_room() {
     assert_eq!(get(&mut s, b"r:001", 0), Some(vec![b'v'; 100]));
 }
 
+#[test]
+fn a_page_move_after_a_delayed_flush_fell_due_evicts_nothing() {
+    // Found by the shard fuzz target (fuzz/regressions/shard/): the flush
+    // had not been applied when `slabs reassign` came first after its
+    // time, so the move rescued the flushed items as live ones, evicting
+    // (and counting) the class's tail to make room for them.
+    let (mut s, small, big, _) = two_classes();
+    s.take_evictions();
+    let evictions = s.stats().evictions;
+    s.flush(1_000, 0);
+    let outcome = s.slabs_reassign(small as i64 + 1, big as i64 + 1, 2_000);
+    assert_eq!(outcome, ReassignOutcome::Ok);
+    assert_eq!(
+        s.stats().evictions,
+        evictions,
+        "flushed items are not evicted"
+    );
+    assert!(s.take_evictions().is_empty());
+    assert_eq!(s.slab_class_stats(2_000)[small].evicted_by_move, 0);
+}
+
 /// The 0-based class of an item of this key and value length.
 fn class_of(s: &Shard, key_len: usize, value_len: usize) -> usize {
     let size = item::total_size(key_len, value_len);
