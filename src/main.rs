@@ -51,8 +51,13 @@ fn main() -> ExitCode {
         Ok(server) => server,
         Err(e) => return fail(&e),
     };
+    let tls = match server.tls_addr() {
+        Some(addr) if addr == server.local_addr() => ", TLS".to_string(),
+        Some(addr) => format!(", TLS on {addr}"),
+        None => String::new(),
+    };
     tracing::info!(
-        "corecache {} listening on {} ({summary})",
+        "corecache {} listening on {} ({summary}{tls})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );

@@ -1,6 +1,8 @@
 //! The `corecache` binary itself: start-up errors, pinning, signals.
 
 mod common;
+#[path = "common/tls.rs"]
+mod pki;
 
 use common::{KillOnDrop, Raw};
 use std::io::{BufRead, BufReader};
@@ -69,6 +71,66 @@ fn bad_settings_stop_start_up_with_one_line_and_status_2() {
             // clap prints its own multi-line usage; ours is one line.
             assert_eq!(stderr.lines().count(), 1, "{stderr}");
         }
+    }
+}
+
+#[test]
+fn tls_files_that_cannot_be_used_stop_start_up_naming_the_setting() {
+    let pki = pki::Pki::new("cli");
+    let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
+    let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let cases: [(Vec<&str>, &str, &str); 6] = [
+        (
+            vec!["--tls-cert", "/nonexistent.pem", "--tls-key", &key],
+            "--tls-cert",
+            "/nonexistent.pem",
+        ),
+        (
+            vec!["--tls-cert", &cert, "--tls-key", "/nonexistent.pem"],
+            "--tls-key",
+            "/nonexistent.pem",
+        ),
+        // A certificate where the key should be.
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &cert],
+            "--tls-key",
+            &cert,
+        ),
+        // Another certificate's key.
+        (
+            vec!["--tls-cert", &ca, "--tls-key", &key],
+            "--tls-key",
+            "does not fit",
+        ),
+        // A key where the CA certificates should be.
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &key],
+            "--tls-ca",
+            "no PEM certificate",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--tls-listen",
+                &taken,
+            ],
+            "--tls-listen",
+            "in use",
+        ),
+    ];
+    for (args, setting, detail) in cases {
+        let stderr = refused(&[&["--port", "0"][..], &args].concat());
+        assert!(
+            stderr.starts_with(&format!("corecache: {setting} ")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(detail), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
 

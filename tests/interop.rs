@@ -1,12 +1,14 @@
 //! Interoperability: programs nobody here wrote, driven against corecache.
 //!
 //! libmemcached's command-line tools, twemproxy (nutcracker) in front of two
-//! instances, Python's pymemcache, and the stats fields the Prometheus
-//! memcached_exporter reads. The programs come from Debian packages that
+//! instances, Python's pymemcache (plaintext and TLS), `openssl s_client`
+//! over TLS, and the stats fields the Prometheus memcached_exporter reads. The programs come from Debian packages that
 //! `tests/run.sh` installs; a missing one fails its test naming the package.
 //! docs/interop.md says what is covered and what is not.
 
 mod common;
+#[path = "common/tls.rs"]
+mod pki;
 
 use clap::Parser;
 use common::{KillOnDrop, Raw, TestServer, eventually};
@@ -21,24 +23,6 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_corecache");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// One test per runtime, each calling `$body` with the runtime.
-macro_rules! per_runtime {
-    ($($name:ident => $body:path;)*) => {
-        $(
-            mod $name {
-                #[test]
-                fn thread_per_core() {
-                    $body(corecache::config::RuntimeKind::ThreadPerCore);
-                }
-                #[test]
-                fn work_stealing() {
-                    $body(corecache::config::RuntimeKind::WorkStealing);
-                }
-            }
-        )*
-    };
-}
-
 per_runtime! {
     libmemcached_tools => super::libmemcached_tools_store_fetch_delete_flush;
     nutcracker_two_instances => super::nutcracker_spreads_keys_over_two_instances;
@@ -47,6 +31,8 @@ per_runtime! {
     memccapable_ascii => super::memccapable_ascii_passes_every_test;
     memccapable_binary => super::memccapable_binary_passes_every_test;
     libmemcached_tools_binary => super::libmemcached_tools_speak_the_binary_protocol;
+    pymemcache_tls => super::pymemcache_over_tls_with_client_certificates;
+    openssl_s_client => super::openssl_s_client_is_served_and_a_rogue_certificate_refused;
 }
 
 // ---------------------------------------------------------------------------
@@ -571,6 +557,105 @@ fn pymemcache_checks_pass(runtime: RuntimeKind) {
         describe(&out)
     );
     assert!(stdout.contains("9 ok, 0 failed"), "{stdout}");
+}
+
+/// A server requiring client certificates from `pki`'s CA on a TLS
+/// listener beside the plaintext one.
+fn tls_server(runtime: RuntimeKind, pki: &pki::Pki) -> TestServer {
+    TestServer::with(runtime, |config| {
+        config.tls = Some(pki.server(true, Some("127.0.0.1:0".parse().unwrap())));
+    })
+}
+
+fn pymemcache_over_tls_with_client_certificates(runtime: RuntimeKind) {
+    let pki = pki::Pki::new("pymemcache");
+    let server = tls_server(runtime, &pki);
+    let out = run(python()
+        .arg(format!("{ROOT}/tests/interop/pymemcache_tls.py"))
+        .arg(server.tls_addr.unwrap().to_string())
+        .args([&pki.ca, &pki.client_cert, &pki.client_key])
+        .args([&pki.rogue_cert, &pki.rogue_key]));
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "pymemcache is not importable: apt-get install python3-pymemcache: {}",
+        describe(&out)
+    );
+    assert!(
+        out.status.success(),
+        "pymemcache over TLS: {}",
+        describe(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("3 ok, 0 failed"), "{stdout}");
+    // Each refused client is one failed handshake on the server.
+    assert_eq!(server.wait_for_stat("ssl_handshake_errors", 2), 2);
+    // What the trusted client stored, a plaintext client reads.
+    assert_eq!(get(server.addr, "tls:7"), Some((0, b"7".repeat(100))));
+}
+
+/// `openssl s_client` sending `input` with the client certificate
+/// `cert`/`key`; its output and status. `timeout` bounds it should the
+/// server never close.
+fn s_client(server: &TestServer, pki: &pki::Pki, cert: &Path, key: &Path, input: &str) -> Output {
+    program("openssl", "openssl");
+    let mut child = program("timeout", "coreutils")
+        .args([
+            "20",
+            "openssl",
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+        ])
+        .arg("-connect")
+        .arg(server.tls_addr.unwrap().to_string())
+        .args(["-servername", "localhost", "-CAfile"])
+        .arg(&pki.ca)
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    // stdin stays open (s_client would otherwise close before the replies
+    // come): the server's close after `quit`, or its refusal, ends it.
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(input.as_bytes());
+    let out = child.wait_with_output().expect("openssl finishes");
+    drop(stdin);
+    out
+}
+
+fn openssl_s_client_is_served_and_a_rogue_certificate_refused(runtime: RuntimeKind) {
+    let pki = pki::Pki::new("s_client");
+    let server = tls_server(runtime, &pki);
+    let session = "set greeting 5 0 5\r\nhello\r\nget greeting\r\nquit\r\n";
+    let out = s_client(&server, &pki, &pki.client_cert, &pki.client_key, session);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "STORED\r\nVALUE greeting 5 5\r\nhello\r\nEND\r\n",
+        "{}",
+        describe(&out)
+    );
+    let rogue = "set intruder 0 0 1\r\nx\r\nquit\r\n";
+    let out = s_client(&server, &pki, &pki.rogue_cert, &pki.rogue_key, rogue);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "{}",
+        describe(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("alert"),
+        "no TLS alert reported: {}",
+        describe(&out)
+    );
+    assert_eq!(server.wait_for_stat("ssl_handshake_errors", 1), 1);
+    assert_eq!(get(server.addr, "intruder"), None);
 }
 
 // ---------------------------------------------------------------------------

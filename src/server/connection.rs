@@ -7,10 +7,15 @@
 //! replies go out in one write. Requests that need every shard (`stats`,
 //! `flush_all`) split the plan: what comes before them finishes first, so
 //! `set; flush_all; get` behaves as if run one at a time.
+//!
+//! The connection is generic over its stream: a plaintext `TcpStream` or a
+//! TLS stream (`tls.rs`). Each is its own monomorphised copy of the loop,
+//! so the plaintext path reads and writes the socket directly, with no
+//! dynamic dispatch and no branch on the transport per read or write.
 
 use super::admin;
 use super::op::{Op, OpKind, Span, Wire};
-use super::{Admitted, ConnectionSlot, Control, ServerState, ShardReport};
+use super::{ConnectionSlot, Control, ServerState, ShardReport};
 use crate::protocol::{
     self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
 };
@@ -18,8 +23,7 @@ use crate::stats::ThreadStats;
 use crate::storage::ArithOp;
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// Read buffer size to keep free before each read.
@@ -93,9 +97,9 @@ enum Next {
     Close,
 }
 
-/// A client connection and its reusable buffers.
-pub struct Connection<D> {
-    stream: TcpStream,
+/// A client connection over stream `S` and its reusable buffers.
+pub struct Connection<D, S> {
+    stream: S,
     /// Keeps the connection counted and listed in `stats conns`.
     slot: ConnectionSlot,
     state: Arc<ServerState>,
@@ -116,12 +120,9 @@ pub struct Connection<D> {
     binary: Option<bool>,
 }
 
-impl<D: Dispatch> Connection<D> {
-    /// Wraps an accepted socket.
-    pub fn new(admitted: Admitted, state: Arc<ServerState>, dispatch: D) -> Self {
-        let Admitted { stream, slot } = admitted;
-        // Replies are written whole, once per batch: Nagle would only delay them.
-        let _ = stream.set_nodelay(true);
+impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
+    /// Wraps an admitted stream (its socket already set `TCP_NODELAY`).
+    pub fn new(stream: S, slot: ConnectionSlot, state: Arc<ServerState>, dispatch: D) -> Self {
         Connection {
             stream,
             slot,
@@ -162,9 +163,15 @@ impl<D: Dispatch> Connection<D> {
             if !self.output.is_empty() {
                 // A client that stops reading must not hold up a shutdown:
                 // once one is under way, its replies get a short grace.
+                // The flush is free on a socket; a TLS stream may still
+                // hold the end of the replies after `write_all`.
+                let write = async {
+                    self.stream.write_all(&self.output).await?;
+                    self.stream.flush().await
+                };
                 let written = tokio::select! {
                     biased;
-                    written = self.stream.write_all(&self.output) => written.is_ok(),
+                    written = write => written.is_ok(),
                     _ = async {
                         let _ = shutdown.wait_for(|stop| *stop).await;
                         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -189,7 +196,9 @@ impl<D: Dispatch> Connection<D> {
                 self.input = BytesMut::with_capacity(READ_RESERVE);
             }
         }
-        let _ = self.stream.shutdown().await;
+        // A TLS close sends a last record, which a client that does not
+        // read could hold up forever.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.stream.shutdown()).await;
     }
 
     /// Plans and runs every complete request in the input buffer.

@@ -18,6 +18,8 @@ use std::time::Duration;
 pub struct TestServer {
     server: Option<RunningServer>,
     pub addr: SocketAddr,
+    /// Where TLS clients connect, when TLS is on.
+    pub tls_addr: Option<SocketAddr>,
     pub runtime: RuntimeKind,
 }
 
@@ -40,9 +42,11 @@ impl TestServer {
         adjust(&mut config);
         let server = server::start_with_clock(config, Clock::held()).expect("server starts");
         let addr = server.local_addr();
+        let tls_addr = server.tls_addr();
         TestServer {
             server: Some(server),
             addr,
+            tls_addr,
             runtime,
         }
     }
@@ -317,6 +321,26 @@ macro_rules! both_runtimes {
                 }
             )*
         }
+    };
+}
+
+/// One test per runtime, each calling `$body` (a function taking the
+/// runtime) with it: for tests that start their own servers.
+#[macro_export]
+macro_rules! per_runtime {
+    ($($name:ident => $body:path;)*) => {
+        $(
+            mod $name {
+                #[test]
+                fn thread_per_core() {
+                    $body(corecache::config::RuntimeKind::ThreadPerCore);
+                }
+                #[test]
+                fn work_stealing() {
+                    $body(corecache::config::RuntimeKind::WorkStealing);
+                }
+            }
+        )*
     };
 }
 
