@@ -17,6 +17,10 @@ pub struct Args {
     /// Server to load, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:11211")]
     pub server: String,
+    /// Speak TLS, trusting server certificates this CA (PEM) signed; the
+    /// certificate must name the server's IP address.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Total number of TCP connections, spread round-robin over the threads.
     #[arg(long, default_value_t = 50)]
     pub connections: usize,
@@ -108,6 +112,8 @@ pub enum VerifyMode {
 pub struct Config {
     /// Server address.
     pub server: SocketAddr,
+    /// TLS: the CA that signed the server's certificate; `None` = plaintext.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Total connections.
     pub connections: usize,
     /// Client threads.
@@ -164,6 +170,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             server: SocketAddr::from(([127, 0, 0, 1], 11211)),
+            tls_ca: None,
             connections: 50,
             threads: 1,
             cpus: Vec::new(),
@@ -205,6 +212,7 @@ impl Config {
         };
         let c = Config {
             server,
+            tls_ca: a.tls_ca.clone(),
             connections: a.connections,
             threads: a.threads,
             cpus: match &a.cpus {

@@ -31,6 +31,7 @@ pub mod proto;
 pub mod report;
 pub mod run;
 pub mod timer;
+pub mod tls;
 pub mod verify;
 pub mod workload;
 

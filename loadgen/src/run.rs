@@ -31,6 +31,7 @@ use crate::config::{Config, VerifyMode};
 use crate::proto::{self, Kind, Parsed, Reply};
 use crate::report::{ErrorCounts, Report, Stats, new_histogram};
 use crate::timer::{PreciseTimer, Schedule};
+use crate::tls::{Stream, Tls};
 use crate::verify;
 use crate::workload::{Generator, KeyDist};
 
@@ -64,6 +65,11 @@ struct ThreadState {
 /// server misbehaviour during the run is counted in [`Report::errors`].
 pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     cfg.validate()?;
+    // Each thread builds its own copy; this one reports a bad CA file.
+    cfg.tls_ca
+        .as_ref()
+        .map(|ca| Tls::new(ca, cfg.server))
+        .transpose()?;
     let dist = KeyDist::new(cfg.keys, cfg.distribution);
     let mut per_thread: Vec<Vec<(usize, std::net::TcpStream)>> =
         (0..cfg.threads).map(|_| Vec::new()).collect();
@@ -239,17 +245,26 @@ fn thread_main(
     let pattern: Rc<[u8]> = vec![b'x'; cfg.value_max].into();
     // No panics before the barriers below: the other threads would wait
     // forever. A socket tokio cannot register is a failed connection.
+    // run() checked the CA file already.
+    let tls = cfg
+        .tls_ca
+        .as_ref()
+        .and_then(|ca| Tls::new(ca, cfg.server).ok());
     let mut conns: Vec<Conn> = rt.block_on(async {
         let mut out = Vec::new();
         for (i, s) in conns {
-            match TcpStream::from_std(s) {
+            let stream = match (TcpStream::from_std(s), &tls) {
+                (Ok(s), None) => Ok(Stream::Plain(s)),
+                (Ok(s), Some(tls)) => tls.connect(s).await.map_err(|e| ("TLS handshake", e)),
+                (Err(e), _) => Err(("registering the socket", e)),
+            };
+            match stream {
                 Ok(s) => out.push(Conn::new(cfg, dist.clone(), i, s, pattern.clone())),
-                Err(e) => {
+                Err((what, e)) => {
                     let mut st = state.borrow_mut();
                     st.stats.errors.io += 1;
                     st.stats.errors.total += 1;
-                    st.stats
-                        .sample(|| format!("connection {i}: registering the socket: {e}"));
+                    st.stats.sample(|| format!("connection {i}: {what}: {e}"));
                 }
             }
         }
@@ -353,7 +368,7 @@ struct Pending {
 /// One connection and its reused buffers.
 struct Conn {
     id: usize,
-    stream: TcpStream,
+    stream: Stream,
     wbuf: Vec<u8>,
     rbuf: BytesMut,
     kbuf: Vec<u8>,
@@ -380,7 +395,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(cfg: &Config, dist: KeyDist, id: usize, stream: TcpStream, pattern: Rc<[u8]>) -> Conn {
+    fn new(cfg: &Config, dist: KeyDist, id: usize, stream: Stream, pattern: Rc<[u8]>) -> Conn {
         let strict = cfg.verify == VerifyMode::Strict;
         let owned = cfg.keys.div_ceil(cfg.connections as u64) as usize;
         Conn {
@@ -465,7 +480,12 @@ impl Conn {
         if self.wbuf.is_empty() {
             return;
         }
-        if let Err(e) = self.stream.write_all(&self.wbuf).await {
+        // The flush is free on a socket; TLS may hold the tail until it.
+        let sent = async {
+            self.stream.write_all(&self.wbuf).await?;
+            self.stream.flush().await
+        };
+        if let Err(e) = sent.await {
             self.fail_io(st, "write", e);
         }
         self.wbuf.clear();
