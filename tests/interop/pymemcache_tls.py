@@ -22,6 +22,8 @@ except ImportError as error:  # the caller turns this into "install ..."
     print(f"cannot import pymemcache: {error}", file=sys.stderr)
     sys.exit(3)
 
+from checks import run_checks  # beside this script
+
 
 def context(ca, cert=None, key=None):
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
@@ -74,18 +76,7 @@ def main():
         ("another CA's certificate is refused",
          lambda: refused(server, ca, rogue_cert, rogue_key, "rogue certificate")),
     ]
-    ok = failed = 0
-    for name, check in checks:
-        try:
-            note = check()
-            print(f"ok: {name}" + (f" ({note})" if note else ""))
-            ok += 1
-        except Exception as error:  # report every check, then fail
-            print(f"FAILED: {name}: {type(error).__name__}: {error}")
-            failed += 1
-    print(f"{ok} ok, {failed} failed")
-    sys.exit(0 if failed == 0 else 1)
-
+    run_checks(checks)
 
 if __name__ == "__main__":
     main()
