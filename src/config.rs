@@ -114,6 +114,11 @@ pub struct Cli {
     /// e.g. `5s` [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub tls_handshake_timeout: Option<String>,
+    /// Require memcached's text-protocol authentication: `user:password`
+    /// lines; a client first sends `set <any> 0 0 <len>` with data `user
+    /// password` (memcached's -Y).
+    #[arg(short = 'Y', long, value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
 }
 
 /// The configuration file: the same settings as the flags, in TOML.
@@ -141,6 +146,7 @@ struct FileConfig {
     tls_ca: Option<PathBuf>,
     tls_listen: Option<String>,
     tls_handshake_timeout: Option<String>,
+    auth_file: Option<PathBuf>,
 }
 
 /// The validated configuration the server runs with.
@@ -181,6 +187,9 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Longest a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// The `user:password` file clients must authenticate against, if any;
+    /// read when the server starts.
+    pub auth_file: Option<PathBuf>,
 }
 
 /// TLS settings; the files are read when the server starts.
@@ -238,6 +247,7 @@ impl Config {
             enable_shutdown: false,
             tls: None,
             tls_handshake_timeout: Duration::from_secs(5),
+            auth_file: None,
         }
     }
 
@@ -373,6 +383,7 @@ impl Config {
             }
             config.slab_min_chunk = chunk;
         }
+        config.auth_file = cli.auth_file.clone().or(file.auth_file);
         config.pin = !cli.no_pin && file.pin.unwrap_or(true);
         config.enable_shutdown = cli.enable_shutdown || file.enable_shutdown.unwrap_or(false);
 

@@ -135,6 +135,26 @@ fn tls_files_that_cannot_be_used_stop_start_up_naming_the_setting() {
 }
 
 #[test]
+fn an_auth_file_that_cannot_be_used_stops_start_up_naming_it() {
+    let path = std::env::temp_dir().join(format!("corecache-cli-users-{}", std::process::id()));
+    std::fs::write(&path, "alice:secret\nbob\n").unwrap();
+    let file = path.to_str().unwrap();
+    for (args, detail) in [
+        (
+            ["--auth-file", "/nonexistent"],
+            "/nonexistent: No such file",
+        ),
+        (["-Y", file], "line 2 is not user:password"),
+    ] {
+        let stderr = refused(&[&["--port", "0"][..], &args].concat());
+        assert!(stderr.starts_with("corecache: --auth-file "), "{stderr}");
+        assert!(stderr.contains(detail), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
 fn a_port_already_bound_is_refused() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();

@@ -32,6 +32,8 @@ per_runtime! {
     memccapable_binary => super::memccapable_binary_passes_every_test;
     libmemcached_tools_binary => super::libmemcached_tools_speak_the_binary_protocol;
     pymemcache_tls => super::pymemcache_over_tls_with_client_certificates;
+    pymemcache_auth => super::pymemcache_logs_in_as_memcached_documents;
+    memcached_auth_replies => super::unauthenticated_clients_get_what_memcached_answers;
     openssl_s_client => super::openssl_s_client_is_served_and_a_rogue_certificate_refused;
 }
 
@@ -567,26 +569,36 @@ fn tls_server(runtime: RuntimeKind, pki: &pki::Pki) -> TestServer {
     })
 }
 
-fn pymemcache_over_tls_with_client_certificates(runtime: RuntimeKind) {
-    let pki = pki::Pki::new("pymemcache");
-    let server = tls_server(runtime, &pki);
+/// Runs `tests/interop/<script>` with `args`; it must import pymemcache
+/// and pass every check. Returns what it printed.
+fn pymemcache_script(script: &str, args: &[&std::ffi::OsStr]) -> String {
     let out = run(python()
-        .arg(format!("{ROOT}/tests/interop/pymemcache_tls.py"))
-        .arg(server.tls_addr.unwrap().to_string())
-        .args([&pki.ca, &pki.client_cert, &pki.client_key])
-        .args([&pki.rogue_cert, &pki.rogue_key]));
+        .arg(format!("{ROOT}/tests/interop/{script}"))
+        .args(args));
     assert_ne!(
         out.status.code(),
         Some(3),
         "pymemcache is not importable: apt-get install python3-pymemcache: {}",
         describe(&out)
     );
-    assert!(
-        out.status.success(),
-        "pymemcache over TLS: {}",
-        describe(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{script}: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn pymemcache_over_tls_with_client_certificates(runtime: RuntimeKind) {
+    let pki = pki::Pki::new("pymemcache");
+    let server = tls_server(runtime, &pki);
+    let addr = server.tls_addr.unwrap().to_string();
+    let files = [
+        &pki.ca,
+        &pki.client_cert,
+        &pki.client_key,
+        &pki.rogue_cert,
+        &pki.rogue_key,
+    ];
+    let mut args = vec![addr.as_ref()];
+    args.extend(files.iter().map(|path| path.as_os_str()));
+    let stdout = pymemcache_script("pymemcache_tls.py", &args);
     assert!(stdout.contains("3 ok, 0 failed"), "{stdout}");
     // Each refused client is one failed handshake on the server.
     assert_eq!(server.wait_for_stat("ssl_handshake_errors", 2), 2);
@@ -656,6 +668,99 @@ fn openssl_s_client_is_served_and_a_rogue_certificate_refused(runtime: RuntimeKi
     );
     assert_eq!(server.wait_for_stat("ssl_handshake_errors", 1), 1);
     assert_eq!(get(server.addr, "intruder"), None);
+}
+
+/// A users file in `dir` for `--auth-file` and memcached's `-Y`.
+fn users_file(dir: &Scratch) -> PathBuf {
+    let path = dir.path("users");
+    std::fs::write(&path, "alice:secret\n").unwrap();
+    path
+}
+
+fn pymemcache_logs_in_as_memcached_documents(runtime: RuntimeKind) {
+    let dir = Scratch::new("pymemcache-auth");
+    let users = users_file(&dir);
+    let server = TestServer::with(runtime, |config| config.auth_file = Some(users.clone()));
+    let addr = server.addr.to_string();
+    let stdout = pymemcache_script("pymemcache_auth.py", &[addr.as_ref()]);
+    assert!(stdout.contains("3 ok, 0 failed"), "{stdout}");
+}
+
+/// memcached 1.6.18 started with `args` on a free port, killed when dropped.
+fn memcached(args: &[&std::ffi::OsStr]) -> (KillOnDrop, SocketAddr) {
+    let port = free_port();
+    let child = program("memcached", "memcached")
+        .args(["-U", "0", "-l", "127.0.0.1", "-u", "root", "-t", "1", "-p"])
+        .arg(port.to_string())
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("memcached starts");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let child = KillOnDrop(child);
+    eventually("memcached listens", || TcpStream::connect(addr).is_ok());
+    (child, addr)
+}
+
+fn unauthenticated_clients_get_what_memcached_answers(runtime: RuntimeKind) {
+    let dir = Scratch::new("auth-replies");
+    let users = users_file(&dir);
+    let (_memcached, reference) = memcached(&["-Y".as_ref(), users.as_os_str()]);
+    let server = TestServer::with(runtime, |config| config.auth_file = Some(users.clone()));
+    let binary_get = b"\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\0\0\0\0\0\0\0\0\0\0\0\0k";
+    // Sessions of requests, each sent alone and answered by one line
+    // (memcached answers only the last of several sent together).
+    let sessions: &[&[&[u8]]] = &[
+        &[
+            b"get a\r\n",
+            b"version\r\n",
+            b"stats\r\n",
+            b"quit\r\n",
+            b"\r\n",
+            b"mg a v\r\n",
+            b"SET a 0 0 12\r\n",
+            b"set a 0 0\r\n",
+            b"set a 0 0 -1\r\n",
+            b"set a 0 0 12abc\r\n",
+            b"append a 0 0 1\r\n",
+        ],
+        &[
+            b"set a 0 0 12\r\nalice secreX\r\n",
+            b"get a\r\n",
+            b"set a 0 0 5\r\nalice\r\n",
+            b"set a 0 0 0\r\n\r\n",
+            b"set k 0 0 1\r\nx\r\n",
+            b"set a 0 0 12\r\nalice secretXX",
+            b"set a 0 0 12\r\nalice secret\n\n",
+            b"set a 0 0 13\r\nalice secret\r\r\n",
+            b"set a 0 0 +12\r\nalice secret\r\n",
+            b"get a k\r\n",
+        ],
+        &[b"set a 0 0 14\r\nalice  secret \r\n", b"get a\r\n"],
+        &[
+            b"set a 0 0 18 noreply\r\nalice secret extra\r\n",
+            b"get a\r\n",
+        ],
+        &[
+            b"set a 0 0 12\nalice secret\r\n",
+            &[binary_get, &b"\r\n"[..]].concat(),
+            b"get a\r\n",
+        ],
+    ];
+    for session in sessions {
+        let (mut theirs, mut ours) = (Raw::connect(reference), server.connect());
+        for request in *session {
+            theirs.send(request);
+            ours.send(request);
+            let (want, got) = (theirs.read_until(b"\r\n"), ours.read_until(b"\r\n"));
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "reply to {:?}",
+                String::from_utf8_lossy(request)
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

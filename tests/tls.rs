@@ -56,6 +56,7 @@ per_runtime! {
     stalled_handshake => super::a_stalled_handshake_holds_up_no_one_and_is_cut_off;
     tls_alone => super::tls_alone_takes_the_listen_address;
     full_server => super::a_full_server_closes_a_tls_connection_without_plaintext;
+    auth_over_tls => super::a_tls_client_must_log_in_too;
 }
 
 fn tls_clients_are_served_beside_plaintext_ones(runtime: RuntimeKind) {
@@ -250,4 +251,25 @@ fn a_full_server_closes_a_tls_connection_without_plaintext(runtime: RuntimeKind)
 /// The version string the server reports.
 fn version() -> String {
     format!("1.6.18-corecache-{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn a_tls_client_must_log_in_too(runtime: RuntimeKind) {
+    let pki = Pki::new("auth");
+    let users = std::env::temp_dir().join(format!(
+        "corecache-tls-users-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&users, "alice:secret\n").unwrap();
+    let server = beside_with(runtime, &pki, true, |config| {
+        config.auth_file = Some(users.clone())
+    });
+    let addr = server.tls_addr.unwrap();
+    let mut client = TlsClient::connect(addr, pki.client(Identity::Trusted)).unwrap();
+    client.expect("get k\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    client.expect(
+        "set auth 0 0 12\r\nalice secret\r\nget k\r\n",
+        "STORED\r\nEND\r\n",
+    );
+    let _ = std::fs::remove_file(&users);
 }

@@ -194,6 +194,9 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("slabs_moved", total.slabs_moved);
     s.stat("store_too_large", total.store_too_large);
     s.stat("store_no_memory", total.store_no_memory);
+    // Where memcached lists them, on or off.
+    s.stat("auth_cmds", sum(|t| &t.auth_cmds));
+    s.stat("auth_errors", sum(|t| &t.auth_errors));
     s.stat("runtime", state.config.runtime.name());
     s.stat("shards", state.config.shards);
     let (forwarded, messages) = (sum(|t| &t.forwarded_out), sum(|t| &t.forward_messages));
@@ -373,6 +376,9 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
         "shutdown_command",
         if c.enable_shutdown { "yes" } else { "no" },
     );
+    out.stat("auth_enabled_sasl", "no");
+    let auth = c.auth_file.as_ref().map(|path| path.display().to_string());
+    out.stat("auth_enabled_ascii", auth.as_deref().unwrap_or("no"));
     tls_settings(state, out);
 }
 

@@ -14,6 +14,7 @@
 //! dynamic dispatch and no branch on the transport per read or write.
 
 use super::admin;
+use super::auth::Passage;
 use super::op::{Op, OpKind, Span, Wire};
 use super::{ConnectionSlot, Control, ServerState, ShardReport};
 use crate::protocol::{
@@ -118,6 +119,9 @@ pub struct Connection<D, S> {
     /// Whether the connection speaks the binary protocol: its first byte
     /// decides, for the rest of its life (`binary.rs`).
     binary: Option<bool>,
+    /// Until the client authenticates (`--auth-file`), what it has sent of
+    /// its login; None once it has, or when no one needs to.
+    locked: Option<super::auth::Gate>,
 }
 
 impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
@@ -126,7 +130,6 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         Connection {
             stream,
             slot,
-            state,
             dispatch,
             input: BytesMut::with_capacity(READ_RESERVE),
             output: Vec::with_capacity(READ_RESERVE),
@@ -134,7 +137,10 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
             swallow: 0,
             newline_free: 0,
             line_rest: None,
-            binary: None,
+            // With auth on, every connection speaks text, as in memcached.
+            binary: state.auth.is_some().then_some(false),
+            locked: state.auth.is_some().then(super::auth::Gate::default),
+            state,
         }
     }
 
@@ -203,6 +209,21 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
 
     /// Plans and runs every complete request in the input buffer.
     async fn handle_input(&mut self) -> Next {
+        if let Some(gate) = &mut self.locked {
+            let users = self
+                .state
+                .auth
+                .as_ref()
+                .expect("a gate only with --auth-file");
+            let stats = self.dispatch.thread_stats();
+            let (used, passage) = gate.take(&self.input, users, &mut self.output, stats);
+            self.input.advance(used);
+            match passage {
+                Passage::Wait => return Next::Continue,
+                Passage::Close => return Next::Close,
+                Passage::Open => self.locked = None,
+            }
+        }
         let skip = self.swallow.min(self.input.len());
         if skip > 0 {
             self.input.advance(skip);

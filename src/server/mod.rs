@@ -16,6 +16,7 @@
 //!   behind its own lock and requests run in place.
 
 mod admin;
+mod auth;
 mod binary;
 mod connection;
 mod forward;
@@ -58,6 +59,9 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The `--auth-file` could not be read or has a bad line.
+    #[error("--auth-file {0}")]
+    Auth(String),
     /// A TLS certificate, key or CA file could not be read or used.
     #[error("{setting} {reason}")]
     Tls {
@@ -145,8 +149,10 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
             source,
         })
     };
-    // The TLS files first: a bad one stops start-up before any port is taken.
+    // The files first: a bad one stops start-up before any port is taken.
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let auth = config.auth_file.as_deref().map(auth::AuthFile::load);
+    let auth = auth.transpose().map_err(StartError::Auth)?;
     let plain = config
         .plaintext_listen()
         .map(|addr| bind("--listen", addr))
@@ -180,6 +186,7 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         listen,
         tls_listen: tls_addr,
         tls,
+        auth,
         clock,
         threads: (0..config.threads)
             .map(|_| ThreadStats::default())

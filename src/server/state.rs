@@ -75,6 +75,8 @@ pub struct ServerState {
     pub tls_listen: Option<SocketAddr>,
     /// The TLS configuration every TLS listener shares, when TLS is on.
     pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The users of `--auth-file`, when clients must authenticate.
+    pub(super) auth: Option<super::auth::AuthFile>,
     /// The server clock.
     pub clock: Clock,
     /// Key -> shard -> thread.
@@ -229,6 +231,7 @@ impl ServerState {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_listen: None,
             tls: None,
+            auth: None,
             clock: Clock::new(),
             threads: (0..config.threads)
                 .map(|_| ThreadStats::default())

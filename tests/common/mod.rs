@@ -21,6 +21,8 @@ pub struct TestServer {
     /// Where TLS clients connect, when TLS is on.
     pub tls_addr: Option<SocketAddr>,
     pub runtime: RuntimeKind,
+    /// With `--auth-file`: the login the helpers send before `stats`.
+    pub login: Option<String>,
 }
 
 impl TestServer {
@@ -48,6 +50,7 @@ impl TestServer {
             addr,
             tls_addr,
             runtime,
+            login: None,
         }
     }
 
@@ -88,9 +91,9 @@ impl TestServer {
     /// them, so the test knows the server holds them (whatever it did with
     /// them). No other client may send to the server meanwhile.
     pub fn send_and_wait_read(&self, c: &mut Raw, bytes: &[u8]) {
-        // Each poll is a `stats` on a new connection: the server counts
-        // its 7 bytes before it answers.
-        let poll = "stats\r\n".len() as u64;
+        // Each poll is a `stats` on a new connection (after a login, with
+        // auth on): the server counts those bytes before it answers.
+        let poll = ("stats\r\n".len() + self.login.as_ref().map_or(0, String::len)) as u64;
         let mut want = self.stat_u64("", "bytes_read") + bytes.len() as u64;
         c.send(bytes);
         eventually("the server read what was sent", || {
@@ -135,7 +138,11 @@ impl TestServer {
 
     /// The value of one `stats` field, read over a new connection.
     pub fn stat(&self, args: &str, name: &str) -> String {
-        let stats = self.connect().stats(args);
+        let mut c = self.connect();
+        if let Some(login) = &self.login {
+            c.expect(login, "STORED\r\n");
+        }
+        let stats = c.stats(args);
         stats
             .iter()
             .find(|(k, _)| k == name)
