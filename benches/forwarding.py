@@ -81,7 +81,8 @@ def free_port():
 
 def run_cell(binary, runtime, layout, pipeline, args):
     port = free_port()
-    server = [binary, "--port", str(port), "--runtime", runtime, "-m", "256"]
+    binary, *own_flags = binary.split(",")
+    server = [binary, "--port", str(port), "--runtime", runtime, "-m", "1024"] + own_flags
     loadgen_cpus = []
     if layout == "2t-pinned":
         server += ["--threads", "2", "--cpus", "0,1"]
@@ -106,10 +107,13 @@ def run_cell(binary, runtime, layout, pipeline, args):
                 time.sleep(0.02)
         load = [args.loadgen, "--server", f"127.0.0.1:{port}", "--threads", "1",
                 "--connections", str(args.connections), "--pipeline", str(pipeline),
-                "--keys", "100000", "--value-size", "32", "--get-ratio", str(args.get_ratio)]
+                "--keys", str(args.keys), "--value-size", args.value_size,
+                "--get-ratio", str(args.get_ratio)]
         load += loadgen_cpus
         subprocess.run(load + ["--prefill", "--duration", "1s", "--warmup", "0s"],
                        check=True, stdout=subprocess.DEVNULL)
+        if args.rate:
+            load += ["--rate", str(args.rate)]
         before_cpu, before = cpu_seconds(proc.pid), counters(port)
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             subprocess.run(load + ["--duration", args.duration, "--warmup", "0s",
@@ -123,7 +127,9 @@ def run_cell(binary, runtime, layout, pipeline, args):
     requests = max(d["requests"], 1)
     return {
         "ops": report["ops_per_sec"],
+        "p50_us": report["latency_us"]["p50"],
         "p99_us": report["latency_us"]["p99"],
+        "p999_us": report["latency_us"]["p999"],
         "cpu_us": (after_cpu - before_cpu) * 1e6 / requests,
         "forwarded": d["forwarded_requests"] / requests,
         "per_msg": d["forwarded_requests"] / d["forward_messages"] if d["forward_messages"] else 0,
@@ -135,7 +141,9 @@ def run_cell(binary, runtime, layout, pipeline, args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin", action="append", default=[],
-                   help="NAME=PATH of a corecache binary (repeatable); default this build")
+                   help="NAME=PATH[,FLAG...] of a corecache binary and flags of its own "
+                        "(repeatable), e.g. spin50=target/release/corecache,--spin=50us; "
+                        "default this build")
     p.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/loadgen"))
     p.add_argument("--runtimes", default="thread-per-core,work-stealing")
     p.add_argument("--layouts", default="2t-pinned,2t-nopin,1t-split")
@@ -144,6 +152,10 @@ def main():
     p.add_argument("--duration", default="4s")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--get-ratio", default="0.9")
+    p.add_argument("--value-size", default="32")
+    p.add_argument("--keys", type=int, default=100000)
+    p.add_argument("--rate", type=int, help="open loop: requests per second (loadgen --rate)")
+
     p.add_argument("--extra", action="append", default=[], help="extra server flag (repeatable)")
     p.add_argument("--json", help="write every run here")
     args = p.parse_args()
@@ -154,8 +166,9 @@ def main():
              for rt in args.runtimes.split(",")
              for name, path in bins]
     print(f"# {os.uname().release}, {os.cpu_count()} CPUs, {args.duration} per run, "
-          f"{args.connections} connections, get ratio {args.get_ratio}, extra {args.extra}")
-    header = f"{'build':8} {'runtime':15} {'layout':9} {'pipe':>4} {'ops/s':>9} {'p99us':>7} " \
+          f"{args.connections} connections, {args.keys} keys of {args.value_size} bytes, "
+          f"get ratio {args.get_ratio}, extra {args.extra}")
+    header = f"{'build':8} {'runtime':15} {'layout':9} {'pipe':>4} {'ops/s':>9} {'p50us':>6} {'p99us':>7} " \
              f"{'cpu_us':>7} {'fwd':>5} {'req/msg':>7} {'wake/req':>8} {'sleep/req':>9}"
     print(header)
     runs = []
@@ -164,18 +177,19 @@ def main():
             r = run_cell(path, rt, lay, pl, args)
             r.update(build=name, runtime=rt, layout=lay, pipeline=pl, rep=rep)
             runs.append(r)
-            print(f"{name:8} {rt:15} {lay:9} {pl:>4} {r['ops']:9.0f} {r['p99_us']:7.0f} "
+            print(f"{name:8} {rt:15} {lay:9} {pl:>4} {r['ops']:9.0f} {r['p50_us']:6.0f} {r['p99_us']:7.0f} "
                   f"{r['cpu_us']:7.2f} {r['forwarded']:5.2f} {r['per_msg']:7.2f} "
                   f"{r['wakes']:8.3f} {r['sleeps']:9.3f}", flush=True)
     print("\n# summary: median [min-max] over repeats")
     print(f"{'build':8} {'runtime':15} {'layout':9} {'pipe':>4} {'ops/s':>22} {'cpu_us/req':>20} "
-          f"{'req/msg':>7} {'wake/req':>8}")
+          f"{'p50us':>6} {'p99us':>7} {'req/msg':>7} {'wake/req':>8}")
     for name, path, rt, lay, pl in cells:
         rs = [r for r in runs if (r["build"], r["runtime"], r["layout"], r["pipeline"]) == (name, rt, lay, pl)]
         def m(k, fmt):
             v = [r[k] for r in rs]
             return f"{fmt.format(statistics.median(v))} [{fmt.format(min(v))}-{fmt.format(max(v))}]"
         print(f"{name:8} {rt:15} {lay:9} {pl:>4} {m('ops', '{:.0f}'):>22} {m('cpu_us', '{:.2f}'):>20} "
+              f"{statistics.median(r['p50_us'] for r in rs):6.0f} {statistics.median(r['p99_us'] for r in rs):7.0f} "
               f"{statistics.median(r['per_msg'] for r in rs):7.2f} "
               f"{statistics.median(r['wakes'] for r in rs):8.3f}")
     if args.json:

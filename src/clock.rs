@@ -88,6 +88,19 @@ impl Clock {
         self.start_unix + self.uptime_secs()
     }
 
+    /// The unix time, in seconds, of `at` on the server clock: where an
+    /// absolute exptime or an access time is printed (`stats cachedump`,
+    /// `lru_crawler metadump`).
+    pub fn unix_at(&self, at: Millis) -> u64 {
+        self.start_unix + at.saturating_sub(1) / 1000
+    }
+
+    /// The unix time of `secs` whole seconds after start (an item's last
+    /// access as the shard keeps it).
+    pub fn unix_after(&self, secs: u32) -> u64 {
+        self.start_unix + u64::from(secs)
+    }
+
     /// Turns a protocol exptime into a deadline, memcached's way: 0 never
     /// expires, up to 30 days is relative seconds, more is an absolute unix
     /// time, and a negative value is already expired.

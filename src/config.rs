@@ -77,10 +77,12 @@ pub struct Cli {
     /// How often expired items are reclaimed, e.g. `100ms` [default: 100ms].
     #[arg(long, value_name = "DURATION")]
     pub ttl_tick: Option<String>,
-    /// Thread-per-core: how long a thread waiting for another thread's
-    /// replies polls for them before it sleeps, e.g. `20us`; 0 = never
-    /// [default: 0]. Spends CPU to spare the other thread a wake-up: worth
-    /// it only on cores nothing else needs.
+    /// Thread-per-core: how long a thread whose connections wait for
+    /// another thread's replies polls for them before it sleeps, from the
+    /// last message, e.g. `50us`; 0 = never [default: 50us]. It spares the
+    /// other thread a wake-up and the waiting clients its latency, for CPU
+    /// an idle core would not use anyway: set 0 when the server shares its
+    /// CPUs with other busy processes.
     #[arg(long, value_name = "DURATION")]
     pub spin: Option<String>,
     /// Growth factor between slab class sizes [default: 1.25].
@@ -240,7 +242,7 @@ impl Config {
             max_connections: 1024,
             runtime: RuntimeKind::ThreadPerCore,
             ttl_tick: Duration::from_millis(100),
-            spin: Duration::ZERO,
+            spin: Duration::from_micros(50),
             slab_growth_factor: 1.25,
             slab_min_chunk: 48,
             slab_page_size: MIB,
@@ -487,7 +489,7 @@ impl Config {
     /// The sizing of shard `index`.
     pub fn shard_config(&self, index: usize) -> crate::storage::ShardConfig {
         crate::storage::ShardConfig {
-            memory_limit: self.memory / self.shards,
+            memory_limit: crate::storage::memory_share(self.memory, index, self.shards),
             max_item_size: self.max_item_size,
             slab_page_size: self.slab_page_size,
             slab_min_chunk: self.slab_min_chunk,

@@ -22,12 +22,23 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     let summary = format!(
-        "{} threads, {} shards, {} MiB, {}",
+        "{} threads, {} shards, {} MiB, {}, {}, spin {:?}",
         config.threads,
         config.shards,
         config.memory >> 20,
-        config.runtime.name()
+        config.runtime.name(),
+        if config.pin { "pinned" } else { "not pinned" },
+        config.spin,
     );
+    // Both defaults suit cores the server has to itself; sharing them with
+    // other busy processes (a load generator on the same box) turns both
+    // into a cost: a pinned thread cannot move off a busy CPU, and a spin
+    // burns CPU others need.
+    let spins =
+        config.runtime == corecache::config::RuntimeKind::ThreadPerCore && !config.spin.is_zero();
+    let pin_or_spin = config.threads > 1 && (config.pin || spins);
+    let sharing_hint = "if these CPUs are shared with other busy processes, \
+         --no-pin and --spin 0 serve better";
     // Signal handlers go in before the server starts, so a SIGTERM that
     // arrives the moment it is listening is a clean shutdown, not a kill.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -61,6 +72,9 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );
+    if pin_or_spin {
+        tracing::info!("{sharing_hint}");
+    }
     runtime.block_on(async {
         tokio::select! {
             _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),

@@ -427,6 +427,39 @@ both_runtimes! {
         c.exchange(&[request(STAT, &[], b"bogus", &[], 5, 0)], &[error(STAT, NOT_FOUND, 5)]);
     }
 
+    // What memcached's binary `stat` adds for the admin groups: `detail`
+    // (the dump as one statistic, `detailed`), `sizes_enable` (one packet,
+    // no end packet, as memcached sends it), and no `cachedump`.
+    fn stat_detail_and_sizes(server) {
+        let mut c = server.connect();
+        let stat = |group: &[u8], opaque| request(STAT, &[], group, &[], opaque, 0);
+        let packet = |key: &[u8], value: &[u8], opaque| response(STAT, 0, &[], key, value, opaque, 0);
+        c.exchange(&[stat(b"detail on", 1)], &[ok(STAT, 1, 0)]);
+        // Binary gets, touches, stores and deletes count as memcached counts
+        // them: a touch is a get.
+        c.call(&set(SET, b"b:1", b"v", 0, 2, 0));
+        c.call(&get(GET, b"b:1", 3));
+        c.call(&get(GET, b"b:2", 4));
+        c.call(&request(TOUCH, &10u32.to_be_bytes(), b"b:1", &[], 5, 0));
+        c.call(&get(DELETE, b"b:1", 6));
+        let dump = b"PREFIX b get 3 hit 2 set 1 del 1\r\nEND\r\n";
+        c.exchange(&[stat(b"detail dump", 7)], &[packet(b"detailed", dump, 7), ok(STAT, 7, 0)]);
+        c.exchange(&[stat(b"detail off", 8)], &[ok(STAT, 8, 0)]);
+        c.exchange(&[stat(b"detail x", 9)], &[error(STAT, NOT_FOUND, 9)]);
+        c.exchange(
+            &[stat(b"sizes", 10)],
+            &[packet(b"sizes_status", b"disabled", 10), ok(STAT, 10, 0)],
+        );
+        c.exchange(
+            &[stat(b"sizes_enable", 11), get(NOOP, b"", 12)],
+            &[packet(b"sizes_status", b"enabled", 11), ok(NOOP, 12, 0)],
+        );
+        c.call(&set(SET, b"sized", b"v", 0, 13, 0));
+        // 40 header bytes + 5 + 1: the 64-byte step.
+        c.exchange(&[stat(b"sizes", 14)], &[packet(b"64", b"1", 14), ok(STAT, 14, 0)]);
+        c.exchange(&[stat(b"cachedump 1 0", 15)], &[error(STAT, NOT_FOUND, 15)]);
+    }
+
     fn refused_opcodes_keep_the_connection_in_step(server) {
         let mut c = server.connect();
         c.exchange(

@@ -220,3 +220,59 @@ fn a_remote_100_mb_multi_get_gives_its_memory_back() {
         after >> 20
     );
 }
+
+/// Forwarded replies of every size, short ones copied into the output and
+/// long ones written from their batch (a vectored write), arrive whole and
+/// in request order, in single gets, a pipelined burst and one multi-get,
+/// even when the client reads slowly and writes are partial.
+#[test]
+fn forwarded_replies_of_every_size_arrive_whole_and_in_order() {
+    let server = TestServer::start(RuntimeKind::ThreadPerCore);
+    let mut c = Raw::connect_small_window(server.addr);
+    // Eight values of 1 MB on each thread: more than a socket's send
+    // buffer takes in one write, so the writes are partial.
+    let mut sizes = vec![0, 1, 500, 1023, 1024, 1025, 4096, 100_000];
+    sizes.extend([1_000_000; 8]);
+    let mut expected = Vec::new();
+    let mut keys = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        for thread in 0..2 {
+            let key = key_on_thread(thread, i * 100);
+            let value: Vec<u8> = (0..size)
+                .map(|b| b"abcdefghij"[(b + i + thread) % 10])
+                .collect();
+            c.send(format!("set {key} {i} 0 {size}\r\n").as_bytes());
+            c.send(&value);
+            c.expect("\r\n", "STORED\r\n");
+            expected.push((key.clone(), i, value));
+            keys.push(key);
+        }
+    }
+    let block = |(key, flags, value): &(String, usize, Vec<u8>)| {
+        let mut block = format!("VALUE {key} {flags} {}\r\n", value.len()).into_bytes();
+        block.extend_from_slice(value);
+        block.extend_from_slice(b"\r\n");
+        block
+    };
+    // One multi-get of everything, then every key on its own, pipelined.
+    let mut request = format!("get {}\r\n", keys.join(" "));
+    let mut reply: Vec<u8> = expected.iter().flat_map(block).collect();
+    reply.extend_from_slice(b"END\r\n");
+    for item in &expected {
+        request.push_str(&format!("get {}\r\n", item.0));
+        reply.extend(block(item));
+        reply.extend_from_slice(b"END\r\n");
+    }
+    c.send(request.as_bytes());
+    // The small receive window makes the server's writes partial.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < reply.len() {
+        let n = c.stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got.len(), reply.len());
+    assert!(got == reply, "the replies differ from the values stored");
+    server.assert_forwarded();
+}

@@ -106,3 +106,73 @@ fn tls_connections_with_every_value_verified(runtime: corecache::config::Runtime
     assert_eq!(server.stat_u64("", "total_connections"), 8 + 1);
     assert_eq!(server.stat_u64("", "ssl_handshake_errors"), 0);
 }
+
+/// `loadgen compare --quick` against the real server, both runtimes: the
+/// matrix reads corecache's own counters around every measured phase.
+#[test]
+fn compare_records_the_servers_cpu_and_forwarding_counters() {
+    #[derive(Parser)]
+    struct CompareCli {
+        #[command(flatten)]
+        args: loadgen::compare::CompareArgs,
+    }
+    let out = std::env::temp_dir().join(format!("corecache-compare-{}", std::process::id()));
+    let cli = CompareCli::try_parse_from([
+        "compare",
+        "--quick",
+        "--corecache",
+        env!("CARGO_BIN_EXE_corecache"),
+        "--systems",
+        "corecache-tpc,corecache-ws",
+        "--layouts",
+        "2shared",
+        "--pinning",
+        "unpinned",
+        "--pipelines",
+        "16",
+        "--distributions",
+        "uniform",
+        "--get-ratios",
+        "0.9",
+        "--multigets",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .expect("compare flags");
+    loadgen::compare::compare(&cli.args).expect("compare runs");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let cells = json["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2, "{json:#}");
+    for cell in cells {
+        let server = &cell["samples"][0]["server"];
+        let n = |k: &str| {
+            server[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {server:#}"))
+        };
+        assert!(n("requests") > 0 && n("cmd_total") > 0, "{server:#}");
+        // Multi-gets of 10 keys: the server counts keys, and commands once.
+        assert!(n("requests") > n("cmd_total"), "{server:#}");
+        match cell["system"].as_str().unwrap() {
+            "corecache-tpc" => {
+                // Ten random keys over two threads: most gets forward.
+                assert!(n("forwarded_requests") > 0, "{server:#}");
+                assert!(n("forward_messages") > 0, "{server:#}");
+                assert!(
+                    n("forward_messages") <= n("forwarded_requests"),
+                    "{server:#}"
+                );
+                assert!(server["core_wakes"].is_u64(), "{server:#}");
+            }
+            "corecache-ws" => assert_eq!(n("forwarded_requests"), 0, "{server:#}"),
+            other => panic!("{other}"),
+        }
+        assert!(
+            server["cpu_us_per_request"].as_f64().is_some(),
+            "{server:#}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -269,6 +269,14 @@ both_runtimes! {
         c.expect("mg dbg T100\r\n", "HD\r\n");
         c.expect("me dbg\r\n", "ME dbg exp=100 la=0 cas=9 fetch=yes cls=1 size=46\r\n");
         c.expect("me ZGJn b\r\n", "ME dbg exp=100 la=0 cas=9 fetch=yes cls=1 size=46\r\n");
+        // An item stored with a base64 key is dumped with its key encoded,
+        // whether `me` names it raw or encoded, as memcached 1.6.18 does;
+        // stored again with a raw key, it is dumped raw.
+        c.expect("ms YWJj 1 b E7\r\nx\r\n", "HD\r\n");
+        c.expect("me abc\r\n", "ME YWJj exp=-1 la=0 cas=7 fetch=no cls=1 size=44\r\n");
+        c.expect("me YWJj b\r\n", "ME YWJj exp=-1 la=0 cas=7 fetch=no cls=1 size=44\r\n");
+        c.expect("ms abc 1 E8\r\ny\r\n", "HD\r\n");
+        c.expect("me abc\r\n", "ME abc exp=-1 la=0 cas=8 fetch=no cls=1 size=44\r\n");
     }
 
     fn errors_match_memcached(server) {

@@ -265,7 +265,7 @@ both_runtimes! {
         // connection: tests/compat.rs.)
         c.expect("delete k 10\r\n", "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n");
         c.expect("touch k x\r\n", "CLIENT_ERROR invalid exptime argument\r\n");
-        c.expect("shutdown\r\n", "ERROR\r\n");
+        c.expect("shutdown\r\n", "ERROR: shutdown not enabled\r\n");
         // A value over the item limit is refused and its data swallowed,
         // even when it arrives in pieces after the reply.
         c.expect("set big 0 0 2000000\r\n", "SERVER_ERROR object too large for cache\r\n");

@@ -37,6 +37,12 @@ pub struct Args {
     /// Length of the measured phase, e.g. `5s`, `500ms`, `1m`.
     #[arg(long, default_value = "5s")]
     pub duration: String,
+    /// Closed loop: a connection sends only once at least N of its
+    /// pipeline slots are free, so its requests leave in batches of at
+    /// least N [default: half the pipeline, at least 1; 1 refills after
+    /// every reply].
+    #[arg(long)]
+    pub refill: Option<usize>,
     /// Unmeasured load before the measured phase.
     #[arg(long, default_value = "1s")]
     pub warmup: String,
@@ -59,6 +65,12 @@ pub struct Args {
     /// are drawn independently, so they usually live on different shards.
     #[arg(long, default_value_t = 1)]
     pub multiget: usize,
+    /// Route each key to the server core that owns it: read the server's
+    /// rule from `stats settings`, open one connection per core per
+    /// `--connections` slot on its shard-aware port (from local ports the
+    /// server maps to each core), and send each key to its owner's.
+    #[arg(long)]
+    pub shard_aware: bool,
     /// Store every key once before the warmup.
     #[arg(long)]
     pub prefill: bool,
@@ -122,6 +134,9 @@ pub struct Config {
     pub cpus: Vec<usize>,
     /// Requests in flight per connection.
     pub pipeline: usize,
+    /// Closed loop: free slots a connection waits for before it sends
+    /// (`None`: half the pipeline; see [`Config::effective_refill`]).
+    pub refill: Option<usize>,
     /// Measured phase.
     #[serde(serialize_with = "ser_secs")]
     pub duration: Duration,
@@ -144,6 +159,9 @@ pub struct Config {
     pub multiget: usize,
     /// Store every key once first.
     pub prefill: bool,
+    /// Send each key on a connection to its owner core (see
+    /// [`crate::shard`]).
+    pub shard_aware: bool,
     /// Total open-loop rate in requests/s; `None` = closed loop.
     pub rate: Option<f64>,
     /// RNG seed.
@@ -175,6 +193,7 @@ impl Default for Config {
             threads: 1,
             cpus: Vec::new(),
             pipeline: 1,
+            refill: None,
             duration: Duration::from_secs(5),
             warmup: Duration::from_secs(1),
             keys: 100_000,
@@ -185,6 +204,7 @@ impl Default for Config {
             distribution: Distribution::Uniform,
             multiget: 1,
             prefill: false,
+            shard_aware: false,
             rate: None,
             seed: 1,
             verify: VerifyMode::Off,
@@ -220,6 +240,7 @@ impl Config {
                 None => Vec::new(),
             },
             pipeline: a.pipeline,
+            refill: a.refill,
             duration: parse_duration(&a.duration).context("--duration")?,
             warmup: parse_duration(&a.warmup).context("--warmup")?,
             keys: a.keys,
@@ -230,6 +251,7 @@ impl Config {
             distribution: parse_distribution(&a.distribution)?,
             multiget: a.multiget,
             prefill: a.prefill,
+            shard_aware: a.shard_aware,
             rate: a.rate,
             seed: a.seed,
             verify,
@@ -240,10 +262,21 @@ impl Config {
         Ok(c)
     }
 
+    /// Free pipeline slots a closed-loop connection waits for before it
+    /// sends: `--refill`, or half the pipeline, within `1..=pipeline`.
+    pub fn effective_refill(&self) -> usize {
+        self.refill
+            .unwrap_or(self.pipeline / 2)
+            .clamp(1, self.pipeline.max(1))
+    }
+
     /// Checks the invariants [`crate::run()`] relies on.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.connections == 0 || self.threads == 0 || self.pipeline == 0 {
             bail!("--connections, --threads and --pipeline must be at least 1");
+        }
+        if self.refill.is_some_and(|r| r == 0 || r > self.pipeline) {
+            bail!("--refill must be within 1..=--pipeline");
         }
         if !(1..=100).contains(&self.multiget) {
             bail!("--multiget must be within 1..=100");
@@ -379,6 +412,22 @@ mod tests {
         assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn refill_defaults_to_half_the_pipeline() {
+        let c = |pipeline, refill| Config {
+            pipeline,
+            refill,
+            ..Config::default()
+        };
+        assert_eq!(c(16, None).effective_refill(), 8);
+        assert_eq!(c(1, None).effective_refill(), 1);
+        assert_eq!(c(3, None).effective_refill(), 1);
+        assert_eq!(c(16, Some(1)).effective_refill(), 1);
+        assert!(c(16, Some(17)).validate().is_err());
+        assert!(c(16, Some(0)).validate().is_err());
+        assert!(c(16, Some(16)).validate().is_ok());
     }
 
     #[test]

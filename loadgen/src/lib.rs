@@ -27,9 +27,14 @@
 
 pub mod compare;
 pub mod config;
+mod conn;
+mod link;
 pub mod proto;
 pub mod report;
 pub mod run;
+pub mod server_process;
+pub mod shard;
+pub mod table;
 pub mod timer;
 pub mod tls;
 pub mod verify;
@@ -37,4 +42,4 @@ pub mod workload;
 
 pub use config::{Args, Config, Distribution, VerifyMode};
 pub use report::Report;
-pub use run::run;
+pub use run::{Edge, run, run_observed};

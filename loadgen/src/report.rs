@@ -6,11 +6,12 @@
 //! ```text
 //! {
 //!   "schema": 1,
-//!   "config": { server, connections, threads, cpus, pipeline,
+//!   "config": { server, connections, threads, cpus, pipeline, refill,
 //!               duration (s), warmup (s), keys, key_prefix,
 //!               value_min, value_max, get_ratio,
 //!               distribution: {"kind":"uniform"} | {"kind":"zipf","s":0.99},
-//!               multiget, prefill, rate (req/s or null = closed loop), seed,
+//!               multiget, prefill, shard_aware,
+//!               rate (req/s or null = closed loop), seed,
 //!               verify: "off" | "hits" | "strict" },
 //!   "elapsed_s": measured wall time in seconds,
 //!   "requests": requests completed in the measured phase,
@@ -27,7 +28,9 @@
 //!   "cpu": { "user_s", "system_s", "us_per_request",
 //!            "user_us_per_request" }  (this process, measured phase only;
 //!            us_per_request = CPU-seconds per million requests),
-//!   "prefill_s": seconds spent prefilling (0 without --prefill)
+//!   "prefill_s": seconds spent prefilling (0 without --prefill),
+//!   "shard_map": { "threads", "shards", "port" } the server published,
+//!                or null without --shard-aware
 //! }
 //! ```
 //!
@@ -44,6 +47,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::proto::ReplyError;
+use crate::shard::ShardMap;
 
 /// Highest latency the histograms hold, in nanoseconds (larger ones are
 /// clamped): one minute.
@@ -250,6 +254,9 @@ pub struct Report {
     pub cpu: Cpu,
     /// Time spent in `--prefill`, seconds.
     pub prefill_s: f64,
+    /// `--shard-aware`: the rule the server published and loadgen routed
+    /// by (`null` without `--shard-aware`).
+    pub shard_map: Option<ShardMap>,
     /// First few error descriptions (not part of the JSON).
     #[serde(skip)]
     pub error_samples: Vec<String>,
@@ -263,6 +270,7 @@ impl Report {
         elapsed_s: f64,
         cpu_s: (f64, f64),
         prefill_s: f64,
+        shard_map: Option<ShardMap>,
     ) -> Report {
         let requests = s.gets + s.sets;
         Report {
@@ -302,6 +310,7 @@ impl Report {
                 },
             },
             prefill_s,
+            shard_map,
             error_samples: s.samples.clone(),
         }
     }

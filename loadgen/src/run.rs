@@ -7,43 +7,39 @@
 //! synchronised with a barrier: prefill, then one shared clock for warmup
 //! and measurement, then a drain of in-flight requests.
 //!
-//! Each connection keeps up to `--pipeline` requests in flight. Requests are
-//! appended to one reused write buffer and sent with one `write` per batch;
-//! replies are parsed in place from a `BytesMut` and matched in order with a
-//! ring of pending requests. Nothing on this path allocates.
+//! Each connection's request loop is in [`crate::conn`].
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io::IsTerminal;
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 
-use crate::config::{Config, VerifyMode};
-use crate::proto::{self, Kind, Parsed, Reply};
-use crate::report::{ErrorCounts, Report, Stats, new_histogram};
-use crate::timer::{PreciseTimer, Schedule};
+use crate::config::Config;
+use crate::conn::Conn;
+use crate::report::{Report, Stats, new_histogram};
+use crate::shard::{ShardMap, connect_to_core, first_port};
 use crate::tls::{Stream, Tls};
-use crate::verify;
-use crate::workload::{Generator, KeyDist};
+use crate::workload::KeyDist;
+
+/// A connection slot's number and its sockets (one per server core with
+/// `--shard-aware`, else one).
+type Slot = (usize, Vec<std::net::TcpStream>);
 
 /// Shared clock of the load phases.
 #[derive(Debug, Clone, Copy)]
-struct Phase {
+pub(crate) struct Phase {
     /// Load (warmup) starts.
-    start: Instant,
+    pub(crate) start: Instant,
     /// Measurement starts.
-    measure: Instant,
+    pub(crate) measure: Instant,
     /// No new requests after this.
-    end: Instant,
+    pub(crate) end: Instant,
 }
 
 /// Live progress shared by the threads: requests and latencies since the
@@ -53,10 +49,19 @@ struct Progress {
 }
 
 /// State shared by the connections of one thread.
-struct ThreadState {
-    stats: Stats,
-    prog_count: u64,
-    prog_hist: Option<Histogram<u64>>,
+pub(crate) struct ThreadState {
+    pub(crate) stats: Stats,
+    pub(crate) prog_count: u64,
+    pub(crate) prog_hist: Option<Histogram<u64>>,
+}
+
+/// An edge of the measured phase, for [`run_observed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The warmup is over: measurement starts now.
+    MeasureStart,
+    /// Measurement ends now (in-flight replies are still to come).
+    MeasureEnd,
 }
 
 /// Runs the workload described by `cfg` and returns the merged report.
@@ -64,6 +69,13 @@ struct ThreadState {
 /// Fails only when the run cannot start (bad config, connect failure);
 /// server misbehaviour during the run is counted in [`Report::errors`].
 pub fn run(cfg: &Config) -> anyhow::Result<Report> {
+    run_observed(cfg, &mut |_| {})
+}
+
+/// [`run`], calling `observe` on the main thread at each [`Edge`] of the
+/// measured phase, right after loadgen reads its own CPU time there, so a
+/// caller can read the server's counters over the same window.
+pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Result<Report> {
     cfg.validate()?;
     // Each thread builds its own copy; this one reports a bad CA file.
     cfg.tls_ca
@@ -71,14 +83,33 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         .map(|ca| Tls::new(ca, cfg.server))
         .transpose()?;
     let dist = KeyDist::new(cfg.keys, cfg.distribution);
-    let mut per_thread: Vec<Vec<(usize, std::net::TcpStream)>> =
-        (0..cfg.threads).map(|_| Vec::new()).collect();
+    let map = if cfg.shard_aware {
+        Some(ShardMap::fetch(cfg.server)?)
+    } else {
+        None
+    };
+    let mut per_thread: Vec<Vec<Slot>> = (0..cfg.threads).map(|_| Vec::new()).collect();
+    let mut next_port = first_port();
     for i in 0..cfg.connections {
-        let s = std::net::TcpStream::connect(cfg.server)
-            .with_context(|| format!("connecting to {}", cfg.server))?;
-        s.set_nodelay(true)?;
-        s.set_nonblocking(true)?;
-        per_thread[i % cfg.threads].push((i, s));
+        let streams = match &map {
+            None => vec![
+                std::net::TcpStream::connect(cfg.server)
+                    .with_context(|| format!("connecting to {}", cfg.server))?,
+            ],
+            // One socket per core, each from a local port the shard-aware
+            // listener hands to that core.
+            Some(m) => {
+                let target = SocketAddr::new(cfg.server.ip(), m.port);
+                (0..m.threads)
+                    .map(|core| connect_to_core(target, m.threads, core, &mut next_port))
+                    .collect::<anyhow::Result<_>>()?
+            }
+        };
+        for s in &streams {
+            s.set_nodelay(true)?;
+            s.set_nonblocking(true)?;
+        }
+        per_thread[i % cfg.threads].push((i, streams));
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     for cpu in &cfg.cpus {
@@ -108,7 +139,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         );
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{t}"))
-            .spawn(move || thread_main(cpu, conns, &cfg, dist, &barrier, &phase, progress))?;
+            .spawn(move || {
+                let share = Share { cpu, conns, map };
+                thread_main(share, &cfg, dist, &barrier, &phase, progress)
+            })?;
         handles.push(h);
     }
 
@@ -166,8 +200,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
     };
     wait_until(p.measure);
     let cpu0 = cpu_times();
+    observe(Edge::MeasureStart);
     wait_until(p.end);
     let cpu1 = cpu_times();
+    observe(Edge::MeasureEnd);
     if progress.is_some() {
         println!();
     }
@@ -186,6 +222,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
         elapsed,
         (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
         prefill_s,
+        map,
     ))
 }
 
@@ -201,9 +238,15 @@ fn cpu_times() -> (f64, f64) {
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
-fn thread_main(
+/// What one client thread gets: its CPU, its slots and the shard map.
+struct Share {
     cpu: Option<usize>,
-    conns: Vec<(usize, std::net::TcpStream)>,
+    conns: Vec<Slot>,
+    map: Option<ShardMap>,
+}
+
+fn thread_main(
+    Share { cpu, conns, map }: Share,
     cfg: &Config,
     dist: KeyDist,
     barrier: &Barrier,
@@ -252,15 +295,33 @@ fn thread_main(
         .and_then(|ca| Tls::new(ca, cfg.server).ok());
     let mut conns: Vec<Conn> = rt.block_on(async {
         let mut out = Vec::new();
-        for (i, s) in conns {
-            let stream = match (TcpStream::from_std(s), &tls) {
-                (Ok(s), None) => Ok(Stream::Plain(s)),
-                (Ok(s), Some(tls)) => tls.connect(s).await.map_err(|e| ("TLS handshake", e)),
-                (Err(e), _) => Err(("registering the socket", e)),
-            };
-            match stream {
-                Ok(s) => out.push(Conn::new(cfg, dist.clone(), i, s, pattern.clone())),
-                Err((what, e)) => {
+        for (i, sockets) in conns {
+            let mut streams = Vec::with_capacity(sockets.len());
+            let mut failure = None;
+            for s in sockets {
+                let stream = match (TcpStream::from_std(s), &tls) {
+                    (Ok(s), None) => Ok(Stream::Plain(s)),
+                    (Ok(s), Some(tls)) => tls.connect(s).await.map_err(|e| ("TLS handshake", e)),
+                    (Err(e), _) => Err(("registering the socket", e)),
+                };
+                match stream {
+                    Ok(s) => streams.push(s),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => out.push(Conn::new(
+                    cfg,
+                    dist.clone(),
+                    i,
+                    streams,
+                    map,
+                    pattern.clone(),
+                )),
+                Some((what, e)) => {
                     let mut st = state.borrow_mut();
                     st.stats.errors.io += 1;
                     st.stats.errors.total += 1;
@@ -352,407 +413,4 @@ fn thread_main(
         .expect("all tasks finished")
         .into_inner()
         .stats
-}
-
-/// A request awaiting its reply.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    kind: Kind,
-    key: u64,
-    /// Send time (closed loop) or intended send time (open loop).
-    sent: Instant,
-    /// Gets: number of keys (their entries lead `Conn::gkeys`).
-    n: u32,
-}
-
-/// One connection and its reused buffers.
-struct Conn {
-    id: usize,
-    stream: Stream,
-    wbuf: Vec<u8>,
-    rbuf: BytesMut,
-    kbuf: Vec<u8>,
-    inflight: VecDeque<Pending>,
-    /// Keys of in-flight gets with the version each must return in strict
-    /// mode (0 = any), in send order.
-    gkeys: VecDeque<(u64, u64)>,
-    /// Scratch list of one multi-get's keys.
-    mkeys: Vec<u64>,
-    multiget: usize,
-    depth: usize,
-    generator: Generator,
-    prefix: Vec<u8>,
-    pattern: Rc<[u8]>,
-    verify: VerifyMode,
-    version: u64,
-    /// Strict verify: latest version sent per owned key (index key / conns).
-    sent_versions: Vec<u64>,
-    connections: u64,
-    keys: u64,
-    /// Open loop: requests per second over all connections.
-    rate: Option<f64>,
-    alive: bool,
-}
-
-impl Conn {
-    fn new(cfg: &Config, dist: KeyDist, id: usize, stream: Stream, pattern: Rc<[u8]>) -> Conn {
-        let strict = cfg.verify == VerifyMode::Strict;
-        let owned = cfg.keys.div_ceil(cfg.connections as u64) as usize;
-        Conn {
-            id,
-            stream,
-            wbuf: Vec::with_capacity(64 * 1024),
-            rbuf: BytesMut::with_capacity(64 * 1024),
-            kbuf: Vec::with_capacity(256),
-            inflight: VecDeque::with_capacity(cfg.pipeline.max(32)),
-            gkeys: VecDeque::with_capacity(cfg.pipeline.max(32) * cfg.multiget),
-            mkeys: Vec::with_capacity(cfg.multiget),
-            multiget: cfg.multiget,
-            depth: cfg.pipeline,
-            generator: Generator::new(cfg, dist, id, strict),
-            prefix: cfg.key_prefix.as_bytes().to_vec(),
-            pattern,
-            verify: cfg.verify,
-            version: (id as u64) << 40,
-            sent_versions: if strict { vec![0; owned] } else { Vec::new() },
-            connections: cfg.connections as u64,
-            keys: cfg.keys,
-            rate: cfg.rate,
-            alive: true,
-        }
-    }
-
-    /// Appends one request to the write buffer and the pending ring.
-    #[inline]
-    fn push(&mut self, get: bool, key: u64, len: usize, sent: Instant) {
-        let slot = (key / self.connections) as usize;
-        if get {
-            self.mkeys.clear();
-            self.mkeys.push(key);
-            for _ in 1..self.multiget {
-                let k = self.generator.next_key();
-                self.mkeys.push(k);
-            }
-            proto::write_multiget(&mut self.wbuf, &self.prefix, &self.mkeys);
-            for &k in &self.mkeys {
-                let slot = (k / self.connections) as usize;
-                let expect = self.sent_versions.get(slot).copied().unwrap_or(0);
-                self.gkeys.push_back((k, expect));
-            }
-            self.inflight.push_back(Pending {
-                kind: Kind::Get,
-                key,
-                sent,
-                n: self.mkeys.len() as u32,
-            });
-        } else {
-            proto::write_set_header(&mut self.wbuf, &self.prefix, key, len);
-            if self.verify == VerifyMode::Off {
-                self.wbuf.extend_from_slice(&self.pattern[..len]);
-            } else {
-                self.version += 1;
-                verify::encode(&mut self.wbuf, key, self.version, len);
-                if let Some(v) = self.sent_versions.get_mut(slot) {
-                    *v = self.version;
-                }
-            }
-            proto::finish_set(&mut self.wbuf);
-            self.inflight.push_back(Pending {
-                kind: Kind::Set,
-                key,
-                sent,
-                n: 1,
-            });
-        }
-    }
-
-    fn fail_io(&mut self, st: &RefCell<ThreadState>, what: &str, e: impl std::fmt::Display) {
-        let mut s = st.borrow_mut();
-        s.stats.errors.io += 1;
-        s.stats.errors.total += 1;
-        let id = self.id;
-        s.stats.sample(|| format!("connection {id}: {what}: {e}"));
-        self.alive = false;
-    }
-
-    /// Sends the write buffer in one call.
-    async fn flush(&mut self, st: &RefCell<ThreadState>) {
-        if self.wbuf.is_empty() {
-            return;
-        }
-        // The flush is free on a socket; TLS may hold the tail until it.
-        let sent = async {
-            self.stream.write_all(&self.wbuf).await?;
-            self.stream.flush().await
-        };
-        if let Err(e) = sent.await {
-            self.fail_io(st, "write", e);
-        }
-        self.wbuf.clear();
-    }
-
-    /// Reads once (bounded by `deadline`) and handles every complete reply.
-    /// `window` = the measured interval; replies completing inside it are
-    /// recorded.
-    ///
-    /// The deadline, if any, is one long-lived `Sleep` per connection:
-    /// registering a fresh timer per read showed up in profiles. The
-    /// measured run passes none and relies on a per-thread watchdog, which
-    /// keeps timers off the hot path entirely.
-    async fn read_replies(
-        &mut self,
-        st: &RefCell<ThreadState>,
-        window: Option<(Instant, Instant)>,
-        deadline: Option<Pin<&mut Sleep>>,
-    ) {
-        if self.rbuf.capacity() - self.rbuf.len() < 16 * 1024 {
-            self.rbuf.reserve(64 * 1024);
-        }
-        let r = match deadline {
-            Some(deadline) => tokio::select! {
-                biased;
-                r = self.stream.read_buf(&mut self.rbuf) => r,
-                _ = deadline => return self.fail_io(st, "read", "no reply before the deadline"),
-            },
-            None => self.stream.read_buf(&mut self.rbuf).await,
-        };
-        match r {
-            Err(e) => return self.fail_io(st, "read", e),
-            Ok(0) => return self.fail_io(st, "read", "server closed the connection"),
-            Ok(_) => {}
-        }
-        self.process(st, window);
-    }
-
-    /// Handles every complete reply in the read buffer.
-    fn process(&mut self, st: &RefCell<ThreadState>, window: Option<(Instant, Instant)>) {
-        let now = Instant::now();
-        let record = window.is_some_and(|(a, b)| now >= a && now < b);
-        let mut guard = st.borrow_mut();
-        let ts = &mut *guard;
-        let s = &mut ts.stats;
-        let (id, verify) = (self.id, self.verify);
-        let mut off = 0;
-        while let Some(p) = self.inflight.front().copied() {
-            let (reply, len) = match proto::parse_reply(&self.rbuf[off..], p.kind) {
-                Parsed::Incomplete => break,
-                Parsed::Done(r, len) => (r, len),
-                Parsed::Mismatch => {
-                    let snippet =
-                        String::from_utf8_lossy(&self.rbuf[off..(off + 60).min(self.rbuf.len())])
-                            .into_owned();
-                    count(
-                        s,
-                        |e| &mut e.mismatch,
-                        || {
-                            format!(
-                                "connection {id}: reply to {:?} does not parse: {snippet:?}",
-                                p.kind
-                            )
-                        },
-                    );
-                    self.alive = false;
-                    return;
-                }
-            };
-            self.inflight.pop_front();
-            off += len;
-            let mut hits = 0;
-            match reply {
-                Reply::Stored => {}
-                Reply::Failed(e) => {
-                    s.errors.reply(e);
-                    s.sample(|| {
-                        format!("connection {id}: {e:?} for {:?} of key {}", p.kind, p.key)
-                    });
-                    // A failed get still owes its keys.
-                    if p.kind == Kind::Get {
-                        self.gkeys.drain(..p.n as usize);
-                    }
-                }
-                Reply::Values(body) => {
-                    // Values come back in request order, misses omitted.
-                    let mut left = p.n as usize;
-                    let mut stray = false;
-                    'values: for (key, data) in proto::values(body) {
-                        while left > 0 {
-                            let (k, expect) = self.gkeys.pop_front().expect("get keys");
-                            left -= 1;
-                            self.kbuf.clear();
-                            proto::push_key(&mut self.kbuf, &self.prefix, k);
-                            if key == self.kbuf.as_slice() {
-                                hits += 1;
-                                check_hit(s, id, verify, k, expect, data);
-                                continue 'values;
-                            }
-                            check_miss(s, id, verify, k, expect);
-                        }
-                        stray = true;
-                        let got = String::from_utf8_lossy(key).into_owned();
-                        count(
-                            s,
-                            |e| &mut e.mismatch,
-                            || {
-                                format!(
-                                    "connection {id}: value for {got:?}, which was not requested (or out of order)"
-                                )
-                            },
-                        );
-                        break;
-                    }
-                    for _ in 0..left {
-                        let (k, expect) = self.gkeys.pop_front().expect("get keys");
-                        if !stray {
-                            check_miss(s, id, verify, k, expect);
-                        }
-                    }
-                }
-            }
-            let lat = now.saturating_duration_since(p.sent).as_nanos() as u64;
-            if record {
-                s.hist.saturating_record(lat.max(1));
-                match p.kind {
-                    Kind::Get => {
-                        s.gets += 1;
-                        s.get_keys += p.n as u64;
-                        s.hits += hits;
-                    }
-                    Kind::Set => s.sets += 1,
-                }
-            }
-            if let Some(h) = ts.prog_hist.as_mut() {
-                h.saturating_record(lat.max(1));
-                ts.prog_count += 1;
-            }
-        }
-        self.rbuf.advance(off);
-        if self.inflight.is_empty() && !self.rbuf.is_empty() {
-            count(
-                s,
-                |e| &mut e.mismatch,
-                || format!("connection {id}: unsolicited bytes from the server"),
-            );
-            self.alive = false;
-        }
-    }
-
-    /// Stores every key `k` with `k % connections == id` once.
-    async fn prefill(&mut self, st: &RefCell<ThreadState>) {
-        let depth = self.depth.max(32);
-        let mut key = self.id as u64;
-        let deadline = tokio::time::sleep(Duration::from_secs(600));
-        tokio::pin!(deadline);
-        while self.alive && (key < self.keys || !self.inflight.is_empty()) {
-            let now = Instant::now();
-            while key < self.keys && self.inflight.len() < depth {
-                let len = self.generator.next_len();
-                self.push(false, key, len, now);
-                key += self.connections;
-            }
-            self.flush(st).await;
-            if self.alive {
-                self.read_replies(st, None, Some(deadline.as_mut())).await;
-            }
-        }
-    }
-
-    /// The measured run: warmup, measurement, drain.
-    async fn drive(&mut self, p: Phase, st: &RefCell<ThreadState>) {
-        let window = Some((p.measure, p.end));
-        let mut schedule = self
-            .rate
-            .map(|rate| Schedule::new(rate, self.connections as usize, self.id, p.start, p.end));
-        let timer = match schedule {
-            None => None,
-            Some(_) => match PreciseTimer::new() {
-                Ok(t) => Some(t),
-                Err(e) => return self.fail_io(st, "timerfd", e),
-            },
-        };
-        while self.alive {
-            let now = Instant::now();
-            if now < p.end {
-                match &mut schedule {
-                    None => {
-                        while self.inflight.len() < self.depth {
-                            let op = self.generator.next_op();
-                            self.push(op.get, op.key, op.len, now);
-                        }
-                    }
-                    Some(schedule) => {
-                        while self.inflight.len() < self.depth
-                            && let Some(due) = schedule.take_due(now)
-                        {
-                            let op = self.generator.next_op();
-                            self.push(op.get, op.key, op.len, due);
-                        }
-                    }
-                }
-            }
-            self.flush(st).await;
-            if !self.alive {
-                break;
-            }
-            let next_due = schedule.as_ref().and_then(Schedule::next);
-            if self.inflight.is_empty() {
-                let Some(due) = next_due.filter(|_| now < p.end) else {
-                    break;
-                };
-                if let Some(t) = &timer
-                    && let Err(e) = t.sleep_until(due).await
-                {
-                    return self.fail_io(st, "timerfd", e);
-                }
-                continue;
-            }
-            match (&timer, next_due) {
-                (Some(t), Some(due)) if self.inflight.len() < self.depth => {
-                    tokio::select! {
-                        biased;
-                        _ = self.read_replies(st, window, None) => {}
-                        _ = t.sleep_until(due) => {}
-                    }
-                }
-                _ => self.read_replies(st, window, None).await,
-            }
-        }
-    }
-}
-
-/// Counts one error of the kind `field` selects and keeps a sample.
-fn count(s: &mut Stats, field: fn(&mut ErrorCounts) -> &mut u64, what: impl FnOnce() -> String) {
-    *field(&mut s.errors) += 1;
-    s.errors.total += 1;
-    s.sample(what);
-}
-
-/// Checks a hit for key `k`; `expect` is the strict-mode version (0 = any).
-fn check_hit(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64, data: &[u8]) {
-    if verify == VerifyMode::Off {
-        return;
-    }
-    match verify::check(data, k) {
-        Err(bad) => count(
-            s,
-            |e| &mut e.verify_failed,
-            || format!("connection {id}: key {k}: value {bad:?}"),
-        ),
-        Ok(v) if verify == VerifyMode::Strict && expect != 0 && v != expect => count(
-            s,
-            |e| &mut e.strict_miss,
-            || format!("connection {id}: key {k}: version {v:#x}, expected {expect:#x}"),
-        ),
-        Ok(_) => {}
-    }
-}
-
-/// A miss is an error only in strict mode, for a key this connection stored.
-fn check_miss(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64) {
-    if verify == VerifyMode::Strict && expect != 0 {
-        count(
-            s,
-            |e| &mut e.strict_miss,
-            || format!("connection {id}: key {k} stored but missing"),
-        );
-    }
 }

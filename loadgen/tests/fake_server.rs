@@ -2,6 +2,8 @@
 //! schema, exit codes, `--verify` catching a corrupting server, strict
 //! verification catching lost writes, and the `--rate` schedule.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -24,37 +26,37 @@ enum Fault {
     ReverseMultiget,
     /// Reads requests but stops answering after its first 50 reads.
     GoesSilent,
+    /// Answers each request with a send of its own, as memcached does.
+    Trickle,
 }
 
 type Map = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
+/// Requests found in each read the server made, over all connections.
+type ReadLog = Arc<Mutex<Vec<usize>>>;
 
 /// Starts the fake server on an ephemeral loopback port.
 fn start_fake(fault: Fault) -> SocketAddr {
+    start_fake_logged(fault).0
+}
+
+/// [`start_fake`], also returning the server's log of requests per read.
+fn start_fake_logged(fault: Fault) -> (SocketAddr, ReadLog) {
+    let reads = ReadLog::default();
+    let log = reads.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let map: Map = Arc::default();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (sock, _) = listener.accept().await.unwrap();
-                tokio::spawn(serve(sock, map.clone(), fault));
-            }
-        });
+    common::serve(listener, move |sock, _| {
+        serve(sock, map.clone(), fault, log.clone())
     });
-    addr
+    (addr, reads)
 }
 
 fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
 }
 
-async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
+async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: ReadLog) {
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 16384];
@@ -66,7 +68,15 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
         };
         buf.extend_from_slice(&chunk[..n]);
         let mut off = 0;
+        let mut requests = 0;
         while let Some(e) = find_crlf(&buf[off..]) {
+            if fault == Fault::Trickle && !out.is_empty() {
+                if sock.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+            requests += 1;
             let line = buf[off..off + e].to_vec();
             let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
             match words[0] {
@@ -117,6 +127,7 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
             }
         }
         buf.drain(..off);
+        log.lock().unwrap().push(requests);
         answered += 1;
         if fault == Fault::GoesSilent && answered > 50 {
             out.clear();
@@ -132,30 +143,9 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault) {
 
 /// Runs the loadgen binary; returns its exit code and the parsed JSON.
 fn loadgen(addr: SocketAddr, extra: &[&str]) -> (i32, serde_json::Value) {
-    let dir = std::env::temp_dir();
-    let json = dir.join(format!(
-        "loadgen-test-{}-{}.json",
-        std::process::id(),
-        addr.port()
-    ));
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--server", &addr.to_string(), "--json"])
-        .arg(&json)
-        .args(extra)
-        .output()
-        .expect("running loadgen");
-    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
-        panic!(
-            "no JSON written ({e}); stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let _ = std::fs::remove_file(&json);
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(&text).unwrap(),
-    )
+    let (code, json, output) = common::run_loadgen(addr, extra);
+    assert!(!json.is_null(), "no JSON written; {output}");
+    (code, json)
 }
 
 const SHORT: &[&str] = &[
@@ -417,4 +407,33 @@ fn multiget_catches_out_of_order_values() {
     );
     assert_eq!(code, 1, "{j:#}");
     assert!(j["errors"]["mismatch"].as_u64().unwrap() > 0, "{j:#}");
+}
+
+/// Against a server that answers every request with its own send, a
+/// connection still sends in batches of at least `--refill` requests (half
+/// the pipeline by default) instead of one per reply.
+#[test]
+fn requests_leave_in_batches_against_a_trickling_server() {
+    let (addr, reads) = start_fake_logged(Fault::Trickle);
+    let (code, j) = loadgen(
+        addr,
+        &[
+            "--duration",
+            "400ms",
+            "--warmup",
+            "0s",
+            "--connections",
+            "4",
+            "--pipeline",
+            "16",
+            "--get-ratio",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{j:#}");
+    let reads = reads.lock().unwrap();
+    let requests: usize = reads.iter().sum();
+    assert!(requests as u64 >= j["requests"].as_u64().unwrap(), "{j:#}");
+    // Every read holds whole batches: the first 16, then at least 8.
+    assert!(reads.iter().all(|&n| n >= 8), "{reads:?}");
 }

@@ -2,59 +2,24 @@
 //! verification with no errors. Needs `memcached` on PATH (or `$MEMCACHED`);
 //! fails, rather than skips, when it is missing.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Server(Child);
+use loadgen::server_process::{ServerProcess, free_port, memcached_argv};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_memcached() -> (Server, std::net::SocketAddr) {
+/// Starts memcached (one thread, 64 MiB) on a free port with the same
+/// code `loadgen compare` uses, and waits until it listens.
+fn start_memcached() -> (ServerProcess, std::net::SocketAddr) {
     let bin = std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(&bin);
-    // No inherited descriptors (e.g. a build lock's) in a server that
-    // could outlive a killed test.
-    // SAFETY: close_range is an async-signal-safe syscall.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
-    let child = cmd
-        .args(["-u", "nobody", "-U", "0", "-l", "127.0.0.1", "-t", "1", "-m", "64", "-p"])
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("this test needs memcached ({bin:?}: {e}); install it (apt-get install memcached) or set $MEMCACHED")
-        });
-    let server = Server(child);
+    let port = free_port().unwrap();
+    let argv = memcached_argv(std::path::Path::new(&bin), port, 1, 64);
+    let mut server = ServerProcess::start("memcached", &argv, None).unwrap_or_else(|e| {
+        panic!("this test needs memcached ({e:#}); install it (apt-get install memcached) or set $MEMCACHED")
+    });
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "memcached did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server
+        .wait_for_port(addr, Duration::from_secs(10))
+        .expect("memcached listens");
     (server, addr)
 }
 
@@ -94,56 +59,177 @@ fn memcached_passes_strict_verification() {
     assert_eq!(r.hit_ratio, 1.0, "{r}");
 }
 
-#[test]
-fn compare_runs_the_matrix_against_memcached() {
-    // Fails here, rather than skipping inside `compare`, when memcached is absent.
-    drop(start_memcached());
-    let out_dir = std::env::temp_dir().join(format!("loadgen-compare-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "compare",
-            "--systems",
-            "memcached",
-            "--duration",
-            "150ms",
-            "--warmup",
-            "50ms",
-        ])
-        .args(["--keys", "2000", "--connections", "8"])
+/// Narrows the workloads to uniform keys, 90% single-key gets.
+const UNIFORM_GETS: &[&str] = &[
+    "--distributions",
+    "uniform",
+    "--get-ratios",
+    "0.9",
+    "--multigets",
+    "1",
+];
+
+/// Runs `loadgen compare --quick` with `args`, writing into `out`.
+fn quick_compare(args: &[&str], out: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["compare", "--quick"])
+        .args(args)
         .arg("--out")
-        .arg(&out_dir)
+        .arg(out)
         .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .unwrap()
+}
+
+fn assert_success(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn compare_quick_runs_the_whole_matrix_against_memcached() {
+    // Fails here, rather than skipping inside `compare`, when memcached is absent.
+    drop(start_memcached());
+    let out_dir = std::env::temp_dir().join(format!("loadgen-compare-{}", std::process::id()));
+    let out = quick_compare(&["--systems", "memcached"], &out_dir);
+    let stdout = assert_success(&out);
     assert!(
-        stdout.contains("p16 zipf0.99 50%g") && stdout.contains("machine: nproc"),
+        stdout.contains("p16 zipf0.99 50%g mget10") && stdout.contains("machine: "),
         "{stdout}"
     );
+    // 2 layouts x 2 pinnings x 16 workloads, one row each.
     let csv = std::fs::read_to_string(out_dir.join("results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 8, "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 64, "{csv}");
     assert!(
         csv.lines()
             .nth(1)
             .unwrap()
-            .starts_with("memcached,1,uniform,0.9,"),
+            .starts_with("1+1,pinned,1,1,uniform,0.90,1,memcached,1,"),
         "{csv}"
     );
-    let svg = std::fs::read_to_string(out_dir.join("latency.svg")).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.contains("memcached p99"),
-        "bad SVG"
+        csv.lines()
+            .last()
+            .unwrap()
+            .starts_with("2 shared,unpinned,2,16,zipf:0.99,0.50,10,memcached,1,"),
+        "{csv}"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap())
-            .unwrap();
-    assert!(json["machine"]["nproc"].as_u64().unwrap() >= 1);
-    assert_eq!(json["systems"][0]["reports"].as_array().unwrap().len(), 8);
+    for svg in ["throughput-cpu.svg", "latency.svg"] {
+        let text = std::fs::read_to_string(out_dir.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains(">memcached<"),
+            "{svg}"
+        );
+    }
+    let json = read_json(&out_dir.join("results.json"));
+    assert_eq!(json["schema"], 2);
+    assert!(!json["machine"]["cpu_model"].as_str().unwrap().is_empty());
+    assert!(!json["machine"]["kernel"].as_str().unwrap().is_empty());
+    let cells = json["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 64);
+    for cell in cells {
+        let command = cell["command"].as_array().unwrap();
+        let threads = if cell["layout"] == "1+1" { "1" } else { "2" };
+        let t = command.iter().position(|w| w == "-t").unwrap();
+        assert_eq!(command[t + 1], threads, "{cell:#}");
+        // memcached cannot pin threads: "pinned" is taskset on the layout's CPUs.
+        let taskset = match (cell["layout"].as_str(), cell["pinning"].as_str()) {
+            (Some("1+1"), Some("pinned")) => serde_json::json!([1]),
+            (Some("2 shared"), Some("pinned")) => serde_json::json!([0, 1]),
+            _ => serde_json::Value::Null,
+        };
+        assert_eq!(cell["taskset"], taskset, "{cell:#}");
+        let samples = cell["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), 1, "--quick runs each cell once");
+        let server = &samples[0]["server"];
+        assert!(server["requests"].as_u64().unwrap() > 0, "{cell:#}");
+        // memcached publishes no forwarding counters.
+        assert!(server["forwarded_requests"].is_null() && server["cmd_total"].is_null());
+        assert_eq!(samples[0]["report"]["errors"]["total"], 0, "{cell:#}");
+    }
     let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn repetitions_are_interleaved_and_their_spread_shown() {
+    drop(start_memcached());
+    let dir = std::env::temp_dir().join(format!("loadgen-repeat-{}", std::process::id()));
+    let script = stand_in_corecache(&dir, "");
+    let out = quick_compare(
+        &[
+            UNIFORM_GETS,
+            &[
+                "--systems",
+                "corecache-tpc,memcached",
+                "--corecache",
+                script.to_str().unwrap(),
+                "--repeat",
+                "3",
+                "--layouts",
+                "1+1",
+                "--pinning",
+                "unpinned",
+                "--pipelines",
+                "1,16",
+            ],
+        ]
+        .concat(),
+        &dir.join("out"),
+    );
+    assert_success(&out);
+    // Every system runs a cell before the next cell, every cell before
+    // the next repetition.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let order: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let r = w.iter().position(|x| *x == "rep")?;
+            Some(format!("{} {} {}", w[r + 1], w[r + 2], w[r + 5]))
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for rep in 0..3 {
+        for p in ["p1", "p16"] {
+            for sys in ["corecache-tpc", "memcached"] {
+                expected.push(format!("{rep} {p} {sys}"));
+            }
+        }
+    }
+    assert_eq!(order, expected, "{stderr}");
+    let csv = std::fs::read_to_string(dir.join("out/results.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[col("runs")], "3", "{line}");
+        let num = |name: &str| f[col(name)].parse::<f64>().unwrap();
+        for m in ["ops_per_sec", "p99_us", "server_cpu_us_per_req"] {
+            let (lo, mid, hi) = (num(&format!("{m}_min")), num(m), num(&format!("{m}_max")));
+            assert!(lo <= mid && mid <= hi, "{m}: {line}");
+        }
+    }
+    let md = std::fs::read_to_string(dir.join("out/results.md")).unwrap();
+    assert!(md.contains("median of 3 run(s) (min–max)"), "{md}");
+    let json = read_json(&dir.join("out/results.json"));
+    for cell in json["cells"].as_array().unwrap() {
+        let reps: Vec<u64> = cell["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["rep"].as_u64().unwrap())
+            .collect();
+        assert_eq!(reps, vec![0, 1, 2]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -185,71 +271,57 @@ fn stand_in_corecache(dir: &std::path::Path, prelude: &str) -> std::path::PathBu
     script
 }
 
-/// Runs a short `loadgen compare` of `systems` with `corecache` as the
-/// server binary, writing into `out`.
-fn short_compare(
-    systems: &str,
-    corecache: &std::path::Path,
-    out: &std::path::Path,
-    extra: &[&str],
-) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["compare", "--systems", systems, "--corecache"])
-        .arg(corecache)
-        .args([
-            "--duration",
-            "100ms",
-            "--warmup",
-            "0s",
-            "--keys",
-            "500",
-            "--connections",
-            "4",
-        ])
-        .args(extra)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn compare_drives_corecache_flags() {
     // A stand-in `corecache` that logs its flags and serves with memcached,
-    // so the corecache path of `compare` is exercised before the server
-    // exists.
+    // so the corecache path of `compare` is exercised without the server.
     drop(start_memcached());
     let dir = std::env::temp_dir().join(format!("loadgen-fake-corecache-{}", std::process::id()));
     let log = dir.join("args.log");
     let script = stand_in_corecache(&dir, &format!("echo \"$@\" >> {}", log.display()));
-    let out = short_compare(
-        "corecache-tpc,corecache-ws",
-        &script,
+    let out = quick_compare(
+        &[
+            UNIFORM_GETS,
+            &[
+                "--systems",
+                "corecache-tpc,corecache-ws",
+                "--corecache",
+                script.to_str().unwrap(),
+                "-m",
+                "64",
+                "--pipelines",
+                "1",
+            ],
+        ]
+        .concat(),
         &dir.join("out"),
-        &["-m", "64"],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_success(&out);
     assert!(
         stdout.contains("corecache-tpc") && stdout.contains("corecache-ws"),
         "{stdout}"
     );
+    // Each group starts both runtimes, in layout and pinning order.
     let args = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = args.lines().collect();
-    assert_eq!(lines.len(), 2, "{args}");
-    assert!(
-        lines[0].contains("--runtime thread-per-core") && lines[0].contains("--cpus "),
-        "{args}"
-    );
-    assert!(
-        lines[1].contains("--runtime work-stealing") && lines[1].contains("-m 64"),
-        "{args}"
-    );
-    assert!(lines[0].starts_with("--listen 127.0.0.1 --port "), "{args}");
+    let lines: Vec<String> = args
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(&w[..3], ["--listen", "127.0.0.1", "--port"], "{l}");
+            w[4..].join(" ")
+        })
+        .collect();
+    let expected = [
+        "--threads 1 --cpus 1 --runtime thread-per-core -m 64",
+        "--threads 1 --cpus 1 --runtime work-stealing -m 64",
+        "--threads 1 --no-pin --runtime thread-per-core -m 64",
+        "--threads 1 --no-pin --runtime work-stealing -m 64",
+        "--threads 2 --cpus 0,1 --runtime thread-per-core -m 64",
+        "--threads 2 --cpus 0,1 --runtime work-stealing -m 64",
+        "--threads 2 --no-pin --runtime thread-per-core -m 64",
+        "--threads 2 --no-pin --runtime work-stealing -m 64",
+    ];
+    assert_eq!(lines, expected, "{args}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -299,15 +371,27 @@ fn compare_survives_a_crashing_server() {
             }
             waited("the stand-in never started");
         };
-        // Mid-matrix: as soon as loadgen's first cell stores keys in it
-        // (the seven cells after it take 100 ms each at least).
+        // Mid-matrix: as soon as loadgen's first run stores keys in it
+        // (the fifteen workloads after it take 100 ms each at least).
         while sets_served(port).unwrap_or(0) == 0 {
             waited("loadgen never stored anything in the stand-in");
         }
         // SAFETY: plain kill(2) of the server this test started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     });
-    let out = short_compare("corecache-tpc,memcached", &script, &dir.join("out"), &[]);
+    let out = quick_compare(
+        &[
+            "--systems",
+            "corecache-tpc,memcached",
+            "--corecache",
+            script.to_str().unwrap(),
+            "--layouts",
+            "1+1",
+            "--pinning",
+            "pinned",
+        ],
+        &dir.join("out"),
+    );
     killer.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
@@ -318,8 +402,8 @@ fn compare_survives_a_crashing_server() {
     );
     let csv = std::fs::read_to_string(dir.join("out/results.csv")).unwrap();
     assert_eq!(
-        csv.lines().filter(|l| l.starts_with("memcached,")).count(),
-        8,
+        csv.lines().filter(|l| l.contains(",memcached,")).count(),
+        16,
         "{csv}"
     );
     assert!(!csv.contains("corecache-tpc"), "{csv}");

@@ -27,7 +27,7 @@ mod reply;
 #[cfg(test)]
 mod tests;
 
-pub use reply::{Fixed, Status, write_stat, write_stats_end};
+pub use reply::{Fixed, Status, write_stat, write_stat_bytes, write_stats_end};
 
 use super::request::{ArithKind, KEY_MAX_LEN, StoreKind};
 

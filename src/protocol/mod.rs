@@ -16,6 +16,7 @@
 //! are here; [`binary`] holds memcached's binary protocol, its parser and
 //! the encoder that writes the same outcomes as binary packets.
 
+pub mod admin;
 pub mod binary;
 mod get_line;
 pub mod meta;

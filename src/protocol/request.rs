@@ -187,8 +187,14 @@ pub enum Request<'a> {
     },
     /// `quit`: close the connection.
     Quit,
-    /// `shutdown`: stop the server, if enabled.
-    Shutdown,
+    /// `shutdown [graceful]`: stop the server, if enabled.
+    Shutdown {
+        /// The line is a form memcached takes (no argument, or
+        /// `graceful`).
+        valid: bool,
+    },
+    /// An admin command (`cache_memlimit`, `lru_crawler`, `slabs`).
+    Admin(super::admin::Admin),
     /// `debug_panic <key>`, in debug builds only: a request whose handling
     /// panics on the shard of `key`, to test that a panic is contained.
     DebugPanic {
@@ -324,7 +330,14 @@ pub(super) fn parse_line(
         b"version" => Request::Version,
         b"verbosity" => verbosity(tokens),
         b"quit" => Request::Quit,
-        b"shutdown" => Request::Shutdown,
+        b"shutdown" => Request::Shutdown {
+            valid: super::admin::shutdown_form_is_valid(tokens),
+        },
+        b"cache_memlimit" => Request::Admin(super::admin::cache_memlimit(tokens)),
+        b"lru_crawler" => Request::Admin(super::admin::lru_crawler(tokens)),
+        b"slabs" => Request::Admin(super::admin::slabs(tokens)),
+        // `watch` (memcached's log streams) is not implemented: it is an
+        // unknown command, as docs/interop.md says.
         b"debug_panic" if cfg!(debug_assertions) => match tokens.next() {
             Some(key) if valid_key(key) => Request::DebugPanic { key },
             _ => Request::invalid(ErrorReply::Error),
@@ -427,7 +440,9 @@ fn store<'a>(
         ));
     }
     let noreply = args.noreply();
-    let Some(len) = number::<u32>(t[3]).filter(|&len| len < i32::MAX as u32) else {
+    // Read as memcached reads it (`strtol`), so `-0` is 0.
+    let len = number::<i32>(t[3]).and_then(|len| u32::try_from(len).ok());
+    let Some(len) = len.filter(|&len| len < i32::MAX as u32) else {
         let error = ErrorReply::BadFormat;
         return Ok(done(Request::Unframed { error, noreply }, line_end));
     };

@@ -7,10 +7,13 @@
 //! per statistic ([`StatsOut`]).
 
 use super::connection::Dispatch;
-use super::{Control, ServerState, ShardReport};
+use super::{Control, ServerState, ShardAnswer, ShardReport};
+use crate::protocol::admin::{StatsGroup, write_prefix_line};
 use crate::protocol::binary::{self, Opcode, Status};
-use crate::protocol::{ErrorReply, Reply, Tokens};
-use crate::storage::{ShardStats, SlabClassStats};
+use crate::protocol::{ErrorReply, Reply};
+use crate::storage::{PrefixCounts, ShardStats, SlabClassStats};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// The server's version as `version` and `stats` report it: the memcached
 /// release whose protocol corecache follows, then its own version. It must
@@ -58,6 +61,21 @@ impl StatsOut<'_> {
         }
     }
 
+    /// `stats detail on|off` done: `OK`, or just the empty packet.
+    fn ok(&mut self) {
+        match self {
+            StatsOut::Text(out) => out.extend_from_slice(Reply::OK),
+            StatsOut::Binary(out, opaque) => binary::write_stats_end(out, *opaque),
+        }
+    }
+
+    /// A fixed text line (a usage error); text listings only.
+    fn text(&mut self, line: &[u8]) {
+        if let StatsOut::Text(out) = self {
+            out.extend_from_slice(line);
+        }
+    }
+
     /// A group nobody has: `ERROR`, or `Not found`.
     fn unknown(&mut self) {
         match self {
@@ -102,33 +120,115 @@ async fn listing<D: Dispatch>(
     dispatch: &mut D,
     out: &mut StatsOut<'_>,
 ) {
-    let mut tokens = Tokens::new(args);
-    match (tokens.next(), tokens.next()) {
-        (None, _) => {
+    let binary = matches!(out, StatsOut::Binary(..));
+    match StatsGroup::parse(args) {
+        StatsGroup::General => {
             let shards = dispatch.control(Control::Stats).await;
             general(state, &shards, out);
         }
-        (Some(b"slabs"), None) => {
+        StatsGroup::Slabs => {
             let shards = dispatch.control(Control::Slabs).await;
             slabs(&shards, out);
         }
-        (Some(b"items"), None) => {
+        StatsGroup::Items => {
             let shards = dispatch.control(Control::Slabs).await;
             items(&shards, out);
         }
-        (Some(b"threads"), None) => threads(state, out),
-        (Some(b"conns"), None) => conns(state, out),
-        (Some(b"settings"), None) => settings(state, out),
-        (Some(b"reset"), None) => {
+        StatsGroup::Threads => threads(state, out),
+        StatsGroup::Conns => conns(state, out),
+        StatsGroup::Settings => settings(state, out),
+        StatsGroup::Reset => {
             dispatch.control(Control::ResetStats).await;
             for thread in state.threads.iter() {
                 thread.reset();
             }
             return out.reset();
         }
-        _ => return out.unknown(),
+        StatsGroup::Sizes => {
+            let shards = dispatch.control(Control::Sizes(None)).await;
+            sizes(&shards, out);
+        }
+        // memcached answers these with one line and no `END` (nor an end
+        // packet): a client that works with memcached reads just the line.
+        group @ (StatsGroup::SizesEnable | StatsGroup::SizesDisable) => {
+            let on = group == StatsGroup::SizesEnable;
+            let _one_at_a_time = state.tunables.changing.lock().await;
+            dispatch.control(Control::Sizes(Some(on))).await;
+            let status = if on { "enabled" } else { "disabled" };
+            return out.stat("sizes_status", status);
+        }
+        group @ (StatsGroup::DetailOn | StatsGroup::DetailOff) => {
+            let on = group == StatsGroup::DetailOn;
+            let _one_at_a_time = state.tunables.changing.lock().await;
+            dispatch.control(Control::Detail(on)).await;
+            state.tunables.detail.store(on, Relaxed);
+            return out.ok();
+        }
+        StatsGroup::DetailDump => {
+            let shards = dispatch.control(Control::DetailDump).await;
+            return detail_dump(&shards, out);
+        }
+        // memcached's binary `stat` knows no cachedump.
+        StatsGroup::CacheDump { class, limit } if !binary => {
+            let StatsOut::Text(out) = out else {
+                unreachable!("a text listing")
+            };
+            return super::dump::cachedump(class, limit, state, dispatch, out).await;
+        }
+        StatsGroup::Reply(reply) if !binary => return out.text(reply.text()),
+        StatsGroup::CacheDump { .. } | StatsGroup::Reply(_) | StatsGroup::Unknown => {
+            return out.unknown();
+        }
     }
     out.end();
+}
+
+/// `stats sizes`: the shards' item counts per 32-byte size, summed; or
+/// memcached's line for a histogram that is off.
+fn sizes(shards: &[ShardReport], out: &mut StatsOut<'_>) {
+    let mut total: BTreeMap<usize, u64> = BTreeMap::new();
+    for shard in shards {
+        match &shard.answer {
+            ShardAnswer::Sizes(Some(buckets)) => {
+                for &(size, items) in buckets {
+                    *total.entry(size).or_default() += items;
+                }
+            }
+            // Switched on and off for every shard at once; a shard that a
+            // contained panic reset is off until switched on again.
+            _ => return out.stat("sizes_status", "disabled"),
+        }
+    }
+    for (size, items) in total {
+        out.stat(&size.to_string(), items);
+    }
+}
+
+/// `stats detail dump`: the shards' per-prefix counts, summed, one
+/// `PREFIX` line each (by prefix; memcached's order is its hash table's),
+/// then `END`. A binary `stat` gets it all as the value of one statistic,
+/// `detailed`, as memcached sends it.
+fn detail_dump(shards: &[ShardReport], out: &mut StatsOut<'_>) {
+    let mut total: BTreeMap<&[u8], PrefixCounts> = BTreeMap::new();
+    for shard in shards {
+        if let ShardAnswer::Prefixes(prefixes) = &shard.answer {
+            for (prefix, counts) in prefixes {
+                total.entry(prefix).or_default().add(counts);
+            }
+        }
+    }
+    let mut text = Vec::new();
+    for (prefix, c) in total {
+        write_prefix_line(&mut text, prefix, c.gets, c.hits, c.sets, c.deletes);
+    }
+    text.extend_from_slice(Reply::END);
+    match out {
+        StatsOut::Text(out) => out.extend_from_slice(&text),
+        StatsOut::Binary(out, opaque) => {
+            binary::write_stat_bytes(out, *opaque, "detailed", &text);
+            binary::write_stats_end(out, *opaque);
+        }
+    }
 }
 
 fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) {
@@ -152,15 +252,11 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("curr_connections", sum(|t| &t.curr_connections));
     s.stat("total_connections", sum(|t| &t.total_connections));
     s.stat("rejected_connections", sum(|t| &t.rejected_connections));
-    // corecache never stops accepting or yields a connection mid-batch the
-    // way memcached does; these read as memcached's would when idle.
-    s.stat("accepting_conns", 1);
-    s.stat("listen_disabled_num", 0);
-    s.stat("conn_yields", 0);
     s.stat("cmd_get", total.cmd_get);
     s.stat("cmd_set", total.cmd_set);
     s.stat("cmd_flush", sum(|t| &t.cmd_flush));
     s.stat("cmd_touch", total.cmd_touch);
+    s.stat("cmd_meta", total.cmd_meta);
     s.stat("get_hits", total.get_hits);
     s.stat("get_misses", total.get_misses);
     s.stat("get_expired", total.get_expired);
@@ -176,14 +272,47 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("cas_badval", total.cas_badval);
     s.stat("touch_hits", total.touch_hits);
     s.stat("touch_misses", total.touch_misses);
+    s.stat("store_too_large", total.store_too_large);
+    s.stat("store_no_memory", total.store_no_memory);
+    s.stat("auth_cmds", sum(|t| &t.auth_cmds));
+    s.stat("auth_errors", sum(|t| &t.auth_errors));
     s.stat("bytes_read", sum(|t| &t.bytes_read));
     s.stat("bytes_written", sum(|t| &t.bytes_written));
-    s.stat("limit_maxbytes", state.config.memory);
-    s.stat(
-        "total_malloced",
-        shards.iter().map(|s| s.page_bytes).sum::<u64>(),
-    );
+    // The shards' limits, which `cache_memlimit` changes.
+    s.stat("limit_maxbytes", total.limit_maxbytes);
+    // corecache never stops accepting (memcached does when it runs out of
+    // file descriptors) and never cuts a connection's batch short to let
+    // another run (memcached does after `-R` requests): these are true.
+    s.stat("accepting_conns", 1);
+    s.stat("listen_disabled_num", 0);
     s.stat("threads", state.config.threads);
+    s.stat("conn_yields", 0);
+    // Every shard has its own index: their memory summed, and whether any
+    // is growing. (memcached's `hash_power_level` sizes its one table; no
+    // single number says that here, so it is left out.)
+    s.stat(
+        "hash_bytes",
+        shards.iter().map(|s| s.index_bytes).sum::<u64>(),
+    );
+    s.stat(
+        "hash_is_expanding",
+        u8::from(shards.iter().any(|s| s.index_growing)),
+    );
+    s.stat("slab_reassign_rescues", total.slab_reassign_rescues);
+    s.stat(
+        "slab_reassign_evictions_nomem",
+        total.slab_reassign_evictions_nomem,
+    );
+    s.stat("slabs_moved", total.slabs_moved);
+    let tunables = &state.tunables;
+    if tunables.crawler.load(Relaxed) {
+        // Listed only while the crawler is enabled, as memcached does.
+        s.stat(
+            "lru_crawler_running",
+            u8::from(tunables.metadumps.load(Relaxed) > 0),
+        );
+        s.stat("lru_crawler_starts", tunables.crawler_starts.load(Relaxed));
+    }
     s.stat("bytes", total.bytes);
     s.stat("curr_items", total.curr_items);
     s.stat("total_items", total.total_items);
@@ -191,12 +320,10 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("evicted_unfetched", total.evicted_unfetched);
     s.stat("evictions", total.evictions);
     s.stat("reclaimed", total.reclaimed);
-    s.stat("slabs_moved", total.slabs_moved);
-    s.stat("store_too_large", total.store_too_large);
-    s.stat("store_no_memory", total.store_no_memory);
-    // Where memcached lists them, on or off.
-    s.stat("auth_cmds", sum(|t| &t.auth_cmds));
-    s.stat("auth_errors", sum(|t| &t.auth_errors));
+    s.stat(
+        "total_malloced",
+        shards.iter().map(|s| s.page_bytes).sum::<u64>(),
+    );
     s.stat("runtime", state.config.runtime.name());
     s.stat("shards", state.config.shards);
     let (forwarded, messages) = (sum(|t| &t.forwarded_out), sum(|t| &t.forward_messages));
@@ -355,30 +482,34 @@ fn conns(state: &ServerState, out: &mut StatsOut<'_>) {
 
 fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     let c = &state.config;
-    out.stat("maxbytes", c.memory);
+    let tunables = &state.tunables;
+    let yes_no = |on: bool| if on { "yes" } else { "no" };
+    out.stat("maxbytes", tunables.memory.load(Relaxed));
     out.stat("maxconns", c.max_connections);
     out.stat("tcpport", state.listen.port());
     out.stat("udpport", 0);
     out.stat("inter", state.listen.ip());
     out.stat("evictions", "on");
+    out.stat("shutdown_command", yes_no(c.enable_shutdown));
     out.stat("growth_factor", format!("{:.2}", c.slab_growth_factor));
     out.stat("chunk_size", c.slab_min_chunk);
     out.stat("num_threads", c.threads);
-    out.stat("item_size_max", c.max_item_size);
-    out.stat("slab_page_size", c.slab_page_size);
+    out.stat("stat_key_prefix", ":");
+    out.stat("detail_enabled", yes_no(tunables.detail.load(Relaxed)));
     out.stat("cas_enabled", "yes");
-    out.stat("runtime", c.runtime.name());
-    out.stat("shards", c.shards);
-    out.stat("pin_threads", if c.pin { "yes" } else { "no" });
-    out.stat("ttl_tick_ms", c.ttl_tick.as_millis());
-    out.stat("spin_us", c.spin.as_micros());
-    out.stat(
-        "shutdown_command",
-        if c.enable_shutdown { "yes" } else { "no" },
-    );
     out.stat("auth_enabled_sasl", "no");
     let auth = c.auth_file.as_ref().map(|path| path.display().to_string());
     out.stat("auth_enabled_ascii", auth.as_deref().unwrap_or("no"));
+    out.stat("item_size_max", c.max_item_size);
+    out.stat("slab_reassign", "yes");
+    out.stat("slab_automove", tunables.automove.load(Relaxed));
+    out.stat("dump_enabled", "yes");
+    out.stat("slab_page_size", c.slab_page_size);
+    out.stat("runtime", c.runtime.name());
+    out.stat("shards", c.shards);
+    out.stat("pin_threads", yes_no(c.pin));
+    out.stat("ttl_tick_ms", c.ttl_tick.as_millis());
+    out.stat("spin_us", c.spin.as_micros());
     tls_settings(state, out);
 }
 

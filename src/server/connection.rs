@@ -17,6 +17,7 @@ use super::admin;
 use super::auth::Passage;
 use super::op::{Op, OpKind, Span, Wire};
 use super::{ConnectionSlot, Control, ServerState, ShardReport};
+use crate::protocol::admin::{Admin, AdminReply};
 use crate::protocol::{
     self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
 };
@@ -34,6 +35,8 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Buffers that grew past this (a large value went through) are given back
 /// once empty, so an idle connection holds little memory.
 const BUFFER_KEEP: usize = 256 * 1024;
+/// A metadump's output is written to the client once it holds this much.
+const DUMP_WRITE_AT: usize = 64 * 1024;
 
 /// One entry of a read batch's plan.
 #[derive(Clone, Copy, Debug)]
@@ -62,10 +65,15 @@ pub enum AdminStep {
         /// Suppress the reply.
         noreply: bool,
     },
-    /// `shutdown`.
+    /// `shutdown` (enabled, and in a form memcached takes): closes the
+    /// connection without a reply, as memcached does, and stops the server.
     Shutdown,
     /// `quit`: stop here and close.
     Quit,
+    /// An admin command that needs the server (`admin.rs`, `settings.rs`).
+    Command(protocol::admin::Admin),
+    /// `lru_crawler metadump`: written in pieces as it goes (`dump.rs`).
+    MetaDump(protocol::admin::Crawl),
     /// A binary `stat` request (`binary.rs`): the group asked for, as a
     /// span of the read buffer, and the opaque its packets echo.
     BinaryStats {
@@ -89,6 +97,37 @@ pub trait Dispatch {
 
     /// Counters of the thread this connection is running on.
     fn thread_stats(&self) -> &ThreadStats;
+
+    /// Replies a runtime does not copy into the output (thread-per-core:
+    /// large forwarded ones), written from where they lie.
+    type Referenced: OutputPart;
+
+    /// The replies of the last [`Dispatch::run`]s that were not copied into
+    /// the output, in output order.
+    fn referenced(&self) -> &[Self::Referenced];
+
+    /// The output, referenced replies included, has been written.
+    fn written(&mut self);
+}
+
+/// A reply that goes out just before byte [`OutputPart::at`] of the
+/// connection's output, written from where it lies (a vectored write).
+pub trait OutputPart {
+    /// Where in the output it belongs.
+    fn at(&self) -> usize;
+    /// Its bytes.
+    fn bytes(&self) -> &[u8];
+}
+
+/// A runtime that copies every reply into the output has no other parts.
+impl OutputPart for std::convert::Infallible {
+    fn at(&self) -> usize {
+        match *self {}
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match *self {}
+    }
 }
 
 /// What the loop does after a batch.
@@ -166,34 +205,8 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
                 .last_active
                 .store(now, std::sync::atomic::Ordering::Relaxed);
             let next = self.handle_input().await;
-            if !self.output.is_empty() {
-                // A client that stops reading must not hold up a shutdown:
-                // once one is under way, its replies get a short grace.
-                // The flush is free on a socket; a TLS stream may still
-                // hold the end of the replies after `write_all`.
-                let write = async {
-                    self.stream.write_all(&self.output).await?;
-                    self.stream.flush().await
-                };
-                let written = tokio::select! {
-                    biased;
-                    written = write => written.is_ok(),
-                    _ = async {
-                        let _ = shutdown.wait_for(|stop| *stop).await;
-                        tokio::time::sleep(SHUTDOWN_GRACE).await;
-                    } => false,
-                };
-                if !written {
-                    break;
-                }
-                self.dispatch
-                    .thread_stats()
-                    .bytes_written
-                    .add(self.output.len() as u64);
-                self.output.clear();
-                if self.output.capacity() > BUFFER_KEEP {
-                    self.output = Vec::with_capacity(READ_RESERVE);
-                }
+            if !self.write_output(&mut shutdown).await {
+                break;
             }
             if next == Next::Close {
                 break;
@@ -205,6 +218,57 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         // A TLS close sends a last record, which a client that does not
         // read could hold up forever.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.stream.shutdown()).await;
+    }
+
+    /// Writes what the output buffer holds, with the replies the runtime
+    /// kept by reference in their places, and empties it; false if the
+    /// client is gone.
+    async fn write_output(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let referenced = self.dispatch.referenced();
+        if self.output.is_empty() && referenced.is_empty() {
+            return true;
+        }
+        let size = self.output.len() + referenced.iter().map(|r| r.bytes().len()).sum::<usize>();
+        // A client that stops reading must not hold up a shutdown: once
+        // one is under way, its replies get a short grace.
+        let written = tokio::select! {
+            biased;
+            written = write_parts(&mut self.stream, &self.output, referenced) => written.is_ok(),
+            _ = async {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => false,
+        };
+        if !written {
+            return false;
+        }
+        self.dispatch.written();
+        self.dispatch.thread_stats().bytes_written.add(size as u64);
+        self.output.clear();
+        if self.output.capacity() > BUFFER_KEEP {
+            self.output = Vec::with_capacity(READ_RESERVE);
+        }
+        true
+    }
+
+    /// Runs `lru_crawler metadump`, writing each step to the client before
+    /// taking the next, so the dump is never held whole; stops it (every
+    /// shard's cursor closed) if the client goes away.
+    async fn metadump(&mut self, crawl: protocol::admin::Crawl) -> Next {
+        let state = self.state.clone();
+        let (dispatch, out) = (&mut self.dispatch, &mut self.output);
+        let Some(mut dump) = super::dump::MetaDump::start(crawl, &state, dispatch, out).await
+        else {
+            return Next::Continue;
+        };
+        let mut shutdown = state.shutdown.subscribe();
+        while dump.next(&mut self.dispatch, &mut self.output).await {
+            if self.output.len() >= DUMP_WRITE_AT && !self.write_output(&mut shutdown).await {
+                dump.end(&mut self.dispatch).await;
+                return Next::Close;
+            }
+        }
+        Next::Continue
     }
 
     /// Plans and runs every complete request in the input buffer.
@@ -378,10 +442,14 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         match step {
             AdminStep::Quit => return Next::Close,
             AdminStep::Shutdown => {
-                out.extend_from_slice(Reply::OK);
                 let _ = self.state.shutdown.send(true);
                 return Next::Close;
             }
+            AdminStep::Command(command) => {
+                let (state, dispatch) = (&self.state, &mut self.dispatch);
+                super::settings::run(command, state, dispatch, out).await;
+            }
+            AdminStep::MetaDump(crawl) => return self.metadump(crawl).await,
             AdminStep::FlushAll { delay, noreply } => {
                 self.dispatch.thread_stats().cmd_flush.add(1);
                 let clock = &self.state.clock;
@@ -409,6 +477,65 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         Next::Continue
     }
 }
+
+/// Writes `output` with the `referenced` replies in their places: one plain
+/// write when there are none, else vectored writes of at most [`IOV_BATCH`]
+/// parts each, with nothing allocated. Then a flush: free on a socket, but
+/// a TLS stream may still hold the end of the replies.
+async fn write_parts<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    output: &[u8],
+    referenced: &[impl OutputPart],
+) -> std::io::Result<()> {
+    if referenced.is_empty() {
+        stream.write_all(output).await?;
+        return stream.flush().await;
+    }
+    // The parts alternate: output up to the first reference, the reference,
+    // output up to the next, ... and the output's tail.
+    let part = |i: usize| -> &[u8] {
+        if i % 2 == 1 {
+            return referenced[i / 2].bytes();
+        }
+        let from = if i == 0 {
+            0
+        } else {
+            referenced[i / 2 - 1].at()
+        };
+        let to = referenced.get(i / 2).map_or(output.len(), |r| r.at());
+        &output[from..to]
+    };
+    let parts = 2 * referenced.len() + 1;
+    let (mut next, mut offset) = (0, 0);
+    while next < parts {
+        let mut slices = [std::io::IoSlice::new(&[]); IOV_BATCH];
+        let mut count = 0;
+        for i in next..parts.min(next + IOV_BATCH) {
+            let bytes = part(i);
+            slices[count] = std::io::IoSlice::new(if i == next { &bytes[offset..] } else { bytes });
+            count += 1;
+        }
+        let mut written = stream.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // Advance past what the write took.
+        while next < parts {
+            let left = part(next).len() - offset;
+            if written < left {
+                offset += written;
+                break;
+            }
+            written -= left;
+            next += 1;
+            offset = 0;
+        }
+    }
+    stream.flush().await
+}
+
+/// Parts given to one vectored write at most.
+const IOV_BATCH: usize = 64;
 
 /// Appends the steps of one parsed request (not `quit`) to `plan`.
 fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mut Vec<Step>) {
@@ -503,8 +630,20 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
                 plan.push(Step::Text(Reply::OK));
             }
         }
-        Request::Shutdown if shutdown_enabled => plan.push(Step::Admin(AdminStep::Shutdown)),
-        Request::Shutdown => plan.push(Step::Error(ErrorReply::Error)),
+        Request::Shutdown { valid } => match (shutdown_enabled, valid) {
+            (true, true) => plan.push(Step::Admin(AdminStep::Shutdown)),
+            (true, false) => plan.push(Step::Text(AdminReply::ShutdownMode.text())),
+            (false, _) => plan.push(Step::Text(AdminReply::ShutdownDisabled.text())),
+        },
+        Request::Admin(Admin::Reply { reply, noreply }) => {
+            if !noreply {
+                plan.push(Step::Text(reply.text()));
+            }
+        }
+        Request::Admin(Admin::MetaDump(crawl)) => {
+            plan.push(Step::Admin(AdminStep::MetaDump(crawl)))
+        }
+        Request::Admin(command) => plan.push(Step::Admin(AdminStep::Command(command))),
         Request::DebugPanic { key } => plan.push(Step::Op(op(OpKind::DebugPanic, key))),
         Request::TooLarge {
             kind, key, noreply, ..

@@ -133,9 +133,15 @@ impl Batch {
 
     /// The reply to the op at `index`.
     pub fn reply(&self, index: u32) -> &[u8] {
+        let (start, end) = self.reply_range(index);
+        &self.replies[start as usize..end as usize]
+    }
+
+    /// Where the reply to the op at `index` lies in `replies`.
+    pub fn reply_range(&self, index: u32) -> (u32, u32) {
         let index = index as usize;
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
-        &self.replies[start as usize..self.ends[index] as usize]
+        (start, self.ends[index])
     }
 
     /// Empties the batch for reuse, giving back buffers a large batch grew.
@@ -152,6 +158,30 @@ impl Batch {
         reuse(&mut self.ends);
         reuse(&mut self.requesters);
         self.failed = false;
+    }
+}
+
+/// A forwarded reply written from the batch it came back in, not copied
+/// into the connection's output: it goes out just before byte `at` of the
+/// output, in a vectored write.
+pub(crate) struct Referenced {
+    /// Where in the output it belongs.
+    pub at: usize,
+    /// The batch holding it.
+    pub batch: Rc<Batch>,
+    /// Its range in the batch's replies.
+    pub start: u32,
+    /// The end of that range.
+    pub end: u32,
+}
+
+impl super::connection::OutputPart for Referenced {
+    fn at(&self) -> usize {
+        self.at
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.batch.replies[self.start as usize..self.end as usize]
     }
 }
 
@@ -344,12 +374,10 @@ impl WaitList {
 
     /// Hands a returned batch to every connection whose operations rode in
     /// it; connections that have gone (or whose slot was reused since) are
-    /// skipped. Returns the batch, shared with those connections, and how
-    /// many of them it woke (had all their replies).
-    pub fn deliver(&self, batch: Batch) -> (Rc<Batch>, usize) {
+    /// skipped. Returns how many it woke (they had all their replies).
+    pub fn deliver(&self, batch: &Rc<Batch>) -> usize {
         let mut woken = 0;
         let owner = batch.owner;
-        let batch = Rc::new(batch);
         let slots = self.slots.borrow();
         for &(ticket, _) in &batch.requesters {
             let Some((generation, waiting)) = slots.get(ticket.slot as usize) else {
@@ -371,8 +399,7 @@ impl WaitList {
                 woken += 1;
             }
         }
-        drop(slots);
-        (batch, woken)
+        woken
     }
 }
 
@@ -386,6 +413,9 @@ pub(super) struct Outbox {
     replies: RefCell<Vec<Batch>>,
     /// Emptied batches, ready to be filled again.
     pool: RefCell<Vec<Batch>>,
+    /// Empty `Rc`s, so that sharing a returned batch with its connections
+    /// reuses an allocation instead of making one.
+    shells: RefCell<Vec<Rc<Batch>>>,
 }
 
 impl Outbox {
@@ -395,6 +425,7 @@ impl Outbox {
             filling: RefCell::new((0..threads).map(|_| Batch::default()).collect()),
             replies: RefCell::new(Vec::new()),
             pool: RefCell::new(Vec::new()),
+            shells: RefCell::new(Vec::new()),
         }
     }
 
@@ -413,17 +444,33 @@ impl Outbox {
         self.replies.borrow_mut().push(batch);
     }
 
+    /// Wraps a batch that came back in an `Rc`, to share with the
+    /// connections waiting on it (see [`Outbox::recycle`]).
+    pub fn share(&self, mut batch: Batch) -> Rc<Batch> {
+        match self.shells.borrow_mut().pop() {
+            Some(mut shell) => {
+                let empty = Rc::get_mut(&mut shell).expect("a pooled shell is held by no one");
+                std::mem::swap(empty, &mut batch);
+                shell
+            }
+            None => Rc::new(batch),
+        }
+    }
+
     /// Lets go of a returned batch. The last holder (its connections hold
     /// it until they have copied their replies out) puts it back in the
-    /// pool, emptied, with any buffer a large batch grew given back.
-    pub fn recycle(&self, batch: Rc<Batch>) {
-        let Ok(mut batch) = Rc::try_unwrap(batch) else {
+    /// pool, emptied, with any buffer a large batch grew given back; and
+    /// its `Rc` with it.
+    pub fn recycle(&self, mut batch: Rc<Batch>) {
+        let Some(contents) = Rc::get_mut(&mut batch) else {
             return;
         };
+        let mut contents = std::mem::take(contents);
         let mut pool = self.pool.borrow_mut();
         if pool.len() < POOL_KEEP {
-            batch.reset();
-            pool.push(batch);
+            contents.reset();
+            pool.push(contents);
+            self.shells.borrow_mut().push(batch);
         }
     }
 
@@ -632,19 +679,20 @@ mod tests {
         assert_eq!(ticket.slot, gone.slot);
         assert_ne!(ticket.generation, gone.generation);
         waiting.outstanding.set(1);
-        let late = Batch {
+        *waiting.waker.borrow_mut() = Some(Waker::noop().clone());
+        let late = Rc::new(Batch {
             requesters: vec![(gone, 0)],
             ..Batch::default()
-        };
-        assert_eq!(waits.deliver(late).1, 0);
+        });
+        assert_eq!(waits.deliver(&late), 0);
         assert_eq!(waiting.outstanding.get(), 1);
         assert!(waiting.arrived.borrow().is_empty());
-        let own = Batch {
+        let own = Rc::new(Batch {
             owner: 3,
             requesters: vec![(ticket, 0)],
             ..Batch::default()
-        };
-        drop(waits.deliver(own));
+        });
+        assert_eq!(waits.deliver(&own), 1);
         assert_eq!(waiting.outstanding.get(), 0);
         assert_eq!(waiting.arrived.borrow()[0].owner, 3);
     }

@@ -235,12 +235,9 @@ pub(super) fn execute(
         MetaRequest::Debug(_) => {
             MetaReply::Debug(shard.meta_debug(key, op.hash, now).map(|d| DebugReply {
                 // memcached prints the key base64-encoded when the item was
-                // stored with a base64 key, whatever the request's `b`. The
-                // engine's `MetaDebug` does not say whether it was (only
-                // `meta_get` does, with side effects), so only a key that
-                // would break the line is encoded (by the reply). With
-                // `MetaDebug::binary_key` this becomes `d.binary_key`.
-                key_base64: false,
+                // stored with a base64 key, whatever the request's `b`; the
+                // reply also encodes any key that would break its line.
+                key_base64: d.binary_key,
                 exp: secs(d.deadline),
                 la: d.idle_secs,
                 cas: d.cas,

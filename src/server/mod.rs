@@ -19,19 +19,22 @@ mod admin;
 mod auth;
 mod binary;
 mod connection;
+mod dump;
 mod forward;
 mod listener;
 mod meta;
 mod op;
 pub mod router;
+mod settings;
 mod state;
 mod thread_per_core;
 mod tls;
 mod work_stealing;
 
 pub use router::Router;
+pub use settings::Tunables;
 pub(crate) use state::{ConnInfo, ConnectionSlot, admit};
-pub use state::{Control, ServerState, ShardReport};
+pub use state::{Control, DumpStep, ServerState, ShardAnswer, ShardReport};
 
 use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};
@@ -195,6 +198,7 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         conns: std::sync::Mutex::new(slab::Slab::new()),
         drained: Barrier::new(config.threads),
         shutdown,
+        tunables: Tunables::new(&config),
         config,
     });
     let threads = match state.config.runtime {

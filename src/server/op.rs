@@ -10,7 +10,9 @@ use crate::clock::Clock;
 use crate::protocol::binary;
 use crate::protocol::meta::MetaRequest;
 use crate::protocol::{ArithKind, ErrorReply, Outcome, Value};
-use crate::storage::{ArithOp, ArithOutcome, Millis, Shard, Store, StoreMode, StoreOutcome};
+use crate::storage::{
+    ArithOp, ArithOutcome, Millis, PrefixEvent, Shard, Store, StoreMode, StoreOutcome,
+};
 
 /// What an [`Op`] does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,22 +167,48 @@ impl Op {
         out: &mut Vec<u8>,
     ) {
         let key = self.key.of(base);
-        match &self.wire {
+        let found = match &self.wire {
             Wire::Classic => {
                 let outcome = self.outcome(key, base, shard, clock, now);
+                let found = matches!(outcome, Outcome::Value(_));
                 if !self.noreply {
                     let cas = matches!(self.kind, OpKind::Get { cas: true, .. });
                     outcome.write_text(cas, out);
                 }
+                found
             }
             Wire::Meta(request) => {
-                super::meta::execute(self, request, key, base, shard, clock, now, out)
+                // memcached 1.6.18 does not count meta commands per prefix.
+                return super::meta::execute(self, request, key, base, shard, clock, now, out);
             }
             Wire::Binary { header, initial } => {
                 let outcome =
                     super::binary::execute(self, header, *initial, key, base, shard, clock, now);
+                let found = matches!(outcome, Outcome::Value(_) | Outcome::Touched);
                 header.write(outcome, key, out);
+                found
             }
+        };
+        if shard.prefix_stats_on()
+            && let Some(event) = self.prefix_event(found)
+        {
+            shard.record_prefix(key, event);
+        }
+    }
+
+    /// What `stats detail` counts of this operation, as memcached counts
+    /// it: each key of a get (a hit if `found`; memcached's binary touch
+    /// counts as a get too), every store whether it stored or not, every
+    /// delete.
+    fn prefix_event(&self, found: bool) -> Option<PrefixEvent> {
+        match self.kind {
+            OpKind::Get { .. } => Some(PrefixEvent::Get { hit: found }),
+            OpKind::Touch if matches!(self.wire, Wire::Binary { .. }) => {
+                Some(PrefixEvent::Get { hit: found })
+            }
+            OpKind::Store(_) | OpKind::Discard => Some(PrefixEvent::Set),
+            OpKind::Delete => Some(PrefixEvent::Delete),
+            _ => None,
         }
     }
 

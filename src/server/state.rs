@@ -5,15 +5,22 @@ use super::listener::Transport;
 use super::{Barrier, watch};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::protocol::admin::ClassSet;
 use crate::server::Router;
 use crate::stats::ThreadStats;
+use crate::storage::{
+    AutomoveMode, CacheDumpItem, MetaDumpBatch, MetaDumpId, Millis, PrefixCounts, ReassignOutcome,
+    Shard, memory_share,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A request that must reach every shard.
+/// A request that must reach every shard. Plain data (`Copy`), so one
+/// value is posted to every core; a request about one shard names it, and
+/// the others only report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
     /// Report each shard's counters.
@@ -27,32 +34,162 @@ pub enum Control {
     ResetStats,
     /// Report counters and per-slab-class figures (`stats slabs`/`items`).
     Slabs,
+    /// Give every shard its share of a new memory limit (`cache_memlimit`).
+    MemoryLimit {
+        /// The server's new limit in bytes.
+        total: u64,
+    },
+    /// Set the automove mode (`slabs automove`).
+    Automove(AutomoveMode),
+    /// Move one page on one shard (`slabs reassign`, memcached's class
+    /// numbers).
+    Reassign {
+        /// The shard to move it on.
+        shard: usize,
+        /// Source class.
+        src: i64,
+        /// Destination class.
+        dst: i64,
+    },
+    /// Report item sizes, after switching counting on or off if asked
+    /// (`stats sizes`, `sizes_enable`, `sizes_disable`).
+    Sizes(Option<bool>),
+    /// Count requests per key prefix, or stop (`stats detail on|off`).
+    Detail(bool),
+    /// Report the per-prefix counts (`stats detail dump`).
+    DetailDump,
+    /// List items of a class on one shard (`stats cachedump`).
+    CacheDump {
+        /// The shard to list.
+        shard: usize,
+        /// The class, 0-based.
+        class: usize,
+        /// Items at most; 0 for as many as fit in memcached's 2 MiB.
+        limit: usize,
+    },
+    /// One step of a metadump on every shard (`lru_crawler metadump`).
+    MetaDump {
+        /// The dump, named by the server.
+        id: u64,
+        /// What to do.
+        step: DumpStep,
+    },
+}
+
+/// One step of a metadump; see [`Control::MetaDump`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpStep {
+    /// Open a cursor over these classes (memcached's numbers), or all.
+    Start(Option<ClassSet>),
+    /// List up to this many more items.
+    Next(usize),
+    /// Close the cursor (the client went away).
+    End,
 }
 
 /// One shard's answer to a [`Control`] request.
 #[derive(Clone, Debug, Default)]
 pub struct ShardReport {
+    /// The shard's index.
+    pub shard: usize,
     /// The shard's counters.
     pub stats: crate::storage::ShardStats,
     /// Per-class figures; filled in only for [`Control::Slabs`].
     pub classes: Vec<crate::storage::SlabClassStats>,
     /// Bytes of slab pages the shard has taken from its budget.
     pub page_bytes: u64,
+    /// Bytes of the shard's hash index.
+    pub index_bytes: u64,
+    /// The index is growing into a larger table.
+    pub index_growing: bool,
+    /// What a request about something other than counters found.
+    pub answer: ShardAnswer,
+}
+
+/// The part of a [`ShardReport`] particular to its request.
+#[derive(Clone, Debug, Default)]
+pub enum ShardAnswer {
+    /// Nothing beyond the counters (or the request named another shard).
+    #[default]
+    None,
+    /// [`Control::MemoryLimit`]: whether the shard took its share.
+    MemoryLimit(Result<(), String>),
+    /// [`Control::Reassign`]
+    Reassign(ReassignOutcome),
+    /// [`Control::Sizes`]: `None` while counting is off.
+    Sizes(Option<Vec<(usize, u64)>>),
+    /// [`Control::DetailDump`]
+    Prefixes(Vec<(Vec<u8>, PrefixCounts)>),
+    /// [`Control::CacheDump`]
+    CacheDump(Vec<CacheDumpItem>),
+    /// [`Control::MetaDump`]: this step's items; `None` once the shard's
+    /// cursor is closed.
+    MetaDump(Option<MetaDumpBatch>),
 }
 
 impl ShardReport {
     /// Runs `control` on `shard` and reports on it.
-    pub fn of(
-        shard: &mut crate::storage::Shard,
-        control: Control,
-        now: crate::storage::Millis,
-    ) -> ShardReport {
-        match control {
-            Control::Stats | Control::Slabs => {}
-            Control::Flush { at } => shard.flush(at, now),
-            Control::ResetStats => shard.reset_stats(),
-        }
+    pub fn of(shard: &mut Shard, control: Control, now: Millis) -> ShardReport {
+        let index = shard.index();
+        let answer = match control {
+            Control::Stats | Control::Slabs => ShardAnswer::None,
+            Control::Flush { at } => {
+                shard.flush(at, now);
+                ShardAnswer::None
+            }
+            Control::ResetStats => {
+                shard.reset_stats();
+                ShardAnswer::None
+            }
+            Control::MemoryLimit { total } => {
+                let share = memory_share(total as usize, index, shard.shard_count());
+                ShardAnswer::MemoryLimit(shard.set_memory_limit(share))
+            }
+            Control::Automove(mode) => {
+                shard.set_automove(mode);
+                ShardAnswer::None
+            }
+            Control::Reassign {
+                shard: at,
+                src,
+                dst,
+            } if at == index => ShardAnswer::Reassign(shard.slabs_reassign(src, dst, now)),
+            Control::Sizes(switch) => {
+                if let Some(on) = switch {
+                    shard.set_size_histogram(on);
+                }
+                ShardAnswer::Sizes(shard.size_histogram())
+            }
+            Control::Detail(on) => {
+                shard.set_prefix_stats(on);
+                ShardAnswer::None
+            }
+            Control::DetailDump => ShardAnswer::Prefixes(shard.prefix_stats()),
+            Control::CacheDump {
+                shard: at,
+                class,
+                limit,
+            } if at == index => ShardAnswer::CacheDump(shard.cachedump(class, limit, now)),
+            Control::MetaDump { id, step } => {
+                let id = MetaDumpId(id);
+                match step {
+                    DumpStep::Start(classes) => {
+                        let classes: Option<Vec<usize>> =
+                            classes.map(|set| set.iter().map(|c| c - 1).collect());
+                        shard.metadump_start(id, classes.as_deref());
+                        ShardAnswer::None
+                    }
+                    DumpStep::Next(max) => ShardAnswer::MetaDump(shard.metadump_next(id, max, now)),
+                    DumpStep::End => {
+                        shard.metadump_end(id);
+                        ShardAnswer::None
+                    }
+                }
+            }
+            Control::Reassign { .. } | Control::CacheDump { .. } => ShardAnswer::None,
+        };
         ShardReport {
+            shard: index,
             stats: shard.stats().clone(),
             classes: if control == Control::Slabs {
                 shard.slab_class_stats(now)
@@ -60,6 +197,9 @@ impl ShardReport {
                 Vec::new()
             },
             page_bytes: (shard.pages_allocated() * shard.page_size()) as u64,
+            index_bytes: shard.index_memory() as u64,
+            index_growing: shard.index_growing(),
+            answer,
         }
     }
 }
@@ -94,6 +234,8 @@ pub struct ServerState {
     /// Thread-per-core threads meet here after their connections close, so
     /// no core stops serving forwarded work while another still needs it.
     pub(super) drained: Barrier,
+    /// What the admin commands change while the server runs.
+    pub tunables: super::Tunables,
 }
 
 /// What `stats conns` shows about one open connection.
@@ -240,6 +382,7 @@ impl ServerState {
             conns: Default::default(),
             shutdown: watch::channel(false).0,
             drained: Barrier::new(config.threads),
+            tunables: super::Tunables::new(&config),
             config,
         }
     }

@@ -45,7 +45,7 @@
 
 use super::connection::{Dispatch, Step};
 use super::forward::{
-    self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Ticket, WaitList, Waiting,
+    self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Referenced, Ticket, WaitList, Waiting,
 };
 use super::listener::{Listeners, ThreadListeners};
 use super::op::Op;
@@ -63,13 +63,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio::task::LocalSet;
 
+/// Forwarded replies at least this long are written from the batch they
+/// came back in (a vectored write) rather than copied into the output;
+/// shorter ones cost less to copy than an iovec costs the kernel.
+const REFERENCE_MIN: u32 = 1024;
+
 /// Staging buffers of a connection that grew past this are given back.
 const STAGING_KEEP: usize = 256 * 1024;
 
 /// Rounds of mail the park hook handles itself before it leaves the rest
-/// to the mailbox task (and the runtime to its driver). A spin counts each
-/// of its polls as a round, so it is bounded by `--spin` instead.
+/// to the mailbox task (and the runtime to its driver).
 const PARK_ROUNDS: usize = 4;
+
+/// Longest the park hook polls the mailbox in one go while it spins for
+/// replies; between slices the runtime polls its driver, so a request on
+/// this core's own connections waits at most this long for a spin.
+const SPIN_SLICE: Duration = Duration::from_micros(10);
 
 /// Messages the mailbox task takes per run before it lets the connections
 /// of its core have the CPU again.
@@ -97,6 +106,8 @@ struct Core {
     awaiting: Cell<usize>,
     /// How long to poll the mailbox before parking while replies are due.
     spin: Duration,
+    /// When the current spin for replies ends (none: not spinning).
+    spin_until: Cell<Option<Instant>>,
     state: Arc<ServerState>,
 }
 
@@ -190,8 +201,8 @@ impl Core {
                 }
                 Message::Reply(batch) => {
                     self.stats().forward_replies.add(1);
-                    let (batch, woken) = self.waiting.deliver(batch);
-                    run.woke_tasks |= woken > 0;
+                    let batch = self.outbox.share(batch);
+                    run.woke_tasks |= self.waiting.deliver(&batch) > 0;
                     self.outbox.recycle(batch);
                 }
                 Message::Control(control, reply) => {
@@ -199,6 +210,10 @@ impl Core {
                     let _ = reply.send(self.control(control));
                 }
             }
+        }
+        if taken > 0 {
+            // A spin for replies waits `--spin` from the last message.
+            self.spin_until.set(None);
         }
         let (forwards, _, woken) = self.outbox.flush(self.index, &self.mailboxes);
         let stats = self.stats();
@@ -210,13 +225,11 @@ impl Core {
 
     /// The runtime is about to park, its tasks all idle. Handle pending
     /// mail right here (waking the mailbox task instead would cost another
-    /// turn of the runtime, with a poll of the driver); spin a little for
-    /// awaited replies if configured; then say this core sleeps. Returns
-    /// only once the core has said so, or once it has woken a task (then
-    /// the runtime does not park).
+    /// turn of the runtime, with a poll of the driver); while replies are
+    /// due and `--spin` allows, poll for them; then say this core sleeps.
+    /// Returns only once the core has said so, or once it has woken a task
+    /// (then the runtime does not park).
     fn before_park(&self) {
-        let spin_until =
-            (!self.spin.is_zero() && self.awaiting.get() > 0).then(|| Instant::now() + self.spin);
         // Mail that keeps coming is left to the mailbox task after a few
         // rounds, so the driver is polled and connections are served.
         for _ in 0..PARK_ROUNDS {
@@ -230,9 +243,10 @@ impl Core {
                 }
                 continue;
             }
-            if spin_until.is_some_and(|until| Instant::now() < until) {
-                std::hint::spin_loop();
-                continue;
+            if self.spin_for_replies() {
+                // Back through the runtime, which polls its driver (this
+                // core's connections) before it comes here again.
+                return self.wake_mail();
             }
             if self.inbox.try_sleep() {
                 self.stats().core_sleeps.add(1);
@@ -240,6 +254,28 @@ impl Core {
             }
         }
         self.wake_mail();
+    }
+
+    /// While connections wait for replies and the `--spin` window since
+    /// the last message has not run out, polls the mailbox for up to
+    /// [`SPIN_SLICE`]; true if the core should stay awake (mail came, or
+    /// the window goes on), false if it may sleep.
+    fn spin_for_replies(&self) -> bool {
+        if self.spin.is_zero() || self.awaiting.get() == 0 {
+            self.spin_until.set(None);
+            return false;
+        }
+        let now = Instant::now();
+        let until = *self.spin_until.get().get_or_insert(now + self.spin);
+        self.spin_until.set(Some(until));
+        let slice = until.min(now + SPIN_SLICE);
+        while Instant::now() < slice {
+            if self.inbox.pending() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        Instant::now() < until
     }
 }
 
@@ -286,6 +322,8 @@ struct CoreDispatch {
     slot_of: Vec<u32>,
     /// A forwarded op failed in a way that closes the connection.
     failed: bool,
+    /// Large forwarded replies to be written from their batches.
+    referenced: Vec<Referenced>,
 }
 
 #[derive(Clone, Copy)]
@@ -310,6 +348,7 @@ impl CoreDispatch {
             received: Vec::new(),
             slot_of: vec![NO_SLOT; threads],
             failed: false,
+            referenced: Vec::new(),
         }
     }
 
@@ -450,7 +489,29 @@ impl Dispatch for CoreDispatch {
                     }
                     Segment::Remote { batch, index } => {
                         let batch = self.received[batch as usize].as_ref();
-                        out.extend_from_slice(batch.expect("every owner answered").reply(index))
+                        let batch = batch.expect("every owner answered");
+                        let (start, end) = batch.reply_range(index);
+                        if end - start < REFERENCE_MIN {
+                            out.extend_from_slice(batch.reply(index));
+                            continue;
+                        }
+                        // A large reply is written from the batch it came
+                        // back in: copying it would cost more than an iovec.
+                        match self.referenced.last_mut() {
+                            Some(last)
+                                if last.at == out.len()
+                                    && last.end == start
+                                    && Rc::ptr_eq(&last.batch, batch) =>
+                            {
+                                last.end = end;
+                            }
+                            _ => self.referenced.push(Referenced {
+                                at: out.len(),
+                                batch: batch.clone(),
+                                start,
+                                end,
+                            }),
+                        }
                     }
                 }
             }
@@ -487,6 +548,18 @@ impl Dispatch for CoreDispatch {
 
     fn thread_stats(&self) -> &ThreadStats {
         self.core.stats()
+    }
+
+    type Referenced = Referenced;
+
+    fn referenced(&self) -> &[Referenced] {
+        &self.referenced
+    }
+
+    fn written(&mut self) {
+        for reply in self.referenced.drain(..) {
+            self.core.outbox.recycle(reply.batch);
+        }
     }
 }
 
@@ -601,6 +674,7 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
         mail_woken: Cell::new(false),
         awaiting: Cell::new(0),
         spin: state.config.spin,
+        spin_until: Cell::new(None),
         state: state.clone(),
     });
     PARKING.set(Some(core.clone()));
@@ -668,6 +742,7 @@ mod tests {
             mail_woken: Cell::new(false),
             awaiting: Cell::new(0),
             spin: Duration::ZERO,
+            spin_until: Cell::new(None),
             state,
         })
     }

@@ -99,6 +99,15 @@ impl Dispatch for SharedDispatch {
             .collect()
     }
 
+    /// Every reply is copied into the output.
+    type Referenced = std::convert::Infallible;
+
+    fn referenced(&self) -> &[Self::Referenced] {
+        &[]
+    }
+
+    fn written(&mut self) {}
+
     fn thread_stats(&self) -> &ThreadStats {
         let threads = &self.shared.state.threads;
         let worker = WORKER.with(Cell::get);

@@ -25,7 +25,8 @@
 //! to pick the shard. Besides the data commands a shard serves the engine
 //! side of memcached's admin commands: a memory limit changed at run time
 //! ([`Shard::set_memory_limit`]), `slabs reassign` and `slabs automove`,
-//! `stats cachedump`, a resumable `lru_crawler metadump` and `stats sizes`.
+//! `stats cachedump`, a resumable `lru_crawler metadump`, `stats sizes`
+//! and the per-prefix counts of `stats detail`.
 
 pub mod automove;
 pub mod index;
@@ -43,7 +44,7 @@ mod tests;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use automove::Mode as AutomoveMode;
-pub use shard::{Prefetch, Shard};
+pub use shard::{Prefetch, PrefixCounts, PrefixEvent, Shard};
 
 /// The hash of a key, the one every layer uses: the router picks the shard
 /// from its high bits, the shard's index picks a bucket from its low bits
@@ -56,6 +57,13 @@ pub use shard::{Prefetch, Shard};
 #[inline]
 pub fn key_hash(key: &[u8]) -> u64 {
     xxh3_64(key)
+}
+
+/// Shard `index`'s share of a server's memory limit of `total` bytes over
+/// `count` shards: an even split, the remainder a byte each to the first
+/// shards, so the shares add up to `total` exactly.
+pub fn memory_share(total: usize, index: usize, count: usize) -> usize {
+    total / count + usize::from(index < total % count)
 }
 
 /// Checks the slab settings of a shard configuration (page size at least
@@ -170,8 +178,10 @@ pub struct CacheDumpItem {
 }
 
 /// Names a metadump under way on one shard; see [`Shard::metadump_start`].
+/// The caller picks it, unique among the dumps it keeps open, so one dump
+/// over many shards can have the same name on each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MetaDumpId(u64);
+pub struct MetaDumpId(pub u64);
 
 /// One item of `lru_crawler metadump`, all that memcached's line
 /// `key=<key> exp=<..> la=<..> cas=<..> fetch=<yes|no> cls=<..> size=<..>`
@@ -418,6 +428,14 @@ pub struct ShardStats {
     pub store_no_memory: u64,
     /// Bytes of memory this shard may use.
     pub limit_maxbytes: u64,
+    /// `me` requests (memcached's `cmd_meta`, which counts only these).
+    pub cmd_meta: u64,
+    /// Live items a page move (or a shrink) copied to another chunk of
+    /// their class (memcached's `slab_reassign_rescues`).
+    pub slab_reassign_rescues: u64,
+    /// Live items a page move (or a shrink) evicted because their class
+    /// had no free chunk to take them (`slab_reassign_evictions_nomem`).
+    pub slab_reassign_evictions_nomem: u64,
 }
 
 impl ShardStats {
@@ -455,7 +473,10 @@ impl ShardStats {
             slabs_moved,
             store_too_large,
             store_no_memory,
-            limit_maxbytes
+            limit_maxbytes,
+            cmd_meta,
+            slab_reassign_rescues,
+            slab_reassign_evictions_nomem
         );
     }
 }
@@ -602,4 +623,7 @@ pub struct MetaDebug {
     pub class: usize,
     /// Header, key and value bytes.
     pub size: usize,
+    /// The item was stored with a base64 key (`ms <key> b`): memcached's
+    /// `me` prints such a key base64-encoded.
+    pub binary_key: bool,
 }

@@ -217,6 +217,24 @@ impl Raw {
         Raw { stream }
     }
 
+    /// Connects with a receive buffer of a few KiB, so a large reply fills
+    /// it and the server's writes come back partial.
+    pub fn connect_small_window(addr: SocketAddr) -> Raw {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let stream: TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw { stream }
+    }
+
     /// Sends bytes without waiting for anything.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");

@@ -153,6 +153,38 @@ def storage_commands(client):
         raw.close()
 
 
+def get_many_of_10000_keys(client):
+    # A 10,000-key get is one line of over 100 KB: memcached takes get lines
+    # of any length, and so must corecache.
+    values = {f"py:10k:{i:05}": str(i).encode() for i in range(10000)}
+    check(client.set_many(values, noreply=False) == [], "set_many of 10,000 keys")
+    got = client.get_many(list(values) + ["py:10k:missing"])
+    check(got == values, f"get_many of 10,001 keys: {len(got)} hits, or wrong values")
+
+
+def cachedump_and_cache_memlimit(client):
+    client.set("py:dump", b"abc", noreply=False)
+    # pymemcache reads `ITEM <key> <rest>` lines of `stats cachedump` into
+    # a dict; look through every class `stats items` lists.
+    items = client.stats("items")
+    classes = sorted({int(name.split(b":")[1]) for name in items})
+    dumped = {}
+    for cls in classes:
+        dumped.update(client.stats("cachedump", str(cls), "0"))
+    check(dumped.get(b"py:dump") == b"[3 b; 0 s]", f"cachedump: {dumped.get(b'py:dump')!r}")
+    check(client.stats("cachedump", "0", "0") == {}, "cachedump of class 0 is empty")
+    check(client.cache_memlimit(32) is True, "cache_memlimit 32")
+    check(int(client.stats()[b"limit_maxbytes"]) == 32 << 20, "limit_maxbytes after cache_memlimit")
+    check(int(client.stats("settings")[b"maxbytes"]) == 32 << 20, "maxbytes after cache_memlimit")
+    try:
+        client.cache_memlimit(4)
+        raise AssertionError("cache_memlimit 4 must be refused")
+    except pymemcache.exceptions.MemcacheUnknownError as error:
+        check(b"MEMLIMIT_TOO_SMALL" in str(error).encode(), f"the refusal: {error}")
+    check(client.cache_memlimit(64) is True, "cache_memlimit 64")
+    check(client.get("py:dump") == b"abc", "items survive a larger limit")
+
+
 def stats_and_version(client):
     stats = client.stats()
     check(int(stats[b"curr_items"]) > 0, f"stats curr_items: {stats.get(b'curr_items')}")
@@ -200,6 +232,8 @@ def main():
         touch_sets_a_new_expiry,
         storage_commands,
         stats_and_version,
+        get_many_of_10000_keys,
+        cachedump_and_cache_memlimit,
         flush_all_empties,
     ]
     failed = 0

@@ -207,15 +207,26 @@ impl Fixed {
 /// Appends one `stat` reply packet: the name as its key, the value as its
 /// value, as memcached sends each statistic.
 pub fn write_stat(out: &mut Vec<u8>, opaque: u32, name: &str, value: impl std::fmt::Display) {
-    use std::io::Write;
+    write_stat_bytes(out, opaque, name, value.to_string().as_bytes());
+}
+
+/// Appends one `stat` packet whose value is raw bytes (memcached's
+/// `detailed` statistic, a whole text listing).
+pub fn write_stat_bytes(out: &mut Vec<u8>, opaque: u32, name: &str, value: &[u8]) {
     let start = out.len();
     out.resize(start + HEADER_LEN, 0);
     out.extend_from_slice(name.as_bytes());
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{value}");
-    let body = out.len() - start - HEADER_LEN;
+    out.extend_from_slice(value);
     let stat = Opcode::Stat as u8;
-    let h = header_bytes(stat, Status::Success, 0, name.len(), body, opaque, 0);
+    let h = header_bytes(
+        stat,
+        Status::Success,
+        0,
+        name.len(),
+        name.len() + value.len(),
+        opaque,
+        0,
+    );
     out[start..start + HEADER_LEN].copy_from_slice(&h);
 }
 

@@ -350,7 +350,9 @@ fn parse_flags(key: &[u8], tokens: Tokens<'_>) -> Result<Flags, ErrorReply> {
                 None => error = Some(ErrorReply::BadFormat),
             },
             b'M' => match arg {
-                [mode] => flags.mode = *mode,
+                // memcached's line ends at a NUL, so to it `M<NUL>` is a
+                // token of one byte; here a mode of 0 would mean none.
+                [mode] if *mode != 0 => flags.mode = *mode,
                 _ => error = Some(ErrorReply::ModeLength),
             },
             b'J' => match number::<u64>(arg) {
@@ -581,5 +583,18 @@ mod tests {
         let m = meta(b"ms k 2000000 T0\r\n");
         assert_eq!(m.too_large, 2_000_002);
         assert!(m.data.is_empty());
+    }
+
+    /// Found by fuzzing (fuzz/regressions/meta/): memcached 1.6.18 reads
+    /// `-0` as a data length of 0 (`strtol`), and stops reading a line at a
+    /// NUL, so `M<NUL>` is an `M` token of the wrong length to it, not
+    /// "no mode". Its replies: `HD`, then the length error, the block
+    /// swallowed.
+    #[test]
+    fn minus_zero_is_a_length_and_a_nul_mode_is_refused() {
+        let m = meta(b"ms k -0\r\n\r\n");
+        assert_eq!((m.data, m.too_large), (&b""[..], 0));
+        assert_eq!(error(b"ms k 1 M\0\r\nx\r\n"), (ErrorReply::ModeLength, 3));
+        assert_eq!(error(b"ma k M\0\r\n").0, ErrorReply::InvalidOrDuplicateFlag);
     }
 }

@@ -114,6 +114,18 @@ fn bad_data_chunk_is_unframed() {
 }
 
 #[test]
+fn a_data_length_of_minus_zero_is_zero() {
+    // memcached 1.6.18 reads the length with `strtol` and stores an empty
+    // value for `-0` (found while checking the meta fuzz target's `ms k -0`).
+    let input = b"set k 0 0 -0\r\n\r\nget k\r\n";
+    let parsed = one(input);
+    assert_eq!(&input[parsed.consumed..], b"get k\r\n");
+    assert!(matches!(parsed.request, Request::Store { data: b"", .. }));
+    let negative = one(b"set k 0 0 -1\r\n").request;
+    assert!(matches!(negative, Request::Unframed { .. }));
+}
+
+#[test]
 fn too_large_swallows_data_not_yet_read() {
     let parsed = parse(b"set k 0 0 2000000\r\n", MAX).unwrap();
     assert_eq!(parsed.consumed, 19);

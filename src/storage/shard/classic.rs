@@ -387,6 +387,7 @@ impl Shard {
     /// Removes `key` if present, without counting it as a delete: what a
     /// refused oversized `set` does to the old value.
     pub fn discard(&mut self, key: &[u8], hash: u64, now: Millis) {
+        self.catch_up(now);
         self.tables.stats.store_too_large += 1;
         if let Some(id) = self.tables.find_live(key, hash, now) {
             self.tables.unlink(id, hash, Gone::Removed);

@@ -115,7 +115,9 @@ impl Shard {
     /// stops where the reply would pass [`CACHEDUMP_MAX_BYTES`] (counting
     /// an absolute exptime as 10 digits). Expired and flushed items are
     /// left out (memcached lists what its LRU still holds), and so are
-    /// items stored with a base64 key, as memcached does. No side effect.
+    /// items stored with a base64 key, as memcached does, and keys holding
+    /// a space, CR or LF (stored through the binary protocol), which would
+    /// break the reply's lines. No side effect.
     pub fn cachedump(&self, class: usize, limit: usize, now: Millis) -> Vec<CacheDumpItem> {
         let flush_due = self.flush_due(now);
         let tables = &self.tables;
@@ -128,7 +130,10 @@ impl Shard {
         while let Some(id) = at {
             at = Lru::older(&tables.slabs, id);
             let c = tables.slabs.chunk(id);
-            if item::key_binary(c) || tables.is_dead(c, now).is_some() {
+            let unprintable = item::key(c)
+                .iter()
+                .any(|b| matches!(b, b' ' | b'\r' | b'\n'));
+            if item::key_binary(c) || unprintable || tables.is_dead(c, now).is_some() {
                 continue;
             }
             let deadline = item::deadline(c);
@@ -152,12 +157,14 @@ impl Shard {
         out
     }
 
-    /// Opens a metadump (`lru_crawler metadump all|<classes>`) over the
-    /// live items of `classes` (0-based), or of every class. See
-    /// [`Shard::metadump_next`]. A shard keeps at most [`MAX_METADUMPS`]
-    /// open; the server closes each with [`Shard::metadump_end`] if it
-    /// stops early (a dump that finishes closes itself).
-    pub fn metadump_start(&mut self, classes: Option<&[usize]>) -> MetaDumpId {
+    /// Opens metadump `id` (`lru_crawler metadump all|<classes>`) over
+    /// the live items of `classes` (0-based), or of every class. See
+    /// [`Shard::metadump_next`]. The caller names it: `id` must differ
+    /// from every dump open on the shard. A shard keeps at most
+    /// [`MAX_METADUMPS`] open (the oldest is forgotten for a newer one);
+    /// the server closes each with [`Shard::metadump_end`] if it stops
+    /// early (a dump that finishes closes itself).
+    pub fn metadump_start(&mut self, id: MetaDumpId, classes: Option<&[usize]>) {
         let count = self.tables.slabs.class_count();
         let classes = classes.map(|list| {
             let mut wanted = vec![false; count];
@@ -166,20 +173,18 @@ impl Shard {
             }
             wanted
         });
-        self.next_dump += 1;
         let dumps = &mut self.tables.dumps;
         if dumps.len() == MAX_METADUMPS {
             dumps.remove(0);
         }
         dumps.push(DumpCursor {
-            id: self.next_dump,
+            id: id.0,
             classes,
             page: 0,
             slot: 0,
             pending: HashMap::new(),
             skip: HashMap::new(),
         });
-        MetaDumpId(self.next_dump)
     }
 
     /// The next step of a metadump: at most `max_items` items, having

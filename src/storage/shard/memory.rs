@@ -67,6 +67,7 @@ impl Tables {
                 self.index.insert(&mut self.slabs, to, hash);
                 self.slabs.free(id);
                 self.relocated.push(to);
+                self.stats.slab_reassign_rescues += 1;
                 return;
             }
             let tail = self
@@ -210,6 +211,9 @@ impl Shard {
     /// itself holds no pages, so it has none to give. The checks come in
     /// memcached's order: busy, same, bad class, no spare.
     pub fn slabs_reassign(&mut self, src: i64, dst: i64, now: Millis) -> ReassignOutcome {
+        // A delayed flush that fell due must apply first: else the page
+        // move sees its items as live and evicts them (and counts them).
+        self.catch_up(now);
         if self.tables.slabs.pages_allocated() > self.tables.slabs.page_limit() {
             return ReassignOutcome::Busy;
         }
@@ -266,8 +270,10 @@ impl Shard {
 
     pub(super) fn automove(&mut self, now: Millis) {
         let tables = &self.tables;
-        let views: Vec<ClassView> = (0..tables.slabs.class_count())
-            .map(|class| ClassView {
+        let mut views = std::mem::take(&mut self.automove_views);
+        views.clear();
+        views.extend((0..tables.slabs.class_count()).map(|class| {
+            ClassView {
                 evictions: tables.classes[class].evicted,
                 pages: tables.slabs.class_pages(class),
                 empty_pages: tables.slabs.class_empty_pages(class),
@@ -275,9 +281,11 @@ impl Shard {
                     .lru
                     .tail(class)
                     .map(|id| item::time(tables.slabs.chunk(id))),
-            })
-            .collect();
-        if let Some(m) = self.automove.evaluate(now, &views)
+            }
+        }));
+        let decision = self.automove.evaluate(now, &views);
+        self.automove_views = views;
+        if let Some(m) = decision
             && let Some(page) = self.tables.donor_page(m.from)
         {
             self.tables.move_page(page, m.to, now);

@@ -254,8 +254,10 @@ impl Shard {
         }
     }
 
-    /// An item's metadata for `me`, without any side effect.
-    pub fn meta_debug(&self, key: &[u8], hash: u64, now: Millis) -> Option<MetaDebug> {
+    /// An item's metadata for `me`, without any side effect on the item
+    /// (no bump, no fetched mark); the request counts in `cmd_meta`.
+    pub fn meta_debug(&mut self, key: &[u8], hash: u64, now: Millis) -> Option<MetaDebug> {
+        self.tables.stats.cmd_meta += 1;
         if !self.peek(key, hash, now) {
             return None;
         }
@@ -268,6 +270,7 @@ impl Shard {
             fetched: item::fetched(c),
             class: self.tables.slabs.class_of(id),
             size: item::item_size(c),
+            binary_key: item::key_binary(c),
         })
     }
 

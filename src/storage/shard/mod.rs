@@ -51,6 +51,7 @@ mod stats;
 #[cfg(test)]
 pub(crate) use classic::parse_counter;
 pub use dump::{CACHEDUMP_MAX_BYTES, MAX_METADUMPS, METADUMP_SCAN_BUDGET};
+pub use stats::{MAX_PREFIXES, PREFIX_DELIMITER, PrefixCounts, PrefixEvent};
 
 use super::automove::Automove;
 use super::index::Index;
@@ -61,7 +62,7 @@ use super::wheel::Wheel;
 use super::{Deadline, Item, Millis, ShardConfig, ShardStats, key_hash};
 use dump::DumpCursor;
 use flush::Sweep;
-use stats::SizeHistogram;
+use stats::{PrefixTable, SizeHistogram};
 
 /// How many items from the LRU tail an allocation inspects for an expired
 /// one before evicting a live item.
@@ -217,6 +218,7 @@ impl Tables {
                 self.stats.evictions += 1;
                 if why == Gone::Moved {
                     counters.evicted_by_move += 1;
+                    self.stats.slab_reassign_evictions_nomem += 1;
                 } else {
                     counters.evicted += 1;
                 }
@@ -255,6 +257,9 @@ pub struct Shard {
     tables: Tables,
     wheel: Wheel,
     automove: Automove,
+    /// The automove policy's view of the classes, refilled every tick (kept
+    /// so that a tick allocates nothing).
+    automove_views: Vec<super::automove::ClassView>,
     config: ShardConfig,
     next_cas: u64,
     /// A delayed `flush_all`: its time, and whether it has been applied
@@ -269,8 +274,8 @@ pub struct Shard {
     compacting: bool,
     /// The class (memcached's number) `slabs reassign -1` last took from.
     spare_cursor: usize,
-    /// The id of the last metadump opened.
-    next_dump: u64,
+    /// Requests per key prefix, for `stats detail`.
+    prefixes: PrefixTable,
 }
 
 /// What [`Shard::prefetch`] starts loading.
@@ -317,6 +322,7 @@ impl Shard {
             },
             wheel: Wheel::new(0),
             automove: Automove::new(),
+            automove_views: Vec::new(),
             next_cas: config.index as u64 + 1,
             config: config.clone(),
             flush_at: None,
@@ -325,7 +331,7 @@ impl Shard {
             scratch: Vec::new(),
             compacting: false,
             spare_cursor: 0,
-            next_dump: 0,
+            prefixes: PrefixTable::default(),
         }
     }
 
@@ -436,6 +442,22 @@ impl Shard {
     /// times [`Shard::page_size`]).
     pub fn pages_allocated(&self) -> usize {
         self.tables.slabs.pages_allocated()
+    }
+
+    /// This shard's index among the server's shards (its configuration's
+    /// `index`).
+    pub fn index(&self) -> usize {
+        self.config.index
+    }
+
+    /// How many shards the server has (its configuration's `shard_count`).
+    pub fn shard_count(&self) -> usize {
+        self.config.shard_count
+    }
+
+    /// Whether the index is moving its buckets to a larger table.
+    pub fn index_growing(&self) -> bool {
+        self.tables.index.is_growing()
     }
 }
 

@@ -1,7 +1,68 @@
-//! The shard's counters: the shard-wide ones `stats` sums over shards, and
-//! the per-class ones behind `stats slabs` and `stats items`.
+//! The shard's counters: the shard-wide ones `stats` sums over shards, the
+//! per-class ones behind `stats slabs` and `stats items`, the item sizes of
+//! `stats sizes`, and the per-prefix counts of `stats detail`.
+//!
+//! Per-prefix counts live here, one table per shard, because a shard is
+//! only ever used by one thread at a time (its owner, or the holder of its
+//! lock): counting takes no lock of its own, and the server sums the
+//! shards' tables when asked to dump them. While `stats detail` is off the
+//! data path pays one test of a flag the shard already has in cache.
 
 use super::{ClassCounters, Shard, secs};
+use std::collections::HashMap;
+
+/// memcached's default `stats detail` delimiter: a key's prefix is what
+/// comes before its first `:`.
+pub const PREFIX_DELIMITER: u8 = b':';
+/// Prefixes one shard counts at most; requests on a key whose prefix is
+/// first seen once the table holds this many are not counted, so a client
+/// cannot grow the table without bound (memcached sets no bound).
+pub const MAX_PREFIXES: usize = 65_536;
+
+/// What a request did, for `stats detail` (memcached counts gets, hits,
+/// stores and deletes; the other commands are not counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefixEvent {
+    /// A key of a get; `hit` if it was found.
+    Get {
+        /// The key was found.
+        hit: bool,
+    },
+    /// A store of any kind, whether or not it stored.
+    Set,
+    /// A delete, whether or not it found the key.
+    Delete,
+}
+
+/// One prefix's counts (`PREFIX <prefix> get <n> hit <n> set <n> del <n>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixCounts {
+    /// Keys looked up by gets.
+    pub gets: u64,
+    /// Of those, the ones found.
+    pub hits: u64,
+    /// Stores.
+    pub sets: u64,
+    /// Deletes.
+    pub deletes: u64,
+}
+
+impl PrefixCounts {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &PrefixCounts) {
+        self.gets += other.gets;
+        self.hits += other.hits;
+        self.sets += other.sets;
+        self.deletes += other.deletes;
+    }
+}
+
+/// The per-prefix table and whether it is counting.
+#[derive(Default)]
+pub(super) struct PrefixTable {
+    pub(super) on: bool,
+    counts: HashMap<Box<[u8]>, PrefixCounts>,
+}
 
 /// memcached's `stats sizes` buckets are this many bytes wide.
 pub const SIZE_BUCKET: usize = 32;
@@ -59,6 +120,63 @@ impl Shard {
                 ..ClassCounters::default()
             };
         }
+        // memcached's `stats reset` forgets the prefixes too.
+        self.prefixes.counts = HashMap::new();
+    }
+
+    /// `stats detail on` and `stats detail off`: start or stop counting
+    /// requests per key prefix. Stopping keeps the counts (a dump still
+    /// shows them), as in memcached.
+    pub fn set_prefix_stats(&mut self, on: bool) {
+        self.prefixes.on = on;
+    }
+
+    /// Whether requests are counted per prefix: the server asks before
+    /// [`Shard::record_prefix`], so with `stats detail` off a request
+    /// costs one test.
+    #[inline]
+    pub fn prefix_stats_on(&self) -> bool {
+        self.prefixes.on
+    }
+
+    /// Counts `event` under the prefix of `key`, memcached's way: the
+    /// bytes before the first [`PREFIX_DELIMITER`]; a key without one (or
+    /// with a NUL before it) is not counted. Nor is a prefix holding a
+    /// space, CR or LF, which could not be printed on a line, or a new
+    /// prefix once [`MAX_PREFIXES`] are counted. Does nothing while off.
+    pub fn record_prefix(&mut self, key: &[u8], event: PrefixEvent) {
+        if !self.prefixes.on {
+            return;
+        }
+        let Some(end) = key.iter().position(|&b| b == PREFIX_DELIMITER || b == 0) else {
+            return;
+        };
+        let prefix = &key[..end];
+        if key[end] == 0 || prefix.iter().any(|b| matches!(b, b' ' | b'\r' | b'\n')) {
+            return;
+        }
+        let table = &mut self.prefixes.counts;
+        if !table.contains_key(prefix) {
+            if table.len() >= MAX_PREFIXES {
+                return;
+            }
+            table.insert(prefix.into(), PrefixCounts::default());
+        }
+        let counts = table.get_mut(prefix).expect("the prefix is in the table");
+        match event {
+            PrefixEvent::Get { hit } => {
+                counts.gets += 1;
+                counts.hits += u64::from(hit);
+            }
+            PrefixEvent::Set => counts.sets += 1,
+            PrefixEvent::Delete => counts.deletes += 1,
+        }
+    }
+
+    /// Every prefix counted (`stats detail dump`), in no particular order.
+    pub fn prefix_stats(&self) -> Vec<(Vec<u8>, PrefixCounts)> {
+        let table = &self.prefixes.counts;
+        table.iter().map(|(p, c)| (p.to_vec(), *c)).collect()
     }
 
     /// Tests only: from now on, record every live item evicted; see

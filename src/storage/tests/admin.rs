@@ -283,6 +283,72 @@ fn slabs_reassign_answers_as_memcached_and_moves_one_page() {
     );
 }
 
+#[test]
+fn a_page_move_rescues_live_items_where_its_class_has_room() {
+    let page = 64 << 10;
+    // Two pages: the whole budget, so the move cannot take a new one.
+    let mut s = Shard::new(&small_pages(2 * page, page));
+    let class = class_of(&s, 5, 100);
+    // The first page, then one item on the second: its other chunks are
+    // free for the first page's items.
+    let mut i = 0;
+    let mut write = |s: &mut Shard| {
+        set(
+            s,
+            format!("r:{i:03}").as_bytes(),
+            &[b'v'; 100],
+            Deadline::NEVER,
+            0,
+        );
+        i += 1;
+    };
+    write(&mut s);
+    let per_page = s.slab_class_stats(0)[class].chunks_per_page as usize;
+    for _ in 1..per_page + 1 {
+        write(&mut s);
+    }
+    assert_eq!(s.slab_class_stats(0)[class].total_pages, 2);
+    // The move takes the page holding the LRU tail: the first. Its items
+    // fill the free chunks of the second, and for the last one the oldest
+    // item of the class (a rescued one) is evicted.
+    let dst = class_of(&s, 5, 2000) as i64 + 1;
+    assert_eq!(
+        s.slabs_reassign(class as i64 + 1, dst, 0),
+        ReassignOutcome::Ok
+    );
+    let stats = s.stats();
+    assert_eq!(
+        (
+            stats.slab_reassign_rescues,
+            stats.slab_reassign_evictions_nomem
+        ),
+        (per_page as u64, 1)
+    );
+    assert_eq!(get(&mut s, b"r:000", 0), None);
+    assert_eq!(get(&mut s, b"r:001", 0), Some(vec![b'v'; 100]));
+}
+
+#[test]
+fn a_page_move_after_a_delayed_flush_fell_due_evicts_nothing() {
+    // Found by the shard fuzz target (fuzz/regressions/shard/): the flush
+    // had not been applied when `slabs reassign` came first after its
+    // time, so the move rescued the flushed items as live ones, evicting
+    // (and counting) the class's tail to make room for them.
+    let (mut s, small, big, _) = two_classes();
+    s.take_evictions();
+    let evictions = s.stats().evictions;
+    s.flush(1_000, 0);
+    let outcome = s.slabs_reassign(small as i64 + 1, big as i64 + 1, 2_000);
+    assert_eq!(outcome, ReassignOutcome::Ok);
+    assert_eq!(
+        s.stats().evictions,
+        evictions,
+        "flushed items are not evicted"
+    );
+    assert!(s.take_evictions().is_empty());
+    assert_eq!(s.slab_class_stats(2_000)[small].evicted_by_move, 0);
+}
+
 /// The 0-based class of an item of this key and value length.
 fn class_of(s: &Shard, key_len: usize, value_len: usize) -> usize {
     let size = item::total_size(key_len, value_len);
@@ -319,6 +385,8 @@ fn cachedump_lists_a_class_from_its_lru_head_as_memcached_does() {
         s.store_meta(&binary, &meta, 0),
         StoreOutcome::Stored(_)
     ));
+    // A key of the binary protocol that a reply line could not hold.
+    set(&mut s, b"a b", b"v", Deadline::NEVER, 0);
     // A read a minute later moves k3 to the head.
     assert!(get(&mut s, b"k3", 61_000).is_some());
     let dump = s.cachedump(class, 0, 61_000);
@@ -326,7 +394,10 @@ fn cachedump_lists_a_class_from_its_lru_head_as_memcached_does() {
     let want: Vec<&[u8]> = vec![
         b"k3", b"k9", b"k8", b"k7", b"k6", b"k5", b"k4", b"k2", b"k1", b"k0",
     ];
-    assert_eq!(keys, want, "expired and base64-keyed items are left out");
+    assert_eq!(
+        keys, want,
+        "expired, base64-keyed and unprintable items are left out"
+    );
     assert_eq!(
         (dump[1].value_len, dump[1].deadline, dump[6].deadline),
         (5, Deadline::NEVER, Deadline::at(500_000))
@@ -365,7 +436,8 @@ fn run_dump(
     now: Millis,
     mut between: impl FnMut(&mut Shard, usize),
 ) -> Vec<MetaDumpItem> {
-    let id = s.metadump_start(classes);
+    let id = MetaDumpId(1);
+    s.metadump_start(id, classes);
     let mut listed = Vec::new();
     for round in 0.. {
         let batch = s.metadump_next(id, step, now).expect("the dump is open");
@@ -442,7 +514,8 @@ fn metadump_steps_are_bounded_and_dumps_can_be_ended() {
         assert!(s.delete(key.as_bytes(), key_hash(key.as_bytes()), 0));
     }
     set(&mut s, b"last", b"v", Deadline::NEVER, 0);
-    let id = s.metadump_start(None);
+    let id = MetaDumpId(1);
+    s.metadump_start(id, None);
     let mut steps = 0;
     let mut listed = 0;
     loop {
@@ -461,12 +534,14 @@ fn metadump_steps_are_bounded_and_dumps_can_be_ended() {
         .sum();
     assert_eq!(steps, chunks.div_ceil(shard::METADUMP_SCAN_BUDGET));
     // Ended, or forgotten for newer dumps: the id answers nothing.
-    let ended = s.metadump_start(None);
+    let ended = MetaDumpId(2);
+    s.metadump_start(ended, None);
     s.metadump_end(ended);
     assert_eq!(s.metadump_next(ended, 10, 0), None);
-    let oldest = s.metadump_start(None);
-    for _ in 0..shard::MAX_METADUMPS {
-        s.metadump_start(None);
+    let oldest = MetaDumpId(3);
+    s.metadump_start(oldest, None);
+    for newer in 0..shard::MAX_METADUMPS as u64 {
+        s.metadump_start(MetaDumpId(4 + newer), None);
     }
     assert_eq!(s.metadump_next(oldest, 10, 0), None);
 }
@@ -556,7 +631,8 @@ fn metadump_lists_an_item_moved_from_ahead_of_it_to_behind_it() {
     for i in (0..108).filter(|i| i % 3 != 0) {
         assert!(get(&mut s, format!("k{i:03}").as_bytes(), 61_000).is_some());
     }
-    let id = s.metadump_start(None);
+    let id = MetaDumpId(1);
+    s.metadump_start(id, None);
     // Pages 0 and 1 hold 48 items: the cursor is at the end of page 1.
     let mut listed = s.metadump_next(id, 48, 0).unwrap().items;
     assert_eq!(listed.len(), 48);
@@ -585,7 +661,8 @@ fn metadump_does_not_list_again_an_item_moved_from_behind_it_to_ahead() {
     // Free chunks on pages 2 and 3 only; no reads, so the LRU tail, and
     // the page a move empties, is page 0.
     let (mut s, class) = four_pages(|i| i >= 72 && i % 3 == 0);
-    let id = s.metadump_start(None);
+    let id = MetaDumpId(1);
+    s.metadump_start(id, None);
     let mut listed = s.metadump_next(id, 36, 0).unwrap().items;
     assert_eq!(listed.len(), 36, "page 0");
     // Page 0's items move ahead: into the free chunks of pages 2 and 3,
@@ -665,7 +742,8 @@ proptest! {
             .filter(|k| s.peek(format!("k{k}").as_bytes(), key_hash(format!("k{k}").as_bytes()), 0))
             .collect();
         let mut touched = std::collections::HashSet::new();
-        let id = s.metadump_start(None);
+        let id = MetaDumpId(1);
+        s.metadump_start(id, None);
         let mut listed = Vec::new();
         let mut done = false;
         let mut now = 0;
@@ -853,4 +931,54 @@ proptest! {
         }
         prop_assert_eq!(s.size_histogram(), Some(sizes_from_dump(&mut s, before, now)));
     }
+}
+
+#[test]
+fn prefix_counts_follow_memcached_s_rules() {
+    let mut s = Shard::new(&ShardConfig::for_tests(1 << 20));
+    s.record_prefix(b"a:1", PrefixEvent::Set);
+    assert!(s.prefix_stats().is_empty(), "nothing is counted while off");
+    s.set_prefix_stats(true);
+    for (key, event) in [
+        (&b"a:1"[..], PrefixEvent::Get { hit: true }),
+        (b"a:2", PrefixEvent::Get { hit: false }),
+        (b"a:1:x", PrefixEvent::Set),
+        (b"a:", PrefixEvent::Delete),
+        (b":empty", PrefixEvent::Set),
+        (b"b", PrefixEvent::Set),
+        (b"n\0:x", PrefixEvent::Set),
+        (b"sp ace:x", PrefixEvent::Set),
+    ] {
+        s.record_prefix(key, event);
+    }
+    let mut counts = s.prefix_stats();
+    counts.sort_by(|a, b| a.0.cmp(&b.0));
+    let a = PrefixCounts {
+        gets: 2,
+        hits: 1,
+        sets: 1,
+        deletes: 1,
+    };
+    let empty = PrefixCounts {
+        sets: 1,
+        ..PrefixCounts::default()
+    };
+    assert_eq!(counts, vec![(b"".to_vec(), empty), (b"a".to_vec(), a)]);
+    // Off keeps the counts; a reset forgets them.
+    s.set_prefix_stats(false);
+    s.record_prefix(b"a:1", PrefixEvent::Set);
+    assert_eq!(s.prefix_stats().len(), 2);
+    s.reset_stats();
+    assert!(s.prefix_stats().is_empty());
+    // A bounded table: new prefixes past the bound are not counted, known
+    // ones still are.
+    s.set_prefix_stats(true);
+    for i in 0..shard::MAX_PREFIXES + 10 {
+        s.record_prefix(format!("p{i}:k").as_bytes(), PrefixEvent::Set);
+    }
+    s.record_prefix(b"p0:k", PrefixEvent::Set);
+    let counts = s.prefix_stats();
+    assert_eq!(counts.len(), shard::MAX_PREFIXES);
+    let p0 = counts.iter().find(|(p, _)| p == b"p0").unwrap();
+    assert_eq!(p0.1.sets, 2);
 }

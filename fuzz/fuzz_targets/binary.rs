@@ -1,0 +1,4 @@
+//! The binary protocol parser: see `corecache_fuzz::binary`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| corecache_fuzz::binary::check(data));
