@@ -296,6 +296,11 @@ impl Config {
         if self.duration.is_zero() {
             bail!("--duration must be positive");
         }
+        // The shard map is read over plaintext `stats`, and the local-port
+        // trick picks a core per TCP connection, not per TLS session.
+        if self.shard_aware && self.tls_ca.is_some() {
+            bail!("--shard-aware does not work with --tls-ca");
+        }
         if let Some(r) = self.rate
             && !(r > 0.0 && r.is_finite())
         {
