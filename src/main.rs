@@ -67,6 +67,10 @@ fn main() -> ExitCode {
         Some(addr) => format!(", TLS on {addr}"),
         None => String::new(),
     };
+    // Before the listening line, so everything said at start precedes it.
+    for warning in server.exposure_warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         "corecache {} listening on {} ({summary}{tls})",
         env!("CARGO_PKG_VERSION"),

@@ -22,6 +22,13 @@ fn refused(args: &[&str]) -> String {
 
 /// Starts the binary on a free port and waits for its "listening" line.
 fn spawn(args: &[&str]) -> (KillOnDrop, SocketAddr) {
+    let (child, addr, _) = spawn_logging(args);
+    (child, addr)
+}
+
+/// [`spawn`], also returning what the server logged before its
+/// "listening" line.
+fn spawn_logging(args: &[&str]) -> (KillOnDrop, SocketAddr, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--port", "0"])
         .args(args)
@@ -31,15 +38,17 @@ fn spawn(args: &[&str]) -> (KillOnDrop, SocketAddr) {
         .expect("spawns");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut before = Vec::new();
     let addr = loop {
         let line = lines.next().expect("server logs before exiting").unwrap();
         if let Some(rest) = line.split("listening on ").nth(1) {
             break rest.split(' ').next().unwrap().parse().unwrap();
         }
+        before.push(line);
     };
     // Keep draining so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (KillOnDrop(child), addr)
+    (KillOnDrop(child), addr, before)
 }
 
 fn signal(child: &KillOnDrop, signal: i32) {
@@ -314,4 +323,69 @@ fn the_shutdown_command_only_when_enabled() {
     c.send(b"shutdown graceful\r\n");
     assert_eq!(c.read_to_close(), "");
     assert!(child.0.wait().unwrap().success());
+}
+
+/// The warnings among `log` lines.
+fn warnings(log: &[String]) -> Vec<&String> {
+    log.iter().filter(|line| line.contains("WARN")).collect()
+}
+
+#[test]
+fn loopback_is_the_default_and_no_udp_port_is_opened() {
+    let (_server, addr, log) = spawn_logging(&[]);
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert_eq!(warnings(&log), Vec::<&String>::new());
+    // A server with a UDP socket on the port would make this bind fail
+    // (this socket asks for no SO_REUSEPORT).
+    std::net::UdpSocket::bind(addr).expect("no UDP socket on the server's port");
+    let mut c = Raw::connect(addr);
+    let settings = c.stats("settings");
+    assert!(settings.contains(&("udpport".to_string(), "0".to_string())));
+}
+
+#[test]
+fn a_reachable_address_without_tls_or_auth_is_warned_of() {
+    let (_server, addr, log) = spawn_logging(&["--listen", "0.0.0.0"]);
+    assert_eq!(addr.ip().to_string(), "0.0.0.0");
+    let warned = warnings(&log);
+    assert_eq!(warned.len(), 1, "{log:#?}");
+    assert!(
+        warned[0].contains(&format!(
+            "{addr} is not a loopback address and has neither TLS nor --auth-file"
+        )),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn auth_or_verified_tls_silences_the_warning_and_unverified_tls_does_not() {
+    let users = std::env::temp_dir().join(format!("corecache-cli-warn-{}", std::process::id()));
+    std::fs::write(&users, "alice:secret\n").unwrap();
+    let pki = pki::Pki::new("cli-warning");
+    let (cert, key, ca) = (
+        pki.server_cert.to_str().unwrap(),
+        pki.server_key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    let auth = [
+        "--listen",
+        "0.0.0.0",
+        "--auth-file",
+        users.to_str().unwrap(),
+    ];
+    let (_server, _, log) = spawn_logging(&auth);
+    assert_eq!(warnings(&log), Vec::<&String>::new());
+    // TLS alone on the reachable address, client certificates required.
+    let verified = ["--listen", "0.0.0.0", "--tls-cert", cert, "--tls-key", key];
+    let (_server, _, log) = spawn_logging(&[&verified[..], &["--tls-ca", ca]].concat());
+    assert_eq!(warnings(&log), Vec::<&String>::new());
+    // Without --tls-ca anyone may connect: warned of, naming the TLS port.
+    let (_server, addr, log) = spawn_logging(&verified);
+    let warned = warnings(&log);
+    assert_eq!(warned.len(), 1, "{log:#?}");
+    assert!(
+        warned[0].contains(&format!("TLS on {addr} is not on a loopback address")),
+        "{log:#?}"
+    );
+    let _ = std::fs::remove_file(&users);
 }

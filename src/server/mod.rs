@@ -97,6 +97,39 @@ impl RunningServer {
         self.state.tls_listen
     }
 
+    /// What the server should warn of at start: each listener on an
+    /// address other than loopback that lets in any client that reaches
+    /// it. A plaintext listener does so without `--auth-file`; a TLS one
+    /// without `--auth-file` and without `--tls-ca` (TLS with no client
+    /// certificate check encrypts, but keeps no one out).
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        let (state, config) = (&self.state, &self.state.config);
+        let mut warnings = Vec::new();
+        if config.auth_file.is_some() {
+            return warnings;
+        }
+        let plain = config.plaintext_listen().map(|_| state.listen);
+        if let Some(addr) = plain.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
+            warnings.push(format!(
+                "{addr} is not a loopback address and has neither TLS nor --auth-file: \
+                 anyone who can reach it can read, change and flush every item, \
+                 and the traffic is in clear; listen on 127.0.0.1, or add \
+                 --auth-file and TLS (README: Security)"
+            ));
+        }
+        let verified = config.tls.as_ref().is_some_and(|tls| tls.ca.is_some());
+        let tls = state.tls_listen.filter(|_| !verified);
+        if let Some(addr) = tls.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
+            warnings.push(format!(
+                "TLS on {addr} is not on a loopback address and checks no client \
+                 (no --tls-ca, no --auth-file): anyone who can reach it can read, \
+                 change and flush every item; add --tls-ca or --auth-file \
+                 (README: Security)"
+            ));
+        }
+        warnings
+    }
+
     /// The server's clock; tests start the server on a held one and move it.
     pub fn clock(&self) -> &Clock {
         &self.state.clock
