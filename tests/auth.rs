@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Raw, TestServer};
+use common::{Raw, Scratch, TestServer};
 use corecache::config::RuntimeKind;
 use std::path::PathBuf;
 
@@ -13,29 +13,24 @@ const UNAUTHENTICATED: &str = "CLIENT_ERROR unauthenticated\r\n";
 const LOGIN: &str = "set auth 0 0 12\r\nalice secret\r\n";
 
 /// A users file in a scratch directory, removed when dropped.
-struct Users(PathBuf);
+struct Users {
+    _dir: Scratch,
+    path: PathBuf,
+}
 
 impl Users {
     fn new(name: &str) -> Users {
-        let path = std::env::temp_dir().join(format!(
-            "corecache-users-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::write(&path, "alice:secret\nbob:pass:with:colons\n").unwrap();
-        Users(path)
-    }
-}
-
-impl Drop for Users {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let dir = Scratch::new(&format!("users-{name}"));
+        let path = dir.write("users", "alice:secret\nbob:pass:with:colons\n");
+        Users { _dir: dir, path }
     }
 }
 
 /// A server requiring a login from `users`; its stats helpers log in.
 fn server(runtime: RuntimeKind, users: &Users) -> TestServer {
-    let mut server = TestServer::with(runtime, |config| config.auth_file = Some(users.0.clone()));
+    let mut server = TestServer::with(runtime, |config| {
+        config.auth_file = Some(users.path.clone())
+    });
     server.login = Some(LOGIN.to_string());
     server
 }
@@ -99,7 +94,7 @@ fn every_request_before_a_login_is_refused_and_touches_nothing(runtime: RuntimeK
     c.expect("get k\r\n", "VALUE k 0 5\r\nvalue\r\nEND\r\n");
     let mut settings = logged_in(&server).stats("settings");
     settings.retain(|(k, _)| k.starts_with("auth_enabled"));
-    let path = users.0.display().to_string();
+    let path = users.path.display().to_string();
     assert_eq!(
         settings,
         [

@@ -4,7 +4,7 @@ mod common;
 #[path = "common/tls.rs"]
 mod pki;
 
-use common::{KillOnDrop, Raw};
+use common::{KillOnDrop, Raw, Scratch};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -145,8 +145,8 @@ fn tls_files_that_cannot_be_used_stop_start_up_naming_the_setting() {
 
 #[test]
 fn an_auth_file_that_cannot_be_used_stops_start_up_naming_it() {
-    let path = std::env::temp_dir().join(format!("corecache-cli-users-{}", std::process::id()));
-    std::fs::write(&path, "alice:secret\nbob\n").unwrap();
+    let dir = Scratch::new("cli-users");
+    let path = dir.write("users", "alice:secret\nbob\n");
     let file = path.to_str().unwrap();
     for (args, detail) in [
         (
@@ -160,7 +160,6 @@ fn an_auth_file_that_cannot_be_used_stops_start_up_naming_it() {
         assert!(stderr.contains(detail), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
-    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
@@ -359,8 +358,8 @@ fn a_reachable_address_without_tls_or_auth_is_warned_of() {
 
 #[test]
 fn auth_or_verified_tls_silences_the_warning_and_unverified_tls_does_not() {
-    let users = std::env::temp_dir().join(format!("corecache-cli-warn-{}", std::process::id()));
-    std::fs::write(&users, "alice:secret\n").unwrap();
+    let dir = Scratch::new("cli-warning");
+    let users = dir.write("users", "alice:secret\n");
     let pki = pki::Pki::new("cli-warning");
     let (cert, key, ca) = (
         pki.server_cert.to_str().unwrap(),
@@ -387,5 +386,4 @@ fn auth_or_verified_tls_silences_the_warning_and_unverified_tls_does_not() {
         warned[0].contains(&format!("TLS on {addr} is not on a loopback address")),
         "{log:#?}"
     );
-    let _ = std::fs::remove_file(&users);
 }

@@ -11,7 +11,7 @@ mod common;
 mod pki;
 
 use clap::Parser;
-use common::{KillOnDrop, Raw, TestServer, eventually};
+use common::{KillOnDrop, Raw, Scratch, TestServer, eventually};
 use corecache::config::{Cli, Config, RuntimeKind};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -98,32 +98,6 @@ fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "corecache-interop-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A port free on 127.0.0.1 a moment ago, for programs that must be told
@@ -701,9 +675,7 @@ fn openssl_s_client_is_served_and_a_rogue_certificate_refused(runtime: RuntimeKi
 
 /// A users file in `dir` for `--auth-file` and memcached's `-Y`.
 fn users_file(dir: &Scratch) -> PathBuf {
-    let path = dir.path("users");
-    std::fs::write(&path, "alice:secret\n").unwrap();
-    path
+    dir.write("users", "alice:secret\n")
 }
 
 fn pymemcache_logs_in_as_memcached_documents(runtime: RuntimeKind) {

@@ -8,7 +8,7 @@ mod common;
 #[path = "common/tls.rs"]
 mod pki;
 
-use common::{Raw, TestServer, key_on_thread};
+use common::{Raw, Scratch, TestServer, key_on_thread};
 use corecache::config::{Config, RuntimeKind};
 use pki::{Identity, Pki, TlsClient};
 use std::time::Duration;
@@ -255,12 +255,8 @@ fn version() -> String {
 
 fn a_tls_client_must_log_in_too(runtime: RuntimeKind) {
     let pki = Pki::new("auth");
-    let users = std::env::temp_dir().join(format!(
-        "corecache-tls-users-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::write(&users, "alice:secret\n").unwrap();
+    let dir = Scratch::new("tls-users");
+    let users = dir.write("users", "alice:secret\n");
     let server = beside_with(runtime, &pki, true, |config| {
         config.auth_file = Some(users.clone())
     });
@@ -271,5 +267,4 @@ fn a_tls_client_must_log_in_too(runtime: RuntimeKind) {
         "set auth 0 0 12\r\nalice secret\r\nget k\r\n",
         "STORED\r\nEND\r\n",
     );
-    let _ = std::fs::remove_file(&users);
 }
