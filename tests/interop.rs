@@ -738,6 +738,12 @@ fn unauthenticated_clients_get_what_memcached_answers(runtime: RuntimeKind) {
             b"get a k\r\n",
         ],
         &[b"set a 0 0 14\r\nalice  secret \r\n", b"get a\r\n"],
+        // memcached reads the line and the data as C strings.
+        &[
+            b"set a 0 0 12\0junk\r\nalice\0secret\r\n",
+            b"set a 0 0 14\0junk\r\nalice secret\0x\r\n",
+            b"get a\r\n",
+        ],
         &[
             b"set a 0 0 18 noreply\r\nalice secret extra\r\n",
             b"get a\r\n",

@@ -158,7 +158,9 @@ impl Gate {
                 out.extend_from_slice(b"CLIENT_ERROR bad command line termination\r\n");
                 continue;
             }
-            let mut tokens = data.split(|&b| b == b' ').filter(|t| !t.is_empty());
+            let mut tokens = until_nul(data)
+                .split(|&b| b == b' ')
+                .filter(|t| !t.is_empty());
             let (Some(user), Some(password)) = (tokens.next(), tokens.next()) else {
                 out.extend_from_slice(b"CLIENT_ERROR bad authentication token format\r\n");
                 continue;
@@ -178,6 +180,7 @@ impl Gate {
 /// <len> ...`, only the command and the length checked, as memcached
 /// does), or None for any other line.
 fn auth_set_length(line: &[u8]) -> Option<usize> {
+    let line = until_nul(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut tokens = line.split(|&b| b == b' ').filter(|t| !t.is_empty());
     if tokens.next()? != b"set" {
@@ -195,6 +198,12 @@ fn auth_set_length(line: &[u8]) -> Option<usize> {
             .parse()
             .unwrap_or(usize::MAX),
     )
+}
+
+/// `bytes` up to its first NUL: memcached reads the login line and data as
+/// C strings, so a NUL ends them (`alice secret\0x` logs in as alice).
+fn until_nul(bytes: &[u8]) -> &[u8] {
+    memchr::memchr(0, bytes).map_or(bytes, |nul| &bytes[..nul])
 }
 
 #[cfg(test)]
@@ -253,6 +262,19 @@ mod tests {
             feed(&mut gate, input),
             (30, Passage::Open, "STORED\r\n".into())
         );
+    }
+
+    #[test]
+    fn a_nul_ends_the_line_and_the_data_as_in_memcached() {
+        let mut gate = Gate::default();
+        let input = b"set a 0 0 14\0x\r\nalice secret\0x\r\n";
+        let (used, next, replies) = feed(&mut gate, input);
+        assert_eq!((used, next), (input.len(), Passage::Open));
+        assert_eq!(replies, "STORED\r\n");
+        let mut gate = Gate::default();
+        let (_, next, replies) = feed(&mut gate, b"set a 0 0 12\r\nalice\0secret\r\n");
+        assert_eq!(next, Passage::Wait);
+        assert_eq!(replies, "CLIENT_ERROR bad authentication token format\r\n");
     }
 
     #[test]
