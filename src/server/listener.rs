@@ -1,13 +1,78 @@
-//! Binding the listen address once per thread with `SO_REUSEPORT`.
+//! Binding the listen addresses once per thread with `SO_REUSEPORT`, and
+//! accepting from them.
 //!
 //! Every thread-per-core thread gets its own listening socket on the same
 //! address, so the kernel spreads incoming connections across threads (by
 //! hash of the connection's addresses, not by load: `stats threads` shows
-//! how it came out) and a connection never has to move.
+//! how it came out) and a connection never has to move. With TLS on, each
+//! thread has a second socket, on the TLS address, spread the same way.
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use tokio::sync::watch;
+
+/// Which kind of listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Plaintext: the connection speaks the protocol at once.
+    Plain,
+    /// TLS: a handshake comes first.
+    Tls,
+}
+
+/// One thread's listening sockets, bound but not yet on a runtime.
+pub(crate) struct ThreadListeners {
+    pub plain: Option<TcpListener>,
+    pub tls: Option<TcpListener>,
+}
+
+/// One thread's listening sockets on its runtime.
+pub(crate) struct Listeners {
+    plain: Option<tokio::net::TcpListener>,
+    tls: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Registers `bound` with the current runtime.
+    pub fn from_std(bound: ThreadListeners) -> io::Result<Listeners> {
+        let register =
+            |l: Option<TcpListener>| l.map(tokio::net::TcpListener::from_std).transpose();
+        Ok(Listeners {
+            plain: register(bound.plain)?,
+            tls: register(bound.tls)?,
+        })
+    }
+
+    /// Accepts connections from every listener until shutdown is asked
+    /// for, handing each to `serve` (which spawns its task): a TLS
+    /// handshake never runs here, so a slow one holds up no one.
+    pub async fn accept_until_shutdown(
+        &self,
+        shutdown: &watch::Receiver<bool>,
+        mut serve: impl FnMut(tokio::net::TcpStream, Transport),
+    ) {
+        async fn accept(
+            listener: Option<&tokio::net::TcpListener>,
+        ) -> io::Result<tokio::net::TcpStream> {
+            match listener {
+                Some(listener) => listener.accept().await.map(|(stream, _)| stream),
+                None => std::future::pending().await,
+            }
+        }
+        let mut stop = shutdown.clone();
+        loop {
+            let (accepted, transport) = tokio::select! {
+                accepted = accept(self.plain.as_ref()) => (accepted, Transport::Plain),
+                accepted = accept(self.tls.as_ref()) => (accepted, Transport::Tls),
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            if let Ok(stream) = accepted {
+                serve(stream, transport);
+            }
+        }
+    }
+}
 
 /// Pending connections each listener queues before accepting.
 const BACKLOG: i32 = 1024;

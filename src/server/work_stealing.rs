@@ -6,14 +6,14 @@
 //! protocol are the ones the thread-per-core runtime uses, so an experiment
 //! comparing the two compares ownership and dispatch and nothing else.
 
-use super::connection::{Connection, Dispatch, Step};
+use super::connection::{Dispatch, Step};
+use super::listener::{Listeners, ThreadListeners};
 use super::{ConnInfo, Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
 use crate::storage::{Prefetch, Shard};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 thread_local! {
@@ -127,7 +127,7 @@ impl Dispatch for SharedDispatch {
 /// Runs the work-stealing server until shutdown (blocks the calling thread).
 pub fn run(
     state: Arc<ServerState>,
-    listener: std::net::TcpListener,
+    listeners: ThreadListeners,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let config = &state.config;
@@ -154,7 +154,7 @@ pub fn run(
         state: state.clone(),
     });
     runtime.block_on(async move {
-        let listener = TcpListener::from_std(listener)?;
+        let listeners = Listeners::from_std(listeners)?;
         let tick_shared = shared.clone();
         let ticker = tokio::spawn(super::tick_every(state.clone(), move |now| {
             // Each shard is locked in turn, briefly.
@@ -165,27 +165,24 @@ pub fn run(
             tick_shared.state.threads[0].expiry_ticks.add(1);
         }));
         let mut connections = tokio::task::JoinSet::new();
-        super::accept_until_shutdown(&listener, &shutdown, |stream| {
-            let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
-            connections.spawn(async move {
-                // Counted on the worker running it: this accept loop runs
-                // on the thread that called block_on, which is no worker.
-                let worker = WORKER.with(Cell::get);
-                let Some(admitted) = super::admit(&state, worker, stream).await else {
-                    return;
-                };
-                let conn = admitted.slot.info.clone();
-                let dispatch = SharedDispatch {
-                    shared,
-                    conn,
-                    by_shard: Vec::new(),
-                };
-                Connection::new(admitted, state, dispatch).serve(stop).await;
-            });
-            while connections.try_join_next().is_some() {}
-        })
-        .await;
-        drop(listener);
+        listeners
+            .accept_until_shutdown(&shutdown, |stream, transport| {
+                let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
+                connections.spawn(async move {
+                    // Counted on the worker running it: this accept loop runs
+                    // on the thread that called block_on, which is no worker.
+                    let worker = WORKER.with(Cell::get);
+                    let dispatch = |slot: &super::ConnectionSlot| SharedDispatch {
+                        shared,
+                        conn: slot.info.clone(),
+                        by_shard: Vec::new(),
+                    };
+                    super::serve_accepted(state, worker, stream, transport, stop, dispatch).await;
+                });
+                while connections.try_join_next().is_some() {}
+            })
+            .await;
+        drop(listeners);
         while connections.join_next().await.is_some() {}
         ticker.abort();
         Ok(())
