@@ -539,18 +539,7 @@ const IOV_BATCH: usize = 64;
 
 /// Appends the steps of one parsed request (not `quit`) to `plan`.
 fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mut Vec<Step>) {
-    let op = |kind, key: &[u8]| Op {
-        kind,
-        hash: super::Router::hash(key),
-        key: Span::within(base, key),
-        data: Span::default(),
-        flags: 0,
-        exptime: 0,
-        number: 0,
-        noreply: false,
-        wire: Wire::Classic,
-        tokens: Span::default(),
-    };
+    let op = |kind, key: &[u8]| Op::new(kind, base, key, Wire::Classic);
     match request {
         Request::Get {
             keys,
