@@ -334,6 +334,11 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("core_wakes", sum(|t| &t.core_wakes));
     s.stat("core_sleeps", sum(|t| &t.core_sleeps));
     s.stat("request_panics", sum(|t| &t.request_panics));
+    s.stat("forward_inflight", sum(|t| &t.forward_inflight));
+    s.stat("forward_waiting", sum(|t| &t.forward_waiting));
+    s.stat("forward_orphans", sum(|t| &t.forward_orphans));
+    let deepest = state.threads.iter().map(|t| t.mailbox_max_depth.get());
+    s.stat("mailbox_max_depth", deepest.max().unwrap_or(0));
 }
 
 /// Every shard has the same classes; memcached numbers them from 1 and
@@ -444,6 +449,10 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             ("forwarded_in", &t.forwarded_in),
             ("forward_messages", &t.forward_messages),
             ("forward_replies", &t.forward_replies),
+            ("forward_inflight", &t.forward_inflight),
+            ("forward_waiting", &t.forward_waiting),
+            ("forward_orphans", &t.forward_orphans),
+            ("mailbox_max_depth", &t.mailbox_max_depth),
             ("core_wakes", &t.core_wakes),
             ("core_sleeps", &t.core_sleeps),
             ("request_panics", &t.request_panics),

@@ -65,6 +65,8 @@ pub enum AdminStep {
     Shutdown,
     /// `quit`: stop here and close.
     Quit,
+    /// `debug_release` (debug builds only): lets a `debug_hold` go.
+    DebugRelease,
     /// An admin command that needs the server (`admin.rs`, `settings.rs`).
     Command(protocol::admin::Admin),
     /// `lru_crawler metadump`: written in pieces as it goes (`dump.rs`).
@@ -417,6 +419,10 @@ impl<D: Dispatch> Connection<D> {
         let out = &mut self.output;
         match step {
             AdminStep::Quit => return Next::Close,
+            AdminStep::DebugRelease => {
+                self.state.debug_gate.release();
+                out.extend_from_slice(Reply::OK);
+            }
             AdminStep::Shutdown => {
                 let _ = self.state.shutdown.send(true);
                 return Next::Close;
@@ -619,6 +625,8 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         }
         Request::Admin(command) => plan.push(Step::Admin(AdminStep::Command(command))),
         Request::DebugPanic { key } => plan.push(Step::Op(op(OpKind::DebugPanic, key))),
+        Request::DebugHold { key } => plan.push(Step::Op(op(OpKind::DebugHold, key))),
+        Request::DebugRelease => plan.push(Step::Admin(AdminStep::DebugRelease)),
         Request::TooLarge {
             kind, key, noreply, ..
         } => {

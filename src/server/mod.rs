@@ -138,6 +138,7 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         drained: Barrier::new(config.threads),
         shutdown,
         tunables: Tunables::new(&config),
+        debug_gate: Default::default(),
         config,
     });
     let threads = match state.config.runtime {

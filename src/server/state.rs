@@ -228,6 +228,41 @@ pub struct ServerState {
     pub(super) drained: Barrier,
     /// What the admin commands change while the server runs.
     pub tunables: super::Tunables,
+    /// Where `debug_hold` waits for `debug_release` (debug builds only).
+    pub(crate) debug_gate: DebugGate,
+}
+
+/// Lets a test stop a core dead, as a core that cannot keep up would be,
+/// and start it again: `debug_hold` blocks the thread that runs it until a
+/// `debug_release` from a connection of another thread. Debug builds only
+/// (the parser knows neither command in a release build).
+#[derive(Default)]
+pub(crate) struct DebugGate {
+    released: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl DebugGate {
+    /// A held test must not hang the process if it never releases: a hold
+    /// gives up after this long.
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Blocks until released (or [`DebugGate::LONGEST`] has passed), then
+    /// re-arms the gate for the next hold.
+    fn hold(&self) {
+        let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut released, _) = self
+            .wake
+            .wait_timeout_while(released, Self::LONGEST, |released| !*released)
+            .unwrap_or_else(|e| e.into_inner());
+        *released = false;
+    }
+
+    /// Lets the current (or next) hold go.
+    pub(crate) fn release(&self) {
+        *self.released.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
 }
 
 /// What `stats conns` shows about one open connection.
@@ -332,6 +367,11 @@ impl ServerState {
         out: &mut Vec<u8>,
         stats: &ThreadStats,
     ) -> bool {
+        if cfg!(debug_assertions) && op.kind == super::op::OpKind::DebugHold {
+            self.debug_gate.hold();
+            out.extend_from_slice(crate::protocol::Reply::OK);
+            return true;
+        }
         let start = out.len();
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             op.execute(base, shard, &self.clock, now, out);
@@ -368,6 +408,7 @@ impl ServerState {
             shutdown: watch::channel(false).0,
             drained: Barrier::new(config.threads),
             tunables: super::Tunables::new(&config),
+            debug_gate: DebugGate::default(),
             config,
         }
     }
