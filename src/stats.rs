@@ -93,6 +93,8 @@ pub struct ThreadStats {
     /// The most messages this thread's mailbox held at once, seen when it
     /// drains it (bounded by the open connections: see `forward::capacity`).
     pub mailbox_max_depth: Counter,
+    /// Connections closed by `--idle-timeout`.
+    pub idle_kicks: Counter,
     /// Times this thread woke another one that had said it sleeps.
     pub core_wakes: Counter,
     /// Times this thread said it sleeps (its runtime was about to park).
@@ -126,6 +128,7 @@ impl ThreadStats {
             &self.forward_replies,
             &self.forward_orphans,
             &self.mailbox_max_depth,
+            &self.idle_kicks,
             &self.core_wakes,
             &self.core_sleeps,
             &self.request_panics,

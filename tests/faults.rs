@@ -1,6 +1,6 @@
 //! Faults, over real TCP: clients that leave while their requests are on
-//! another core, a panic while handling a request, and an owner core that
-//! cannot keep up.
+//! another core, a panic while handling a request, an owner core that
+//! cannot keep up, and idle clients (`--idle-timeout`).
 //!
 //! A core that cannot keep up is made with the debug-only `debug_hold
 //! <key>`, which stops the thread owning `key` dead until a
@@ -153,6 +153,59 @@ both_runtimes! {
         // bystanders and the one asking are open.
         assert_eq!(server.wait_for_stat("curr_connections", 4), 4);
     }
+
+    /// `--idle-timeout 10s`: a client that has sent nothing for 9 s of the
+    /// (held) server clock is left alone; one silent for 10 s is closed and
+    /// counted in `idle_kicks`, listed (as memcached lists it) only while
+    /// the timeout is on. Clients that keep talking stay.
+    fn an_idle_client_is_closed_and_counted(server) {
+        let runtime = server.runtime;
+        drop(server);
+        let server = TestServer::with(runtime, |config| {
+            config.idle_timeout = Duration::from_secs(10);
+        });
+        assert_eq!(server.stat("settings", "idle_timeout"), "10");
+        let mut idle = server.connect();
+        let mut talker = server.connect();
+        idle.expect("version\r\n", corecache_version());
+        server.advance(Duration::from_secs(9));
+        server.wait_for_ticks();
+        talker.expect("version\r\n", corecache_version());
+        idle.expect("version\r\n", corecache_version());
+        assert_eq!(server.stat_u64("", "idle_kicks"), 0);
+        server.advance(Duration::from_secs(6));
+        server.wait_for_ticks();
+        // Six seconds since either spoke: both still open.
+        talker.expect("version\r\n", corecache_version());
+        server.advance(Duration::from_secs(4));
+        // Ten since `idle` last spoke, four since `talker` did.
+        assert!(idle.is_closed(), "the idle client is closed");
+        assert_eq!(server.stat_u64("", "idle_kicks"), 1);
+        talker.expect("version\r\n", corecache_version());
+        assert_eq!(server.stat_u64("", "idle_kicks"), 1);
+    }
+
+    /// The default is no idle timeout: `idle_timeout 0` in `stats
+    /// settings`, no `idle_kicks` in `stats`, and a client silent for a
+    /// day of server time is still served.
+    fn idle_clients_are_kept_by_default(server) {
+        assert_eq!(server.stat("settings", "idle_timeout"), "0");
+        let stats = server.connect().stats("");
+        assert!(stats.iter().all(|(name, _)| name != "idle_kicks"));
+        let mut c = server.connect();
+        c.expect("version\r\n", corecache_version());
+        server.advance(Duration::from_secs(86_400));
+        server.wait_for_ticks();
+        c.expect("version\r\n", corecache_version());
+    }
+}
+
+fn corecache_version() -> &'static str {
+    concat!(
+        "VERSION 1.6.18-corecache-",
+        env!("CARGO_PKG_VERSION"),
+        "\r\n"
+    )
 }
 
 /// Clients whose requests wait on a core that has stopped (held), and

@@ -274,6 +274,10 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("touch_misses", total.touch_misses);
     s.stat("store_too_large", total.store_too_large);
     s.stat("store_no_memory", total.store_no_memory);
+    // Listed only while the timeout is on, as memcached does.
+    if !state.config.idle_timeout.is_zero() {
+        s.stat("idle_kicks", sum(|t| &t.idle_kicks));
+    }
     s.stat("bytes_read", sum(|t| &t.bytes_read));
     s.stat("bytes_written", sum(|t| &t.bytes_written));
     // The shards' limits, which `cache_memlimit` changes.
@@ -512,6 +516,7 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     out.stat("pin_threads", yes_no(c.pin));
     out.stat("ttl_tick_ms", c.ttl_tick.as_millis());
     out.stat("spin_us", c.spin.as_micros());
+    out.stat("idle_timeout", c.idle_timeout.as_secs());
 }
 
 /// User and system CPU time of the process, as memcached prints them.

@@ -181,18 +181,29 @@ impl<D: Dispatch> Connection<D> {
     /// Serves the connection until the client leaves, sends `quit`, or the
     /// server shuts down. Requests already read are answered before closing.
     pub async fn serve(mut self, mut shutdown: watch::Receiver<bool>) {
+        let idle_timeout = !self.state.config.idle_timeout.is_zero();
         loop {
             if self.input.capacity() - self.input.len() < READ_RESERVE / 2 {
                 self.input.reserve(READ_RESERVE);
             }
+            let info = &self.slot.info;
             let read = tokio::select! {
                 biased;
-                read = self.stream.read_buf(&mut self.input) => read,
+                read = self.stream.read_buf(&mut self.input) => Some(read),
                 _ = shutdown.wait_for(|stop| *stop) => break,
+                // Only while it waits for a request, as in memcached: a
+                // connection busy writing to a slow reader is not idle.
+                _ = info.idle_kick.notified(), if idle_timeout => None,
             };
             match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => self.dispatch.thread_stats().bytes_read.add(n as u64),
+                None if info.is_idle(&self.state.config, self.state.clock.now()) => {
+                    self.dispatch.thread_stats().idle_kicks.add(1);
+                    break;
+                }
+                // It read since the sweep looked.
+                None => continue,
+                Some(Ok(0) | Err(_)) => break,
+                Some(Ok(n)) => self.dispatch.thread_stats().bytes_read.add(n as u64),
             }
             let now = self.state.clock.now();
             self.slot

@@ -275,6 +275,19 @@ pub(crate) struct ConnInfo {
     pub thread: AtomicUsize,
     /// Server-clock milliseconds of its last request.
     pub last_active: std::sync::atomic::AtomicU64,
+    /// Told by the idle sweep ([`ServerState::kick_idle`]) that the
+    /// connection looks idle; the connection checks for itself.
+    pub idle_kick: tokio::sync::Notify,
+}
+
+impl ConnInfo {
+    /// Whether the connection has sent nothing for `--idle-timeout` (never,
+    /// with the timeout off).
+    pub(crate) fn is_idle(&self, config: &Config, now: Millis) -> bool {
+        let timeout = config.idle_timeout.as_millis() as Millis;
+        let since = self.last_active.load(Ordering::Relaxed);
+        timeout > 0 && now.saturating_sub(since) >= timeout
+    }
 }
 
 impl ServerState {
@@ -284,6 +297,21 @@ impl ServerState {
         let mut all: Vec<_> = conns.iter().map(|(_, info)| info.clone()).collect();
         all.sort_by_key(|info| info.fd);
         all
+    }
+
+    /// Wakes the connections of `thread` (every thread's, if `None`) that
+    /// have sent nothing for `--idle-timeout`, as memcached's idle thread
+    /// does. Each checks again before it closes: one that was busy
+    /// answering when the sweep passed read since. Called from the ticks,
+    /// about once a second (of the server clock).
+    pub(crate) fn kick_idle(&self, thread: Option<usize>, now: Millis) {
+        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, info) in conns.iter() {
+            let mine = thread.is_none_or(|t| info.thread.load(Ordering::Relaxed) == t);
+            if mine && info.is_idle(&self.config, now) {
+                info.idle_kick.notify_one();
+            }
+        }
     }
 }
 
@@ -335,6 +363,7 @@ pub(crate) async fn admit(
         peer: stream.peer_addr().ok(),
         thread: thread.into(),
         last_active: state.clock.now().into(),
+        idle_kick: tokio::sync::Notify::new(),
     });
     let key = state
         .conns

@@ -687,12 +687,16 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
         let listener = TcpListener::from_std(setup.listener)?;
         let mail_task = tokio::task::spawn_local(mailbox(core.clone()));
         let tick_core = core.clone();
-        let tick_task = tokio::task::spawn_local(super::tick_every(state.clone(), move |now| {
-            for shard in tick_core.shards.borrow_mut().iter_mut() {
-                shard.tick(now);
-            }
-            tick_core.stats().expiry_ticks.add(1);
-        }));
+        let tick_task = tokio::task::spawn_local(super::tick_every(
+            state.clone(),
+            Some(core.index),
+            move |now| {
+                for shard in tick_core.shards.borrow_mut().iter_mut() {
+                    shard.tick(now);
+                }
+                tick_core.stats().expiry_ticks.add(1);
+            },
+        ));
         let mut connections = tokio::task::JoinSet::new();
         super::accept_until_shutdown(&listener, &shutdown, |stream| {
             let (state, core, stop) = (state.clone(), core.clone(), shutdown.clone());
