@@ -85,6 +85,10 @@ pub struct Cli {
     /// CPUs with other busy processes.
     #[arg(long, value_name = "DURATION")]
     pub spin: Option<String>,
+    /// Close a connection that has sent nothing for this long, e.g. `300s`
+    /// (memcached's `idle_timeout`); whole seconds, 0 = never [default: 0].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Growth factor between slab class sizes [default: 1.25].
     #[arg(long, value_name = "FACTOR")]
     pub slab_growth_factor: Option<f64>,
@@ -139,6 +143,7 @@ struct FileConfig {
     runtime: Option<RuntimeKind>,
     ttl_tick: Option<String>,
     spin: Option<String>,
+    idle_timeout: Option<String>,
     slab_growth_factor: Option<f64>,
     slab_min_chunk: Option<usize>,
     slab_page_size: Option<String>,
@@ -177,6 +182,8 @@ pub struct Config {
     /// Thread-per-core: how long to poll for awaited replies before
     /// sleeping (zero: never).
     pub spin: Duration,
+    /// Connections idle this long are closed (zero: never).
+    pub idle_timeout: Duration,
     /// Slab class growth factor.
     pub slab_growth_factor: f64,
     /// Smallest slab chunk in bytes.
@@ -243,6 +250,7 @@ impl Config {
             runtime: RuntimeKind::ThreadPerCore,
             ttl_tick: Duration::from_millis(100),
             spin: Duration::from_micros(50),
+            idle_timeout: Duration::ZERO,
             slab_growth_factor: 1.25,
             slab_min_chunk: 48,
             slab_page_size: MIB,
@@ -356,6 +364,16 @@ impl Config {
             // A spin is meant to bridge one round trip, not to replace sleep.
             if config.spin > Duration::from_millis(1) {
                 return Err(error(&name, "must be at most 1ms"));
+            }
+        }
+        if let Some((idle, name)) =
+            pick(cli.idle_timeout.clone(), file.idle_timeout, "idle-timeout")
+        {
+            config.idle_timeout = humantime::parse_duration(&idle)
+                .map_err(|e| error(&name, format!("'{idle}' is not a duration ({e})")))?;
+            // memcached counts idle time in whole seconds.
+            if config.idle_timeout.subsec_nanos() != 0 {
+                return Err(error(&name, "must be whole seconds (or 0 for none)"));
             }
         }
         if let Some(max) = cli.max_connections.or(file.max_connections) {
@@ -677,6 +695,12 @@ mod tests {
     }
 
     #[test]
+    fn idle_timeout_reads_from_the_file() {
+        let parsed = Config::from_toml("idle-timeout = \"30s\"", &cli(&[]), &FOUR).unwrap();
+        assert_eq!(parsed.idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
     fn the_shipped_default_file_documents_every_setting() {
         use clap::CommandFactory;
         let text = include_str!("../configs/default.toml");
@@ -741,6 +765,8 @@ mod tests {
                 &["--tls-handshake-timeout", "0s"],
                 "--tls-handshake-timeout",
             ),
+            (&["--idle-timeout", "1500ms"], "--idle-timeout"),
+            (&["--idle-timeout", "idle"], "--idle-timeout"),
         ];
         for (args, setting) in cases {
             let err = Config::from_cli(&cli(args), &FOUR).unwrap_err();

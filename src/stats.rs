@@ -40,6 +40,15 @@ impl Counter {
         self.0.fetch_sub(n, Relaxed);
     }
 
+    /// Raises the value to `n` if it is below (a high-water mark; same
+    /// rule as [`Counter::add`]).
+    #[inline]
+    pub fn raise_to(&self, n: u64) {
+        if n > self.0.load(Relaxed) {
+            self.0.store(n, Relaxed);
+        }
+    }
+
     /// The current value.
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
@@ -73,6 +82,19 @@ pub struct ThreadStats {
     pub forward_messages: Counter,
     /// Reply messages this thread received for its forwards.
     pub forward_replies: Counter,
+    /// Gauge: forward messages this thread sent whose replies have not
+    /// come back yet. Zero whenever no connection of the thread waits.
+    pub forward_inflight: Counter,
+    /// Gauge: this thread's connections waiting for forwarded replies.
+    pub forward_waiting: Counter,
+    /// Forwarded replies that came back for a connection that had gone
+    /// (dropped unread; the owner had already run the operations).
+    pub forward_orphans: Counter,
+    /// The most messages this thread's mailbox held at once, seen when it
+    /// drains it (bounded by the open connections: see `forward::capacity`).
+    pub mailbox_max_depth: Counter,
+    /// Connections closed by `--idle-timeout`.
+    pub idle_kicks: Counter,
     /// Times this thread woke another one that had said it sleeps.
     pub core_wakes: Counter,
     /// Times this thread said it sleeps (its runtime was about to park).
@@ -98,8 +120,8 @@ pub struct ThreadStats {
 }
 
 impl ThreadStats {
-    /// Zeroes the event counters, keeping the `curr_connections` gauge and
-    /// `expiry_ticks` (background work, which a reset must not make look
+    /// Zeroes the event counters, keeping the gauges (`curr_connections`,
+    /// `forward_inflight`, `forward_waiting`) and `expiry_ticks` (background work, which a reset must not make look
     /// as if it had not happened since some earlier reading).
     pub fn reset(&self) {
         for counter in [
@@ -110,6 +132,9 @@ impl ThreadStats {
             &self.forwarded_in,
             &self.forward_messages,
             &self.forward_replies,
+            &self.forward_orphans,
+            &self.mailbox_max_depth,
+            &self.idle_kicks,
             &self.core_wakes,
             &self.core_sleeps,
             &self.request_panics,

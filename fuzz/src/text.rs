@@ -349,7 +349,8 @@ fn check_parsed(buf: &[u8], parsed: &Parsed<'_>, prev: Option<LineRest>) {
         Request::Delete { key, .. }
         | Request::Arith { key, .. }
         | Request::Touch { key, .. }
-        | Request::DebugPanic { key } => key_ok(key),
+        | Request::DebugPanic { key }
+        | Request::DebugHold { key } => key_ok(key),
         Request::TooLarge {
             kind, key, swallow, ..
         } => {

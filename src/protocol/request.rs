@@ -201,6 +201,15 @@ pub enum Request<'a> {
         /// The key whose shard the panic happens on.
         key: &'a [u8],
     },
+    /// `debug_hold <key>`, in debug builds only: blocks the thread that
+    /// owns `key`'s shard until a `debug_release`, to test a core that
+    /// cannot keep up (answered `OK` once released).
+    DebugHold {
+        /// The key whose owner is held.
+        key: &'a [u8],
+    },
+    /// `debug_release`, in debug builds only: lets a `debug_hold` go.
+    DebugRelease,
     /// A storage command whose data block is larger than any item can be:
     /// answered `SERVER_ERROR object too large for cache`, its data
     /// swallowed, and, for `set`, any existing item under the key removed
@@ -342,6 +351,11 @@ pub(super) fn parse_line(
             Some(key) if valid_key(key) => Request::DebugPanic { key },
             _ => Request::invalid(ErrorReply::Error),
         },
+        b"debug_hold" if cfg!(debug_assertions) => match tokens.next() {
+            Some(key) if valid_key(key) => Request::DebugHold { key },
+            _ => Request::invalid(ErrorReply::Error),
+        },
+        b"debug_release" if cfg!(debug_assertions) => Request::DebugRelease,
         _ => Request::invalid(ErrorReply::Error),
     };
     Ok(done(request, line_end))

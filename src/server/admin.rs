@@ -276,6 +276,10 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("store_no_memory", total.store_no_memory);
     s.stat("auth_cmds", sum(|t| &t.auth_cmds));
     s.stat("auth_errors", sum(|t| &t.auth_errors));
+    // Listed only while the timeout is on, as memcached does.
+    if !state.config.idle_timeout.is_zero() {
+        s.stat("idle_kicks", sum(|t| &t.idle_kicks));
+    }
     s.stat("bytes_read", sum(|t| &t.bytes_read));
     s.stat("bytes_written", sum(|t| &t.bytes_written));
     // The shards' limits, which `cache_memlimit` changes.
@@ -336,6 +340,11 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("core_wakes", sum(|t| &t.core_wakes));
     s.stat("core_sleeps", sum(|t| &t.core_sleeps));
     s.stat("request_panics", sum(|t| &t.request_panics));
+    s.stat("forward_inflight", sum(|t| &t.forward_inflight));
+    s.stat("forward_waiting", sum(|t| &t.forward_waiting));
+    s.stat("forward_orphans", sum(|t| &t.forward_orphans));
+    let deepest = state.threads.iter().map(|t| t.mailbox_max_depth.get());
+    s.stat("mailbox_max_depth", deepest.max().unwrap_or(0));
     if state.tls.is_some() {
         s.stat("ssl_handshake_errors", sum(|t| &t.tls_handshake_errors));
         // Certificates are read once, at start.
@@ -451,6 +460,10 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             ("forwarded_in", &t.forwarded_in),
             ("forward_messages", &t.forward_messages),
             ("forward_replies", &t.forward_replies),
+            ("forward_inflight", &t.forward_inflight),
+            ("forward_waiting", &t.forward_waiting),
+            ("forward_orphans", &t.forward_orphans),
+            ("mailbox_max_depth", &t.mailbox_max_depth),
             ("core_wakes", &t.core_wakes),
             ("core_sleeps", &t.core_sleeps),
             ("request_panics", &t.request_panics),
@@ -510,6 +523,7 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     out.stat("pin_threads", yes_no(c.pin));
     out.stat("ttl_tick_ms", c.ttl_tick.as_millis());
     out.stat("spin_us", c.spin.as_micros());
+    out.stat("idle_timeout", c.idle_timeout.as_secs());
     tls_settings(state, out);
 }
 

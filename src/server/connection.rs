@@ -70,6 +70,8 @@ pub enum AdminStep {
     Shutdown,
     /// `quit`: stop here and close.
     Quit,
+    /// `debug_release` (debug builds only): lets a `debug_hold` go.
+    DebugRelease,
     /// An admin command that needs the server (`admin.rs`, `settings.rs`).
     Command(protocol::admin::Admin),
     /// `lru_crawler metadump`: written in pieces as it goes (`dump.rs`).
@@ -186,18 +188,29 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
     /// Serves the connection until the client leaves, sends `quit`, or the
     /// server shuts down. Requests already read are answered before closing.
     pub async fn serve(mut self, mut shutdown: watch::Receiver<bool>) {
+        let idle_timeout = !self.state.config.idle_timeout.is_zero();
         loop {
             if self.input.capacity() - self.input.len() < READ_RESERVE / 2 {
                 self.input.reserve(READ_RESERVE);
             }
+            let info = &self.slot.info;
             let read = tokio::select! {
                 biased;
-                read = self.stream.read_buf(&mut self.input) => read,
+                read = self.stream.read_buf(&mut self.input) => Some(read),
                 _ = shutdown.wait_for(|stop| *stop) => break,
+                // Only while it waits for a request, as in memcached: a
+                // connection busy writing to a slow reader is not idle.
+                _ = info.idle_kick.notified(), if idle_timeout => None,
             };
             match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => self.dispatch.thread_stats().bytes_read.add(n as u64),
+                None if info.is_idle(&self.state.config, self.state.clock.now()) => {
+                    self.dispatch.thread_stats().idle_kicks.add(1);
+                    break;
+                }
+                // It read since the sweep looked.
+                None => continue,
+                Some(Ok(0) | Err(_)) => break,
+                Some(Ok(n)) => self.dispatch.thread_stats().bytes_read.add(n as u64),
             }
             let now = self.state.clock.now();
             self.slot
@@ -441,6 +454,10 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         let out = &mut self.output;
         match step {
             AdminStep::Quit => return Next::Close,
+            AdminStep::DebugRelease => {
+                self.state.debug_gate.release();
+                out.extend_from_slice(Reply::OK);
+            }
             AdminStep::Shutdown => {
                 let _ = self.state.shutdown.send(true);
                 return Next::Close;
@@ -634,6 +651,8 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         }
         Request::Admin(command) => plan.push(Step::Admin(AdminStep::Command(command))),
         Request::DebugPanic { key } => plan.push(Step::Op(op(OpKind::DebugPanic, key))),
+        Request::DebugHold { key } => plan.push(Step::Op(op(OpKind::DebugHold, key))),
+        Request::DebugRelease => plan.push(Step::Admin(AdminStep::DebugRelease)),
         Request::TooLarge {
             kind, key, noreply, ..
         } => {

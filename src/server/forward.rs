@@ -249,6 +249,13 @@ impl Inbox {
         (posted.wrapping_sub(self.taken.get()) as i64) > 0
     }
 
+    /// Messages posted and not yet taken.
+    pub fn depth(&self) -> u64 {
+        let posted = self.mailbox.state.load(Ordering::Acquire) / ONE;
+        // See `pending`: `taken` may briefly run ahead.
+        (posted.wrapping_sub(self.taken.get()) as i64).max(0) as u64
+    }
+
     /// Takes the next message, if any.
     pub fn next(&self) -> Option<Message> {
         let message = self.queue.try_recv().ok()?;
@@ -374,18 +381,20 @@ impl WaitList {
 
     /// Hands a returned batch to every connection whose operations rode in
     /// it; connections that have gone (or whose slot was reused since) are
-    /// skipped. Returns how many it woke (they had all their replies).
-    pub fn deliver(&self, batch: &Rc<Batch>) -> usize {
-        let mut woken = 0;
+    /// skipped. Returns how many it woke (they had all their replies) and
+    /// how many it skipped.
+    pub fn deliver(&self, batch: &Rc<Batch>) -> (usize, usize) {
+        let (mut woken, mut orphaned) = (0, 0);
         let owner = batch.owner;
         let slots = self.slots.borrow();
         for &(ticket, _) in &batch.requesters {
-            let Some((generation, waiting)) = slots.get(ticket.slot as usize) else {
-                continue;
+            let waiting = match slots.get(ticket.slot as usize) {
+                Some((generation, waiting)) if *generation == ticket.generation => waiting,
+                _ => {
+                    orphaned += 1;
+                    continue;
+                }
             };
-            if *generation != ticket.generation {
-                continue;
-            }
             waiting.arrived.borrow_mut().push(Arrived {
                 owner,
                 batch: batch.clone(),
@@ -399,7 +408,7 @@ impl WaitList {
                 woken += 1;
             }
         }
-        woken
+        (woken, orphaned)
     }
 }
 
@@ -684,7 +693,7 @@ mod tests {
             requesters: vec![(gone, 0)],
             ..Batch::default()
         });
-        assert_eq!(waits.deliver(&late), 0);
+        assert_eq!(waits.deliver(&late), (0, 1));
         assert_eq!(waiting.outstanding.get(), 1);
         assert!(waiting.arrived.borrow().is_empty());
         let own = Rc::new(Batch {
@@ -692,7 +701,7 @@ mod tests {
             requesters: vec![(ticket, 0)],
             ..Batch::default()
         });
-        assert_eq!(waits.deliver(&own), 1);
+        assert_eq!(waits.deliver(&own), (1, 0));
         assert_eq!(waiting.outstanding.get(), 0);
         assert_eq!(waiting.arrived.borrow()[0].owner, 3);
     }

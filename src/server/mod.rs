@@ -232,6 +232,7 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         drained: Barrier::new(config.threads),
         shutdown,
         tunables: Tunables::new(&config),
+        debug_gate: Default::default(),
         config,
     });
     let threads = match state.config.runtime {
@@ -294,12 +295,26 @@ pub(crate) async fn serve_accepted<D: Dispatch>(
 }
 
 /// Calls `tick` with the server clock every `--ttl-tick`, forever: the
-/// shards' expiry and background work. Both runtimes use it.
-pub(crate) async fn tick_every(state: Arc<ServerState>, mut tick: impl FnMut(Millis)) {
+/// shards' expiry and background work; and, with `--idle-timeout`, about
+/// once a second of the server clock, wakes the idle connections of
+/// `thread` (all, if `None`). Both runtimes use it.
+pub(crate) async fn tick_every(
+    state: Arc<ServerState>,
+    thread: Option<usize>,
+    mut tick: impl FnMut(Millis),
+) {
+    const SWEEP_EVERY: Millis = 1000;
     let mut interval = tokio::time::interval(state.config.ttl_tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sweeps = !state.config.idle_timeout.is_zero();
+    let mut next_sweep = 0;
     loop {
         interval.tick().await;
-        tick(state.clock.now());
+        let now = state.clock.now();
+        tick(now);
+        if sweeps && now >= next_sweep {
+            state.kick_idle(thread, now);
+            next_sweep = now + SWEEP_EVERY;
+        }
     }
 }

@@ -40,6 +40,9 @@ pub enum OpKind {
     Meta,
     /// `debug_panic` (debug builds only): panics while it holds the shard.
     DebugPanic,
+    /// `debug_hold` (debug builds only): blocks the owning thread until a
+    /// `debug_release`; run by [`super::ServerState::run_op`].
+    DebugHold,
 }
 
 /// The protocol a request came in, with what its execution and reply need
@@ -275,6 +278,7 @@ impl Op {
                 }
             }
             OpKind::DebugPanic => panic!("debug_panic asked for a panic"),
+            OpKind::DebugHold => unreachable!("run by ServerState::run_op"),
             OpKind::Discard => {
                 shard.discard(key, self.hash, now);
                 Outcome::Error(ErrorReply::TooLarge)

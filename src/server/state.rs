@@ -236,6 +236,41 @@ pub struct ServerState {
     pub(super) drained: Barrier,
     /// What the admin commands change while the server runs.
     pub tunables: super::Tunables,
+    /// Where `debug_hold` waits for `debug_release` (debug builds only).
+    pub(crate) debug_gate: DebugGate,
+}
+
+/// Lets a test stop a core dead, as a core that cannot keep up would be,
+/// and start it again: `debug_hold` blocks the thread that runs it until a
+/// `debug_release` from a connection of another thread. Debug builds only
+/// (the parser knows neither command in a release build).
+#[derive(Default)]
+pub(crate) struct DebugGate {
+    released: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl DebugGate {
+    /// A held test must not hang the process if it never releases: a hold
+    /// gives up after this long.
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Blocks until released (or [`DebugGate::LONGEST`] has passed), then
+    /// re-arms the gate for the next hold.
+    fn hold(&self) {
+        let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut released, _) = self
+            .wake
+            .wait_timeout_while(released, Self::LONGEST, |released| !*released)
+            .unwrap_or_else(|e| e.into_inner());
+        *released = false;
+    }
+
+    /// Lets the current (or next) hold go.
+    pub(crate) fn release(&self) {
+        *self.released.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
 }
 
 /// What `stats conns` shows about one open connection.
@@ -250,6 +285,19 @@ pub(crate) struct ConnInfo {
     pub thread: AtomicUsize,
     /// Server-clock milliseconds of its last request.
     pub last_active: std::sync::atomic::AtomicU64,
+    /// Told by the idle sweep ([`ServerState::kick_idle`]) that the
+    /// connection looks idle; the connection checks for itself.
+    pub idle_kick: tokio::sync::Notify,
+}
+
+impl ConnInfo {
+    /// Whether the connection has sent nothing for `--idle-timeout` (never,
+    /// with the timeout off).
+    pub(crate) fn is_idle(&self, config: &Config, now: Millis) -> bool {
+        let timeout = config.idle_timeout.as_millis() as Millis;
+        let since = self.last_active.load(Ordering::Relaxed);
+        timeout > 0 && now.saturating_sub(since) >= timeout
+    }
 }
 
 impl ServerState {
@@ -259,6 +307,21 @@ impl ServerState {
         let mut all: Vec<_> = conns.iter().map(|(_, info)| info.clone()).collect();
         all.sort_by_key(|info| info.fd);
         all
+    }
+
+    /// Wakes the connections of `thread` (every thread's, if `None`) that
+    /// have sent nothing for `--idle-timeout`, as memcached's idle thread
+    /// does. Each checks again before it closes: one that was busy
+    /// answering when the sweep passed read since. Called from the ticks,
+    /// about once a second (of the server clock).
+    pub(crate) fn kick_idle(&self, thread: Option<usize>, now: Millis) {
+        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, info) in conns.iter() {
+            let mine = thread.is_none_or(|t| info.thread.load(Ordering::Relaxed) == t);
+            if mine && info.is_idle(&self.config, now) {
+                info.idle_kick.notify_one();
+            }
+        }
     }
 }
 
@@ -315,6 +378,7 @@ pub(crate) async fn admit(
         listen,
         thread: thread.into(),
         last_active: state.clock.now().into(),
+        idle_kick: tokio::sync::Notify::new(),
     });
     let key = state
         .conns
@@ -344,6 +408,11 @@ impl ServerState {
         out: &mut Vec<u8>,
         stats: &ThreadStats,
     ) -> bool {
+        if cfg!(debug_assertions) && op.kind == super::op::OpKind::DebugHold {
+            self.debug_gate.hold();
+            out.extend_from_slice(crate::protocol::Reply::OK);
+            return true;
+        }
         let start = out.len();
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             op.execute(base, shard, &self.clock, now, out);
@@ -383,6 +452,7 @@ impl ServerState {
             shutdown: watch::channel(false).0,
             drained: Barrier::new(config.threads),
             tunables: super::Tunables::new(&config),
+            debug_gate: DebugGate::default(),
             config,
         }
     }

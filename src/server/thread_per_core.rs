@@ -102,8 +102,6 @@ struct Core {
     /// The mailbox task's waker, and whether it is already woken.
     mail_waker: RefCell<Option<Waker>>,
     mail_woken: Cell<bool>,
-    /// Connections waiting for forwarded replies right now.
-    awaiting: Cell<usize>,
     /// How long to poll the mailbox before parking while replies are due.
     spin: Duration,
     /// When the current spin for replies ends (none: not spinning).
@@ -188,8 +186,12 @@ impl Core {
     /// them, then send what this core has for others.
     fn mail(&self) -> MailRun {
         let mut run = MailRun::default();
+        let stats = self.stats();
         let mut taken = 0;
         while taken < DRAIN_LIMIT {
+            // Looked at before every message, not once per run: a run
+            // that follows a long stall takes the backlog it found.
+            stats.mailbox_max_depth.raise_to(self.inbox.depth());
             let Some(message) = self.inbox.next() else {
                 break;
             };
@@ -200,9 +202,12 @@ impl Core {
                     self.outbox.reply(batch);
                 }
                 Message::Reply(batch) => {
-                    self.stats().forward_replies.add(1);
+                    stats.forward_replies.add(1);
+                    stats.forward_inflight.sub(1);
                     let batch = self.outbox.share(batch);
-                    run.woke_tasks |= self.waiting.deliver(&batch) > 0;
+                    let (woken, orphaned) = self.waiting.deliver(&batch);
+                    run.woke_tasks |= woken > 0;
+                    stats.forward_orphans.add(orphaned as u64);
                     self.outbox.recycle(batch);
                 }
                 Message::Control(control, reply) => {
@@ -216,8 +221,8 @@ impl Core {
             self.spin_until.set(None);
         }
         let (forwards, _, woken) = self.outbox.flush(self.index, &self.mailboxes);
-        let stats = self.stats();
         stats.forward_messages.add(forwards);
+        stats.forward_inflight.add(forwards);
         stats.core_wakes.add(woken);
         run.more = taken == DRAIN_LIMIT;
         run
@@ -261,7 +266,7 @@ impl Core {
     /// [`SPIN_SLICE`]; true if the core should stay awake (mail came, or
     /// the window goes on), false if it may sleep.
     fn spin_for_replies(&self) -> bool {
-        if self.spin.is_zero() || self.awaiting.get() == 0 {
+        if self.spin.is_zero() || self.stats().forward_waiting.get() == 0 {
             self.spin_until.set(None);
             return false;
         }
@@ -435,7 +440,7 @@ impl CoreDispatch {
     async fn collect(&mut self, owners: usize) {
         let core = &self.core;
         self.waiting.outstanding.set(owners);
-        core.awaiting.set(core.awaiting.get() + 1);
+        core.stats().forward_waiting.add(1);
         core.wake_mail();
         let waiting = &self.waiting;
         poll_fn(|cx| {
@@ -447,7 +452,7 @@ impl CoreDispatch {
             }
         })
         .await;
-        core.awaiting.set(core.awaiting.get() - 1);
+        core.stats().forward_waiting.sub(1);
         self.received.resize(self.received.len() + owners, None);
         for Arrived { owner, batch } in self.waiting.arrived.borrow_mut().drain(..) {
             self.failed |= batch.failed;
@@ -672,7 +677,6 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
         waiting: WaitList::default(),
         mail_waker: RefCell::new(None),
         mail_woken: Cell::new(false),
-        awaiting: Cell::new(0),
         spin: state.config.spin,
         spin_until: Cell::new(None),
         state: state.clone(),
@@ -682,12 +686,16 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
         let listeners = Listeners::from_std(setup.listeners)?;
         let mail_task = tokio::task::spawn_local(mailbox(core.clone()));
         let tick_core = core.clone();
-        let tick_task = tokio::task::spawn_local(super::tick_every(state.clone(), move |now| {
-            for shard in tick_core.shards.borrow_mut().iter_mut() {
-                shard.tick(now);
-            }
-            tick_core.stats().expiry_ticks.add(1);
-        }));
+        let tick_task = tokio::task::spawn_local(super::tick_every(
+            state.clone(),
+            Some(core.index),
+            move |now| {
+                for shard in tick_core.shards.borrow_mut().iter_mut() {
+                    shard.tick(now);
+                }
+                tick_core.stats().expiry_ticks.add(1);
+            },
+        ));
         let mut connections = tokio::task::JoinSet::new();
         listeners
             .accept_until_shutdown(&shutdown, |stream, transport| {
@@ -740,7 +748,6 @@ mod tests {
             waiting: WaitList::default(),
             mail_waker: RefCell::new(None),
             mail_woken: Cell::new(false),
-            awaiting: Cell::new(0),
             spin: Duration::ZERO,
             spin_until: Cell::new(None),
             state,

@@ -156,7 +156,7 @@ pub fn run(
     runtime.block_on(async move {
         let listeners = Listeners::from_std(listeners)?;
         let tick_shared = shared.clone();
-        let ticker = tokio::spawn(super::tick_every(state.clone(), move |now| {
+        let ticker = tokio::spawn(super::tick_every(state.clone(), None, move |now| {
             // Each shard is locked in turn, briefly.
             for index in 0..tick_shared.shards.len() {
                 tick_shared.lock(index).tick(now);

@@ -317,14 +317,16 @@ impl Raw {
     }
 }
 
-/// Defines one test per runtime from a body taking a started server.
+/// Defines one test per runtime from a body taking a started server
+/// (doc comments on the bodies are kept on both tests).
 #[macro_export]
 macro_rules! both_runtimes {
-    ($(fn $name:ident($server:ident) $body:block)*) => {
+    ($($(#[$attr:meta])* fn $name:ident($server:ident) $body:block)*) => {
         mod thread_per_core {
             #[allow(unused_imports)]
             use super::*;
             $(
+                $(#[$attr])*
                 #[test]
                 fn $name() {
                     let $server = $crate::common::TestServer::start(
@@ -338,6 +340,7 @@ macro_rules! both_runtimes {
             #[allow(unused_imports)]
             use super::*;
             $(
+                $(#[$attr])*
                 #[test]
                 fn $name() {
                     let $server = $crate::common::TestServer::start(
