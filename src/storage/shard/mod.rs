@@ -335,12 +335,16 @@ impl Shard {
         }
     }
 
-    /// Empties the shard, as if just built with its configuration (and its
-    /// current memory limit): what a server does to a shard a panic may
-    /// have left half-updated.
+    /// Empties the shard, as if just built with its configuration, keeping
+    /// what admin commands changed since start (the memory limit, which
+    /// `set_memory_limit` keeps in the configuration, and the automove
+    /// mode): what a server does to a shard a panic may have left
+    /// half-updated.
     pub fn reset(&mut self) {
         let config = self.config.clone();
+        let automove = self.automove_mode();
         *self = Shard::new(&config);
+        self.set_automove(automove);
     }
 
     /// Starts loading what a lookup of `hash` touches, without waiting for

@@ -982,3 +982,18 @@ fn prefix_counts_follow_memcached_s_rules() {
     let p0 = counts.iter().find(|(p, _)| p == b"p0").unwrap();
     assert_eq!(p0.1.sets, 2);
 }
+
+#[test]
+fn a_reset_shard_keeps_the_limit_and_automove_mode_admin_commands_set() {
+    let page = 64 << 10;
+    let mut s = Shard::new(&small_pages(8 * page, page));
+    set(&mut s, b"k", b"v", Deadline::NEVER, 0);
+    s.set_memory_limit(4 * page).unwrap();
+    s.set_automove(AutomoveMode::Aggressive);
+    s.reset();
+    assert_eq!(get(&mut s, b"k", 0), None, "a reset shard is empty");
+    assert_eq!(s.memory_limit(), 4 * page);
+    assert_eq!(s.page_limit(), 4);
+    assert_eq!(s.stats().limit_maxbytes, 4 * page as u64);
+    assert_eq!(s.automove_mode(), AutomoveMode::Aggressive);
+}
