@@ -97,6 +97,12 @@ pub struct Cli {
     /// Allow the `shutdown` command to stop the server.
     #[arg(long)]
     pub enable_shutdown: bool,
+    /// A second port, on the same address: a connection accepted there is
+    /// served by thread `client port % threads`, so a client that picks
+    /// its local port reaches each key's owner directly; 0 = off
+    /// [default: 0].
+    #[arg(long, value_name = "PORT")]
+    pub shard_aware_port: Option<u16>,
 }
 
 /// The configuration file: the same settings as the flags, in TOML.
@@ -119,6 +125,7 @@ struct FileConfig {
     slab_min_chunk: Option<usize>,
     slab_page_size: Option<String>,
     enable_shutdown: Option<bool>,
+    shard_aware_port: Option<u16>,
 }
 
 /// The validated configuration the server runs with.
@@ -155,6 +162,8 @@ pub struct Config {
     pub slab_page_size: usize,
     /// Whether the `shutdown` command is honoured.
     pub enable_shutdown: bool,
+    /// The shard-aware port (0: none); see `server::shard_port`.
+    pub shard_aware_port: u16,
 }
 
 /// A setting that cannot be used, with the setting's name.
@@ -195,6 +204,7 @@ impl Config {
             slab_min_chunk: 48,
             slab_page_size: MIB,
             enable_shutdown: false,
+            shard_aware_port: 0,
         }
     }
 
@@ -280,6 +290,17 @@ impl Config {
             if config.spin > Duration::from_millis(1) {
                 return Err(error(&name, "must be at most 1ms"));
             }
+        }
+        if let Some(port) = cli.shard_aware_port.or(file.shard_aware_port) {
+            // Sharing the listen port would let SO_REUSEPORT mix the two
+            // kinds of listener on one port.
+            if port != 0 && port == config.listen.port() {
+                return Err(error(
+                    "--shard-aware-port",
+                    format!("{port} is the listen port; it needs a port of its own"),
+                ));
+            }
+            config.shard_aware_port = port;
         }
         if let Some(max) = cli.max_connections.or(file.max_connections) {
             if max == 0 {
@@ -556,6 +577,10 @@ mod tests {
             (&["--slab-growth-factor", "1.0"], "--slab-growth-factor"),
             (&["--slab-page-size", "512k"], "--slab-page-size"),
             (&["--slab-growth-factor", "1.001"], "--slab-growth-factor"),
+            (
+                &["-p", "7000", "--shard-aware-port", "7000"],
+                "--shard-aware-port",
+            ),
         ];
         for (args, setting) in cases {
             let err = Config::from_cli(&cli(args), &FOUR).unwrap_err();

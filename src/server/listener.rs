@@ -10,7 +10,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 
 /// Pending connections each listener queues before accepting.
-const BACKLOG: i32 = 1024;
+pub(super) const BACKLOG: i32 = 1024;
 
 /// Binds `count` listeners to `addr`; returns them and the bound address
 /// (with the real port when `addr` asks for port 0).

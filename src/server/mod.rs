@@ -24,6 +24,7 @@ mod meta;
 mod op;
 pub mod router;
 mod settings;
+pub mod shard_port;
 mod state;
 mod thread_per_core;
 mod work_stealing;
@@ -41,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::thread::JoinHandle;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Barrier, watch};
 
 /// Why the server could not start.
@@ -51,6 +52,14 @@ pub enum StartError {
     #[error("--listen {addr}: {source}")]
     Bind {
         /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Binding the shard-aware port failed.
+    #[error("--shard-aware-port {}: {source}", addr.port())]
+    ShardAwareBind {
+        /// The address (the listen address's IP).
         addr: SocketAddr,
         /// The cause.
         source: std::io::Error,
@@ -125,6 +134,18 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
             addr: config.listen,
             source,
         })?;
+    // The shard-aware port gets as many listeners as the listen port.
+    let shard_aware = match config.shard_aware_port {
+        0 => None,
+        port => {
+            let addr = SocketAddr::new(listen.ip(), port);
+            let (bound, _) = listener::bind(addr, listeners.len())
+                .map_err(|source| StartError::ShardAwareBind { addr, source })?;
+            Some(bound)
+        }
+    };
+    let hand_off = config.runtime == RuntimeKind::ThreadPerCore;
+    let sources = shard_port::sources(listeners, shard_aware, hand_off);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let state = Arc::new(ServerState {
         router: Router::new(config.shards, config.threads),
@@ -141,13 +162,13 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         config,
     });
     let threads = match state.config.runtime {
-        RuntimeKind::ThreadPerCore => thread_per_core::start(&state, listeners, shutdown_rx)?,
+        RuntimeKind::ThreadPerCore => thread_per_core::start(&state, sources, shutdown_rx)?,
         RuntimeKind::WorkStealing => {
-            let listener = listeners.into_iter().next().expect("one listener");
+            let sources = sources.into_iter().next().expect("one listener");
             let state = state.clone();
             let thread = std::thread::Builder::new()
                 .name("corecache-main".into())
-                .spawn(move || work_stealing::run(state, listener, shutdown_rx))
+                .spawn(move || work_stealing::run(state, sources, shutdown_rx))
                 .map_err(|e| StartError::Thread(e.to_string()))?;
             vec![thread]
         }
@@ -163,17 +184,17 @@ pub(crate) fn pin_current_thread(cpu: usize) -> bool {
 /// Accepts connections until shutdown is asked for, handing each to
 /// `serve` (which spawns its task). Both runtimes use it.
 pub(crate) async fn accept_until_shutdown(
-    listener: &TcpListener,
+    incoming: &shard_port::Incoming,
     shutdown: &watch::Receiver<bool>,
     mut serve: impl FnMut(TcpStream),
 ) {
     let mut stop = shutdown.clone();
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = incoming.next() => accepted,
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        if let Ok((stream, _)) = accepted {
+        if let Some(stream) = accepted {
             serve(stream);
         }
     }

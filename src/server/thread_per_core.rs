@@ -48,19 +48,18 @@ use super::forward::{
     self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Referenced, Ticket, WaitList, Waiting,
 };
 use super::op::Op;
+use super::shard_port::Sources;
 use super::{Control, ServerState, ShardReport, StartError};
 use crate::stats::ThreadStats;
 use crate::storage::{Millis, Prefetch, Shard};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
-use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::LocalSet;
 
@@ -569,7 +568,7 @@ impl Dispatch for CoreDispatch {
 /// `--cpus` fails start-up cleanly.
 pub(super) fn start(
     state: &Arc<ServerState>,
-    listeners: Vec<StdListener>,
+    sources: Vec<Sources>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<std::io::Result<()>>>, StartError> {
     let config = &state.config;
@@ -580,10 +579,10 @@ pub(super) fn start(
         std::sync::Barrier::new(config.threads + 1),
         AtomicBool::new(false),
     ));
-    for (index, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
+    for (index, (sources, inbox)) in sources.into_iter().zip(inboxes).enumerate() {
         let setup = CoreSetup {
             index,
-            listener,
+            sources,
             mailboxes: mailboxes.clone(),
             inbox,
             state: state.clone(),
@@ -631,8 +630,8 @@ pub(super) fn start(
 /// Everything one core thread needs, prepared on the main thread.
 struct CoreSetup {
     index: usize,
-    /// This core's listener (SO_REUSEPORT, already bound).
-    listener: StdListener,
+    /// This core's listeners (SO_REUSEPORT, already bound) and adoptions.
+    sources: Sources,
     mailboxes: Vec<Arc<Mailbox>>,
     inbox: Inbox,
     state: Arc<ServerState>,
@@ -680,7 +679,7 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
     });
     PARKING.set(Some(core.clone()));
     let served = local.block_on(&runtime, async move {
-        let listener = TcpListener::from_std(setup.listener)?;
+        let incoming = setup.sources.into_incoming(setup.index, state.clone())?;
         let mail_task = tokio::task::spawn_local(mailbox(core.clone()));
         let tick_core = core.clone();
         let tick_task = tokio::task::spawn_local(super::tick_every(state.clone(), move |now| {
@@ -690,7 +689,7 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
             tick_core.stats().expiry_ticks.add(1);
         }));
         let mut connections = tokio::task::JoinSet::new();
-        super::accept_until_shutdown(&listener, &shutdown, |stream| {
+        super::accept_until_shutdown(&incoming, &shutdown, |stream| {
             let (state, core, stop) = (state.clone(), core.clone(), shutdown.clone());
             connections.spawn_local(async move {
                 let Some(admitted) = super::admit(&state, core.index, stream).await else {
@@ -702,7 +701,8 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
             while connections.try_join_next().is_some() {}
         })
         .await;
-        drop(listener);
+        // Connections still queued for adoption here are closed with it.
+        drop(incoming);
         // Answer what was already read, then wait for every other core to
         // do the same: their connections may still need our shards.
         while connections.join_next().await.is_some() {}

@@ -13,7 +13,6 @@ use crate::storage::{Prefetch, Shard};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 thread_local! {
@@ -127,7 +126,7 @@ impl Dispatch for SharedDispatch {
 /// Runs the work-stealing server until shutdown (blocks the calling thread).
 pub fn run(
     state: Arc<ServerState>,
-    listener: std::net::TcpListener,
+    sources: super::shard_port::Sources,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let config = &state.config;
@@ -154,7 +153,8 @@ pub fn run(
         state: state.clone(),
     });
     runtime.block_on(async move {
-        let listener = TcpListener::from_std(listener)?;
+        // Both ports accept alike: any worker serves any key.
+        let incoming = sources.into_incoming(0, state.clone())?;
         let tick_shared = shared.clone();
         let ticker = tokio::spawn(super::tick_every(state.clone(), move |now| {
             // Each shard is locked in turn, briefly.
@@ -165,7 +165,7 @@ pub fn run(
             tick_shared.state.threads[0].expiry_ticks.add(1);
         }));
         let mut connections = tokio::task::JoinSet::new();
-        super::accept_until_shutdown(&listener, &shutdown, |stream| {
+        super::accept_until_shutdown(&incoming, &shutdown, |stream| {
             let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
             connections.spawn(async move {
                 // Counted on the worker running it: this accept loop runs
@@ -185,7 +185,7 @@ pub fn run(
             while connections.try_join_next().is_some() {}
         })
         .await;
-        drop(listener);
+        drop(incoming);
         while connections.join_next().await.is_some() {}
         ticker.abort();
         Ok(())
