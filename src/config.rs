@@ -555,6 +555,39 @@ mod tests {
         assert_eq!(config, Config::defaults(&FOUR));
     }
 
+    /// Every flag has its key in configs/default.toml (commented out where
+    /// the default depends on the machine) and its row in the README's
+    /// table, so a new flag cannot be left out of either.
+    #[test]
+    fn every_flag_is_in_the_default_file_and_the_readme() {
+        use clap::CommandFactory;
+        let toml = include_str!("../configs/default.toml");
+        let readme = include_str!("../README.md");
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["help", "version"].contains(&long) {
+                continue;
+            }
+            let row = |line: &str| {
+                let flags = line.split('|').nth(1).unwrap_or_default();
+                flags
+                    .split([' ', ',', '`'])
+                    .any(|word| word == format!("--{long}"))
+            };
+            assert!(readme.lines().any(row), "README: --{long}");
+            // The file's own key for the flag: `pin` for `--no-pin`.
+            let key = long.strip_prefix("no-").unwrap_or(long);
+            if key == "config" {
+                continue;
+            }
+            let set = |line: &str| {
+                let line = line.trim_start_matches("# ");
+                line.starts_with(&format!("{key} = "))
+            };
+            assert!(toml.lines().any(set), "configs/default.toml: {key}");
+        }
+    }
+
     #[test]
     fn cpus_pick_threads() {
         let config = Config::from_cli(&cli(&["--cpus", "1-2"]), &FOUR).unwrap();
