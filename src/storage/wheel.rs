@@ -84,11 +84,6 @@ impl Wheel {
         self.len == 0
     }
 
-    /// Entries waiting to be visited by the next [`Wheel::advance`].
-    pub fn backlog(&self) -> usize {
-        self.due.len()
-    }
-
     /// Schedules `entry` for `deadline`.
     pub fn schedule(&mut self, entry: Entry, deadline: Millis) {
         self.len += 1;
