@@ -36,6 +36,14 @@ fn each_connection_is_served_by_the_core_its_port_names() {
                 conns.push(c);
             }
         }
+        // `stats conns` names the port each was accepted on.
+        let listed = conns[0].stats("conns");
+        let shard_port = format!("tcp:{shard_aware}");
+        let on_port = listed
+            .iter()
+            .filter(|(k, v)| k.ends_with(":listen_addr") && *v == shard_port)
+            .count();
+        assert_eq!(on_port, conns.len(), "{listed:?}");
         let n = conns.len() as u64;
         let stats = conns[0].stats("");
         assert_eq!(stat(&stats, "curr_connections"), n.to_string());

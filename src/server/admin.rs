@@ -14,6 +14,7 @@ use crate::protocol::binary::{self, Opcode, Status};
 use crate::protocol::{ErrorReply, Reply};
 use crate::storage::{PrefixCounts, ShardStats, SlabClassStats};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// The server's version as `version` and `stats` report it: the memcached
@@ -472,7 +473,7 @@ fn conns(state: &ServerState, out: &mut StatsOut<'_>) {
         out.stat(&format!("{fd}:addr"), addr);
         out.stat(
             &format!("{fd}:listen_addr"),
-            format!("tcp:{}", state.listen),
+            format!("tcp:{}", SocketAddr::new(state.listen.ip(), info.port)),
         );
         out.stat(&format!("{fd}:state"), "conn_parse_cmd");
         out.stat(&format!("{fd}:secs_since_last_cmd"), idle / 1000);

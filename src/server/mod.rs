@@ -13,6 +13,10 @@
 //!   mailboxes, the wake protocol).
 //! - `work_stealing.rs`: tokio's multi-threaded runtime; every shard sits
 //!   behind its own lock and requests run in place.
+//!
+//! Connections come from `shard_port.rs` (`Incoming`): the listen port, the
+//! shard-aware port if on, and (thread-per-core) connections another core
+//! accepted there and handed to the core their client port names.
 
 mod admin;
 mod binary;

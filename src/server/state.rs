@@ -236,6 +236,8 @@ pub(crate) struct ConnInfo {
     pub fd: i32,
     /// The client's address.
     pub peer: Option<SocketAddr>,
+    /// The port it was accepted on: the listen port or the shard-aware one.
+    pub port: u16,
     /// The thread serving it (work-stealing: the worker it last ran on).
     pub thread: AtomicUsize,
     /// Server-clock milliseconds of its last request.
@@ -298,6 +300,9 @@ pub(crate) async fn admit(
     let info = Arc::new(ConnInfo {
         fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
         peer: stream.peer_addr().ok(),
+        port: stream
+            .local_addr()
+            .map_or(state.listen.port(), |a| a.port()),
         thread: thread.into(),
         last_active: state.clock.now().into(),
     });
