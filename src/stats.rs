@@ -66,7 +66,7 @@ pub struct ThreadStats {
     /// to the thread their client port names.
     pub handed_off: Counter,
     /// Connections this thread accepted on the shard-aware port and closed
-    /// because their thread's adoption queue was full.
+    /// because their thread's adoption queue was full (or it had stopped).
     pub handoffs_refused: Counter,
     /// Requests parsed by this thread's connections.
     pub cmd_total: Counter,

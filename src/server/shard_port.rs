@@ -74,6 +74,7 @@ impl Handoff {
         // Leaves this core's reactor; still nonblocking, as `from_std`
         // on the target needs.
         let Ok(stream) = stream.into_std() else {
+            stats.handoffs_refused.add(1);
             return None;
         };
         match self.queues[target].try_send(stream) {
