@@ -103,6 +103,30 @@ pub struct Cli {
     /// [default: 0].
     #[arg(long, value_name = "PORT")]
     pub shard_aware_port: Option<u16>,
+    /// TLS certificate chain (PEM), server certificate first. With
+    /// --tls-key it turns TLS on: on --listen, or on --tls-listen if given.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): TLS clients must present a certificate signed
+    /// by one of them, or the handshake fails.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// A TLS listener at this IP:PORT beside the plaintext one on --listen
+    /// [default: none; --listen itself speaks TLS].
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Option<String>,
+    /// Longest a TLS handshake may take before the connection is closed,
+    /// e.g. `5s` [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub tls_handshake_timeout: Option<String>,
+    /// Require memcached's text-protocol authentication: `user:password`
+    /// lines; a client first sends `set <any> 0 0 <len>` with data `user
+    /// password` (memcached's -Y).
+    #[arg(short = 'Y', long, value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
 }
 
 /// The configuration file: the same settings as the flags, in TOML.
@@ -126,6 +150,12 @@ struct FileConfig {
     slab_page_size: Option<String>,
     enable_shutdown: Option<bool>,
     shard_aware_port: Option<u16>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_listen: Option<String>,
+    tls_handshake_timeout: Option<String>,
+    auth_file: Option<PathBuf>,
 }
 
 /// The validated configuration the server runs with.
@@ -164,6 +194,28 @@ pub struct Config {
     pub enable_shutdown: bool,
     /// The shard-aware port (0: none); see `server::shard_port`.
     pub shard_aware_port: u16,
+    /// TLS, when it is on.
+    pub tls: Option<TlsConfig>,
+    /// Longest a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// The `user:password` file clients must authenticate against, if any;
+    /// read when the server starts.
+    pub auth_file: Option<PathBuf>,
+}
+
+/// TLS settings; the files are read when the server starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), the server's certificate first.
+    pub cert: PathBuf,
+    /// The certificate's private key (PEM).
+    pub key: PathBuf,
+    /// CA certificates (PEM) a client certificate must chain to; none: no
+    /// client certificate is asked for.
+    pub ca: Option<PathBuf>,
+    /// Where the TLS listener binds; none: `listen` speaks TLS and there is
+    /// no plaintext listener.
+    pub listen: Option<SocketAddr>,
 }
 
 /// A setting that cannot be used, with the setting's name.
@@ -205,7 +257,25 @@ impl Config {
             slab_page_size: MIB,
             enable_shutdown: false,
             shard_aware_port: 0,
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(5),
+            auth_file: None,
         }
+    }
+
+    /// Where plaintext clients connect: `listen`, unless TLS took it.
+    pub fn plaintext_listen(&self) -> Option<SocketAddr> {
+        match &self.tls {
+            Some(TlsConfig { listen: None, .. }) => None,
+            _ => Some(self.listen),
+        }
+    }
+
+    /// Where TLS clients connect, when TLS is on.
+    pub fn tls_listen(&self) -> Option<SocketAddr> {
+        self.tls
+            .as_ref()
+            .map(|tls| tls.listen.unwrap_or(self.listen))
     }
 
     /// Builds the configuration from parsed flags, reading `--config` if
@@ -224,8 +294,9 @@ impl Config {
         Config::merge(cli, file, allowed)
     }
 
-    fn merge(cli: &Cli, file: FileConfig, allowed: &[usize]) -> Result<Config, ConfigError> {
+    fn merge(cli: &Cli, mut file: FileConfig, allowed: &[usize]) -> Result<Config, ConfigError> {
         let mut config = Config::defaults(allowed);
+        (config.tls, config.tls_handshake_timeout) = merge_tls(cli, &mut file)?;
         // Each setting: the flag if given, else the file's, else the default.
         // The name reported is the one the value came from.
         let pick = |flag: Option<String>, key: Option<String>, name: &str| match (flag, key) {
@@ -239,6 +310,12 @@ impl Config {
         }
         if let Some(port) = cli.port.or(file.port) {
             config.listen.set_port(port);
+        }
+        if let Some(tls) = config.tls.as_ref().and_then(|tls| tls.listen)
+            && tls == config.listen
+            && tls.port() != 0
+        {
+            return Err(error("--tls-listen", format!("{tls} is --listen already")));
         }
         let memory_file = file.memory.map(|v| match v {
             toml::Value::Integer(n) => n.to_string(),
@@ -300,6 +377,16 @@ impl Config {
                     format!("{port} is the listen port; it needs a port of its own"),
                 ));
             }
+            // Nor the TLS port, when TLS listens on the same address.
+            let tls = config
+                .tls_listen()
+                .filter(|tls| tls.ip() == config.listen.ip());
+            if port != 0 && tls.is_some_and(|tls| tls.port() == port) {
+                return Err(error(
+                    "--shard-aware-port",
+                    format!("{port} is the --tls-listen port; it needs a port of its own"),
+                ));
+            }
             config.shard_aware_port = port;
         }
         if let Some(max) = cli.max_connections.or(file.max_connections) {
@@ -329,6 +416,7 @@ impl Config {
             }
             config.slab_min_chunk = chunk;
         }
+        config.auth_file = cli.auth_file.clone().or(file.auth_file);
         config.pin = !cli.no_pin && file.pin.unwrap_or(true);
         config.enable_shutdown = cli.enable_shutdown || file.enable_shutdown.unwrap_or(false);
 
@@ -441,6 +529,70 @@ impl Config {
             shard_count: self.shards,
         }
     }
+}
+
+/// The TLS settings: certificate and key together or neither; a CA or a
+/// TLS listener only with them. Takes its keys out of `file`.
+fn merge_tls(
+    cli: &Cli,
+    file: &mut FileConfig,
+) -> Result<(Option<TlsConfig>, Duration), ConfigError> {
+    fn pick<T>(flag: Option<T>, key: Option<T>, name: &str) -> Option<(T, String)> {
+        match (flag, key) {
+            (Some(v), _) => Some((v, format!("--{name}"))),
+            (None, Some(v)) => Some((v, format!("{name} (config file)"))),
+            (None, None) => None,
+        }
+    }
+    let cert = pick(cli.tls_cert.clone(), file.tls_cert.take(), "tls-cert");
+    let key = pick(cli.tls_key.clone(), file.tls_key.take(), "tls-key");
+    let ca = pick(cli.tls_ca.clone(), file.tls_ca.take(), "tls-ca");
+    let listen = pick(cli.tls_listen.clone(), file.tls_listen.take(), "tls-listen");
+    let timeout = pick(
+        cli.tls_handshake_timeout.clone(),
+        file.tls_handshake_timeout.take(),
+        "tls-handshake-timeout",
+    );
+    let timeout = match timeout {
+        None => Config::defaults(&[0]).tls_handshake_timeout,
+        Some((text, name)) => {
+            let timeout = humantime::parse_duration(&text)
+                .map_err(|e| error(&name, format!("'{text}' is not a duration ({e})")))?;
+            if timeout.is_zero() {
+                return Err(error(&name, "must be more than 0"));
+            }
+            timeout
+        }
+    };
+    let (cert, key) = match (cert, key) {
+        (Some((cert, _)), Some((key, _))) => (cert, key),
+        (Some((_, name)), None) => return Err(error(&name, "needs --tls-key as well")),
+        (None, Some((_, name))) => return Err(error(&name, "needs --tls-cert as well")),
+        (None, None) => {
+            let orphan = ca.map(|(_, name)| name).or(listen.map(|(_, name)| name));
+            return match orphan {
+                Some(name) => Err(error(&name, "needs --tls-cert and --tls-key")),
+                None => Ok((None, timeout)),
+            };
+        }
+    };
+    let listen = match listen {
+        Some((text, name)) => Some(
+            text.parse::<SocketAddr>()
+                .map_err(|_| error(&name, format!("'{text}' is not IP:PORT")))?,
+        ),
+        None => None,
+    };
+    let ca = ca.map(|(ca, _)| ca);
+    Ok((
+        Some(TlsConfig {
+            cert,
+            key,
+            ca,
+            listen,
+        }),
+        timeout,
+    ))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -614,6 +766,42 @@ mod tests {
                 &["-p", "7000", "--shard-aware-port", "7000"],
                 "--shard-aware-port",
             ),
+            (
+                &[
+                    "--tls-cert",
+                    "c",
+                    "--tls-key",
+                    "k",
+                    "--tls-listen",
+                    "127.0.0.1:7001",
+                    "--shard-aware-port",
+                    "7001",
+                ],
+                "--shard-aware-port",
+            ),
+            (&["--tls-cert", "c.pem"], "--tls-cert"),
+            (&["--tls-key", "k.pem"], "--tls-key"),
+            (&["--tls-ca", "ca.pem"], "--tls-ca"),
+            (&["--tls-listen", "127.0.0.1:1"], "--tls-listen"),
+            (
+                &["--tls-cert", "c", "--tls-key", "k", "--tls-listen", "x"],
+                "--tls-listen",
+            ),
+            (
+                &[
+                    "--tls-cert",
+                    "c",
+                    "--tls-key",
+                    "k",
+                    "--tls-listen",
+                    "127.0.0.1:11211",
+                ],
+                "--tls-listen",
+            ),
+            (
+                &["--tls-handshake-timeout", "0s"],
+                "--tls-handshake-timeout",
+            ),
         ];
         for (args, setting) in cases {
             let err = Config::from_cli(&cli(args), &FOUR).unwrap_err();
@@ -622,6 +810,31 @@ mod tests {
         assert!(Cli::try_parse_from(["corecache", "--runtime", "fibers"]).is_err());
         let err = Config::from_toml("thread = 2", &cli(&[]), &FOUR).unwrap_err();
         assert!(err.reason.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn tls_takes_listen_unless_it_has_its_own() {
+        let tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+        let alone = Config::from_cli(&cli(&tls), &FOUR).unwrap();
+        assert_eq!(alone.plaintext_listen(), None);
+        assert_eq!(alone.tls_listen(), Some(alone.listen));
+        let beside = [&tls[..], &["--tls-listen", "127.0.0.1:11212"]].concat();
+        let beside = Config::from_cli(&cli(&beside), &FOUR).unwrap();
+        assert_eq!(beside.plaintext_listen(), Some(beside.listen));
+        assert_eq!(
+            beside.tls_listen(),
+            Some("127.0.0.1:11212".parse().unwrap())
+        );
+        let off = Config::from_cli(&cli(&[]), &FOUR).unwrap();
+        assert_eq!(
+            (off.plaintext_listen(), off.tls_listen()),
+            (Some(off.listen), None)
+        );
+        let text = "tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-ca = \"ca.pem\"\n";
+        let file = Config::from_toml(text, &cli(&[]), &FOUR).unwrap();
+        let file = file.tls.unwrap();
+        assert_eq!(file.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(file.cert, PathBuf::from("c.pem"));
     }
 
     #[test]

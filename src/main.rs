@@ -68,8 +68,17 @@ fn main() -> ExitCode {
         Ok(server) => server,
         Err(e) => return fail(&e),
     };
+    let tls = match server.tls_addr() {
+        Some(addr) if addr == server.local_addr() => ", TLS".to_string(),
+        Some(addr) => format!(", TLS on {addr}"),
+        None => String::new(),
+    };
+    // Before the listening line, so everything said at start precedes it.
+    for warning in server.exposure_warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
-        "corecache {} listening on {} ({summary})",
+        "corecache {} listening on {} ({summary}{tls})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );

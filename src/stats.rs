@@ -91,6 +91,12 @@ pub struct ThreadStats {
     pub bytes_written: Counter,
     /// `flush_all` commands.
     pub cmd_flush: Counter,
+    /// TLS handshakes that failed or timed out (`ssl_handshake_errors`).
+    pub tls_handshake_errors: Counter,
+    /// Authentication attempts (`--auth-file`), right or wrong.
+    pub auth_cmds: Counter,
+    /// Authentication attempts with a wrong user or password.
+    pub auth_errors: Counter,
     /// Expiry ticks run over this thread's shards (work-stealing: the one
     /// tick task, over every shard, counts on thread 0). Lets a test wait
     /// for the wheel to have run after it moved a held clock.
@@ -118,6 +124,9 @@ impl ThreadStats {
             &self.bytes_read,
             &self.bytes_written,
             &self.cmd_flush,
+            &self.tls_handshake_errors,
+            &self.auth_cmds,
+            &self.auth_errors,
         ] {
             counter.reset();
         }

@@ -1,8 +1,10 @@
 //! The `corecache` binary itself: start-up errors, pinning, signals.
 
 mod common;
+#[path = "common/tls.rs"]
+mod pki;
 
-use common::{KillOnDrop, Raw};
+use common::{KillOnDrop, Raw, Scratch};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -20,6 +22,13 @@ fn refused(args: &[&str]) -> String {
 
 /// Starts the binary on a free port and waits for its "listening" line.
 fn spawn(args: &[&str]) -> (KillOnDrop, SocketAddr) {
+    let (child, addr, _) = spawn_logging(args);
+    (child, addr)
+}
+
+/// [`spawn`], also returning what the server logged before its
+/// "listening" line.
+fn spawn_logging(args: &[&str]) -> (KillOnDrop, SocketAddr, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--port", "0"])
         .args(args)
@@ -29,15 +38,17 @@ fn spawn(args: &[&str]) -> (KillOnDrop, SocketAddr) {
         .expect("spawns");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut before = Vec::new();
     let addr = loop {
         let line = lines.next().expect("server logs before exiting").unwrap();
         if let Some(rest) = line.split("listening on ").nth(1) {
             break rest.split(' ').next().unwrap().parse().unwrap();
         }
+        before.push(line);
     };
     // Keep draining so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (KillOnDrop(child), addr)
+    (KillOnDrop(child), addr, before)
 }
 
 fn signal(child: &KillOnDrop, signal: i32) {
@@ -69,6 +80,85 @@ fn bad_settings_stop_start_up_with_one_line_and_status_2() {
             // clap prints its own multi-line usage; ours is one line.
             assert_eq!(stderr.lines().count(), 1, "{stderr}");
         }
+    }
+}
+
+#[test]
+fn tls_files_that_cannot_be_used_stop_start_up_naming_the_setting() {
+    let pki = pki::Pki::new("cli");
+    let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
+    let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let cases: [(Vec<&str>, &str, &str); 6] = [
+        (
+            vec!["--tls-cert", "/nonexistent.pem", "--tls-key", &key],
+            "--tls-cert",
+            "/nonexistent.pem",
+        ),
+        (
+            vec!["--tls-cert", &cert, "--tls-key", "/nonexistent.pem"],
+            "--tls-key",
+            "/nonexistent.pem",
+        ),
+        // A certificate where the key should be.
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &cert],
+            "--tls-key",
+            &cert,
+        ),
+        // Another certificate's key.
+        (
+            vec!["--tls-cert", &ca, "--tls-key", &key],
+            "--tls-key",
+            "does not fit",
+        ),
+        // A key where the CA certificates should be.
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &key],
+            "--tls-ca",
+            "no PEM certificate",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--tls-listen",
+                &taken,
+            ],
+            "--tls-listen",
+            "in use",
+        ),
+    ];
+    for (args, setting, detail) in cases {
+        let stderr = refused(&[&["--port", "0"][..], &args].concat());
+        assert!(
+            stderr.starts_with(&format!("corecache: {setting} ")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(detail), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn an_auth_file_that_cannot_be_used_stops_start_up_naming_it() {
+    let dir = Scratch::new("cli-users");
+    let path = dir.write("users", "alice:secret\nbob\n");
+    let file = path.to_str().unwrap();
+    for (args, detail) in [
+        (
+            ["--auth-file", "/nonexistent"],
+            "/nonexistent: No such file",
+        ),
+        (["-Y", file], "line 2 is not user:password"),
+    ] {
+        let stderr = refused(&[&["--port", "0"][..], &args].concat());
+        assert!(stderr.starts_with("corecache: --auth-file "), "{stderr}");
+        assert!(stderr.contains(detail), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
 
@@ -232,4 +322,123 @@ fn the_shutdown_command_only_when_enabled() {
     c.send(b"shutdown graceful\r\n");
     assert_eq!(c.read_to_close(), "");
     assert!(child.0.wait().unwrap().success());
+}
+
+/// The warnings among `log` lines.
+fn warnings(log: &[String]) -> Vec<&String> {
+    log.iter().filter(|line| line.contains("WARN")).collect()
+}
+
+#[test]
+fn loopback_is_the_default_and_no_udp_port_is_opened() {
+    let (_server, addr, log) = spawn_logging(&[]);
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert_eq!(warnings(&log), Vec::<&String>::new());
+    // A server with a UDP socket on the port would make this bind fail
+    // (this socket asks for no SO_REUSEPORT).
+    std::net::UdpSocket::bind(addr).expect("no UDP socket on the server's port");
+    let mut c = Raw::connect(addr);
+    let settings = c.stats("settings");
+    assert!(settings.contains(&("udpport".to_string(), "0".to_string())));
+}
+
+#[test]
+fn a_reachable_address_without_tls_or_auth_is_warned_of() {
+    let (_server, addr, log) = spawn_logging(&["--listen", "0.0.0.0"]);
+    assert_eq!(addr.ip().to_string(), "0.0.0.0");
+    let warned = warnings(&log);
+    assert_eq!(warned.len(), 1, "{log:#?}");
+    assert!(
+        warned[0].contains(&format!(
+            "{addr} is not a loopback address and has neither TLS nor --auth-file"
+        )),
+        "{log:#?}"
+    );
+}
+
+/// What the warning tests protect a listener with, as the flags take them:
+/// a users file, a server certificate, its key and the CA of clients.
+struct Secrets {
+    users: String,
+    cert: String,
+    key: String,
+    ca: String,
+    _dir: Scratch,
+    _pki: pki::Pki,
+}
+
+impl Secrets {
+    fn new(name: &str) -> Secrets {
+        let dir = Scratch::new(name);
+        let pki = pki::Pki::new(name);
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        Secrets {
+            users: path(&dir.write("users", "alice:secret\n")),
+            cert: path(&pki.server_cert),
+            key: path(&pki.server_key),
+            ca: path(&pki.ca),
+            _dir: dir,
+            _pki: pki,
+        }
+    }
+}
+
+#[test]
+fn auth_or_verified_tls_silences_the_warning_and_unverified_tls_does_not() {
+    let secrets = Secrets::new("cli-warning");
+    let (cert, key, ca) = (&secrets.cert[..], &secrets.key[..], &secrets.ca[..]);
+    let auth = ["--listen", "0.0.0.0", "--auth-file", &secrets.users];
+    let (_server, _, log) = spawn_logging(&auth);
+    assert_eq!(warnings(&log), Vec::<&String>::new());
+    // TLS alone on the reachable address, client certificates required.
+    let verified = ["--listen", "0.0.0.0", "--tls-cert", cert, "--tls-key", key];
+    let (_server, _, log) = spawn_logging(&[&verified[..], &["--tls-ca", ca]].concat());
+    assert_eq!(warnings(&log), Vec::<&String>::new());
+    // Without --tls-ca anyone may connect: warned of, naming the TLS port.
+    let (_server, addr, log) = spawn_logging(&verified);
+    let warned = warnings(&log);
+    assert_eq!(warned.len(), 1, "{log:#?}");
+    assert!(
+        warned[0].contains(&format!("TLS on {addr} is not on a loopback address")),
+        "{log:#?}"
+    );
+}
+
+/// The shard-aware port is another plaintext listener on the listen
+/// address: verified TLS on a reachable `--listen` does not cover it, so
+/// it is warned of on its own; `--auth-file` covers it.
+#[test]
+fn a_reachable_shard_aware_port_without_auth_is_warned_of() {
+    let secrets = Secrets::new("cli-shard-aware-warning");
+    let (cert, key, ca) = (&secrets.cert[..], &secrets.key[..], &secrets.ca[..]);
+    // A port free a moment ago, for the shard-aware listener.
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+    let tls = [
+        "--listen",
+        "0.0.0.0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--tls-ca",
+        ca,
+        "--shard-aware-port",
+        &port,
+    ];
+    let (server, _, log) = spawn_logging(&tls);
+    let warned = warnings(&log);
+    assert_eq!(warned.len(), 1, "{log:#?}");
+    assert!(
+        warned[0].contains(&format!(
+            "0.0.0.0:{port} is not a loopback address and has neither TLS nor --auth-file"
+        )),
+        "{log:#?}"
+    );
+    drop(server);
+    let (_server, _, log) = spawn_logging(&[&tls[..], &["--auth-file", &secrets.users]].concat());
+    assert_eq!(warnings(&log), Vec::<&String>::new());
 }

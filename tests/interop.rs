@@ -1,15 +1,17 @@
 //! Interoperability: programs nobody here wrote, driven against corecache.
 //!
 //! libmemcached's command-line tools, twemproxy (nutcracker) in front of two
-//! instances, Python's pymemcache, and the stats fields the Prometheus
-//! memcached_exporter reads. The programs come from Debian packages that
+//! instances, Python's pymemcache (plaintext and TLS), `openssl s_client`
+//! over TLS, and the stats fields the Prometheus memcached_exporter reads. The programs come from Debian packages that
 //! `tests/run.sh` installs; a missing one fails its test naming the package.
 //! docs/interop.md says what is covered and what is not.
 
 mod common;
+#[path = "common/tls.rs"]
+mod pki;
 
 use clap::Parser;
-use common::{KillOnDrop, Raw, TestServer, eventually};
+use common::{KillOnDrop, Raw, Scratch, TestServer, eventually};
 use corecache::config::{Cli, Config, RuntimeKind};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,24 +23,6 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_corecache");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// One test per runtime, each calling `$body` with the runtime.
-macro_rules! per_runtime {
-    ($($name:ident => $body:path;)*) => {
-        $(
-            mod $name {
-                #[test]
-                fn thread_per_core() {
-                    $body(corecache::config::RuntimeKind::ThreadPerCore);
-                }
-                #[test]
-                fn work_stealing() {
-                    $body(corecache::config::RuntimeKind::WorkStealing);
-                }
-            }
-        )*
-    };
-}
-
 per_runtime! {
     libmemcached_tools => super::libmemcached_tools_store_fetch_delete_flush;
     nutcracker_two_instances => super::nutcracker_spreads_keys_over_two_instances;
@@ -47,6 +31,10 @@ per_runtime! {
     memccapable_ascii => super::memccapable_ascii_passes_every_test;
     memccapable_binary => super::memccapable_binary_passes_every_test;
     libmemcached_tools_binary => super::libmemcached_tools_speak_the_binary_protocol;
+    pymemcache_tls => super::pymemcache_over_tls_with_client_certificates;
+    pymemcache_auth => super::pymemcache_logs_in_as_memcached_documents;
+    memcached_auth_replies => super::unauthenticated_clients_get_what_memcached_answers;
+    openssl_s_client => super::openssl_s_client_is_served_and_a_rogue_certificate_refused;
     memcdump_100k => super::memcdump_lists_every_key_once;
 }
 
@@ -110,32 +98,6 @@ fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "corecache-interop-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A port free on 127.0.0.1 a moment ago, for programs that must be told
@@ -600,6 +562,212 @@ fn pymemcache_checks_pass(runtime: RuntimeKind) {
         describe(&out)
     );
     assert!(stdout.contains("11 ok, 0 failed"), "{stdout}");
+}
+
+/// A server requiring client certificates from `pki`'s CA on a TLS
+/// listener beside the plaintext one.
+fn tls_server(runtime: RuntimeKind, pki: &pki::Pki) -> TestServer {
+    TestServer::with(runtime, |config| {
+        config.tls = Some(pki.server(true, Some("127.0.0.1:0".parse().unwrap())));
+    })
+}
+
+/// Runs `tests/interop/<script>` with `args`; it must import pymemcache
+/// and pass every check. Returns what it printed.
+fn pymemcache_script(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = run(python()
+        .arg(format!("{ROOT}/tests/interop/{script}"))
+        .args(args));
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "pymemcache is not importable: apt-get install python3-pymemcache: {}",
+        describe(&out)
+    );
+    assert!(out.status.success(), "{script}: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn pymemcache_over_tls_with_client_certificates(runtime: RuntimeKind) {
+    let pki = pki::Pki::new("pymemcache");
+    let server = tls_server(runtime, &pki);
+    let addr = server.tls_addr.unwrap().to_string();
+    let files = [
+        &pki.ca,
+        &pki.client_cert,
+        &pki.client_key,
+        &pki.rogue_cert,
+        &pki.rogue_key,
+    ];
+    let mut args = vec![addr.as_ref()];
+    args.extend(files.iter().map(|path| path.as_os_str()));
+    let stdout = pymemcache_script("pymemcache_tls.py", &args);
+    assert!(stdout.contains("3 ok, 0 failed"), "{stdout}");
+    // Each refused client is one failed handshake on the server.
+    assert_eq!(server.wait_for_stat("ssl_handshake_errors", 2), 2);
+    // What the trusted client stored, a plaintext client reads.
+    assert_eq!(get(server.addr, "tls:7"), Some((0, b"7".repeat(100))));
+}
+
+/// `openssl s_client` sending `input` with the client certificate
+/// `cert`/`key`; its output and status. `timeout` bounds it should the
+/// server never close.
+fn s_client(server: &TestServer, pki: &pki::Pki, cert: &Path, key: &Path, input: &str) -> Output {
+    program("openssl", "openssl");
+    let mut child = program("timeout", "coreutils")
+        .args([
+            "20",
+            "openssl",
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+        ])
+        .arg("-connect")
+        .arg(server.tls_addr.unwrap().to_string())
+        .args(["-servername", "localhost", "-CAfile"])
+        .arg(&pki.ca)
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    // stdin stays open (s_client would otherwise close before the replies
+    // come): the server's close after `quit`, or its refusal, ends it.
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(input.as_bytes());
+    let out = child.wait_with_output().expect("openssl finishes");
+    drop(stdin);
+    out
+}
+
+fn openssl_s_client_is_served_and_a_rogue_certificate_refused(runtime: RuntimeKind) {
+    let pki = pki::Pki::new("s_client");
+    let server = tls_server(runtime, &pki);
+    let session = "set greeting 5 0 5\r\nhello\r\nget greeting\r\nquit\r\n";
+    let out = s_client(&server, &pki, &pki.client_cert, &pki.client_key, session);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "STORED\r\nVALUE greeting 5 5\r\nhello\r\nEND\r\n",
+        "{}",
+        describe(&out)
+    );
+    let rogue = "set intruder 0 0 1\r\nx\r\nquit\r\n";
+    let out = s_client(&server, &pki, &pki.rogue_cert, &pki.rogue_key, rogue);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "{}",
+        describe(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("alert"),
+        "no TLS alert reported: {}",
+        describe(&out)
+    );
+    assert_eq!(server.wait_for_stat("ssl_handshake_errors", 1), 1);
+    assert_eq!(get(server.addr, "intruder"), None);
+}
+
+/// A users file in `dir` for `--auth-file` and memcached's `-Y`.
+fn users_file(dir: &Scratch) -> PathBuf {
+    dir.write("users", "alice:secret\n")
+}
+
+fn pymemcache_logs_in_as_memcached_documents(runtime: RuntimeKind) {
+    let dir = Scratch::new("pymemcache-auth");
+    let users = users_file(&dir);
+    let server = TestServer::with(runtime, |config| config.auth_file = Some(users.clone()));
+    let addr = server.addr.to_string();
+    let stdout = pymemcache_script("pymemcache_auth.py", &[addr.as_ref()]);
+    assert!(stdout.contains("3 ok, 0 failed"), "{stdout}");
+}
+
+/// memcached 1.6.18 started with `args` on a free port, killed when dropped.
+fn memcached(args: &[&std::ffi::OsStr]) -> (KillOnDrop, SocketAddr) {
+    let port = free_port();
+    let child = program("memcached", "memcached")
+        .args(["-U", "0", "-l", "127.0.0.1", "-u", "root", "-t", "1", "-p"])
+        .arg(port.to_string())
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("memcached starts");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let child = KillOnDrop(child);
+    eventually("memcached listens", || TcpStream::connect(addr).is_ok());
+    (child, addr)
+}
+
+fn unauthenticated_clients_get_what_memcached_answers(runtime: RuntimeKind) {
+    let dir = Scratch::new("auth-replies");
+    let users = users_file(&dir);
+    let (_memcached, reference) = memcached(&["-Y".as_ref(), users.as_os_str()]);
+    let server = TestServer::with(runtime, |config| config.auth_file = Some(users.clone()));
+    let binary_get = b"\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\0\0\0\0\0\0\0\0\0\0\0\0k";
+    // Sessions of requests, each sent alone and answered by one line
+    // (memcached answers only the last of several sent together).
+    let sessions: &[&[&[u8]]] = &[
+        &[
+            b"get a\r\n",
+            b"version\r\n",
+            b"stats\r\n",
+            b"quit\r\n",
+            b"\r\n",
+            b"mg a v\r\n",
+            b"SET a 0 0 12\r\n",
+            b"set a 0 0\r\n",
+            b"set a 0 0 -1\r\n",
+            b"set a 0 0 12abc\r\n",
+            b"append a 0 0 1\r\n",
+        ],
+        &[
+            b"set a 0 0 12\r\nalice secreX\r\n",
+            b"get a\r\n",
+            b"set a 0 0 5\r\nalice\r\n",
+            b"set a 0 0 0\r\n\r\n",
+            b"set k 0 0 1\r\nx\r\n",
+            b"set a 0 0 12\r\nalice secretXX",
+            b"set a 0 0 12\r\nalice secret\n\n",
+            b"set a 0 0 13\r\nalice secret\r\r\n",
+            b"set a 0 0 +12\r\nalice secret\r\n",
+            b"get a k\r\n",
+        ],
+        &[b"set a 0 0 14\r\nalice  secret \r\n", b"get a\r\n"],
+        // memcached reads the line and the data as C strings.
+        &[
+            b"set a 0 0 12\0junk\r\nalice\0secret\r\n",
+            b"set a 0 0 14\0junk\r\nalice secret\0x\r\n",
+            b"get a\r\n",
+        ],
+        &[
+            b"set a 0 0 18 noreply\r\nalice secret extra\r\n",
+            b"get a\r\n",
+        ],
+        &[
+            b"set a 0 0 12\nalice secret\r\n",
+            &[binary_get, &b"\r\n"[..]].concat(),
+            b"get a\r\n",
+        ],
+    ];
+    for session in sessions {
+        let (mut theirs, mut ours) = (Raw::connect(reference), server.connect());
+        for request in *session {
+            theirs.send(request);
+            ours.send(request);
+            let (want, got) = (theirs.read_until(b"\r\n"), ours.read_until(b"\r\n"));
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "reply to {:?}",
+                String::from_utf8_lossy(request)
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

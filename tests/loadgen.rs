@@ -3,6 +3,8 @@
 //! checked against its documented schema (docs/loadgen.md).
 
 mod common;
+#[path = "common/tls.rs"]
+mod pki;
 
 use clap::Parser;
 
@@ -13,7 +15,11 @@ struct Cli {
 }
 
 fn run(server: &common::TestServer, extra: &[&str]) -> serde_json::Value {
-    let addr = server.addr.to_string();
+    run_at(server.addr, extra)
+}
+
+fn run_at(addr: std::net::SocketAddr, extra: &[&str]) -> serde_json::Value {
+    let addr = addr.to_string();
     let mut argv = vec![
         "loadgen",
         "--server",
@@ -76,6 +82,29 @@ both_runtimes! {
         assert!(requests > 0 && requests <= 2000, "{json:#}");
         assert_eq!(json["config"]["rate"].as_f64(), Some(4000.0));
     }
+}
+
+per_runtime! {
+    tls => super::tls_connections_with_every_value_verified;
+}
+
+fn tls_connections_with_every_value_verified(runtime: corecache::config::RuntimeKind) {
+    let pki = pki::Pki::new("loadgen");
+    let server = common::TestServer::with(runtime, |config| {
+        config.tls = Some(pki.server(false, Some("127.0.0.1:0".parse().unwrap())));
+    });
+    let ca = pki.ca.to_str().unwrap();
+    let json = run_at(
+        server.tls_addr.unwrap(),
+        &["--tls-ca", ca, "--verify=strict"],
+    );
+    assert!(json["requests"].as_u64().unwrap() > 0, "{json:#}");
+    assert_eq!(json["errors"]["total"].as_u64(), Some(0), "{json:#}");
+    assert_eq!(json["config"]["tls_ca"].as_str(), Some(ca));
+    // loadgen's 8 connections and the one reading the stat; no handshake
+    // failed.
+    assert_eq!(server.stat_u64("", "total_connections"), 8 + 1);
+    assert_eq!(server.stat_u64("", "ssl_handshake_errors"), 0);
 }
 
 /// `loadgen --shard-aware` against a real thread-per-core server with a

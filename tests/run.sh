@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Programs some tests drive for real: memcached (loadgen and comparisons),
-# libmemcached-tools, nutcracker and Debian's python3 with pymemcache
-# (interoperability, tests/interop.rs), nc (the smoke test).
-packages=(memcached libmemcached-tools nutcracker netcat-openbsd python3 python3-pymemcache)
+# libmemcached-tools, nutcracker, Debian's python3 with pymemcache and
+# openssl's s_client (interoperability, tests/interop.rs), nc (the smoke test).
+packages=(memcached libmemcached-tools nutcracker netcat-openbsd python3 python3-pymemcache openssl)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -17,6 +17,10 @@ pub struct Args {
     /// Server to load, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:11211")]
     pub server: String,
+    /// Speak TLS, trusting server certificates this CA (PEM) signed; the
+    /// certificate must name the server's IP address.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Total number of TCP connections, spread round-robin over the threads.
     #[arg(long, default_value_t = 50)]
     pub connections: usize,
@@ -120,6 +124,8 @@ pub enum VerifyMode {
 pub struct Config {
     /// Server address.
     pub server: SocketAddr,
+    /// TLS: the CA that signed the server's certificate; `None` = plaintext.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Total connections.
     pub connections: usize,
     /// Client threads.
@@ -182,6 +188,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             server: SocketAddr::from(([127, 0, 0, 1], 11211)),
+            tls_ca: None,
             connections: 50,
             threads: 1,
             cpus: Vec::new(),
@@ -225,6 +232,7 @@ impl Config {
         };
         let c = Config {
             server,
+            tls_ca: a.tls_ca.clone(),
             connections: a.connections,
             threads: a.threads,
             cpus: match &a.cpus {
@@ -287,6 +295,11 @@ impl Config {
         }
         if self.duration.is_zero() {
             bail!("--duration must be positive");
+        }
+        // The shard map is read over plaintext `stats`, and the local-port
+        // trick picks a core per TCP connection, not per TLS session.
+        if self.shard_aware && self.tls_ca.is_some() {
+            bail!("--shard-aware does not work with --tls-ca");
         }
         if let Some(r) = self.rate
             && !(r > 0.0 && r.is_finite())

@@ -20,7 +20,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::config::{Config, VerifyMode};
@@ -29,6 +28,7 @@ use crate::proto::{self, Kind};
 use crate::run::{Phase, ThreadState};
 use crate::shard::ShardMap;
 use crate::timer::{PreciseTimer, Schedule};
+use crate::tls::Stream;
 use crate::verify;
 use crate::workload::{Generator, KeyDist};
 
@@ -84,7 +84,7 @@ impl Conn {
         cfg: &Config,
         dist: KeyDist,
         id: usize,
-        streams: Vec<TcpStream>,
+        streams: Vec<Stream>,
         map: Option<ShardMap>,
         pattern: Rc<[u8]>,
     ) -> Conn {
@@ -253,7 +253,12 @@ impl Conn {
             if link.wbuf.is_empty() {
                 continue;
             }
-            let r = link.stream.write_all(&link.wbuf).await;
+            // The flush is free on a socket; TLS may hold the tail until it.
+            let r = async {
+                link.stream.write_all(&link.wbuf).await?;
+                link.stream.flush().await
+            }
+            .await;
             link.wbuf.clear();
             if let Err(e) = r {
                 return self.fail_io(st, "write", e);

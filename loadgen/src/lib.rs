@@ -36,6 +36,7 @@ pub mod server_process;
 pub mod shard;
 pub mod table;
 pub mod timer;
+pub mod tls;
 pub mod verify;
 pub mod workload;
 

@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::tls::Stream;
 use bytes::{Buf, BytesMut};
-use tokio::net::TcpStream;
 
 use crate::config::VerifyMode;
 use crate::proto::{self, Kind, Parsed, Reply};
@@ -36,7 +36,7 @@ pub(crate) struct Pending {
 
 /// One socket and its reused buffers.
 pub(crate) struct Link {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) wbuf: Vec<u8>,
     pub(crate) rbuf: BytesMut,
     pub(crate) inflight: VecDeque<Pending>,
@@ -55,7 +55,7 @@ pub(crate) struct Matching<'a> {
 }
 
 impl Link {
-    pub(crate) fn new(stream: TcpStream, pipeline: usize, multiget: usize) -> Link {
+    pub(crate) fn new(stream: Stream, pipeline: usize, multiget: usize) -> Link {
         Link {
             stream,
             wbuf: Vec::with_capacity(64 * 1024),

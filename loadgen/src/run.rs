@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::conn::Conn;
 use crate::report::{Report, Stats, new_histogram};
 use crate::shard::{ShardMap, connect_to_core, first_port};
+use crate::tls::{Stream, Tls};
 use crate::workload::KeyDist;
 
 /// A connection slot's number and its sockets (one per server core with
@@ -76,6 +77,11 @@ pub fn run(cfg: &Config) -> anyhow::Result<Report> {
 /// caller can read the server's counters over the same window.
 pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Result<Report> {
     cfg.validate()?;
+    // Each thread builds its own copy; this one reports a bad CA file.
+    cfg.tls_ca
+        .as_ref()
+        .map(|ca| Tls::new(ca, cfg.server))
+        .transpose()?;
     let dist = KeyDist::new(cfg.keys, cfg.distribution);
     let map = if cfg.shard_aware {
         Some(ShardMap::fetch(cfg.server)?)
@@ -282,19 +288,44 @@ fn thread_main(
     let pattern: Rc<[u8]> = vec![b'x'; cfg.value_max].into();
     // No panics before the barriers below: the other threads would wait
     // forever. A socket tokio cannot register is a failed connection.
+    // run() checked the CA file already.
+    let tls = cfg
+        .tls_ca
+        .as_ref()
+        .and_then(|ca| Tls::new(ca, cfg.server).ok());
     let mut conns: Vec<Conn> = rt.block_on(async {
         let mut out = Vec::new();
-        for (i, streams) in conns {
-            let streams: std::io::Result<Vec<TcpStream>> =
-                streams.into_iter().map(TcpStream::from_std).collect();
-            match streams {
-                Ok(s) => out.push(Conn::new(cfg, dist.clone(), i, s, map, pattern.clone())),
-                Err(e) => {
+        for (i, sockets) in conns {
+            let mut streams = Vec::with_capacity(sockets.len());
+            let mut failure = None;
+            for s in sockets {
+                let stream = match (TcpStream::from_std(s), &tls) {
+                    (Ok(s), None) => Ok(Stream::Plain(s)),
+                    (Ok(s), Some(tls)) => tls.connect(s).await.map_err(|e| ("TLS handshake", e)),
+                    (Err(e), _) => Err(("registering the socket", e)),
+                };
+                match stream {
+                    Ok(s) => streams.push(s),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => out.push(Conn::new(
+                    cfg,
+                    dist.clone(),
+                    i,
+                    streams,
+                    map,
+                    pattern.clone(),
+                )),
+                Some((what, e)) => {
                     let mut st = state.borrow_mut();
                     st.stats.errors.io += 1;
                     st.stats.errors.total += 1;
-                    st.stats
-                        .sample(|| format!("connection {i}: registering the socket: {e}"));
+                    st.stats.sample(|| format!("connection {i}: {what}: {e}"));
                 }
             }
         }

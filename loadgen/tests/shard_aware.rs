@@ -230,3 +230,14 @@ fn shard_aware_needs_the_servers_port() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--shard-aware-port"), "{stderr}");
 }
+
+#[test]
+fn shard_aware_refuses_tls() {
+    let s = start(true);
+    let (code, _, stderr) = loadgen(s.addr, &["--shard-aware", "--tls-ca", "/nonexistent"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--shard-aware does not work with --tls-ca"),
+        "{stderr}"
+    );
+}

@@ -14,7 +14,6 @@ use crate::protocol::binary::{self, Opcode, Status};
 use crate::protocol::{ErrorReply, Reply};
 use crate::storage::{PrefixCounts, ShardStats, SlabClassStats};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// The server's version as `version` and `stats` report it: the memcached
@@ -278,6 +277,8 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("touch_misses", total.touch_misses);
     s.stat("store_too_large", total.store_too_large);
     s.stat("store_no_memory", total.store_no_memory);
+    s.stat("auth_cmds", sum(|t| &t.auth_cmds));
+    s.stat("auth_errors", sum(|t| &t.auth_errors));
     s.stat("bytes_read", sum(|t| &t.bytes_read));
     s.stat("bytes_written", sum(|t| &t.bytes_written));
     // The shards' limits, which `cache_memlimit` changes.
@@ -338,6 +339,11 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("core_wakes", sum(|t| &t.core_wakes));
     s.stat("core_sleeps", sum(|t| &t.core_sleeps));
     s.stat("request_panics", sum(|t| &t.request_panics));
+    if state.tls.is_some() {
+        s.stat("ssl_handshake_errors", sum(|t| &t.tls_handshake_errors));
+        // Certificates are read once, at start.
+        s.stat("time_since_server_cert_refresh", state.clock.uptime_secs());
+    }
 }
 
 /// Every shard has the same classes; memcached numbers them from 1 and
@@ -471,10 +477,7 @@ fn conns(state: &ServerState, out: &mut StatsOut<'_>) {
             .map_or_else(|| "unknown".to_string(), |peer| format!("tcp:{peer}"));
         let idle = now.saturating_sub(info.last_active.load(std::sync::atomic::Ordering::Relaxed));
         out.stat(&format!("{fd}:addr"), addr);
-        out.stat(
-            &format!("{fd}:listen_addr"),
-            format!("tcp:{}", SocketAddr::new(state.listen.ip(), info.port)),
-        );
+        out.stat(&format!("{fd}:listen_addr"), format!("tcp:{}", info.listen));
         out.stat(&format!("{fd}:state"), "conn_parse_cmd");
         out.stat(&format!("{fd}:secs_since_last_cmd"), idle / 1000);
         let thread = info.thread.load(std::sync::atomic::Ordering::Relaxed);
@@ -499,6 +502,9 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     out.stat("stat_key_prefix", ":");
     out.stat("detail_enabled", yes_no(tunables.detail.load(Relaxed)));
     out.stat("cas_enabled", "yes");
+    out.stat("auth_enabled_sasl", "no");
+    let auth = c.auth_file.as_ref().map(|path| path.display().to_string());
+    out.stat("auth_enabled_ascii", auth.as_deref().unwrap_or("no"));
     out.stat("item_size_max", c.max_item_size);
     out.stat("slab_reassign", "yes");
     out.stat("slab_automove", tunables.automove.load(Relaxed));
@@ -523,6 +529,31 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
             // No thread owns a shard: every worker serves every key.
             RuntimeKind::WorkStealing => "any",
         },
+    );
+    tls_settings(state, out);
+}
+
+/// The TLS settings under memcached's names and in its formats (an unset
+/// file is `(null)` or `NULL` there too), then corecache's own.
+fn tls_settings(state: &ServerState, out: &mut StatsOut<'_>) {
+    let tls = state.config.tls.as_ref();
+    let path = |path: Option<&std::path::PathBuf>, unset: &str| {
+        path.map_or_else(|| unset.to_string(), |p| p.display().to_string())
+    };
+    out.stat("ssl_enabled", if tls.is_some() { "yes" } else { "no" });
+    out.stat("ssl_chain_cert", path(tls.map(|t| &t.cert), "(null)"));
+    out.stat("ssl_key", path(tls.map(|t| &t.key), "(null)"));
+    // 2 is memcached's "require": a client certificate is demanded.
+    let verify = tls.is_some_and(|t| t.ca.is_some());
+    out.stat("ssl_verify_mode", if verify { 2 } else { 0 });
+    out.stat("ssl_ca_cert", path(tls.and_then(|t| t.ca.as_ref()), "NULL"));
+    out.stat("ssl_min_version", "tlsv1.2");
+    if let Some(addr) = state.tls_listen {
+        out.stat("tls_listen", addr);
+    }
+    out.stat(
+        "tls_handshake_timeout_ms",
+        state.config.tls_handshake_timeout.as_millis(),
     );
 }
 

@@ -7,10 +7,16 @@
 //! replies go out in one write. Requests that need every shard (`stats`,
 //! `flush_all`) split the plan: what comes before them finishes first, so
 //! `set; flush_all; get` behaves as if run one at a time.
+//!
+//! The connection is generic over its stream: a plaintext `TcpStream` or a
+//! TLS stream (`tls.rs`). Each is its own monomorphised copy of the loop,
+//! so the plaintext path reads and writes the socket directly, with no
+//! dynamic dispatch and no branch on the transport per read or write.
 
 use super::admin;
+use super::auth::Passage;
 use super::op::{Op, OpKind, Span, Wire};
-use super::{Admitted, ConnectionSlot, Control, ServerState, ShardReport};
+use super::{ConnectionSlot, Control, ServerState, ShardReport};
 use crate::protocol::admin::{Admin, AdminReply};
 use crate::protocol::{
     self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
@@ -19,8 +25,7 @@ use crate::stats::ThreadStats;
 use crate::storage::ArithOp;
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// Read buffer size to keep free before each read.
@@ -132,9 +137,9 @@ enum Next {
     Close,
 }
 
-/// A client connection and its reusable buffers.
-pub struct Connection<D> {
-    stream: TcpStream,
+/// A client connection over stream `S` and its reusable buffers.
+pub struct Connection<D, S> {
+    stream: S,
     /// Keeps the connection counted and listed in `stats conns`.
     slot: ConnectionSlot,
     state: Arc<ServerState>,
@@ -153,18 +158,17 @@ pub struct Connection<D> {
     /// Whether the connection speaks the binary protocol: its first byte
     /// decides, for the rest of its life (`binary.rs`).
     binary: Option<bool>,
+    /// Until the client authenticates (`--auth-file`), what it has sent of
+    /// its login; None once it has, or when no one needs to.
+    locked: Option<super::auth::Gate>,
 }
 
-impl<D: Dispatch> Connection<D> {
-    /// Wraps an accepted socket.
-    pub fn new(admitted: Admitted, state: Arc<ServerState>, dispatch: D) -> Self {
-        let Admitted { stream, slot } = admitted;
-        // Replies are written whole, once per batch: Nagle would only delay them.
-        let _ = stream.set_nodelay(true);
+impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
+    /// Wraps an admitted stream (its socket already set `TCP_NODELAY`).
+    pub fn new(stream: S, slot: ConnectionSlot, state: Arc<ServerState>, dispatch: D) -> Self {
         Connection {
             stream,
             slot,
-            state,
             dispatch,
             input: BytesMut::with_capacity(READ_RESERVE),
             output: Vec::with_capacity(READ_RESERVE),
@@ -172,7 +176,10 @@ impl<D: Dispatch> Connection<D> {
             swallow: 0,
             newline_free: 0,
             line_rest: None,
-            binary: None,
+            // With auth on, every connection speaks text, as in memcached.
+            binary: state.auth.is_some().then_some(false),
+            locked: state.auth.is_some().then(super::auth::Gate::default),
+            state,
         }
     }
 
@@ -208,7 +215,9 @@ impl<D: Dispatch> Connection<D> {
                 self.input = BytesMut::with_capacity(READ_RESERVE);
             }
         }
-        let _ = self.stream.shutdown().await;
+        // A TLS close sends a last record, which a client that does not
+        // read could hold up forever.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.stream.shutdown()).await;
     }
 
     /// Writes what the output buffer holds, with the replies the runtime
@@ -264,6 +273,21 @@ impl<D: Dispatch> Connection<D> {
 
     /// Plans and runs every complete request in the input buffer.
     async fn handle_input(&mut self) -> Next {
+        if let Some(gate) = &mut self.locked {
+            let users = self
+                .state
+                .auth
+                .as_ref()
+                .expect("a gate only with --auth-file");
+            let stats = self.dispatch.thread_stats();
+            let (used, passage) = gate.take(&self.input, users, &mut self.output, stats);
+            self.input.advance(used);
+            match passage {
+                Passage::Wait => return Next::Continue,
+                Passage::Close => return Next::Close,
+                Passage::Open => self.locked = None,
+            }
+        }
         let skip = self.swallow.min(self.input.len());
         if skip > 0 {
             self.input.advance(skip);
@@ -456,14 +480,16 @@ impl<D: Dispatch> Connection<D> {
 
 /// Writes `output` with the `referenced` replies in their places: one plain
 /// write when there are none, else vectored writes of at most [`IOV_BATCH`]
-/// parts each, with nothing allocated.
-async fn write_parts(
-    stream: &mut TcpStream,
+/// parts each, with nothing allocated. Then a flush: free on a socket, but
+/// a TLS stream may still hold the end of the replies.
+async fn write_parts<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     output: &[u8],
     referenced: &[impl OutputPart],
 ) -> std::io::Result<()> {
     if referenced.is_empty() {
-        return stream.write_all(output).await;
+        stream.write_all(output).await?;
+        return stream.flush().await;
     }
     // The parts alternate: output up to the first reference, the reference,
     // output up to the next, ... and the output's tail.
@@ -505,7 +531,7 @@ async fn write_parts(
             offset = 0;
         }
     }
-    Ok(())
+    stream.flush().await
 }
 
 /// Parts given to one vectored write at most.

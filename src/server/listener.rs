@@ -1,13 +1,28 @@
-//! Binding the listen address once per thread with `SO_REUSEPORT`.
+//! Binding the listen addresses once per thread with `SO_REUSEPORT`, and
+//! the kinds of listener (accepting from them is `shard_port.rs`).
 //!
 //! Every thread-per-core thread gets its own listening socket on the same
 //! address, so the kernel spreads incoming connections across threads (by
 //! hash of the connection's addresses, not by load: `stats threads` shows
-//! how it came out) and a connection never has to move.
+//! how it came out) and a connection never has to move. With TLS on, each
+//! thread has a second socket, on the TLS address, spread the same way; with
+//! a shard-aware port, a third (`shard_port.rs`).
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+
+/// Which kind of listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Plaintext: the connection speaks the protocol at once.
+    Plain,
+    /// TLS: a handshake comes first.
+    Tls,
+    /// The shard-aware port (directly, or handed over by another core):
+    /// plaintext, like `Plain`; it differs in its address.
+    ShardAware,
+}
 
 /// Pending connections each listener queues before accepting.
 pub(super) const BACKLOG: i32 = 1024;

@@ -2,8 +2,9 @@
 //!
 //! [`start`] binds the listeners, builds the shards and starts the chosen
 //! runtime's threads, then returns a [`RunningServer`] handle. Both runtimes
-//! run the same accept loop ([`accept_until_shutdown`]), the same admission
-//! (`state.rs`), the same connection loop (`connection.rs`), the same
+//! run the same accept loop (`shard_port.rs`), the same admission
+//! (`state.rs`) and TLS handshake (`tls.rs`) in [`serve_accepted`], the
+//! same connection loop (`connection.rs`), the same
 //! `Op::execute` (`op.rs`) on the same [`crate::storage::Shard`], and the
 //! same expiry tick ([`tick_every`]); they differ only in who owns a shard
 //! and how an operation reaches it:
@@ -14,11 +15,14 @@
 //! - `work_stealing.rs`: tokio's multi-threaded runtime; every shard sits
 //!   behind its own lock and requests run in place.
 //!
-//! Connections come from `shard_port.rs` (`Incoming`): the listen port, the
-//! shard-aware port if on, and (thread-per-core) connections another core
-//! accepted there and handed to the core their client port names.
+//! Connections come from `shard_port.rs` (`Incoming`): the plaintext
+//! listen port, the TLS port if on, the shard-aware port if on, and
+//! (thread-per-core) connections another core accepted there and handed to
+//! the core their client port names. Each comes with the [`Transport`] of
+//! its listener, which decides its handshake and its `listen_addr`.
 
 mod admin;
+mod auth;
 mod binary;
 mod connection;
 mod dump;
@@ -26,22 +30,26 @@ mod forward;
 mod listener;
 mod meta;
 mod op;
+mod pinned;
 pub mod router;
 mod settings;
 pub mod shard_port;
 mod state;
 mod thread_per_core;
+mod tls;
 mod work_stealing;
 
 pub use router::Router;
 pub use settings::Tunables;
-pub(crate) use state::{Admitted, ConnInfo, ConnectionSlot, admit};
+pub(crate) use state::{ConnInfo, ConnectionSlot, admit};
 pub use state::{Control, DumpStep, ServerState, ShardAnswer, ShardReport};
 
 use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};
 use crate::stats::ThreadStats;
 use crate::storage::Millis;
+use connection::{Connection, Dispatch};
+use listener::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -52,9 +60,11 @@ use tokio::sync::{Barrier, watch};
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Binding the listen address failed.
-    #[error("--listen {addr}: {source}")]
+    /// Binding a listen address failed.
+    #[error("{setting} {addr}: {source}")]
     Bind {
+        /// The setting that named the address.
+        setting: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The cause.
@@ -67,6 +77,17 @@ pub enum StartError {
         addr: SocketAddr,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The `--auth-file` could not be read or has a bad line.
+    #[error("--auth-file {0}")]
+    Auth(String),
+    /// A TLS certificate, key or CA file could not be read or used.
+    #[error("{setting} {reason}")]
+    Tls {
+        /// The setting that named the file.
+        setting: &'static str,
+        /// The file and what is wrong with it.
+        reason: String,
     },
     /// A thread could not be started or pinned.
     #[error("--cpus: {0}")]
@@ -83,6 +104,48 @@ impl RunningServer {
     /// The address clients connect to (with the real port if 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.state.listen
+    }
+
+    /// The address TLS clients connect to, when TLS is on: the one
+    /// `--tls-listen` bound, or [`RunningServer::local_addr`] when TLS took
+    /// `--listen` itself.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.state.tls_listen
+    }
+
+    /// What the server should warn of at start: each listener on an
+    /// address other than loopback that lets in any client that reaches
+    /// it. A plaintext listener (the shard-aware port is one) does so
+    /// without `--auth-file`; a TLS one without `--auth-file` and without
+    /// `--tls-ca` (TLS with no client certificate check encrypts, but keeps
+    /// no one out).
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        let (state, config) = (&self.state, &self.state.config);
+        let mut warnings = Vec::new();
+        if config.auth_file.is_some() {
+            return warnings;
+        }
+        let plain = config.plaintext_listen().map(|_| state.listen);
+        let plain = plain.into_iter().chain(state.shard_aware);
+        for addr in plain.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
+            warnings.push(format!(
+                "{addr} is not a loopback address and has neither TLS nor --auth-file: \
+                 anyone who can reach it can read, change and flush every item, \
+                 and the traffic is in clear; listen on 127.0.0.1, or add \
+                 --auth-file and TLS (README: Security)"
+            ));
+        }
+        let verified = config.tls.as_ref().is_some_and(|tls| tls.ca.is_some());
+        let tls = state.tls_listen.filter(|_| !verified);
+        if let Some(addr) = tls.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
+            warnings.push(format!(
+                "TLS on {addr} is not on a loopback address and checks no client \
+                 (no --tls-ca, no --auth-file): anyone who can reach it can read, \
+                 change and flush every item; add --tls-ca or --auth-file \
+                 (README: Security)"
+            ));
+        }
+        warnings
     }
 
     /// The server's clock; tests start the server on a held one and move it.
@@ -129,31 +192,66 @@ pub fn start(config: Config) -> Result<RunningServer, StartError> {
 /// [`start`] on a given clock: tests pass [`Clock::held`] and move time
 /// with [`Clock::advance`] instead of sleeping.
 pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, StartError> {
-    let listeners = match config.runtime {
+    let count = match config.runtime {
         RuntimeKind::ThreadPerCore => config.threads,
         RuntimeKind::WorkStealing => 1,
     };
-    let (listeners, listen) =
-        listener::bind(config.listen, listeners).map_err(|source| StartError::Bind {
-            addr: config.listen,
+    let bind = |setting, addr| {
+        listener::bind(addr, count).map_err(|source| StartError::Bind {
+            setting,
+            addr,
             source,
-        })?;
-    // The shard-aware port gets as many listeners as the listen port.
+        })
+    };
+    // The files first: a bad one stops start-up before any port is taken.
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let auth = config.auth_file.as_deref().map(auth::AuthFile::load);
+    let auth = auth.transpose().map_err(StartError::Auth)?;
+    let plain = config
+        .plaintext_listen()
+        .map(|addr| bind("--listen", addr))
+        .transpose()?;
+    let tls_listen = match (&config.tls, config.tls_listen()) {
+        (Some(settings), Some(addr)) => {
+            let setting = match settings.listen {
+                Some(_) => "--tls-listen",
+                None => "--listen",
+            };
+            Some(bind(setting, addr)?)
+        }
+        _ => None,
+    };
+    let listen = match (&plain, &tls_listen) {
+        (Some((_, addr)), _) | (None, Some((_, addr))) => *addr,
+        (None, None) => unreachable!("--listen is plaintext unless TLS took it"),
+    };
+    // The shard-aware port: on --listen's address, as many listeners as
+    // it has, plaintext whether or not TLS took --listen.
     let shard_aware = match config.shard_aware_port {
         0 => None,
         port => {
             let addr = SocketAddr::new(listen.ip(), port);
-            let (bound, _) = listener::bind(addr, listeners.len())
+            let (bound, addr) = listener::bind(addr, count)
                 .map_err(|source| StartError::ShardAwareBind { addr, source })?;
-            Some(bound)
+            Some((bound, addr))
         }
     };
+    let tls_addr = tls_listen.as_ref().map(|(_, addr)| *addr);
+    let shard_aware_addr = shard_aware.as_ref().map(|(_, addr)| *addr);
     let hand_off = config.runtime == RuntimeKind::ThreadPerCore;
-    let sources = shard_port::sources(listeners, shard_aware, hand_off);
+    let sources = shard_port::sources(
+        count,
+        [plain, tls_listen, shard_aware].map(|bound| bound.map(|(listeners, _)| listeners)),
+        hand_off,
+    );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let state = Arc::new(ServerState {
         router: Router::new(config.shards, config.threads),
         listen,
+        tls_listen: tls_addr,
+        shard_aware: shard_aware_addr,
+        tls,
+        auth,
         clock,
         threads: (0..config.threads)
             .map(|_| ThreadStats::default())
@@ -168,7 +266,7 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
     let threads = match state.config.runtime {
         RuntimeKind::ThreadPerCore => thread_per_core::start(&state, sources, shutdown_rx)?,
         RuntimeKind::WorkStealing => {
-            let sources = sources.into_iter().next().expect("one listener");
+            let sources = sources.into_iter().next().expect("one set of listeners");
             let state = state.clone();
             let thread = std::thread::Builder::new()
                 .name("corecache-main".into())
@@ -180,26 +278,41 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
     Ok(RunningServer { state, threads })
 }
 
-/// Pins the calling thread to `cpu`; false if the OS refused.
-pub(crate) fn pin_current_thread(cpu: usize) -> bool {
-    core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
-}
-
-/// Accepts connections until shutdown is asked for, handing each to
-/// `serve` (which spawns its task). Both runtimes use it.
-pub(crate) async fn accept_until_shutdown(
-    incoming: &shard_port::Incoming,
-    shutdown: &watch::Receiver<bool>,
-    mut serve: impl FnMut(TcpStream),
+/// Serves one accepted connection on `thread`, the task's whole life:
+/// admission, the TLS handshake if it came in on a TLS listener, then the
+/// connection loop with the dispatch `dispatch` makes. Both runtimes spawn
+/// it for every accepted connection.
+pub(crate) async fn serve_accepted<D: Dispatch>(
+    state: Arc<ServerState>,
+    thread: usize,
+    mut stream: TcpStream,
+    transport: Transport,
+    mut stop: watch::Receiver<bool>,
+    dispatch: impl FnOnce(&ConnectionSlot) -> D,
 ) {
-    let mut stop = shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = incoming.next() => accepted,
-            _ = stop.wait_for(|stop| *stop) => break,
-        };
-        if let Some(stream) = accepted {
-            serve(stream);
+    // Replies are written whole, once per batch: Nagle would only delay them.
+    let _ = stream.set_nodelay(true);
+    let Some(slot) = admit(&state, thread, &mut stream, transport).await else {
+        return;
+    };
+    match transport {
+        Transport::Plain | Transport::ShardAware => {
+            let dispatch = dispatch(&slot);
+            Connection::new(stream, slot, state, dispatch)
+                .serve(stop)
+                .await
+        }
+        Transport::Tls => {
+            let acceptor = state.tls.as_ref().expect("a TLS listener has TLS on");
+            let (timeout, stats) = (state.config.tls_handshake_timeout, &state.threads[thread]);
+            let handshake = tls::handshake(acceptor, stream, timeout, &mut stop, stats);
+            let Some(stream) = handshake.await else {
+                return;
+            };
+            let dispatch = dispatch(&slot);
+            Connection::new(stream, slot, state, dispatch)
+                .serve(stop)
+                .await
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Where a runtime's connections come from: the listen port, the
-//! shard-aware port (`--shard-aware-port`), and, in thread-per-core mode,
-//! connections another core accepted there and handed over.
+//! Where a runtime's connections come from: the plaintext listen port, the
+//! TLS port (`--tls-cert`, `--tls-listen`), the shard-aware port
+//! (`--shard-aware-port`), and, in thread-per-core mode, connections
+//! another core accepted there and handed over. Each connection comes out
+//! with its [`Transport`]: a TLS one is handshaken in its own task, the
+//! others speak at once.
 //!
 //! ```text
 //!  client on local port p ---> shard-aware listener of core A (SO_REUSEPORT)
@@ -25,11 +28,17 @@
 //!
 //! In work-stealing mode any worker serves any key, so the shard-aware
 //! port accepts like the listen port.
+//!
+//! The shard-aware port speaks plaintext only, TLS on or not (not
+//! supported yet; docs/shard-aware.md), so a hand-off carries a plaintext
+//! socket and an adopted connection is served as a shard-aware one.
 
 use super::ServerState;
+use super::listener::Transport;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// Connections a core's adoption queue holds, at most: as many as one
 /// listener's backlog, so a burst the kernel would queue is queued here.
@@ -96,8 +105,10 @@ pub(super) struct Adoptions {
 /// The listening sockets of one accept loop, bound but not yet on a
 /// runtime.
 pub(super) struct Sources {
-    /// The listen port (SO_REUSEPORT).
-    pub listener: StdListener,
+    /// The plaintext listen port (SO_REUSEPORT), unless TLS took it.
+    pub plain: Option<StdListener>,
+    /// The TLS port, if TLS is on.
+    pub tls: Option<StdListener>,
     /// The shard-aware port, if on.
     pub shard_aware: Option<StdListener>,
     /// Thread-per-core with a shard-aware port: the hand-off.
@@ -108,9 +119,11 @@ impl Sources {
     /// Registers the sockets with the calling runtime; `index` is the
     /// core whose accept loop this is (0 in work-stealing mode).
     pub fn into_incoming(self, index: usize, state: Arc<ServerState>) -> std::io::Result<Incoming> {
+        let register = |l: Option<StdListener>| l.map(TcpListener::from_std).transpose();
         Ok(Incoming {
-            listener: TcpListener::from_std(self.listener)?,
-            shard_aware: self.shard_aware.map(TcpListener::from_std).transpose()?,
+            plain: register(self.plain)?,
+            tls: register(self.tls)?,
+            shard_aware: register(self.shard_aware)?,
             adoptions: self.adoptions,
             index,
             state,
@@ -118,15 +131,15 @@ impl Sources {
     }
 }
 
-/// Pairs each accept loop's listener with its shard-aware listener, if
-/// any; `hand_off` (thread-per-core) makes the adoption queues.
+/// Deals the `count` listeners bound on each of the plaintext, TLS and
+/// shard-aware ports (those that are on) out to `count` accept loops, one
+/// of each per loop; `hand_off` (thread-per-core) makes the adoption
+/// queues when there is a shard-aware port.
 pub(super) fn sources(
-    listeners: Vec<StdListener>,
-    shard_aware: Option<Vec<StdListener>>,
+    count: usize,
+    [plain, tls, shard_aware]: [Option<Vec<StdListener>>; 3],
     hand_off: bool,
 ) -> Vec<Sources> {
-    let count = listeners.len();
-    let mut shard_aware = shard_aware.map(Vec::into_iter);
     let (handoff, mut queues) = match &shard_aware {
         Some(_) if hand_off => {
             let (handoff, queues) = Handoff::new(count, ADOPTION_QUEUE);
@@ -134,10 +147,12 @@ pub(super) fn sources(
         }
         _ => (None, Vec::new().into_iter()),
     };
-    listeners
-        .into_iter()
-        .map(|listener| Sources {
-            listener,
+    let [mut plain, mut tls, mut shard_aware] =
+        [plain, tls, shard_aware].map(|bound| bound.map(Vec::into_iter));
+    (0..count)
+        .map(|_| Sources {
+            plain: plain.as_mut().and_then(Iterator::next),
+            tls: tls.as_mut().and_then(Iterator::next),
             shard_aware: shard_aware.as_mut().and_then(Iterator::next),
             adoptions: handoff
                 .clone()
@@ -149,7 +164,8 @@ pub(super) fn sources(
 
 /// One accept loop's sources, on its runtime.
 pub(crate) struct Incoming {
-    listener: TcpListener,
+    plain: Option<TcpListener>,
+    tls: Option<TcpListener>,
     shard_aware: Option<TcpListener>,
     adoptions: Option<Adoptions>,
     index: usize,
@@ -157,24 +173,55 @@ pub(crate) struct Incoming {
 }
 
 impl Incoming {
-    /// The next connection this loop serves; `None` when an accept failed
-    /// (the caller goes on accepting). Cancel-safe: nothing accepted is
-    /// lost if the future is dropped.
-    pub async fn next(&self) -> Option<TcpStream> {
+    /// Accepts connections from every source until shutdown is asked for,
+    /// handing each to `serve` (which spawns its task) with the kind of
+    /// listener it came in on: a TLS handshake never runs here, so a slow
+    /// one holds up no one. Both runtimes use it.
+    pub async fn accept_until_shutdown(
+        &self,
+        shutdown: &watch::Receiver<bool>,
+        mut serve: impl FnMut(TcpStream, Transport),
+    ) {
+        let mut stop = shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.next() => accepted,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            if let Some((stream, transport)) = accepted {
+                serve(stream, transport);
+            }
+        }
+    }
+
+    /// The next connection this loop serves, with the kind of listener it
+    /// came in on; `None` when an accept failed (the caller goes on
+    /// accepting). Cancel-safe: nothing accepted is lost if the future is
+    /// dropped. A hand-off carries a plaintext socket only: the
+    /// shard-aware port does not speak TLS.
+    async fn next(&self) -> Option<(TcpStream, Transport)> {
+        let accepted = |accepted: std::io::Result<(TcpStream, SocketAddr)>, transport| {
+            accepted.ok().map(|(stream, _)| (stream, transport))
+        };
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => return accepted.ok().map(|(s, _)| s),
-                accepted = accept(self.shard_aware.as_ref()) => {
-                    let (stream, peer) = accepted.ok()?;
-                    let Some(adoptions) = &self.adoptions else {
-                        return Some(stream);
+                plain = accept(self.plain.as_ref()) => return accepted(plain, Transport::Plain),
+                tls = accept(self.tls.as_ref()) => return accepted(tls, Transport::Tls),
+                shard_aware = accept(self.shard_aware.as_ref()) => {
+                    let (stream, peer) = shard_aware.ok()?;
+                    let here = match &self.adoptions {
+                        None => Some(stream),
+                        Some(adoptions) => {
+                            adoptions.handoff.place(stream, peer.port(), self.index, &self.state)
+                        }
                     };
-                    let here = adoptions.handoff.place(stream, peer.port(), self.index, &self.state);
-                    if here.is_some() {
-                        return here;
+                    if let Some(stream) = here {
+                        return Some((stream, Transport::ShardAware));
                     }
                 }
-                adopted = adopt(self.adoptions.as_ref()) => return adopted,
+                adopted = adopt(self.adoptions.as_ref()) => {
+                    return adopted.map(|stream| (stream, Transport::ShardAware));
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! State every thread shares, and admission: the connection limit and
 //! the registry `stats conns` reads.
 
+use super::listener::Transport;
 use super::{Barrier, watch};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -207,8 +208,17 @@ impl ShardReport {
 pub struct ServerState {
     /// The configuration the server runs with.
     pub config: Config,
-    /// The address the listeners are bound to.
+    /// The address `--listen` is bound to (plaintext, or TLS when TLS
+    /// took it).
     pub listen: SocketAddr,
+    /// The address TLS clients connect to, when TLS is on.
+    pub tls_listen: Option<SocketAddr>,
+    /// The shard-aware port's address, when it is on.
+    pub shard_aware: Option<SocketAddr>,
+    /// The TLS configuration every TLS listener shares, when TLS is on.
+    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The users of `--auth-file`, when clients must authenticate.
+    pub(super) auth: Option<super::auth::AuthFile>,
     /// The server clock.
     pub clock: Clock,
     /// Key -> shard -> thread.
@@ -236,8 +246,8 @@ pub(crate) struct ConnInfo {
     pub fd: i32,
     /// The client's address.
     pub peer: Option<SocketAddr>,
-    /// The port it was accepted on: the listen port or the shard-aware one.
-    pub port: u16,
+    /// The address of the listener it came in on.
+    pub listen: SocketAddr,
     /// The thread serving it (work-stealing: the worker it last ran on).
     pub thread: AtomicUsize,
     /// Server-clock milliseconds of its last request.
@@ -252,12 +262,6 @@ impl ServerState {
         all.sort_by_key(|info| info.fd);
         all
     }
-}
-
-/// An admitted connection: counted and listed until the slot is dropped.
-pub(crate) struct Admitted {
-    pub stream: TcpStream,
-    pub slot: ConnectionSlot,
 }
 
 /// Keeps a connection counted and listed; undoes both when dropped.
@@ -278,31 +282,40 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Counts a new connection, or refuses it with memcached's error when the
-/// server is full.
+/// Counts a new connection, or refuses it when the server is full: with
+/// memcached's error on a plaintext connection, by closing it on a TLS one
+/// (nothing can be said to a client before its handshake, and a refused
+/// client is not worth one). Counting comes before any handshake, so
+/// handshakes in flight count against `--max-connections` too.
 pub(crate) async fn admit(
     state: &Arc<ServerState>,
     thread: usize,
-    mut stream: TcpStream,
-) -> Option<Admitted> {
+    stream: &mut TcpStream,
+    transport: Transport,
+) -> Option<ConnectionSlot> {
     let stats = &state.threads[thread];
     let open = state.connections.fetch_add(1, Ordering::Relaxed);
     if open >= state.config.max_connections {
         state.connections.fetch_sub(1, Ordering::Relaxed);
         stats.rejected_connections.add_shared(1);
-        let _ = stream
-            .write_all(b"ERROR Too many open connections\r\n")
-            .await;
+        if transport != Transport::Tls {
+            let _ = stream
+                .write_all(b"ERROR Too many open connections\r\n")
+                .await;
+        }
         return None;
     }
     stats.curr_connections.add_shared(1);
     stats.total_connections.add_shared(1);
+    let listen = match transport {
+        Transport::Plain => state.listen,
+        Transport::Tls => state.tls_listen.unwrap_or(state.listen),
+        Transport::ShardAware => state.shard_aware.unwrap_or(state.listen),
+    };
     let info = Arc::new(ConnInfo {
-        fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
+        fd: std::os::fd::AsRawFd::as_raw_fd(&*stream),
         peer: stream.peer_addr().ok(),
-        port: stream
-            .local_addr()
-            .map_or(state.listen.port(), |a| a.port()),
+        listen,
         thread: thread.into(),
         last_active: state.clock.now().into(),
     });
@@ -311,13 +324,10 @@ pub(crate) async fn admit(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(info.clone());
-    Some(Admitted {
-        stream,
-        slot: ConnectionSlot {
-            state: state.clone(),
-            key,
-            info,
-        },
+    Some(ConnectionSlot {
+        state: state.clone(),
+        key,
+        info,
     })
 }
 
@@ -364,6 +374,10 @@ impl ServerState {
         ServerState {
             router: Router::new(config.shards, config.threads),
             listen: "127.0.0.1:0".parse().unwrap(),
+            tls_listen: None,
+            shard_aware: None,
+            tls: None,
+            auth: None,
             clock: Clock::new(),
             threads: (0..config.threads)
                 .map(|_| ThreadStats::default())

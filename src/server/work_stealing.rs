@@ -6,7 +6,7 @@
 //! protocol are the ones the thread-per-core runtime uses, so an experiment
 //! comparing the two compares ownership and dispatch and nothing else.
 
-use super::connection::{Connection, Dispatch, Step};
+use super::connection::{Dispatch, Step};
 use super::{ConnInfo, Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
 use crate::storage::{Prefetch, Shard};
@@ -140,7 +140,7 @@ pub fn run(
             // two runtimes get the same CPUs; tasks still move between them.
             let worker = next_worker.fetch_add(1, Ordering::Relaxed) % threads;
             WORKER.with(|slot| slot.set(worker));
-            if pin && !super::pin_current_thread(cpus[worker]) {
+            if pin && !super::pinned::pin_current_thread(cpus[worker]) {
                 tracing::warn!("could not pin worker {worker} to CPU {}", cpus[worker]);
             }
         })
@@ -165,26 +165,23 @@ pub fn run(
             tick_shared.state.threads[0].expiry_ticks.add(1);
         }));
         let mut connections = tokio::task::JoinSet::new();
-        super::accept_until_shutdown(&incoming, &shutdown, |stream| {
-            let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
-            connections.spawn(async move {
-                // Counted on the worker running it: this accept loop runs
-                // on the thread that called block_on, which is no worker.
-                let worker = WORKER.with(Cell::get);
-                let Some(admitted) = super::admit(&state, worker, stream).await else {
-                    return;
-                };
-                let conn = admitted.slot.info.clone();
-                let dispatch = SharedDispatch {
-                    shared,
-                    conn,
-                    by_shard: Vec::new(),
-                };
-                Connection::new(admitted, state, dispatch).serve(stop).await;
-            });
-            while connections.try_join_next().is_some() {}
-        })
-        .await;
+        incoming
+            .accept_until_shutdown(&shutdown, |stream, transport| {
+                let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
+                connections.spawn(async move {
+                    // Counted on the worker running it: this accept loop runs
+                    // on the thread that called block_on, which is no worker.
+                    let worker = WORKER.with(Cell::get);
+                    let dispatch = |slot: &super::ConnectionSlot| SharedDispatch {
+                        shared,
+                        conn: slot.info.clone(),
+                        by_shard: Vec::new(),
+                    };
+                    super::serve_accepted(state, worker, stream, transport, stop, dispatch).await;
+                });
+                while connections.try_join_next().is_some() {}
+            })
+            .await;
         drop(incoming);
         while connections.join_next().await.is_some() {}
         ticker.abort();

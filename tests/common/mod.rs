@@ -13,13 +13,18 @@ use corecache::server::{self, RunningServer, StartError};
 use loadgen::shard::connect_to_core;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A server running in this process; stopped when dropped.
 pub struct TestServer {
     server: Option<RunningServer>,
     pub addr: SocketAddr,
+    /// Where TLS clients connect, when TLS is on.
+    pub tls_addr: Option<SocketAddr>,
     pub runtime: RuntimeKind,
+    /// With `--auth-file`: the login the helpers send before `stats`.
+    pub login: Option<String>,
 }
 
 impl TestServer {
@@ -49,10 +54,13 @@ impl TestServer {
         adjust(&mut config);
         let server = server::start_with_clock(config, Clock::held())?;
         let addr = server.local_addr();
+        let tls_addr = server.tls_addr();
         Ok(TestServer {
             server: Some(server),
             addr,
+            tls_addr,
             runtime,
+            login: None,
         })
     }
 
@@ -93,9 +101,9 @@ impl TestServer {
     /// them, so the test knows the server holds them (whatever it did with
     /// them). No other client may send to the server meanwhile.
     pub fn send_and_wait_read(&self, c: &mut Raw, bytes: &[u8]) {
-        // Each poll is a `stats` on a new connection: the server counts
-        // its 7 bytes before it answers.
-        let poll = "stats\r\n".len() as u64;
+        // Each poll is a `stats` on a new connection (after a login, with
+        // auth on): the server counts those bytes before it answers.
+        let poll = ("stats\r\n".len() + self.login.as_ref().map_or(0, String::len)) as u64;
         let mut want = self.stat_u64("", "bytes_read") + bytes.len() as u64;
         c.send(bytes);
         eventually("the server read what was sent", || {
@@ -140,7 +148,11 @@ impl TestServer {
 
     /// The value of one `stats` field, read over a new connection.
     pub fn stat(&self, args: &str, name: &str) -> String {
-        let stats = self.connect().stats(args);
+        let mut c = self.connect();
+        if let Some(login) = &self.login {
+            c.expect(login, "STORED\r\n");
+        }
+        let stats = c.stats(args);
         stats
             .iter()
             .find(|(k, _)| k == name)
@@ -196,6 +208,17 @@ impl TestServer {
         threads: usize,
         max_connections: usize,
     ) -> (TestServer, SocketAddr) {
+        TestServer::shard_aware_with(runtime, threads, |config| {
+            config.max_connections = max_connections;
+        })
+    }
+
+    /// Like [`TestServer::shard_aware`], with the config adjusted first.
+    pub fn shard_aware_with(
+        runtime: RuntimeKind,
+        threads: usize,
+        adjust: impl Fn(&mut Config),
+    ) -> (TestServer, SocketAddr) {
         for _ in 0..20 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -205,8 +228,8 @@ impl TestServer {
                 config.threads = threads;
                 config.shards = 2 * threads;
                 config.cpus = vec![0; threads];
-                config.max_connections = max_connections;
                 config.shard_aware_port = port;
+                adjust(config);
             });
             match started {
                 Ok(server) => {
@@ -388,6 +411,26 @@ macro_rules! both_runtimes {
     };
 }
 
+/// One test per runtime, each calling `$body` (a function taking the
+/// runtime) with it: for tests that start their own servers.
+#[macro_export]
+macro_rules! per_runtime {
+    ($($name:ident => $body:path;)*) => {
+        $(
+            mod $name {
+                #[test]
+                fn thread_per_core() {
+                    $body(corecache::config::RuntimeKind::ThreadPerCore);
+                }
+                #[test]
+                fn work_stealing() {
+                    $body(corecache::config::RuntimeKind::WorkStealing);
+                }
+            }
+        )*
+    };
+}
+
 /// The thread that owns `key` (of 2 threads, 4 shards), as the router says.
 pub fn owner(key: &str) -> usize {
     let router = corecache::server::Router::new(4, 2);
@@ -495,5 +538,40 @@ impl Raw {
             scanned = got.len();
         }
         got
+    }
+}
+
+/// A scratch directory, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// A fresh directory named for `name`, this process and this thread.
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "corecache-test-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+
+    /// The path of `name` inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `contents` to `name` inside it; returns the path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("scratch file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
