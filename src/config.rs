@@ -101,6 +101,12 @@ pub struct Cli {
     /// Allow the `shutdown` command to stop the server.
     #[arg(long)]
     pub enable_shutdown: bool,
+    /// A second port, on the same address: a connection accepted there is
+    /// served by thread `client port % threads`, so a client that picks
+    /// its local port reaches each key's owner directly; 0 = off
+    /// [default: 0].
+    #[arg(long, value_name = "PORT")]
+    pub shard_aware_port: Option<u16>,
     /// TLS certificate chain (PEM), server certificate first. With
     /// --tls-key it turns TLS on: on --listen, or on --tls-listen if given.
     #[arg(long, value_name = "PATH")]
@@ -148,6 +154,7 @@ struct FileConfig {
     slab_min_chunk: Option<usize>,
     slab_page_size: Option<String>,
     enable_shutdown: Option<bool>,
+    shard_aware_port: Option<u16>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -192,6 +199,8 @@ pub struct Config {
     pub slab_page_size: usize,
     /// Whether the `shutdown` command is honoured.
     pub enable_shutdown: bool,
+    /// The shard-aware port (0: none); see `server::shard_port`.
+    pub shard_aware_port: u16,
     /// TLS, when it is on.
     pub tls: Option<TlsConfig>,
     /// Longest a TLS handshake may take.
@@ -255,6 +264,7 @@ impl Config {
             slab_min_chunk: 48,
             slab_page_size: MIB,
             enable_shutdown: false,
+            shard_aware_port: 0,
             tls: None,
             tls_handshake_timeout: Duration::from_secs(5),
             auth_file: None,
@@ -375,6 +385,27 @@ impl Config {
             if config.idle_timeout.subsec_nanos() != 0 {
                 return Err(error(&name, "must be whole seconds (or 0 for none)"));
             }
+        }
+        if let Some(port) = cli.shard_aware_port.or(file.shard_aware_port) {
+            // Sharing the listen port would let SO_REUSEPORT mix the two
+            // kinds of listener on one port.
+            if port != 0 && port == config.listen.port() {
+                return Err(error(
+                    "--shard-aware-port",
+                    format!("{port} is the listen port; it needs a port of its own"),
+                ));
+            }
+            // Nor the TLS port, when TLS listens on the same address.
+            let tls = config
+                .tls_listen()
+                .filter(|tls| tls.ip() == config.listen.ip());
+            if port != 0 && tls.is_some_and(|tls| tls.port() == port) {
+                return Err(error(
+                    "--shard-aware-port",
+                    format!("{port} is the --tls-listen port; it needs a port of its own"),
+                ));
+            }
+            config.shard_aware_port = port;
         }
         if let Some(max) = cli.max_connections.or(file.max_connections) {
             if max == 0 {
@@ -700,23 +731,36 @@ mod tests {
         assert_eq!(parsed.idle_timeout, Duration::from_secs(30));
     }
 
+    /// Every flag has its key in configs/default.toml (commented out where
+    /// the default depends on the machine) and its row in the README's
+    /// table, so a new flag cannot be left out of either.
     #[test]
-    fn the_shipped_default_file_documents_every_setting() {
+    fn every_flag_is_in_the_default_file_and_the_readme() {
         use clap::CommandFactory;
-        let text = include_str!("../configs/default.toml");
+        let toml = include_str!("../configs/default.toml");
+        let readme = include_str!("../README.md");
         for arg in Cli::command().get_arguments() {
-            let key = match arg.get_long() {
-                None | Some("config" | "help" | "version") => continue,
-                Some("no-pin") => "pin",
-                Some(long) => long,
+            let Some(long) = arg.get_long() else { continue };
+            if ["help", "version"].contains(&long) {
+                continue;
+            }
+            let row = |line: &str| {
+                let flags = line.split('|').nth(1).unwrap_or_default();
+                flags
+                    .split([' ', ',', '`'])
+                    .any(|word| word == format!("--{long}"))
             };
-            // Set to its default, or shown commented out where the default
-            // depends on the machine or is "none".
-            let documented = text.lines().any(|line| {
-                line.trim_start_matches("# ")
-                    .starts_with(&format!("{key} = "))
-            });
-            assert!(documented, "configs/default.toml has no `{key} = ` line");
+            assert!(readme.lines().any(row), "README: --{long}");
+            // The file's own key for the flag: `pin` for `--no-pin`.
+            let key = long.strip_prefix("no-").unwrap_or(long);
+            if key == "config" {
+                continue;
+            }
+            let set = |line: &str| {
+                let line = line.trim_start_matches("# ");
+                line.starts_with(&format!("{key} = "))
+            };
+            assert!(toml.lines().any(set), "configs/default.toml: {key}");
         }
     }
 
@@ -742,6 +786,23 @@ mod tests {
             (&["--slab-growth-factor", "1.0"], "--slab-growth-factor"),
             (&["--slab-page-size", "512k"], "--slab-page-size"),
             (&["--slab-growth-factor", "1.001"], "--slab-growth-factor"),
+            (
+                &["-p", "7000", "--shard-aware-port", "7000"],
+                "--shard-aware-port",
+            ),
+            (
+                &[
+                    "--tls-cert",
+                    "c",
+                    "--tls-key",
+                    "k",
+                    "--tls-listen",
+                    "127.0.0.1:7001",
+                    "--shard-aware-port",
+                    "7001",
+                ],
+                "--shard-aware-port",
+            ),
             (&["--tls-cert", "c.pem"], "--tls-cert"),
             (&["--tls-key", "k.pem"], "--tls-key"),
             (&["--tls-ca", "ca.pem"], "--tls-ca"),

@@ -58,6 +58,12 @@ fn main() -> ExitCode {
         Ok(signals) => signals,
         Err(e) => return fail(&format!("installing signal handlers: {e}")),
     };
+    let shard_aware = (config.shard_aware_port != 0).then(|| {
+        format!(
+            "shard-aware port {}: a connection from client port p is served by thread p % {}",
+            config.shard_aware_port, config.threads
+        )
+    });
     let server = match server::start(config) {
         Ok(server) => server,
         Err(e) => return fail(&e),
@@ -76,6 +82,9 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );
+    if let Some(shard_aware) = shard_aware {
+        tracing::info!("{shard_aware}");
+    }
     if pin_or_spin {
         tracing::info!("{sharing_hint}");
     }

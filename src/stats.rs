@@ -71,6 +71,12 @@ pub struct ThreadStats {
     pub total_connections: Counter,
     /// Connections refused because the server was full.
     pub rejected_connections: Counter,
+    /// Connections this thread accepted on the shard-aware port and handed
+    /// to the thread their client port names.
+    pub handed_off: Counter,
+    /// Connections this thread accepted on the shard-aware port and closed
+    /// because their thread's adoption queue was full (or it had stopped).
+    pub handoffs_refused: Counter,
     /// Requests parsed by this thread's connections.
     pub cmd_total: Counter,
     /// Keyed operations this thread sent to another thread's shards.
@@ -127,6 +133,8 @@ impl ThreadStats {
         for counter in [
             &self.total_connections,
             &self.rejected_connections,
+            &self.handed_off,
+            &self.handoffs_refused,
             &self.cmd_total,
             &self.forwarded_out,
             &self.forwarded_in,

@@ -233,3 +233,32 @@ fn a_long_line_or_a_huge_login_closes_the_connection(runtime: RuntimeKind) {
     server.send_and_wait_read(&mut c, &[b'x'; 2048]);
     c.expect("\r\n", UNAUTHENTICATED);
 }
+
+/// The shard-aware port asks for the login too, whether the connection
+/// was accepted by the core that serves it or handed over to it: a
+/// request before the login is refused, and after it the connection is
+/// served on the core its port names.
+#[test]
+fn a_shard_aware_connection_must_log_in_too() {
+    let users = Users::new("shard-aware");
+    let (server, shard_aware) =
+        TestServer::shard_aware_with(RuntimeKind::ThreadPerCore, 2, |config| {
+            config.auth_file = Some(users.path.clone());
+        });
+    let mut next = loadgen::shard::first_port();
+    // Two rounds per core, so some connections were handed over.
+    for round in 0..2 {
+        for core in 0..2 {
+            let mut c = common::connect_to(shard_aware, 2, core, &mut next);
+            c.expect("get k\r\n", UNAUTHENTICATED);
+            c.expect(LOGIN, "STORED\r\n");
+            assert_eq!(c.thread(), core, "round {round}");
+            c.expect("set k 0 0 1\r\nv\r\n", "STORED\r\n");
+        }
+    }
+    let mut c = logged_in(&server);
+    let stats = c.stats("");
+    let stat = |name: &str| &stats.iter().find(|(k, _)| k == name).unwrap().1;
+    assert_eq!(stat("auth_cmds"), "5");
+    assert_eq!(stat("auth_errors"), "0");
+}

@@ -356,22 +356,38 @@ fn a_reachable_address_without_tls_or_auth_is_warned_of() {
     );
 }
 
+/// What the warning tests protect a listener with, as the flags take them:
+/// a users file, a server certificate, its key and the CA of clients.
+struct Secrets {
+    users: String,
+    cert: String,
+    key: String,
+    ca: String,
+    _dir: Scratch,
+    _pki: pki::Pki,
+}
+
+impl Secrets {
+    fn new(name: &str) -> Secrets {
+        let dir = Scratch::new(name);
+        let pki = pki::Pki::new(name);
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        Secrets {
+            users: path(&dir.write("users", "alice:secret\n")),
+            cert: path(&pki.server_cert),
+            key: path(&pki.server_key),
+            ca: path(&pki.ca),
+            _dir: dir,
+            _pki: pki,
+        }
+    }
+}
+
 #[test]
 fn auth_or_verified_tls_silences_the_warning_and_unverified_tls_does_not() {
-    let dir = Scratch::new("cli-warning");
-    let users = dir.write("users", "alice:secret\n");
-    let pki = pki::Pki::new("cli-warning");
-    let (cert, key, ca) = (
-        pki.server_cert.to_str().unwrap(),
-        pki.server_key.to_str().unwrap(),
-        pki.ca.to_str().unwrap(),
-    );
-    let auth = [
-        "--listen",
-        "0.0.0.0",
-        "--auth-file",
-        users.to_str().unwrap(),
-    ];
+    let secrets = Secrets::new("cli-warning");
+    let (cert, key, ca) = (&secrets.cert[..], &secrets.key[..], &secrets.ca[..]);
+    let auth = ["--listen", "0.0.0.0", "--auth-file", &secrets.users];
     let (_server, _, log) = spawn_logging(&auth);
     assert_eq!(warnings(&log), Vec::<&String>::new());
     // TLS alone on the reachable address, client certificates required.
@@ -386,4 +402,43 @@ fn auth_or_verified_tls_silences_the_warning_and_unverified_tls_does_not() {
         warned[0].contains(&format!("TLS on {addr} is not on a loopback address")),
         "{log:#?}"
     );
+}
+
+/// The shard-aware port is another plaintext listener on the listen
+/// address: verified TLS on a reachable `--listen` does not cover it, so
+/// it is warned of on its own; `--auth-file` covers it.
+#[test]
+fn a_reachable_shard_aware_port_without_auth_is_warned_of() {
+    let secrets = Secrets::new("cli-shard-aware-warning");
+    let (cert, key, ca) = (&secrets.cert[..], &secrets.key[..], &secrets.ca[..]);
+    // A port free a moment ago, for the shard-aware listener.
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+    let tls = [
+        "--listen",
+        "0.0.0.0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--tls-ca",
+        ca,
+        "--shard-aware-port",
+        &port,
+    ];
+    let (server, _, log) = spawn_logging(&tls);
+    let warned = warnings(&log);
+    assert_eq!(warned.len(), 1, "{log:#?}");
+    assert!(
+        warned[0].contains(&format!(
+            "0.0.0.0:{port} is not a loopback address and has neither TLS nor --auth-file"
+        )),
+        "{log:#?}"
+    );
+    drop(server);
+    let (_server, _, log) = spawn_logging(&[&tls[..], &["--auth-file", &secrets.users]].concat());
+    assert_eq!(warnings(&log), Vec::<&String>::new());
 }

@@ -107,8 +107,43 @@ fn tls_connections_with_every_value_verified(runtime: corecache::config::Runtime
     assert_eq!(server.stat_u64("", "ssl_handshake_errors"), 0);
 }
 
-/// `loadgen compare --quick` against the real server, both runtimes: the
-/// matrix reads corecache's own counters around every measured phase.
+/// `loadgen --shard-aware` against a real thread-per-core server with a
+/// shard-aware port: it reads the rule from `stats settings`, sends every
+/// key (multi-gets split by owner) on its owner core's connection, and the
+/// server forwards nothing, with every value verified.
+#[test]
+fn shard_aware_loadgen_forwards_nothing() {
+    let (server, shard_aware) =
+        common::TestServer::shard_aware(corecache::config::RuntimeKind::ThreadPerCore, 2, 1024);
+    let json = run(
+        &server,
+        &[
+            "--shard-aware",
+            "--verify=strict",
+            "--multiget",
+            "5",
+            "--get-ratio",
+            "0.7",
+        ],
+    );
+    let n = |field: &str| json[field].as_u64().unwrap_or_else(|| panic!("{field}"));
+    assert!(n("gets") > 0 && n("sets") > 0, "{json:#}");
+    assert_eq!(n("get_keys"), 5 * n("gets"));
+    assert_eq!(json["errors"]["total"].as_u64(), Some(0), "{json:#}");
+    assert_eq!(json["hit_ratio"].as_f64(), Some(1.0), "{json:#}");
+    assert_eq!(
+        json["shard_map"],
+        serde_json::json!({"threads": 2, "shards": 4, "port": shard_aware.port()})
+    );
+    // 8 slots, one connection per core each, all on the shard-aware port
+    // (plus the one `stats settings` asked on), admitted once each.
+    assert_eq!(server.stat_u64("", "total_connections"), 8 * 2 + 1 + 1);
+    server.assert_forwarded_exactly(0);
+}
+
+/// `loadgen compare --quick` against the real server, both runtimes and
+/// thread-per-core with its shard-aware port: the matrix reads
+/// corecache's own counters around every measured phase.
 #[test]
 fn compare_records_the_servers_cpu_and_forwarding_counters() {
     #[derive(Parser)]
@@ -123,7 +158,7 @@ fn compare_records_the_servers_cpu_and_forwarding_counters() {
         "--corecache",
         env!("CARGO_BIN_EXE_corecache"),
         "--systems",
-        "corecache-tpc,corecache-ws",
+        "corecache-tpc,corecache-ws,corecache-sa",
         "--layouts",
         "2shared",
         "--pinning",
@@ -144,7 +179,7 @@ fn compare_records_the_servers_cpu_and_forwarding_counters() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let cells = json["cells"].as_array().unwrap();
-    assert_eq!(cells.len(), 2, "{json:#}");
+    assert_eq!(cells.len(), 3, "{json:#}");
     for cell in cells {
         let server = &cell["samples"][0]["server"];
         let n = |k: &str| {
@@ -167,6 +202,12 @@ fn compare_records_the_servers_cpu_and_forwarding_counters() {
                 assert!(server["core_wakes"].is_u64(), "{server:#}");
             }
             "corecache-ws" => assert_eq!(n("forwarded_requests"), 0, "{server:#}"),
+            // Every key went to its owner's connection on the shard-aware
+            // port, multi-gets split by owner.
+            "corecache-sa" => {
+                assert_eq!(n("forwarded_requests"), 0, "{server:#}");
+                assert_eq!(n("forward_messages"), 0, "{server:#}");
+            }
             other => panic!("{other}"),
         }
         assert!(

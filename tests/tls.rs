@@ -268,3 +268,59 @@ fn a_tls_client_must_log_in_too(runtime: RuntimeKind) {
         "STORED\r\nEND\r\n",
     );
 }
+
+/// TLS and the shard-aware port on one thread-per-core server: a TLS
+/// client is served on the TLS port (its handshake done, its requests
+/// forwarded like anyone's), and plaintext clients on the shard-aware port
+/// are served by the core their port names, with no handshake asked of
+/// them, whichever core's listener the kernel gave them to. `stats conns`
+/// names the port each came in on, and each is admitted once.
+#[test]
+fn tls_and_the_shard_aware_port_serve_side_by_side() {
+    let pki = Pki::new("shard-aware");
+    let (server, shard_aware) = TestServer::shard_aware_with(RuntimeKind::ThreadPerCore, 2, |c| {
+        c.tls = Some(pki.server(false, Some("127.0.0.1:0".parse().unwrap())));
+    });
+    let tls_addr = server.tls_addr.expect("TLS is on");
+    let mut tls = TlsClient::connect(tls_addr, pki.client(Identity::Anonymous)).unwrap();
+    let (zero, one) = (key_on_thread(0, 0), key_on_thread(1, 0));
+    tls.expect(
+        &format!("set {zero} 1 0 4\r\nzero\r\nset {one} 2 0 3\r\none\r\n"),
+        "STORED\r\nSTORED\r\n",
+    );
+    // Two rounds per core, so some connections were handed over.
+    let mut next = loadgen::shard::first_port();
+    let mut conns = Vec::new();
+    for round in 0..2 {
+        for core in 0..2 {
+            let mut c = common::connect_to(shard_aware, 2, core, &mut next);
+            assert_eq!(c.thread(), core, "round {round}");
+            // Each reads the key its core owns, set over TLS.
+            let (key, flags, value) = [(&zero, 1, "zero"), (&one, 2, "one")][core];
+            c.expect(
+                &format!("get {key}\r\n"),
+                &format!("VALUE {key} {flags} {}\r\n{value}\r\nEND\r\n", value.len()),
+            );
+            conns.push(c);
+        }
+    }
+    tls.expect(
+        &format!("get {zero} {one}\r\n"),
+        &format!("VALUE {zero} 1 4\r\nzero\r\nVALUE {one} 2 3\r\none\r\nEND\r\n"),
+    );
+    let listed = conns[0].stats("conns");
+    let on = |addr: std::net::SocketAddr| {
+        let addr = format!("tcp:{addr}");
+        listed
+            .iter()
+            .filter(|(k, v)| k.ends_with(":listen_addr") && *v == addr)
+            .count()
+    };
+    assert_eq!((on(tls_addr), on(shard_aware)), (1, 4), "{listed:?}");
+    let stats = conns[0].stats("");
+    let stat = |name: &str| &stats.iter().find(|(k, _)| k == name).unwrap().1;
+    assert_eq!(stat("total_connections"), "5");
+    assert_eq!(stat("curr_connections"), "5");
+    assert_eq!(stat("ssl_handshake_errors"), "0");
+    assert_eq!(stat("shard_aware_refused"), "0");
+}

@@ -7,7 +7,8 @@
 //! per statistic ([`StatsOut`]).
 
 use super::connection::Dispatch;
-use super::{Control, ServerState, ShardAnswer, ShardReport};
+use super::{Control, Router, ServerState, ShardAnswer, ShardReport};
+use crate::config::RuntimeKind;
 use crate::protocol::admin::{StatsGroup, write_prefix_line};
 use crate::protocol::binary::{self, Opcode, Status};
 use crate::protocol::{ErrorReply, Reply};
@@ -252,6 +253,8 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("curr_connections", sum(|t| &t.curr_connections));
     s.stat("total_connections", sum(|t| &t.total_connections));
     s.stat("rejected_connections", sum(|t| &t.rejected_connections));
+    s.stat("shard_aware_handoffs", sum(|t| &t.handed_off));
+    s.stat("shard_aware_refused", sum(|t| &t.handoffs_refused));
     s.stat("cmd_get", total.cmd_get);
     s.stat("cmd_set", total.cmd_set);
     s.stat("cmd_flush", sum(|t| &t.cmd_flush));
@@ -455,6 +458,8 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
         for (name, counter) in [
             ("curr_connections", &t.curr_connections),
             ("total_connections", &t.total_connections),
+            ("handed_off", &t.handed_off),
+            ("handoffs_refused", &t.handoffs_refused),
             ("cmd_total", &t.cmd_total),
             ("forwarded_out", &t.forwarded_out),
             ("forwarded_in", &t.forwarded_in),
@@ -524,6 +529,21 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     out.stat("ttl_tick_ms", c.ttl_tick.as_millis());
     out.stat("spin_us", c.spin.as_micros());
     out.stat("idle_timeout", c.idle_timeout.as_secs());
+    // What a client needs to send each key to its owner's connection on
+    // the shard-aware port (docs/shard-aware.md).
+    let router = &state.router;
+    out.stat("shard_aware_port", c.shard_aware_port);
+    out.stat("shard_hash", Router::HASH_NAME);
+    out.stat("shard_count", router.shards());
+    out.stat("shard_select", Router::SELECT_NAME);
+    out.stat(
+        "shard_owner",
+        match c.runtime {
+            RuntimeKind::ThreadPerCore => Router::OWNER_NAME,
+            // No thread owns a shard: every worker serves every key.
+            RuntimeKind::WorkStealing => "any",
+        },
+    );
     tls_settings(state, out);
 }
 

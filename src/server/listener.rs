@@ -1,16 +1,16 @@
 //! Binding the listen addresses once per thread with `SO_REUSEPORT`, and
-//! accepting from them.
+//! the kinds of listener (accepting from them is `shard_port.rs`).
 //!
 //! Every thread-per-core thread gets its own listening socket on the same
 //! address, so the kernel spreads incoming connections across threads (by
 //! hash of the connection's addresses, not by load: `stats threads` shows
 //! how it came out) and a connection never has to move. With TLS on, each
-//! thread has a second socket, on the TLS address, spread the same way.
+//! thread has a second socket, on the TLS address, spread the same way; with
+//! a shard-aware port, a third (`shard_port.rs`).
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use tokio::sync::watch;
 
 /// Which kind of listener a connection came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,63 +19,13 @@ pub(crate) enum Transport {
     Plain,
     /// TLS: a handshake comes first.
     Tls,
-}
-
-/// One thread's listening sockets, bound but not yet on a runtime.
-pub(crate) struct ThreadListeners {
-    pub plain: Option<TcpListener>,
-    pub tls: Option<TcpListener>,
-}
-
-/// One thread's listening sockets on its runtime.
-pub(crate) struct Listeners {
-    plain: Option<tokio::net::TcpListener>,
-    tls: Option<tokio::net::TcpListener>,
-}
-
-impl Listeners {
-    /// Registers `bound` with the current runtime.
-    pub fn from_std(bound: ThreadListeners) -> io::Result<Listeners> {
-        let register =
-            |l: Option<TcpListener>| l.map(tokio::net::TcpListener::from_std).transpose();
-        Ok(Listeners {
-            plain: register(bound.plain)?,
-            tls: register(bound.tls)?,
-        })
-    }
-
-    /// Accepts connections from every listener until shutdown is asked
-    /// for, handing each to `serve` (which spawns its task): a TLS
-    /// handshake never runs here, so a slow one holds up no one.
-    pub async fn accept_until_shutdown(
-        &self,
-        shutdown: &watch::Receiver<bool>,
-        mut serve: impl FnMut(tokio::net::TcpStream, Transport),
-    ) {
-        async fn accept(
-            listener: Option<&tokio::net::TcpListener>,
-        ) -> io::Result<tokio::net::TcpStream> {
-            match listener {
-                Some(listener) => listener.accept().await.map(|(stream, _)| stream),
-                None => std::future::pending().await,
-            }
-        }
-        let mut stop = shutdown.clone();
-        loop {
-            let (accepted, transport) = tokio::select! {
-                accepted = accept(self.plain.as_ref()) => (accepted, Transport::Plain),
-                accepted = accept(self.tls.as_ref()) => (accepted, Transport::Tls),
-                _ = stop.wait_for(|stop| *stop) => break,
-            };
-            if let Ok(stream) = accepted {
-                serve(stream, transport);
-            }
-        }
-    }
+    /// The shard-aware port (directly, or handed over by another core):
+    /// plaintext, like `Plain`; it differs in its address.
+    ShardAware,
 }
 
 /// Pending connections each listener queues before accepting.
-const BACKLOG: i32 = 1024;
+pub(super) const BACKLOG: i32 = 1024;
 
 /// Binds `count` listeners to `addr`; returns them and the bound address
 /// (with the real port when `addr` asks for port 0).

@@ -2,7 +2,7 @@
 //!
 //! [`start`] binds the listeners, builds the shards and starts the chosen
 //! runtime's threads, then returns a [`RunningServer`] handle. Both runtimes
-//! run the same accept loop (`listener.rs`), the same admission
+//! run the same accept loop (`shard_port.rs`), the same admission
 //! (`state.rs`) and TLS handshake (`tls.rs`) in [`serve_accepted`], the
 //! same connection loop (`connection.rs`), the same
 //! `Op::execute` (`op.rs`) on the same [`crate::storage::Shard`], and the
@@ -14,6 +14,12 @@
 //!   mailboxes, the wake protocol).
 //! - `work_stealing.rs`: tokio's multi-threaded runtime; every shard sits
 //!   behind its own lock and requests run in place.
+//!
+//! Connections come from `shard_port.rs` (`Incoming`): the plaintext
+//! listen port, the TLS port if on, the shard-aware port if on, and
+//! (thread-per-core) connections another core accepted there and handed to
+//! the core their client port names. Each comes with the [`Transport`] of
+//! its listener, which decides its handshake and its `listen_addr`.
 
 mod admin;
 mod auth;
@@ -24,8 +30,10 @@ mod forward;
 mod listener;
 mod meta;
 mod op;
+mod pinned;
 pub mod router;
 mod settings;
+pub mod shard_port;
 mod state;
 mod thread_per_core;
 mod tls;
@@ -41,7 +49,7 @@ use crate::config::{Config, RuntimeKind};
 use crate::stats::ThreadStats;
 use crate::storage::Millis;
 use connection::{Connection, Dispatch};
-use listener::{ThreadListeners, Transport};
+use listener::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -58,6 +66,14 @@ pub enum StartError {
         /// The setting that named the address.
         setting: &'static str,
         /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Binding the shard-aware port failed.
+    #[error("--shard-aware-port {}: {source}", addr.port())]
+    ShardAwareBind {
+        /// The address (the listen address's IP).
         addr: SocketAddr,
         /// The cause.
         source: std::io::Error,
@@ -99,9 +115,10 @@ impl RunningServer {
 
     /// What the server should warn of at start: each listener on an
     /// address other than loopback that lets in any client that reaches
-    /// it. A plaintext listener does so without `--auth-file`; a TLS one
-    /// without `--auth-file` and without `--tls-ca` (TLS with no client
-    /// certificate check encrypts, but keeps no one out).
+    /// it. A plaintext listener (the shard-aware port is one) does so
+    /// without `--auth-file`; a TLS one without `--auth-file` and without
+    /// `--tls-ca` (TLS with no client certificate check encrypts, but keeps
+    /// no one out).
     pub fn exposure_warnings(&self) -> Vec<String> {
         let (state, config) = (&self.state, &self.state.config);
         let mut warnings = Vec::new();
@@ -109,7 +126,8 @@ impl RunningServer {
             return warnings;
         }
         let plain = config.plaintext_listen().map(|_| state.listen);
-        if let Some(addr) = plain.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
+        let plain = plain.into_iter().chain(state.shard_aware);
+        for addr in plain.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
             warnings.push(format!(
                 "{addr} is not a loopback address and has neither TLS nor --auth-file: \
                  anyone who can reach it can read, change and flush every item, \
@@ -207,20 +225,31 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         (Some((_, addr)), _) | (None, Some((_, addr))) => *addr,
         (None, None) => unreachable!("--listen is plaintext unless TLS took it"),
     };
+    // The shard-aware port: on --listen's address, as many listeners as
+    // it has, plaintext whether or not TLS took --listen.
+    let shard_aware = match config.shard_aware_port {
+        0 => None,
+        port => {
+            let addr = SocketAddr::new(listen.ip(), port);
+            let (bound, addr) = listener::bind(addr, count)
+                .map_err(|source| StartError::ShardAwareBind { addr, source })?;
+            Some((bound, addr))
+        }
+    };
     let tls_addr = tls_listen.as_ref().map(|(_, addr)| *addr);
-    let mut plain = plain.map(|(listeners, _)| listeners.into_iter());
-    let mut tls_sockets = tls_listen.map(|(listeners, _)| listeners.into_iter());
-    let listeners: Vec<ThreadListeners> = (0..count)
-        .map(|_| ThreadListeners {
-            plain: plain.as_mut().and_then(Iterator::next),
-            tls: tls_sockets.as_mut().and_then(Iterator::next),
-        })
-        .collect();
+    let shard_aware_addr = shard_aware.as_ref().map(|(_, addr)| *addr);
+    let hand_off = config.runtime == RuntimeKind::ThreadPerCore;
+    let sources = shard_port::sources(
+        count,
+        [plain, tls_listen, shard_aware].map(|bound| bound.map(|(listeners, _)| listeners)),
+        hand_off,
+    );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let state = Arc::new(ServerState {
         router: Router::new(config.shards, config.threads),
         listen,
         tls_listen: tls_addr,
+        shard_aware: shard_aware_addr,
         tls,
         auth,
         clock,
@@ -236,23 +265,18 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         config,
     });
     let threads = match state.config.runtime {
-        RuntimeKind::ThreadPerCore => thread_per_core::start(&state, listeners, shutdown_rx)?,
+        RuntimeKind::ThreadPerCore => thread_per_core::start(&state, sources, shutdown_rx)?,
         RuntimeKind::WorkStealing => {
-            let listeners = listeners.into_iter().next().expect("one set of listeners");
+            let sources = sources.into_iter().next().expect("one set of listeners");
             let state = state.clone();
             let thread = std::thread::Builder::new()
                 .name("corecache-main".into())
-                .spawn(move || work_stealing::run(state, listeners, shutdown_rx))
+                .spawn(move || work_stealing::run(state, sources, shutdown_rx))
                 .map_err(|e| StartError::Thread(e.to_string()))?;
             vec![thread]
         }
     };
     Ok(RunningServer { state, threads })
-}
-
-/// Pins the calling thread to `cpu`; false if the OS refused.
-pub(crate) fn pin_current_thread(cpu: usize) -> bool {
-    core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
 }
 
 /// Serves one accepted connection on `thread`, the task's whole life:
@@ -273,7 +297,7 @@ pub(crate) async fn serve_accepted<D: Dispatch>(
         return;
     };
     match transport {
-        Transport::Plain => {
+        Transport::Plain | Transport::ShardAware => {
             let dispatch = dispatch(&slot);
             Connection::new(stream, slot, state, dispatch)
                 .serve(stop)

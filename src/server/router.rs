@@ -13,6 +13,16 @@ pub struct Router {
 }
 
 impl Router {
+    /// The hash's name as `stats settings` publishes it (`shard_hash`):
+    /// xxh3, 64 bits, seed 0, over the key's bytes.
+    pub const HASH_NAME: &'static str = "xxh3_64";
+    /// How [`Router::shard`] picks a shard, as published (`shard_select`):
+    /// `((hash >> 32) * shards) >> 32`.
+    pub const SELECT_NAME: &'static str = "hi32_mul";
+    /// How [`Router::owner`] picks a thread, as published (`shard_owner`):
+    /// `shard % threads`.
+    pub const OWNER_NAME: &'static str = "modulo";
+
     /// A router over `shards` shards spread round-robin over `threads`.
     pub fn new(shards: usize, threads: usize) -> Router {
         assert!(shards >= threads && threads > 0, "shards >= threads > 0");
@@ -97,5 +107,29 @@ mod tests {
         );
         assert_eq!(Router::new(4, 2).shard(0), 0);
         assert_eq!(Router::new(4, 2).shard(u64::MAX), 3);
+    }
+
+    /// The rule `stats settings` publishes, computed from its description
+    /// (docs/shard-aware.md), places keys where the router does.
+    #[test]
+    fn the_published_rule_is_the_routers() {
+        assert_eq!(
+            (Router::HASH_NAME, Router::SELECT_NAME, Router::OWNER_NAME),
+            ("xxh3_64", "hi32_mul", "modulo")
+        );
+        // XXH3_64bits with seed 0, from the reference implementation.
+        assert_eq!(Router::hash(b""), 0x2D06_8005_38D3_94C2);
+        assert_eq!(Router::hash(b"key:0"), 0xb464_ee7b_6334_4e80);
+        for (shards, threads) in [(8u64, 2u64), (16, 3), (7, 7), (64, 5)] {
+            let router = Router::new(shards as usize, threads as usize);
+            for i in 0..1000 {
+                let key = format!("key:{i}");
+                let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+                let shard = ((hash >> 32) * shards) >> 32;
+                let owner = shard % threads;
+                let routed = router.shard(Router::hash(key.as_bytes()));
+                assert_eq!((routed as u64, router.owner(routed) as u64), (shard, owner));
+            }
+        }
     }
 }

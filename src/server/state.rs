@@ -213,6 +213,8 @@ pub struct ServerState {
     pub listen: SocketAddr,
     /// The address TLS clients connect to, when TLS is on.
     pub tls_listen: Option<SocketAddr>,
+    /// The shard-aware port's address, when it is on.
+    pub shard_aware: Option<SocketAddr>,
     /// The TLS configuration every TLS listener shares, when TLS is on.
     pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
     /// The users of `--auth-file`, when clients must authenticate.
@@ -359,7 +361,7 @@ pub(crate) async fn admit(
     if open >= state.config.max_connections {
         state.connections.fetch_sub(1, Ordering::Relaxed);
         stats.rejected_connections.add_shared(1);
-        if transport == Transport::Plain {
+        if transport != Transport::Tls {
             let _ = stream
                 .write_all(b"ERROR Too many open connections\r\n")
                 .await;
@@ -371,6 +373,7 @@ pub(crate) async fn admit(
     let listen = match transport {
         Transport::Plain => state.listen,
         Transport::Tls => state.tls_listen.unwrap_or(state.listen),
+        Transport::ShardAware => state.shard_aware.unwrap_or(state.listen),
     };
     let info = Arc::new(ConnInfo {
         fd: std::os::fd::AsRawFd::as_raw_fd(&*stream),
@@ -441,6 +444,7 @@ impl ServerState {
             router: Router::new(config.shards, config.threads),
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_listen: None,
+            shard_aware: None,
             tls: None,
             auth: None,
             clock: Clock::new(),

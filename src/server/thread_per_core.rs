@@ -47,8 +47,8 @@ use super::connection::{Dispatch, Step};
 use super::forward::{
     self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Referenced, Ticket, WaitList, Waiting,
 };
-use super::listener::{Listeners, ThreadListeners};
 use super::op::Op;
+use super::shard_port::Sources;
 use super::{Control, ServerState, ShardReport, StartError};
 use crate::stats::ThreadStats;
 use crate::storage::{Millis, Prefetch, Shard};
@@ -56,7 +56,6 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -568,82 +567,46 @@ impl Dispatch for CoreDispatch {
     }
 }
 
-/// Starts one pinned thread per core. Every thread pins itself and
-/// reports; then all start, or all exit if any could not pin, so a bad
-/// `--cpus` fails start-up cleanly.
+/// Starts one pinned thread per core (`pinned.rs`): all start, or none
+/// if any could not pin.
 pub(super) fn start(
     state: &Arc<ServerState>,
-    listeners: Vec<ThreadListeners>,
+    sources: Vec<Sources>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<std::io::Result<()>>>, StartError> {
     let config = &state.config;
     let (mailboxes, inboxes) = forward::mailboxes(config.threads, config.max_connections);
-    let mut threads = Vec::new();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let gate = Arc::new((
-        std::sync::Barrier::new(config.threads + 1),
-        AtomicBool::new(false),
-    ));
-    for (index, (listeners, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
-        let setup = CoreSetup {
+    let setups = (sources.into_iter().zip(inboxes).enumerate())
+        .map(|(index, (sources, inbox))| CoreSetup {
             index,
-            listeners,
+            sources,
             mailboxes: mailboxes.clone(),
             inbox,
             state: state.clone(),
-        };
-        let cpu = config.pin.then(|| config.cpus[index]);
-        let shutdown = shutdown.clone();
-        let ready = ready_tx.clone();
-        let gate = gate.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("corecache-{index}"))
-            .spawn(move || {
-                let pinned = cpu.is_none_or(super::pin_current_thread);
-                let _ = ready.send((cpu, pinned));
-                gate.0.wait();
-                if !gate.1.load(Ordering::Acquire) {
-                    return Ok(());
-                }
-                run_core(setup, shutdown)
-            })
-            .map_err(|e| StartError::Thread(e.to_string()))?;
-        threads.push(thread);
-    }
-    drop(ready_tx);
-    // Exactly one report per thread (the threads keep their senders).
-    let failed = ready_rx
-        .iter()
-        .take(config.threads)
-        .fold(None, |failed, (cpu, pinned)| {
-            failed.or((!pinned).then_some(cpu))
-        });
-    gate.1.store(failed.is_none(), Ordering::Release);
-    gate.0.wait();
-    if let Some(cpu) = failed {
-        for thread in threads {
-            let _ = thread.join();
-        }
-        return Err(StartError::Thread(format!(
-            "could not pin a thread to CPU {}",
-            cpu.unwrap_or_default()
-        )));
-    }
-    Ok(threads)
+            shutdown: shutdown.clone(),
+        })
+        .collect();
+    super::pinned::start_all(
+        setups,
+        |index| config.pin.then(|| config.cpus[index]),
+        run_core,
+    )
 }
 
 /// Everything one core thread needs, prepared on the main thread.
 struct CoreSetup {
     index: usize,
-    /// This core's listeners (SO_REUSEPORT, already bound).
-    listeners: ThreadListeners,
+    /// This core's listeners (SO_REUSEPORT, already bound) and adoptions.
+    sources: Sources,
     mailboxes: Vec<Arc<Mailbox>>,
     inbox: Inbox,
     state: Arc<ServerState>,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Runs one core until shutdown. Called on the core's own (pinned) thread.
-fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+fn run_core(setup: CoreSetup) -> std::io::Result<()> {
+    let shutdown = setup.shutdown;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(|| {
@@ -683,7 +646,7 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
     });
     PARKING.set(Some(core.clone()));
     let served = local.block_on(&runtime, async move {
-        let listeners = Listeners::from_std(setup.listeners)?;
+        let incoming = setup.sources.into_incoming(setup.index, state.clone())?;
         let mail_task = tokio::task::spawn_local(mailbox(core.clone()));
         let tick_core = core.clone();
         let tick_task = tokio::task::spawn_local(super::tick_every(
@@ -697,7 +660,7 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
             },
         ));
         let mut connections = tokio::task::JoinSet::new();
-        listeners
+        incoming
             .accept_until_shutdown(&shutdown, |stream, transport| {
                 let (state, core, stop) = (state.clone(), core.clone(), shutdown.clone());
                 let index = core.index;
@@ -709,7 +672,8 @@ fn run_core(setup: CoreSetup, shutdown: watch::Receiver<bool>) -> std::io::Resul
                 while connections.try_join_next().is_some() {}
             })
             .await;
-        drop(listeners);
+        // Connections still queued for adoption here are closed with it.
+        drop(incoming);
         // Answer what was already read, then wait for every other core to
         // do the same: their connections may still need our shards.
         while connections.join_next().await.is_some() {}

@@ -7,7 +7,6 @@
 //! comparing the two compares ownership and dispatch and nothing else.
 
 use super::connection::{Dispatch, Step};
-use super::listener::{Listeners, ThreadListeners};
 use super::{ConnInfo, Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
 use crate::storage::{Prefetch, Shard};
@@ -127,7 +126,7 @@ impl Dispatch for SharedDispatch {
 /// Runs the work-stealing server until shutdown (blocks the calling thread).
 pub fn run(
     state: Arc<ServerState>,
-    listeners: ThreadListeners,
+    sources: super::shard_port::Sources,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let config = &state.config;
@@ -141,7 +140,7 @@ pub fn run(
             // two runtimes get the same CPUs; tasks still move between them.
             let worker = next_worker.fetch_add(1, Ordering::Relaxed) % threads;
             WORKER.with(|slot| slot.set(worker));
-            if pin && !super::pin_current_thread(cpus[worker]) {
+            if pin && !super::pinned::pin_current_thread(cpus[worker]) {
                 tracing::warn!("could not pin worker {worker} to CPU {}", cpus[worker]);
             }
         })
@@ -154,7 +153,8 @@ pub fn run(
         state: state.clone(),
     });
     runtime.block_on(async move {
-        let listeners = Listeners::from_std(listeners)?;
+        // Both ports accept alike: any worker serves any key.
+        let incoming = sources.into_incoming(0, state.clone())?;
         let tick_shared = shared.clone();
         let ticker = tokio::spawn(super::tick_every(state.clone(), None, move |now| {
             // Each shard is locked in turn, briefly.
@@ -165,7 +165,7 @@ pub fn run(
             tick_shared.state.threads[0].expiry_ticks.add(1);
         }));
         let mut connections = tokio::task::JoinSet::new();
-        listeners
+        incoming
             .accept_until_shutdown(&shutdown, |stream, transport| {
                 let (state, shared, stop) = (state.clone(), shared.clone(), shutdown.clone());
                 connections.spawn(async move {
@@ -182,7 +182,7 @@ pub fn run(
                 while connections.try_join_next().is_some() {}
             })
             .await;
-        drop(listeners);
+        drop(incoming);
         while connections.join_next().await.is_some() {}
         ticker.abort();
         Ok(())

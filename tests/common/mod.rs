@@ -9,7 +9,8 @@
 
 use corecache::clock::Clock;
 use corecache::config::{Config, RuntimeKind};
-use corecache::server::{self, RunningServer};
+use corecache::server::{self, RunningServer, StartError};
+use loadgen::shard::connect_to_core;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -35,6 +36,14 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with the config adjusted first.
     pub fn with(runtime: RuntimeKind, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::try_with(runtime, adjust).expect("server starts")
+    }
+
+    /// Like [`TestServer::with`], returning why the server did not start.
+    pub fn try_with(
+        runtime: RuntimeKind,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<TestServer, server::StartError> {
         let mut config = Config::defaults(&[0, 1]);
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.threads = 2;
@@ -43,16 +52,16 @@ impl TestServer {
         config.runtime = runtime;
         config.ttl_tick = Duration::from_millis(20);
         adjust(&mut config);
-        let server = server::start_with_clock(config, Clock::held()).expect("server starts");
+        let server = server::start_with_clock(config, Clock::held())?;
         let addr = server.local_addr();
         let tls_addr = server.tls_addr();
-        TestServer {
+        Ok(TestServer {
             server: Some(server),
             addr,
             tls_addr,
             runtime,
             login: None,
-        }
+        })
     }
 
     /// Moves the server's clock forward by `by`, at once. The expiry
@@ -191,6 +200,48 @@ impl TestServer {
     pub fn stat_u64(&self, args: &str, name: &str) -> u64 {
         self.stat(args, name).parse().expect("a number")
     }
+
+    /// A server with a shard-aware port, and that port's address. The port
+    /// is one the OS just had free; if something took it meanwhile, another.
+    pub fn shard_aware(
+        runtime: RuntimeKind,
+        threads: usize,
+        max_connections: usize,
+    ) -> (TestServer, SocketAddr) {
+        TestServer::shard_aware_with(runtime, threads, |config| {
+            config.max_connections = max_connections;
+        })
+    }
+
+    /// Like [`TestServer::shard_aware`], with the config adjusted first.
+    pub fn shard_aware_with(
+        runtime: RuntimeKind,
+        threads: usize,
+        adjust: impl Fn(&mut Config),
+    ) -> (TestServer, SocketAddr) {
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let started = TestServer::try_with(runtime, |config| {
+                config.threads = threads;
+                config.shards = 2 * threads;
+                config.cpus = vec![0; threads];
+                config.shard_aware_port = port;
+                adjust(config);
+            });
+            match started {
+                Ok(server) => {
+                    let shard_aware = SocketAddr::new(server.addr.ip(), port);
+                    return (server, shard_aware);
+                }
+                Err(StartError::ShardAwareBind { .. }) => continue,
+                Err(e) => panic!("server did not start: {e}"),
+            }
+        }
+        panic!("no free port for the shard-aware listener in 20 tries");
+    }
 }
 
 impl Drop for TestServer {
@@ -315,6 +366,16 @@ impl Raw {
         let mut buf = [0u8; 64];
         matches!(self.stream.read(&mut buf), Ok(0))
     }
+}
+
+/// A connection to `addr` from a local port `p` with `p % threads == core`.
+pub fn connect_to(addr: SocketAddr, threads: usize, core: usize, next: &mut u32) -> Raw {
+    let stream = connect_to_core(addr, threads, core, next).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    Raw { stream }
 }
 
 /// Defines one test per runtime from a body taking a started server

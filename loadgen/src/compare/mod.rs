@@ -61,10 +61,13 @@ pub struct CompareArgs {
     #[arg(long, default_value = "memcached")]
     pub memcached: PathBuf,
     /// Systems to run, comma-separated, from
-    /// `corecache-tpc,corecache-ws,memcached`, and `corecache-sa`
-    /// (thread-per-core with `--shard-aware-port`, loaded with
-    /// `--shard-aware`; needs a corecache that has the flag).
-    #[arg(long, default_value = "corecache-tpc,corecache-ws,memcached")]
+    /// `corecache-tpc,corecache-ws,corecache-sa,memcached` (`corecache-sa`:
+    /// thread-per-core with `--shard-aware-port`, loaded with
+    /// `--shard-aware`).
+    #[arg(
+        long,
+        default_value = "corecache-tpc,corecache-ws,corecache-sa,memcached"
+    )]
     pub systems: String,
     /// Layouts, comma-separated: `S+L` (S server threads on their own
     /// CPUs, L loadgen threads pinned below them) or `Nshared` (N server
