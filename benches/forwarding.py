@@ -19,6 +19,7 @@ Layouts (where loadgen runs matters more than anything on 2 CPUs):
     python3 benches/forwarding.py                       # this build, default matrix
     python3 benches/forwarding.py --bin old=/path/to/old/corecache --bin new=target/release/corecache
     python3 benches/forwarding.py --layouts 2t-pinned --pipelines 1 --repeat 5 --extra=--spin=20us
+    python3 benches/forwarding.py --shard-aware --runtimes thread-per-core --layouts 2t-pinned,2t-nopin
 
 Prints one line per run and a summary (median and range per cell); with
 --json PATH writes every run.
@@ -94,6 +95,8 @@ def run_cell(binary, runtime, layout, pipeline, args):
     else:
         sys.exit(f"unknown layout {layout}")
     server += args.extra
+    if args.shard_aware:
+        server += ["--shard-aware-port", str(free_port())]
     proc = subprocess.Popen(server, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         deadline = time.time() + 10
@@ -110,6 +113,8 @@ def run_cell(binary, runtime, layout, pipeline, args):
                 "--keys", str(args.keys), "--value-size", args.value_size,
                 "--get-ratio", str(args.get_ratio)]
         load += loadgen_cpus
+        if args.shard_aware:
+            load += ["--shard-aware"]
         subprocess.run(load + ["--prefill", "--duration", "1s", "--warmup", "0s"],
                        check=True, stdout=subprocess.DEVNULL)
         if args.rate:
@@ -157,6 +162,9 @@ def main():
     p.add_argument("--rate", type=int, help="open loop: requests per second (loadgen --rate)")
 
     p.add_argument("--extra", action="append", default=[], help="extra server flag (repeatable)")
+    p.add_argument("--shard-aware", action="store_true",
+                   help="servers get a --shard-aware-port and loadgen --shard-aware: "
+                        "each key sent straight to its owner core")
     p.add_argument("--json", help="write every run here")
     args = p.parse_args()
     bins = [b.split("=", 1) for b in args.bin] or [["this", os.path.join(ROOT, "target/release/corecache")]]
@@ -167,7 +175,8 @@ def main():
              for name, path in bins]
     print(f"# {os.uname().release}, {os.cpu_count()} CPUs, {args.duration} per run, "
           f"{args.connections} connections, {args.keys} keys of {args.value_size} bytes, "
-          f"get ratio {args.get_ratio}, extra {args.extra}")
+          f"get ratio {args.get_ratio}, extra {args.extra}"
+          f"{', shard-aware clients' if args.shard_aware else ''}")
     header = f"{'build':8} {'runtime':15} {'layout':9} {'pipe':>4} {'ops/s':>9} {'p50us':>6} {'p99us':>7} " \
              f"{'cpu_us':>7} {'fwd':>5} {'req/msg':>7} {'wake/req':>8} {'sleep/req':>9}"
     print(header)
