@@ -95,24 +95,44 @@ def ws_row(c):
     return [1.0, 1.0 / c["pipeline"], (n - 1) / n]
 
 
-def least_squares(rows, ys):
-    """Solves the normal equations (A^T A) x = A^T y by Gaussian elimination."""
-    k = len(rows[0])
-    ata = [[sum(r[i] * r[j] for r in rows) for j in range(k)] for i in range(k)]
-    aty = [sum(r[i] * y for r, y in zip(rows, ys)) for i in range(k)]
+def solve(a, b):
+    """The x minimising |a x - b|, by the normal equations."""
+    k = len(a[0])
+    ata = [[sum(r[i] * r[j] for r in a) for j in range(k)] for i in range(k)]
+    atb = [sum(r[i] * y for r, y in zip(a, b)) for i in range(k)]
     for col in range(k):
         pivot = max(range(col, k), key=lambda i: abs(ata[i][col]))
         if abs(ata[pivot][col]) < 1e-12:
             sys.exit("model: the calibration cells cannot separate the constants "
                      "(measure more pipelines or layouts)")
         ata[col], ata[pivot] = ata[pivot], ata[col]
-        aty[col], aty[pivot] = aty[pivot], aty[col]
+        atb[col], atb[pivot] = atb[pivot], atb[col]
         for i in range(k):
             if i != col:
                 factor = ata[i][col] / ata[col][col]
-                ata[i] = [a - factor * b for a, b in zip(ata[i], ata[col])]
-                aty[i] -= factor * aty[col]
-    return [aty[i] / ata[i][i] for i in range(k)]
+                ata[i] = [x - factor * y for x, y in zip(ata[i], ata[col])]
+                atb[i] -= factor * atb[col]
+    return [atb[i] / ata[i][i] for i in range(k)]
+
+
+def fit_costs(rows, ys, known=None):
+    """Constants for `rows` (regressors) against measured `ys`, fitted in
+    relative error (a cell at 0.8 us counts as much as one at 8 us), every
+    constant >= 0 (a cost cannot be negative: one the fit would make
+    negative is pinned to 0 and the rest refitted). `known` maps a column
+    to a value measured elsewhere, used as is."""
+    known = dict(known or {})
+    while True:
+        free = [i for i in range(len(rows[0])) if i not in known]
+        a = [[r[i] / y for i in free] for r, y in zip(rows, ys)]
+        b = [(y - sum(r[i] * v for i, v in known.items())) / y for r, y in zip(rows, ys)]
+        got = dict(zip(free, solve(a, b))) if free else {}
+        negative = [i for i, v in got.items() if v < 0]
+        if not negative:
+            known.update(got)
+            return [known[i] for i in range(len(rows[0]))]
+        for i in negative:
+            known[i] = 0.0
 
 
 def load_params():
@@ -124,8 +144,19 @@ def fit(args):
     cs = cells(args.calibration, args.build)
     tpc = [c for c in cs if c["runtime"] == "thread-per-core" and c["layout"] in FIT_LAYOUTS]
     ws = [c for c in cs if c["runtime"] == "work-stealing" and c["layout"] in FIT_LAYOUTS]
-    t = least_squares([tpc_row(c) for c in tpc], [c["cpu_us"] for c in tpc])
-    w = least_squares([ws_row(c) for c in ws], [c["cpu_us"] for c in ws])
+    old = load_params() if os.path.exists(PARAMS) else {}
+    wake = old.get("measured", {}).get("wake_us", 12.0)
+    # In stages, so each constant comes from the cells that show it: the
+    # local costs from one thread, where nothing is forwarded; then, with
+    # those fixed and the wake cost measured directly (perf: the eventfd
+    # write that wakes a parked core), forwarding's from two threads.
+    one = [c for c in tpc if c["threads"] == 1]
+    op, read = fit_costs([tpc_row(c)[:2] for c in one], [c["cpu_us"] for c in one])
+    t = fit_costs([tpc_row(c) for c in tpc], [c["cpu_us"] for c in tpc],
+                  known={0: op, 1: read, 5: wake})
+    one = [c for c in ws if c["threads"] == 1]
+    op_ws, read_ws = fit_costs([ws_row(c)[:2] for c in one], [c["cpu_us"] for c in one])
+    w = fit_costs([ws_row(c) for c in ws], [c["cpu_us"] for c in ws], known={0: op_ws, 1: read_ws})
     two = [c for c in tpc if c["threads"] == 2 and c["forwarded"] > 0]
     # Connections ready per turn: b = k * p / N at N = 2.
     k = statistics.median(2 * c["per_msg"] / c["pipeline"] for c in two)
@@ -133,7 +164,6 @@ def fit(args):
     msgs = [c["forwarded"] / c["per_msg"] for c in busy]
     wakes_per_msg = statistics.median(c["wakes"] / m for c, m in zip(busy, msgs))
     sleeps_per_req = statistics.median(c["sleeps"] for c in busy)
-    old = load_params() if os.path.exists(PARAMS) else {}
     locks = old.get("locks", {"hold_us": 0.15, "contend_us": 1.0,
                               "source": "placeholder: run cargo bench --bench locks"})
     lines = [
@@ -151,6 +181,8 @@ def fit(args):
               f"ready_connections_per_turn = {k:.3f}",
               f"wakes_per_message = {wakes_per_msg:.5f}",
               f"sleeps_per_request = {sleeps_per_req:.5f}",
+              "", "# Measured directly, not fitted.", "[measured]",
+              f"wake_us = {wake}  # sender's CPU for an eventfd write that wakes a parked core (perf)",
               "", "# One std::sync::Mutex: `cargo bench --bench locks`.", "[locks]",
               f"hold_us = {locks['hold_us']}", f"contend_us = {locks['contend_us']}",
               f"source = \"{locks['source']}\"", ""]
