@@ -59,6 +59,45 @@ fn memcached_passes_strict_verification() {
     assert_eq!(r.hit_ratio, 1.0, "{r}");
 }
 
+/// The reference server's replies to deletes, appends and incrs are what
+/// strict mode's model predicts, exactly: the model is memcached's
+/// semantics, not corecache's.
+#[test]
+fn memcached_passes_a_strict_mix() {
+    let (_server, addr) = start_memcached();
+    let cfg = loadgen::Config {
+        server: addr,
+        connections: 50,
+        threads: 2,
+        pipeline: 16,
+        keys: 10_000,
+        value_min: 24,
+        value_max: 200,
+        mix: Some(loadgen::config::parse_mix("set=15,get=50,delete=10,append=10,incr=15").unwrap()),
+        multiget: 3,
+        distribution: loadgen::Distribution::Zipf { s: 0.99 },
+        duration: Duration::from_millis(500),
+        warmup: Duration::from_millis(100),
+        prefill: true,
+        verify: loadgen::VerifyMode::Strict,
+        ..loadgen::Config::default()
+    };
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(!r.failed(), "{r}");
+    assert_eq!(
+        r.requests,
+        r.gets + r.sets + r.deletes + r.appends + r.incrs,
+        "{r}"
+    );
+    for (sent, found) in [
+        (r.deletes, r.deleted),
+        (r.appends, r.appended),
+        (r.incrs, r.incremented),
+    ] {
+        assert!(found > 0 && found <= sent, "{r}");
+    }
+}
+
 /// Narrows the workloads to uniform keys, 90% single-key gets.
 const UNIFORM_GETS: &[&str] = &[
     "--distributions",
