@@ -420,16 +420,16 @@ impl Conn {
                     }
                     Kind::Set => s.sets += 1,
                     Kind::Delete => {
-                        s.deletes += 1;
-                        s.deleted += hits;
+                        s.ops.deletes += 1;
+                        s.ops.deleted += hits;
                     }
                     Kind::Append => {
-                        s.appends += 1;
-                        s.appended += hits;
+                        s.ops.appends += 1;
+                        s.ops.appended += hits;
                     }
                     Kind::Incr => {
-                        s.incrs += 1;
-                        s.incremented += hits;
+                        s.ops.incrs += 1;
+                        s.ops.incremented += hits;
                     }
                 }
             }

@@ -122,6 +122,41 @@ impl ErrorCounts {
     }
 }
 
+/// Requests of `--mix` beyond gets and sets: how many were answered in
+/// the measured window, and how many of those found their key.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct OpCounts {
+    /// Deletes.
+    pub deletes: u64,
+    /// `DELETED` replies among `deletes`.
+    pub deleted: u64,
+    /// Appends.
+    pub appends: u64,
+    /// `STORED` replies among `appends`.
+    pub appended: u64,
+    /// Incrs.
+    pub incrs: u64,
+    /// Numbers (not `NOT_FOUND`) among the replies to `incrs`.
+    pub incremented: u64,
+}
+
+impl OpCounts {
+    /// Deletes, appends and incrs together.
+    pub fn requests(&self) -> u64 {
+        self.deletes + self.appends + self.incrs
+    }
+
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &OpCounts) {
+        self.deletes += o.deletes;
+        self.deleted += o.deleted;
+        self.appends += o.appends;
+        self.appended += o.appended;
+        self.incrs += o.incrs;
+        self.incremented += o.incremented;
+    }
+}
+
 /// Counters of one client thread (or the merge of all).
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -135,18 +170,8 @@ pub struct Stats {
     pub sets: u64,
     /// Measured get hits.
     pub hits: u64,
-    /// Measured deletes, and those that found their key.
-    pub deletes: u64,
-    /// `DELETED` replies among `deletes`.
-    pub deleted: u64,
-    /// Measured appends.
-    pub appends: u64,
-    /// `STORED` replies among `appends`.
-    pub appended: u64,
-    /// Measured incrs.
-    pub incrs: u64,
-    /// Numbers (not `NOT_FOUND`) among the replies to `incrs`.
-    pub incremented: u64,
+    /// Measured deletes, appends and incrs.
+    pub ops: OpCounts,
     /// Errors over the whole run.
     pub errors: ErrorCounts,
     /// First few error descriptions, for the human report.
@@ -161,12 +186,7 @@ impl Default for Stats {
             get_keys: 0,
             sets: 0,
             hits: 0,
-            deletes: 0,
-            deleted: 0,
-            appends: 0,
-            appended: 0,
-            incrs: 0,
-            incremented: 0,
+            ops: OpCounts::default(),
             errors: ErrorCounts::default(),
             samples: Vec::new(),
         }
@@ -188,12 +208,7 @@ impl Stats {
         self.get_keys += o.get_keys;
         self.sets += o.sets;
         self.hits += o.hits;
-        self.deletes += o.deletes;
-        self.deleted += o.deleted;
-        self.appends += o.appends;
-        self.appended += o.appended;
-        self.incrs += o.incrs;
-        self.incremented += o.incremented;
+        self.ops.add(&o.ops);
         self.errors.add(&o.errors);
         for s in &o.samples {
             if self.samples.len() < 10 {
@@ -279,18 +294,9 @@ pub struct Report {
     pub hits: u64,
     /// Keys not found (`get_keys - hits`).
     pub misses: u64,
-    /// Deletes (`--mix`).
-    pub deletes: u64,
-    /// Deletes answered `DELETED`.
-    pub deleted: u64,
-    /// Appends (`--mix`).
-    pub appends: u64,
-    /// Appends answered `STORED`.
-    pub appended: u64,
-    /// Incrs (`--mix`).
-    pub incrs: u64,
-    /// Incrs answered with a number.
-    pub incremented: u64,
+    /// Deletes, appends and incrs (`--mix`), flat in the JSON.
+    #[serde(flatten)]
+    pub ops: OpCounts,
     /// Requests per second (a multi-get is one request).
     pub ops_per_sec: f64,
     /// `hits / get_keys`.
@@ -321,7 +327,7 @@ impl Report {
         prefill_s: f64,
         shard_map: Option<ShardMap>,
     ) -> Report {
-        let requests = s.gets + s.sets + s.deletes + s.appends + s.incrs;
+        let requests = s.gets + s.sets + s.ops.requests();
         Report {
             schema: 1,
             config,
@@ -332,12 +338,7 @@ impl Report {
             get_keys: s.get_keys,
             hits: s.hits,
             misses: s.get_keys - s.hits,
-            deletes: s.deletes,
-            deleted: s.deleted,
-            appends: s.appends,
-            appended: s.appended,
-            incrs: s.incrs,
-            incremented: s.incremented,
+            ops: s.ops.clone(),
             ops_per_sec: if elapsed_s > 0.0 {
                 requests as f64 / elapsed_s
             } else {
@@ -407,13 +408,13 @@ impl fmt::Display for Report {
                 f,
                 "{:<22}{:>14}  ({} deletes, {} found; {} appends, {} found; {} incrs, {} found)",
                 "other requests",
-                self.deletes + self.appends + self.incrs,
-                self.deletes,
-                self.deleted,
-                self.appends,
-                self.appended,
-                self.incrs,
-                self.incremented
+                self.ops.requests(),
+                self.ops.deletes,
+                self.ops.deleted,
+                self.ops.appends,
+                self.ops.appended,
+                self.ops.incrs,
+                self.ops.incremented
             )?;
         }
         writeln!(f, "{:<22}{:>14.4}", "hit ratio", self.hit_ratio)?;

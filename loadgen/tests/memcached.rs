@@ -23,10 +23,10 @@ fn start_memcached() -> (ServerProcess, std::net::SocketAddr) {
     (server, addr)
 }
 
-#[test]
-fn memcached_passes_strict_verification() {
-    let (_server, addr) = start_memcached();
-    let cfg = loadgen::Config {
+/// A short strict run against `addr`: 8 connections, zipf keys, 24-200
+/// byte values, half gets.
+fn strict(addr: std::net::SocketAddr) -> loadgen::Config {
+    loadgen::Config {
         server: addr,
         connections: 8,
         threads: 2,
@@ -41,7 +41,13 @@ fn memcached_passes_strict_verification() {
         prefill: true,
         verify: loadgen::VerifyMode::Strict,
         ..loadgen::Config::default()
-    };
+    }
+}
+
+#[test]
+fn memcached_passes_strict_verification() {
+    let (_server, addr) = start_memcached();
+    let cfg = strict(addr);
     let r = loadgen::run(&cfg).unwrap();
     assert!(!r.failed(), "{r}");
     assert!(r.requests > 0, "{r}");
@@ -66,33 +72,19 @@ fn memcached_passes_strict_verification() {
 fn memcached_passes_a_strict_mix() {
     let (_server, addr) = start_memcached();
     let cfg = loadgen::Config {
-        server: addr,
         connections: 50,
-        threads: 2,
         pipeline: 16,
-        keys: 10_000,
-        value_min: 24,
-        value_max: 200,
         mix: Some(loadgen::config::parse_mix("set=15,get=50,delete=10,append=10,incr=15").unwrap()),
         multiget: 3,
-        distribution: loadgen::Distribution::Zipf { s: 0.99 },
-        duration: Duration::from_millis(500),
-        warmup: Duration::from_millis(100),
-        prefill: true,
-        verify: loadgen::VerifyMode::Strict,
-        ..loadgen::Config::default()
+        ..strict(addr)
     };
     let r = loadgen::run(&cfg).unwrap();
     assert!(!r.failed(), "{r}");
-    assert_eq!(
-        r.requests,
-        r.gets + r.sets + r.deletes + r.appends + r.incrs,
-        "{r}"
-    );
+    assert_eq!(r.requests, r.gets + r.sets + r.ops.requests(), "{r}");
     for (sent, found) in [
-        (r.deletes, r.deleted),
-        (r.appends, r.appended),
-        (r.incrs, r.incremented),
+        (r.ops.deletes, r.ops.deleted),
+        (r.ops.appends, r.ops.appended),
+        (r.ops.incrs, r.ops.incremented),
     ] {
         assert!(found > 0 && found <= sent, "{r}");
     }
