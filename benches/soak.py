@@ -8,8 +8,9 @@ Starts two release corecache servers on loopback (thread-per-core and
 work-stealing, 2 threads each, unpinned, no spin: they share the CPUs with
 their clients), and runs against each, at the same time:
 
-- loadgen --verify=strict: 50 connections, pipeline 16, half gets, half sets,
-  multi-gets of 4 keys, every value checked, no miss or stale read allowed;
+- loadgen --verify=strict: 50 connections, pipeline 16, the mix of MIX (half
+  gets, multi-gets of 4 keys; sets, deletes, appends, incrs), every value and
+  every delete/append/incr reply checked, no miss or stale read allowed;
 - a model client: set/add/replace/append/prepend/incr/decr/delete/get on its
   own keys, pipelined in batches, every reply checked against a model (the
   commands loadgen does not send);
@@ -42,6 +43,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIMES = ["thread-per-core", "work-stealing"]
+# loadgen's operations: half gets, and writes of every kind strict mode checks.
+MIX = "set=20,get=50,delete=10,append=10,incr=10"
 
 
 def free_port():
@@ -378,7 +381,7 @@ def main():
         loadgens[rt] = (json_path, subprocess.Popen(
             [loadgen, "--server", f"127.0.0.1:{server.port}", "--connections", str(args.connections),
              "--pipeline", "16", "--keys", "20000", "--value-size", "32-512",
-             "--get-ratio", "0.5", "--multiget", "4", "--verify=strict", "--prefill",
+             "--mix", MIX, "--multiget", "4", "--verify=strict", "--prefill",
              "--warmup", "1s", "--duration", f"{duration - 5}s", "--seed", str(n + 1),
              "--json", json_path],
             stdout=open(os.path.join(args.out, f"loadgen-{rt}.txt"), "w"), stderr=subprocess.STDOUT))
@@ -476,8 +479,8 @@ def main():
           f"{duration} s, both runtimes at once on loopback, 2 threads each, unpinned, "
           f"`-m 256`; started {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(start))} UTC "
           f"on {os.cpu_count()} CPUs.", "",
-          f"Load per server: loadgen `--verify=strict`, {args.connections} connections, pipeline 16, 50% gets "
-          "(multi-gets of 4 keys), 32-512 byte values over 20,000 keys; a model client "
+          f"Load per server: loadgen `--verify=strict`, {args.connections} connections, pipeline 16, "
+          f"`--mix {MIX}` (multi-gets of 4 keys), 32-512 byte values over 20,000 keys; a model client "
           "(set/add/replace/append/prepend/incr/decr/delete/get, every reply checked); bad input; "
           "a client that never reads; a flooding client (4,000-request bursts); two clients that "
           "disconnect mid-pipeline, over and over.", ""]

@@ -1,5 +1,6 @@
 //! The bundled load generator against a real corecache, in both runtimes:
-//! a few thousand requests with every value verified, and the JSON report
+//! a few thousand requests with every value verified (gets and sets, and
+//! the mixed deletes, appends and incrs of `--mix`), and the JSON report
 //! checked against its documented schema (docs/loadgen.md).
 
 mod common;
@@ -19,7 +20,18 @@ fn run(server: &common::TestServer, extra: &[&str]) -> serde_json::Value {
 }
 
 fn run_at(addr: std::net::SocketAddr, extra: &[&str]) -> serde_json::Value {
+    run_sized(addr, 8, 2000, extra)
+}
+
+/// [`run_at`] with `connections` connections over `keys` keys.
+fn run_sized(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    keys: u64,
+    extra: &[&str],
+) -> serde_json::Value {
     let addr = addr.to_string();
+    let (connections, keys) = (connections.to_string(), keys.to_string());
     let mut argv = vec![
         "loadgen",
         "--server",
@@ -27,11 +39,11 @@ fn run_at(addr: std::net::SocketAddr, extra: &[&str]) -> serde_json::Value {
         "--threads",
         "1",
         "--connections",
-        "8",
+        &connections,
         "--pipeline",
         "8",
         "--keys",
-        "2000",
+        &keys,
         "--prefill",
         "--duration",
         "500ms",
@@ -69,6 +81,32 @@ both_runtimes! {
         assert_eq!(json["config"]["keys"].as_u64(), Some(2000));
         // Multi-gets spanned shards, so in thread-per-core mode keys crossed threads.
         server.assert_forwarded();
+    }
+
+    /// Issue 10's "nothing acknowledged is lost", briefly: 200 pipelined
+    /// connections, each checking every reply to its sets, gets, deletes,
+    /// appends and incrs against its model of its own keys.
+    fn strict_mixed_operations_over_200_connections(server) {
+        let json = run_sized(server.addr, 200, 20_000, &[
+            "--verify=strict", "--mix", "set=15,get=50,delete=10,append=10,incr=15",
+            "--multiget", "3", "--value-size", "24-200",
+        ]);
+        assert_eq!(json["errors"]["total"].as_u64(), Some(0), "{json:#}");
+        let n = |field: &str| json[field].as_u64().unwrap_or_else(|| panic!("{field}"));
+        assert_eq!(
+            n("requests"),
+            n("gets") + n("sets") + n("deletes") + n("appends") + n("incrs"),
+            "{json:#}"
+        );
+        for (sent, found) in [("deletes", "deleted"), ("appends", "appended"), ("incrs", "incremented")] {
+            assert!(n(found) > 0 && n(found) <= n(sent), "{sent}/{found}: {json:#}");
+        }
+        // The server saw at least what loadgen counted in its window.
+        assert!(server.stat_u64("", "delete_hits") >= n("deleted"), "{json:#}");
+        assert!(server.stat_u64("", "incr_hits") >= n("incremented"), "{json:#}");
+        // Strict mode needs every key kept.
+        assert_eq!(server.stat_u64("", "evictions"), 0);
+        assert_eq!(json["config"]["mix"]["incr"].as_u64(), Some(15));
     }
 
     fn zipf_mixed_sizes_and_an_open_loop_rate(server) {

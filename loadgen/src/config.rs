@@ -58,6 +58,12 @@ pub struct Args {
     /// Fraction of requests that are gets (the rest are sets), 0..=1.
     #[arg(long, default_value_t = 0.9)]
     pub get_ratio: f64,
+    /// Mixed operations instead of gets and sets: relative weights, e.g.
+    /// `set=10,get=70,delete=5,append=5,incr=10` (ops left out weigh 0).
+    /// `incr` works on a subset of keys that hold counters (see
+    /// docs/loadgen.md).
+    #[arg(long, conflicts_with = "get_ratio", value_name = "OP=WEIGHT,...")]
+    pub mix: Option<String>,
     /// Key popularity: `uniform` or `zipf:S` (S > 0, e.g. `zipf:0.99`).
     #[arg(long, default_value = "uniform")]
     pub distribution: String,
@@ -106,6 +112,64 @@ pub enum Distribution {
     },
 }
 
+/// `--mix`: relative weights of the operations (a weight of 0 = never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Mix {
+    /// `set`.
+    pub set: u32,
+    /// `get` (a multi-get with `--multiget`).
+    pub get: u32,
+    /// `delete`.
+    pub delete: u32,
+    /// `append`.
+    pub append: u32,
+    /// `incr`, on counter keys.
+    pub incr: u32,
+}
+
+impl Mix {
+    /// Sum of the weights.
+    pub fn total(&self) -> u64 {
+        [self.set, self.get, self.delete, self.append, self.incr]
+            .iter()
+            .map(|&w| w as u64)
+            .sum()
+    }
+}
+
+/// Parses `op=weight,...` (ops `set`, `get`, `delete`, `append`, `incr`).
+pub fn parse_mix(s: &str) -> anyhow::Result<Mix> {
+    let mut mix = Mix::default();
+    let mut seen = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (op, weight) = part
+            .split_once('=')
+            .with_context(|| format!("--mix: {part:?} is not OP=WEIGHT"))?;
+        let weight: u32 = weight
+            .trim()
+            .parse()
+            .with_context(|| format!("--mix: bad weight in {part:?}"))?;
+        let op = op.trim();
+        let slot = match op {
+            "set" => &mut mix.set,
+            "get" => &mut mix.get,
+            "delete" => &mut mix.delete,
+            "append" => &mut mix.append,
+            "incr" => &mut mix.incr,
+            _ => bail!("--mix: unknown operation {op:?} (set, get, delete, append, incr)"),
+        };
+        if seen.contains(&op) {
+            bail!("--mix: {op} given twice");
+        }
+        seen.push(op);
+        *slot = weight;
+    }
+    if mix.total() == 0 {
+        bail!("--mix needs a positive weight");
+    }
+    Ok(mix)
+}
+
 /// What `--verify` checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -151,8 +215,10 @@ pub struct Config {
     pub value_min: usize,
     /// Largest value size in bytes.
     pub value_max: usize,
-    /// Fraction of gets.
+    /// Fraction of gets (with `mix`, its get share, for the record).
     pub get_ratio: f64,
+    /// `--mix`: operation weights; `None` = gets and sets by `get_ratio`.
+    pub mix: Option<Mix>,
     /// Key distribution.
     pub distribution: Distribution,
     /// Keys per get request (1 = plain get).
@@ -201,6 +267,7 @@ impl Default for Config {
             value_min: 32,
             value_max: 32,
             get_ratio: 0.9,
+            mix: None,
             distribution: Distribution::Uniform,
             multiget: 1,
             prefill: false,
@@ -230,6 +297,7 @@ impl Config {
             Some("strict") => VerifyMode::Strict,
             Some(o) => bail!("--verify takes no value or `strict`, not {o:?}"),
         };
+        let mix = a.mix.as_deref().map(parse_mix).transpose()?;
         let c = Config {
             server,
             tls_ca: a.tls_ca.clone(),
@@ -247,7 +315,11 @@ impl Config {
             key_prefix: a.key_prefix.clone(),
             value_min,
             value_max,
-            get_ratio: a.get_ratio,
+            get_ratio: match mix {
+                Some(m) => m.get as f64 / m.total() as f64,
+                None => a.get_ratio,
+            },
+            mix,
             distribution: parse_distribution(&a.distribution)?,
             multiget: a.multiget,
             prefill: a.prefill,
@@ -286,6 +358,21 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.get_ratio) {
             bail!("--get-ratio must be within 0..=1");
+        }
+        if let Some(m) = self.mix {
+            if m.total() == 0 {
+                bail!("--mix needs a positive weight");
+            }
+            // Only a set resets a value's length; without sets, appends
+            // from other connections would grow values without bound.
+            if m.append > 0 && m.set == 0 {
+                bail!("--mix: append needs set (sets bound the values appends grow)");
+            }
+            // Appends move off counter keys to the next key of the same
+            // connection's share, which must exist.
+            if m.append > 0 && m.incr > 0 && self.keys < 2 * self.connections as u64 {
+                bail!("--mix with append and incr needs --keys >= 2 x --connections");
+            }
         }
         if self.value_min > self.value_max || self.value_max > 1 << 20 {
             bail!("--value-size must be MIN <= MAX <= 1 MiB");
@@ -448,5 +535,48 @@ mod tests {
             Distribution::Zipf { s: 0.99 }
         );
         assert!(parse_distribution("zipf").is_err());
+    }
+
+    #[test]
+    fn mixes() {
+        assert_eq!(
+            parse_mix("set=10,get=70,delete=5,append=5,incr=10").unwrap(),
+            Mix {
+                set: 10,
+                get: 70,
+                delete: 5,
+                append: 5,
+                incr: 10
+            }
+        );
+        assert_eq!(
+            parse_mix(" get = 3 , incr=1").unwrap(),
+            Mix {
+                get: 3,
+                incr: 1,
+                ..Mix::default()
+            }
+        );
+        for bad in [
+            "",
+            "get=0",
+            "get",
+            "get=x",
+            "get=1,get=2",
+            "cas=1",
+            "get=-1",
+        ] {
+            assert!(parse_mix(bad).is_err(), "{bad:?}");
+        }
+        let c = |mix: &str, keys, connections| Config {
+            mix: Some(parse_mix(mix).unwrap()),
+            keys,
+            connections,
+            ..Config::default()
+        };
+        assert!(c("get=1,append=1", 100, 10).validate().is_err());
+        assert!(c("set=1,append=1,incr=1", 19, 10).validate().is_err());
+        assert!(c("set=1,append=1,incr=1", 20, 10).validate().is_ok());
+        assert!(c("get=1,incr=1", 10, 10).validate().is_ok());
     }
 }

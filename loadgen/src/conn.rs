@@ -10,6 +10,8 @@
 //! requests in flight over its sockets. Requests are appended to each
 //! socket's reused write buffer and sent with one `write` per socket per
 //! batch; replies are parsed in place and matched in order per socket.
+//! With `--mix` a slot also sends deletes, appends and incrs; under
+//! `--verify=strict` its [`Model`] says what each reply must be.
 //! Nothing on this path allocates.
 
 use std::cell::RefCell;
@@ -24,13 +26,14 @@ use tokio::time::Sleep;
 
 use crate::config::{Config, VerifyMode};
 use crate::link::{Link, Matching, Pending, WHOLE};
+use crate::model::{Expect, Model, Want};
 use crate::proto::{self, Kind};
 use crate::run::{Phase, ThreadState};
 use crate::shard::ShardMap;
 use crate::timer::{PreciseTimer, Schedule};
 use crate::tls::Stream;
 use crate::verify;
-use crate::workload::{Generator, KeyDist};
+use crate::workload::{Generator, KeyDist, KeySpace, Op, OpKind};
 
 /// A multi-get split over several sockets, until its last part answers.
 #[derive(Debug, Clone, Copy)]
@@ -68,9 +71,13 @@ pub(crate) struct Conn {
     prefix: Vec<u8>,
     pattern: Rc<[u8]>,
     verify: VerifyMode,
+    /// Which keys are counters.
+    space: KeySpace,
+    /// Last version (verified values) or number (counters) written.
     version: u64,
-    /// Strict verify: latest version sent per owned key (index key / conns).
-    sent_versions: Vec<u64>,
+    /// Strict verify: what each owned key holds once the requests sent
+    /// so far are done.
+    model: Model,
     connections: u64,
     keys: u64,
     /// Open loop: requests per second over all connections.
@@ -113,8 +120,9 @@ impl Conn {
             prefix: cfg.key_prefix.as_bytes().to_vec(),
             pattern,
             verify: cfg.verify,
+            space: KeySpace::new(cfg),
             version: (id as u64) << 40,
-            sent_versions: if strict { vec![0; owned] } else { Vec::new() },
+            model: Model::new(strict, owned, cfg.connections as u64),
             connections: cfg.connections as u64,
             keys: cfg.keys,
             rate: cfg.rate,
@@ -135,40 +143,76 @@ impl Conn {
         }
     }
 
-    /// Strict verify: the version a get of `k` must return (0 = any).
-    fn expected(&self, k: u64) -> u64 {
-        let slot = (k / self.connections) as usize;
-        self.sent_versions.get(slot).copied().unwrap_or(0)
-    }
-
     /// Appends one request to its link's write buffer and pending ring.
     #[inline]
-    fn push(&mut self, get: bool, key: u64, len: usize, sent: Instant) {
+    fn push(&mut self, mut op: Op, sent: Instant) {
         self.outstanding += 1;
-        if !get {
-            let l = self.link_of(key);
-            let link = &mut self.links[l];
-            proto::write_set_header(&mut link.wbuf, &self.prefix, key, len);
-            if self.verify == VerifyMode::Off {
-                link.wbuf.extend_from_slice(&self.pattern[..len]);
-            } else {
-                self.version += 1;
-                verify::encode(&mut link.wbuf, key, self.version, len);
-                let slot = (key / self.connections) as usize;
-                if let Some(v) = self.sent_versions.get_mut(slot) {
-                    *v = self.version;
-                }
+        let want = self.model.plan(&mut op);
+        let key = op.key;
+        if op.kind == OpKind::Get {
+            return self.push_gets(key, sent);
+        }
+        let l = self.link_of(key);
+        let kind = match op.kind {
+            OpKind::Get | OpKind::Set => {
+                self.push_set(l, key, op.len);
+                Kind::Set
             }
-            proto::finish_set(&mut link.wbuf);
-            link.inflight.push_back(Pending {
-                kind: Kind::Set,
-                key,
-                sent,
-                n: 1,
-                part: WHOLE,
-            });
+            OpKind::Delete => {
+                proto::write_delete(&mut self.links[l].wbuf, &self.prefix, key);
+                Kind::Delete
+            }
+            OpKind::Append => {
+                let wbuf = &mut self.links[l].wbuf;
+                proto::write_append_header(wbuf, &self.prefix, key, verify::SUFFIX_LEN);
+                verify::push_suffix(wbuf, key);
+                proto::finish_set(wbuf);
+                Kind::Append
+            }
+            OpKind::Incr => {
+                proto::write_incr(&mut self.links[l].wbuf, &self.prefix, key, op.delta);
+                Kind::Incr
+            }
+        };
+        self.links[l].inflight.push_back(Pending {
+            kind,
+            key,
+            sent,
+            n: 1,
+            part: WHOLE,
+            want,
+        });
+    }
+
+    /// Writes a `set` of `key` on link `l`: a number if it is a counter
+    /// key, else a `len`-byte value (verified, or the fixed pattern).
+    fn push_set(&mut self, l: usize, key: u64, len: usize) {
+        self.version += 1;
+        let wbuf = &mut self.links[l].wbuf;
+        if self.space.is_counter(key) {
+            proto::write_set_number(wbuf, &self.prefix, key, self.version);
+            self.model.stored(key, Expect::Counter(self.version));
             return;
         }
+        proto::write_set_header(wbuf, &self.prefix, key, len);
+        if self.verify == VerifyMode::Off {
+            wbuf.extend_from_slice(&self.pattern[..len]);
+        } else {
+            verify::encode(wbuf, key, self.version, len);
+            self.model.stored(
+                key,
+                Expect::Value {
+                    version: self.version,
+                    appends: 0,
+                },
+            );
+        }
+        proto::finish_set(wbuf);
+    }
+
+    /// Writes a get of `key` and `--multiget - 1` more keys, split by
+    /// owner with `--shard-aware`.
+    fn push_gets(&mut self, key: u64, sent: Instant) {
         self.mkeys.clear();
         self.mkeys.push(key);
         for _ in 1..self.multiget {
@@ -223,7 +267,7 @@ impl Conn {
             }
         }
         for &k in &self.group {
-            let expect = self.expected(k);
+            let expect = self.model.expect(k);
             self.links[l].gkeys.push_back((k, expect));
         }
         let link = &mut self.links[l];
@@ -234,6 +278,7 @@ impl Conn {
             sent,
             n: self.group.len() as u32,
             part,
+            want: Want::Any,
         });
     }
 
@@ -340,6 +385,7 @@ impl Conn {
         let m = Matching {
             id: self.id,
             verify: self.verify,
+            space: self.space,
             prefix: &self.prefix,
             kbuf: &mut self.kbuf,
         };
@@ -373,6 +419,18 @@ impl Conn {
                         s.hits += hits;
                     }
                     Kind::Set => s.sets += 1,
+                    Kind::Delete => {
+                        s.ops.deletes += 1;
+                        s.ops.deleted += hits;
+                    }
+                    Kind::Append => {
+                        s.ops.appends += 1;
+                        s.ops.appended += hits;
+                    }
+                    Kind::Incr => {
+                        s.ops.incrs += 1;
+                        s.ops.incremented += hits;
+                    }
                 }
             }
             if let Some(h) = ts.prog_hist.as_mut() {
@@ -393,7 +451,13 @@ impl Conn {
             let now = Instant::now();
             while key < self.keys && self.outstanding < depth {
                 let len = self.generator.next_len();
-                self.push(false, key, len, now);
+                let op = Op {
+                    kind: OpKind::Set,
+                    key,
+                    len,
+                    delta: 0,
+                };
+                self.push(op, now);
                 key += self.connections;
             }
             self.flush(st).await;
@@ -429,7 +493,7 @@ impl Conn {
                     None if self.depth - self.outstanding >= self.refill => {
                         while self.outstanding < self.depth {
                             let op = self.generator.next_op();
-                            self.push(op.get, op.key, op.len, now);
+                            self.push(op, now);
                         }
                     }
                     None => {}
@@ -438,7 +502,7 @@ impl Conn {
                             && let Some(due) = schedule.take_due(now)
                         {
                             let op = self.generator.next_op();
-                            self.push(op.get, op.key, op.len, due);
+                            self.push(op, due);
                         }
                     }
                 }

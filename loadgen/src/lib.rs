@@ -1,6 +1,7 @@
 //! `loadgen`: a load generator for memcached-compatible servers.
 //!
-//! It speaks the memcached text protocol (`get`, `set`) over many pipelined
+//! It speaks the memcached text protocol (`get`, `set`, and with `--mix`
+//! `delete`, `append`, `incr`) over many pipelined
 //! connections, driven by thread-per-core client threads (one pinned,
 //! single-threaded tokio runtime per `--threads`), and reports throughput,
 //! hit ratio, errors by kind and hdrhistogram latency percentiles.
@@ -20,7 +21,8 @@
 //! ```
 //!
 //! The JSON written by `--json` is [`Report`] serialised; its schema is
-//! documented in [`report`]. `--verify` value layout is in [`verify`]. The
+//! documented in [`report`]. `--verify` value layout is in [`verify`];
+//! what `--verify=strict` expects of each reply is in `model.rs`. The
 //! `compare` experiment harness is in [`compare`].
 
 #![warn(missing_docs)]
@@ -29,6 +31,7 @@ pub mod compare;
 pub mod config;
 mod conn;
 mod link;
+mod model;
 pub mod proto;
 pub mod report;
 pub mod run;
@@ -40,6 +43,6 @@ pub mod tls;
 pub mod verify;
 pub mod workload;
 
-pub use config::{Args, Config, Distribution, VerifyMode};
+pub use config::{Args, Config, Distribution, Mix, VerifyMode};
 pub use report::Report;
 pub use run::{Edge, run, run_observed};

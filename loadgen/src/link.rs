@@ -3,8 +3,9 @@
 //!
 //! Replies come back in request order, so they are matched with a ring of
 //! [`Pending`] requests and parsed in place from the read buffer; a get's
-//! keys wait in their own ring with the version each must return in
-//! strict mode. Nothing here allocates once the rings have grown.
+//! keys wait in their own ring with what each must hold in strict mode
+//! ([`crate::model`] checks them). Nothing here allocates once the rings
+//! have grown.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -13,10 +14,11 @@ use crate::tls::Stream;
 use bytes::{Buf, BytesMut};
 
 use crate::config::VerifyMode;
+use crate::model::{self, Expect, Want};
 use crate::proto::{self, Kind, Parsed, Reply};
 use crate::report::{ErrorCounts, Stats};
 use crate::run::ThreadState;
-use crate::verify;
+use crate::workload::KeySpace;
 
 /// `Pending::part` of a request sent whole on one socket.
 pub(crate) const WHOLE: u32 = u32::MAX;
@@ -32,6 +34,8 @@ pub(crate) struct Pending {
     pub(crate) n: u32,
     /// [`WHOLE`], or the slot's split-request entry this part belongs to.
     pub(crate) part: u32,
+    /// Strict verify: what the reply to a delete, append or incr must be.
+    pub(crate) want: Want,
 }
 
 /// One socket and its reused buffers.
@@ -40,15 +44,16 @@ pub(crate) struct Link {
     pub(crate) wbuf: Vec<u8>,
     pub(crate) rbuf: BytesMut,
     pub(crate) inflight: VecDeque<Pending>,
-    /// Keys of in-flight gets with the version each must return in strict
-    /// mode (0 = any), in send order.
-    pub(crate) gkeys: VecDeque<(u64, u64)>,
+    /// Keys of in-flight gets with what each must hold in strict mode,
+    /// in send order.
+    pub(crate) gkeys: VecDeque<(u64, Expect)>,
 }
 
 /// What reply matching needs from its connection slot.
 pub(crate) struct Matching<'a> {
     pub(crate) id: usize,
     pub(crate) verify: VerifyMode,
+    pub(crate) space: KeySpace,
     pub(crate) prefix: &'a [u8],
     /// Scratch for formatting a key.
     pub(crate) kbuf: &'a mut Vec<u8>,
@@ -75,7 +80,7 @@ impl Link {
         m: Matching<'_>,
         mut done: impl FnMut(&mut ThreadState, &Pending, u64),
     ) -> bool {
-        let (id, verify) = (m.id, m.verify);
+        let (id, verify, space) = (m.id, m.verify, m.space);
         let mut off = 0;
         while let Some(p) = self.inflight.front().copied() {
             let s = &mut ts.stats;
@@ -102,8 +107,19 @@ impl Link {
             self.inflight.pop_front();
             off += len;
             let mut hits = 0;
+            // A delete, append or incr that found its key counts as a hit.
+            let outcome = match reply {
+                Reply::Stored | Reply::Deleted => Some(Want::Found),
+                Reply::Missing => Some(Want::Missing),
+                Reply::Number(n) => Some(Want::Number(n)),
+                Reply::Values(_) | Reply::Failed(_) => None,
+            };
+            if let Some(got) = outcome {
+                hits = u64::from(got != Want::Missing);
+                model::check_reply(s, id, p.kind, p.key, p.want, got);
+            }
             match reply {
-                Reply::Stored => {}
+                Reply::Stored | Reply::Deleted | Reply::Missing | Reply::Number(_) => {}
                 Reply::Failed(e) => {
                     s.errors.reply(e);
                     s.sample(|| {
@@ -126,10 +142,10 @@ impl Link {
                             proto::push_key(m.kbuf, m.prefix, k);
                             if key == m.kbuf.as_slice() {
                                 hits += 1;
-                                check_hit(s, id, verify, k, expect, data);
+                                model::check_hit(s, id, verify, space, k, expect, data);
                                 continue 'values;
                             }
-                            check_miss(s, id, verify, k, expect);
+                            model::check_miss(s, id, k, expect);
                         }
                         stray = true;
                         let got = String::from_utf8_lossy(key).into_owned();
@@ -147,7 +163,7 @@ impl Link {
                     for _ in 0..left {
                         let (k, expect) = self.gkeys.pop_front().expect("get keys");
                         if !stray {
-                            check_miss(s, id, verify, k, expect);
+                            model::check_miss(s, id, k, expect);
                         }
                     }
                 }
@@ -176,35 +192,4 @@ pub(crate) fn count(
     *field(&mut s.errors) += 1;
     s.errors.total += 1;
     s.sample(what);
-}
-
-/// Checks a hit for key `k`; `expect` is the strict-mode version (0 = any).
-fn check_hit(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64, data: &[u8]) {
-    if verify == VerifyMode::Off {
-        return;
-    }
-    match verify::check(data, k) {
-        Err(bad) => count(
-            s,
-            |e| &mut e.verify_failed,
-            || format!("connection {id}: key {k}: value {bad:?}"),
-        ),
-        Ok(v) if verify == VerifyMode::Strict && expect != 0 && v != expect => count(
-            s,
-            |e| &mut e.strict_miss,
-            || format!("connection {id}: key {k}: version {v:#x}, expected {expect:#x}"),
-        ),
-        Ok(_) => {}
-    }
-}
-
-/// A miss is an error only in strict mode, for a key this connection stored.
-fn check_miss(s: &mut Stats, id: usize, verify: VerifyMode, k: u64, expect: u64) {
-    if verify == VerifyMode::Strict && expect != 0 {
-        count(
-            s,
-            |e| &mut e.strict_miss,
-            || format!("connection {id}: key {k} stored but missing"),
-        );
-    }
 }

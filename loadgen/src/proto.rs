@@ -1,5 +1,6 @@
-//! The memcached text protocol, client side: writing `get`/`set` requests
-//! into a reused buffer and parsing replies in place, without allocating.
+//! The memcached text protocol, client side: writing `get`, `set`,
+//! `delete`, `append` and `incr` requests into a reused buffer and parsing
+//! replies in place, without allocating.
 
 /// Appends the decimal form of `n` to `out` (no allocation, no `fmt`).
 #[inline]
@@ -45,10 +46,50 @@ pub fn write_multiget(out: &mut Vec<u8>, prefix: &[u8], keys: &[u64]) {
 /// caller appends (followed by `\r\n`, see [`finish_set`]).
 #[inline]
 pub fn write_set_header(out: &mut Vec<u8>, prefix: &[u8], key: u64, len: usize) {
-    out.extend_from_slice(b"set ");
+    write_storage_header(out, b"set ", prefix, key, len);
+}
+
+/// Appends `append <key> 0 0 <len>\r\n`; the caller appends the data and
+/// [`finish_set`].
+#[inline]
+pub fn write_append_header(out: &mut Vec<u8>, prefix: &[u8], key: u64, len: usize) {
+    write_storage_header(out, b"append ", prefix, key, len);
+}
+
+#[inline]
+fn write_storage_header(out: &mut Vec<u8>, cmd: &[u8], prefix: &[u8], key: u64, len: usize) {
+    out.extend_from_slice(cmd);
     push_key(out, prefix, key);
     out.extend_from_slice(b" 0 0 ");
     push_u64(out, len as u64);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a whole `set <key> 0 0 <digits>\r\n<n>\r\n`: a counter `incr`
+/// can work on.
+#[inline]
+pub fn write_set_number(out: &mut Vec<u8>, prefix: &[u8], key: u64, n: u64) {
+    let digits = n.checked_ilog10().unwrap_or(0) as usize + 1;
+    write_set_header(out, prefix, key, digits);
+    push_u64(out, n);
+    finish_set(out);
+}
+
+/// Appends `delete <key>\r\n`.
+#[inline]
+pub fn write_delete(out: &mut Vec<u8>, prefix: &[u8], key: u64) {
+    out.extend_from_slice(b"delete ");
+    push_key(out, prefix, key);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `incr <key> <delta>\r\n`.
+#[inline]
+pub fn write_incr(out: &mut Vec<u8>, prefix: &[u8], key: u64, delta: u64) {
+    out.extend_from_slice(b"incr ");
+    push_key(out, prefix, key);
+    out.push(b' ');
+    push_u64(out, delta);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -72,11 +113,22 @@ pub enum ReplyError {
     NotStored,
 }
 
+/// The largest reply line [`parse_reply`] waits for before it calls the
+/// stream out of sync.
+const MAX_LINE: usize = 4096;
+
 /// One parsed reply.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply<'a> {
-    /// `STORED`.
+    /// `STORED` (to a `set` or an `append`).
     Stored,
+    /// `DELETED`.
+    Deleted,
+    /// The key was not there: `NOT_FOUND` to a `delete` or an `incr`,
+    /// `NOT_STORED` to an `append`. An outcome, not an error.
+    Missing,
+    /// The value after an `incr`.
+    Number(u64),
     /// The reply to a (multi-)get: zero or more `VALUE` blocks, already
     /// validated, before `END`. Iterate them with [`values`]; empty means
     /// every key missed.
@@ -104,6 +156,12 @@ pub enum Kind {
     Get,
     /// `set`.
     Set,
+    /// `delete`.
+    Delete,
+    /// `append`.
+    Append,
+    /// `incr`.
+    Incr,
 }
 
 #[inline]
@@ -139,10 +197,24 @@ fn parse_dec(b: &[u8]) -> Option<usize> {
     Some(n)
 }
 
+/// Parses a decimal `u64` (no sign, no spaces, no overflow).
+pub fn parse_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &c| {
+        if c.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add((c - b'0') as u64)
+        } else {
+            None
+        }
+    })
+}
+
 /// Parses the reply to a request of `kind` at the start of `buf`.
 pub fn parse_reply(buf: &[u8], kind: Kind) -> Parsed<'_> {
     let Some(end) = line(buf) else {
-        return if buf.len() > 4096 {
+        return if buf.len() > MAX_LINE {
             Parsed::Mismatch
         } else {
             Parsed::Incomplete
@@ -162,6 +234,23 @@ pub fn parse_reply(buf: &[u8], kind: Kind) -> Parsed<'_> {
                 Parsed::Done(Reply::Failed(ReplyError::NotStored), end)
             }
             _ => Parsed::Mismatch,
+        },
+        Kind::Delete => match l {
+            b"DELETED" => Parsed::Done(Reply::Deleted, end),
+            b"NOT_FOUND" => Parsed::Done(Reply::Missing, end),
+            _ => Parsed::Mismatch,
+        },
+        Kind::Append => match l {
+            b"STORED" => Parsed::Done(Reply::Stored, end),
+            b"NOT_STORED" => Parsed::Done(Reply::Missing, end),
+            _ => Parsed::Mismatch,
+        },
+        Kind::Incr => match l {
+            b"NOT_FOUND" => Parsed::Done(Reply::Missing, end),
+            _ => match parse_u64(l) {
+                Some(n) => Parsed::Done(Reply::Number(n), end),
+                None => Parsed::Mismatch,
+            },
         },
         Kind::Get => {
             // VALUE blocks until END.
@@ -184,7 +273,7 @@ pub fn parse_reply(buf: &[u8], kind: Kind) -> Parsed<'_> {
                 }
                 pos = data_end + 2;
                 match line(&buf[pos..]) {
-                    None if buf.len() - pos > 4096 => return Parsed::Mismatch,
+                    None if buf.len() - pos > MAX_LINE => return Parsed::Mismatch,
                     None => return Parsed::Incomplete,
                     Some(n) if n < 2 || buf[pos + n - 2] != b'\r' => return Parsed::Mismatch,
                     Some(n) => line_end = pos + n,
@@ -229,6 +318,54 @@ mod tests {
             b,
             b"get k:0\r\nget k:1 k:22\r\nset k:18446744073709551615 0 0 3\r\nabc\r\n".to_vec()
         );
+        b.clear();
+        write_delete(&mut b, b"k:", 5);
+        write_incr(&mut b, b"k:", 6, 17);
+        write_append_header(&mut b, b"k:", 7, 2);
+        b.extend_from_slice(b"xy");
+        finish_set(&mut b);
+        for n in [0, 9, 10, u64::MAX] {
+            write_set_number(&mut b, b"n", 1, n);
+        }
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "delete k:5\r\nincr k:6 17\r\nappend k:7 0 0 2\r\nxy\r\n\
+             set n1 0 0 1\r\n0\r\nset n1 0 0 1\r\n9\r\nset n1 0 0 2\r\n10\r\n\
+             set n1 0 0 20\r\n18446744073709551615\r\n"
+        );
+    }
+
+    #[test]
+    fn parses_replies_to_mixed_operations() {
+        let done = |buf: &'static [u8], kind| match parse_reply(buf, kind) {
+            Parsed::Done(r, n) if n == buf.len() => Some(r),
+            Parsed::Done(..) => panic!("{buf:?}: length"),
+            _ => None,
+        };
+        assert_eq!(done(b"DELETED\r\n", Kind::Delete), Some(Reply::Deleted));
+        assert_eq!(done(b"NOT_FOUND\r\n", Kind::Delete), Some(Reply::Missing));
+        assert_eq!(done(b"STORED\r\n", Kind::Append), Some(Reply::Stored));
+        assert_eq!(done(b"NOT_STORED\r\n", Kind::Append), Some(Reply::Missing));
+        assert_eq!(done(b"NOT_FOUND\r\n", Kind::Incr), Some(Reply::Missing));
+        assert_eq!(done(b"0\r\n", Kind::Incr), Some(Reply::Number(0)));
+        assert_eq!(
+            done(b"18446744073709551615\r\n", Kind::Incr),
+            Some(Reply::Number(u64::MAX))
+        );
+        assert_eq!(
+            done(
+                b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+                Kind::Incr
+            ),
+            Some(Reply::Failed(ReplyError::ClientError))
+        );
+        // A reply meant for another kind of request is out of sync.
+        assert_eq!(done(b"STORED\r\n", Kind::Delete), None);
+        assert_eq!(done(b"DELETED\r\n", Kind::Append), None);
+        assert_eq!(done(b"STORED\r\n", Kind::Incr), None);
+        assert_eq!(done(b"18446744073709551616\r\n", Kind::Incr), None);
+        assert_eq!(done(b"END\r\n", Kind::Incr), None);
+        assert_eq!(parse_reply(b"DELET", Kind::Delete), Parsed::Incomplete);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   "config": { server, connections, threads, cpus, pipeline, refill,
 //!               duration (s), warmup (s), keys, key_prefix,
 //!               value_min, value_max, get_ratio,
+//!               mix: null | {set, get, delete, append, incr} (weights),
 //!               distribution: {"kind":"uniform"} | {"kind":"zipf","s":0.99},
 //!               multiget, prefill, shard_aware,
 //!               rate (req/s or null = closed loop), seed,
@@ -16,13 +17,19 @@
 //!   "elapsed_s": measured wall time in seconds,
 //!   "requests": requests completed in the measured phase,
 //!   "gets", "sets": their split (a multi-get is one get),
+//!   "deletes", "appends", "incrs": the rest of the split (`--mix`; 0
+//!       without),
+//!   "deleted", "appended", "incremented": of those, how many found their
+//!       key (`DELETED`, `STORED`, a number; the others got `NOT_FOUND` or
+//!       `NOT_STORED`),
 //!   "get_keys": keys the gets asked for (gets x multiget),
 //!   "hits", "misses": of those keys,
 //!   "ops_per_sec": requests / elapsed_s,
 //!   "hit_ratio": hits / get_keys (0 when there were no gets),
 //!   "errors": { "total", "error", "client_error", "server_error",
 //!               "not_stored", "mismatch", "verify_failed", "strict_miss",
-//!               "io" }  (whole run, warmup and prefill included),
+//!               "wrong_reply", "io" }  (whole run, warmup and prefill
+//!               included),
 //!   "latency_us": { "min", "mean", "p50", "p90", "p99", "p999", "p9999",
 //!                   "max" }  (microseconds, floats),
 //!   "cpu": { "user_s", "system_s", "us_per_request",
@@ -76,9 +83,14 @@ pub struct ErrorCounts {
     pub mismatch: u64,
     /// `--verify`: a hit whose value is corrupt or belongs to another key.
     pub verify_failed: u64,
-    /// `--verify=strict`: a miss, or a stale version, for a key this
-    /// connection stored.
+    /// `--verify=strict`: a get that contradicts the connection's model of
+    /// its key: a miss of a key it stored, a stale version or append
+    /// count, a wrong counter, a hit of a key it deleted.
     pub strict_miss: u64,
+    /// `--verify=strict`: a delete, append or incr whose reply contradicts
+    /// the model (`DELETED` for `NOT_FOUND` or back, `STORED` for
+    /// `NOT_STORED` or back, a wrong `incr` value).
+    pub wrong_reply: u64,
     /// Connection failures (connect, read, write, server closed).
     pub io: u64,
 }
@@ -105,7 +117,43 @@ impl ErrorCounts {
         self.mismatch += o.mismatch;
         self.verify_failed += o.verify_failed;
         self.strict_miss += o.strict_miss;
+        self.wrong_reply += o.wrong_reply;
         self.io += o.io;
+    }
+}
+
+/// Requests of `--mix` beyond gets and sets: how many were answered in
+/// the measured window, and how many of those found their key.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct OpCounts {
+    /// Deletes.
+    pub deletes: u64,
+    /// `DELETED` replies among `deletes`.
+    pub deleted: u64,
+    /// Appends.
+    pub appends: u64,
+    /// `STORED` replies among `appends`.
+    pub appended: u64,
+    /// Incrs.
+    pub incrs: u64,
+    /// Numbers (not `NOT_FOUND`) among the replies to `incrs`.
+    pub incremented: u64,
+}
+
+impl OpCounts {
+    /// Deletes, appends and incrs together.
+    pub fn requests(&self) -> u64 {
+        self.deletes + self.appends + self.incrs
+    }
+
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &OpCounts) {
+        self.deletes += o.deletes;
+        self.deleted += o.deleted;
+        self.appends += o.appends;
+        self.appended += o.appended;
+        self.incrs += o.incrs;
+        self.incremented += o.incremented;
     }
 }
 
@@ -122,6 +170,8 @@ pub struct Stats {
     pub sets: u64,
     /// Measured get hits.
     pub hits: u64,
+    /// Measured deletes, appends and incrs.
+    pub ops: OpCounts,
     /// Errors over the whole run.
     pub errors: ErrorCounts,
     /// First few error descriptions, for the human report.
@@ -136,6 +186,7 @@ impl Default for Stats {
             get_keys: 0,
             sets: 0,
             hits: 0,
+            ops: OpCounts::default(),
             errors: ErrorCounts::default(),
             samples: Vec::new(),
         }
@@ -157,6 +208,7 @@ impl Stats {
         self.get_keys += o.get_keys;
         self.sets += o.sets;
         self.hits += o.hits;
+        self.ops.add(&o.ops);
         self.errors.add(&o.errors);
         for s in &o.samples {
             if self.samples.len() < 10 {
@@ -242,6 +294,9 @@ pub struct Report {
     pub hits: u64,
     /// Keys not found (`get_keys - hits`).
     pub misses: u64,
+    /// Deletes, appends and incrs (`--mix`), flat in the JSON.
+    #[serde(flatten)]
+    pub ops: OpCounts,
     /// Requests per second (a multi-get is one request).
     pub ops_per_sec: f64,
     /// `hits / get_keys`.
@@ -272,7 +327,7 @@ impl Report {
         prefill_s: f64,
         shard_map: Option<ShardMap>,
     ) -> Report {
-        let requests = s.gets + s.sets;
+        let requests = s.gets + s.sets + s.ops.requests();
         Report {
             schema: 1,
             config,
@@ -283,6 +338,7 @@ impl Report {
             get_keys: s.get_keys,
             hits: s.hits,
             misses: s.get_keys - s.hits,
+            ops: s.ops.clone(),
             ops_per_sec: if elapsed_s > 0.0 {
                 requests as f64 / elapsed_s
             } else {
@@ -347,6 +403,20 @@ impl fmt::Display for Report {
                 "keys requested", self.get_keys, c.multiget
             )?;
         }
+        if c.mix.is_some() {
+            writeln!(
+                f,
+                "{:<22}{:>14}  ({} deletes, {} found; {} appends, {} found; {} incrs, {} found)",
+                "other requests",
+                self.ops.requests(),
+                self.ops.deletes,
+                self.ops.deleted,
+                self.ops.appends,
+                self.ops.appended,
+                self.ops.incrs,
+                self.ops.incremented
+            )?;
+        }
         writeln!(f, "{:<22}{:>14.4}", "hit ratio", self.hit_ratio)?;
         let l = &self.latency_us;
         for (name, v) in [
@@ -370,7 +440,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  error {} client_error {} server_error {} not_stored {} mismatch {} \
-                 verify_failed {} strict_miss {} io {}",
+                 verify_failed {} strict_miss {} wrong_reply {} io {}",
                 e.error,
                 e.client_error,
                 e.server_error,
@@ -378,6 +448,7 @@ impl fmt::Display for Report {
                 e.mismatch,
                 e.verify_failed,
                 e.strict_miss,
+                e.wrong_reply,
                 e.io
             )?;
             for s in &self.error_samples {

@@ -14,6 +14,13 @@
 //! one requested, and every filler byte is what the checksum predicts, so a
 //! value served for the wrong key, truncated, spliced or bit-flipped is
 //! caught. Versions are unique per run: `(connection << 40) | counter`.
+//!
+//! With `--mix`, an `append` adds [`SUFFIX_LEN`] bytes that depend only on
+//! the key ([`push_suffix`]), so a value is a verified base followed by
+//! zero or more copies of its key's suffix, and [`check_appended`] finds
+//! the base by peeling suffixes off the end (the base's checksum covers its
+//! own length, so exactly one split fits). Counter keys (those `incr`
+//! works on) hold plain decimal numbers instead ([`parse_counter`]).
 
 /// Bytes taken by the header.
 pub const HEADER_LEN: usize = 24;
@@ -85,9 +92,86 @@ pub fn check(data: &[u8], key: u64) -> Result<u64, Bad> {
     Ok(v)
 }
 
+/// Bytes one `append` adds.
+pub const SUFFIX_LEN: usize = 8;
+
+#[inline]
+fn suffix(key: u64) -> [u8; SUFFIX_LEN] {
+    splitmix(key ^ 0xA99E_D5FF_1C5E_0001).to_le_bytes()
+}
+
+/// Appends the data an `append` to `key` sends.
+pub fn push_suffix(out: &mut Vec<u8>, key: u64) {
+    out.extend_from_slice(&suffix(key));
+}
+
+/// Checks a value read for `key` that appends may have extended; returns
+/// its version and how many suffixes follow the base.
+pub fn check_appended(data: &[u8], key: u64) -> Result<(u64, u32), Bad> {
+    let tail = suffix(key);
+    let mut base = data.len();
+    let mut appends = 0;
+    loop {
+        match check(&data[..base], key) {
+            Ok(v) => return Ok((v, appends)),
+            // Not a whole value yet: peel one more suffix if there is one.
+            Err(Bad::Corrupt | Bad::TooShort)
+                if base >= HEADER_LEN + SUFFIX_LEN && data[base - SUFFIX_LEN..base] == tail =>
+            {
+                base -= SUFFIX_LEN;
+                appends += 1;
+            }
+            Err(bad) => return Err(bad),
+        }
+    }
+}
+
+/// Reads a counter's value: decimal digits, optionally padded with spaces
+/// (memcached pads in place when an `incr` wraps to fewer digits).
+pub fn parse_counter(data: &[u8]) -> Option<u64> {
+    let digits = data.iter().position(|&b| b == b' ').unwrap_or(data.len());
+    if data[digits..].iter().any(|&b| b != b' ') {
+        return None;
+    }
+    crate::proto::parse_u64(&data[..digits])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appended_values_split_into_base_and_suffixes() {
+        for len in [HEADER_LEN, 40, 301] {
+            let mut v = Vec::new();
+            encode(&mut v, 9, 5, len);
+            for appends in 0..5 {
+                assert_eq!(check_appended(&v, 9), Ok((5, appends)), "{len}+{appends}");
+                push_suffix(&mut v, 9);
+            }
+            // Another key's suffix, or a torn one, is not an append.
+            let mut w = v.clone();
+            push_suffix(&mut w, 10);
+            assert_eq!(check_appended(&w, 9), Err(Bad::Corrupt));
+            assert!(check_appended(&v[..v.len() - 1], 9).is_err());
+            for i in 0..v.len() {
+                let mut w = v.clone();
+                w[i] ^= 0x04;
+                assert!(check_appended(&w, 9).is_err(), "flip at {i} undetected");
+            }
+            assert_eq!(check_appended(&v, 8), Err(Bad::Corrupt));
+        }
+    }
+
+    #[test]
+    fn counters_parse_with_memcached_padding() {
+        assert_eq!(parse_counter(b"0"), Some(0));
+        assert_eq!(parse_counter(b"42   "), Some(42));
+        assert_eq!(parse_counter(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [&b""[..], b" 1", b"4 2", b"x", b"18446744073709551616"] {
+            assert_eq!(parse_counter(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn round_trip_and_corruption() {

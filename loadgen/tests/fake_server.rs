@@ -1,6 +1,7 @@
 //! End-to-end tests of loadgen against a tiny in-test memcached: the JSON
 //! schema, exit codes, `--verify` catching a corrupting server, strict
-//! verification catching lost writes, and the `--rate` schedule.
+//! verification catching lost writes, deletes, appends and wrong incrs,
+//! and the `--rate` schedule.
 
 mod common;
 
@@ -28,6 +29,12 @@ enum Fault {
     GoesSilent,
     /// Answers each request with a send of its own, as memcached does.
     Trickle,
+    /// Answers `DELETED` (when the key is there) but keeps the key.
+    LoseDeletes,
+    /// Answers `STORED` to an append but does not append.
+    LoseAppends,
+    /// Increments correctly but replies one more than the new value.
+    WrongIncr,
 }
 
 type Map = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
@@ -102,7 +109,7 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: Rea
                     }
                     out.extend_from_slice(b"END\r\n");
                 }
-                b"set" => {
+                b"set" | b"append" => {
                     let len: usize = std::str::from_utf8(words[4]).unwrap().parse().unwrap();
                     let start = off + e + 2;
                     if buf.len() < start + len + 2 {
@@ -110,15 +117,67 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: Rea
                     }
                     let data = buf[start..start + len].to_vec();
                     off = start + len + 2;
+                    let mut m = map.lock().unwrap();
+                    if words[0] == b"append" {
+                        match m.get_mut(words[1]) {
+                            None => out.extend_from_slice(b"NOT_STORED\r\n"),
+                            Some(v) => {
+                                if fault != Fault::LoseAppends {
+                                    v.extend_from_slice(&data);
+                                }
+                                out.extend_from_slice(b"STORED\r\n");
+                            }
+                        }
+                        continue;
+                    }
                     if fault == Fault::ServerErrorOnSet {
                         out.extend_from_slice(b"SERVER_ERROR out of memory storing object\r\n");
                         continue;
                     }
-                    let mut m = map.lock().unwrap();
                     if fault != Fault::DropOverwrites || !m.contains_key(words[1]) {
                         m.insert(words[1].to_vec(), data);
                     }
                     out.extend_from_slice(b"STORED\r\n");
+                }
+                b"delete" => {
+                    off += e + 2;
+                    let mut m = map.lock().unwrap();
+                    let found = if fault == Fault::LoseDeletes {
+                        m.contains_key(words[1])
+                    } else {
+                        m.remove(words[1]).is_some()
+                    };
+                    out.extend_from_slice(if found {
+                        &b"DELETED\r\n"[..]
+                    } else {
+                        b"NOT_FOUND\r\n"
+                    });
+                }
+                b"incr" => {
+                    off += e + 2;
+                    let delta: u64 = std::str::from_utf8(words[2]).unwrap().parse().unwrap();
+                    let mut m = map.lock().unwrap();
+                    let Some(v) = m.get_mut(words[1]) else {
+                        out.extend_from_slice(b"NOT_FOUND\r\n");
+                        continue;
+                    };
+                    let Some(n) = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok())
+                    else {
+                        out.extend_from_slice(
+                            b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+                        );
+                        continue;
+                    };
+                    let n = n.wrapping_add(delta);
+                    *v = n.to_string().into_bytes();
+                    let reply = if fault == Fault::WrongIncr {
+                        n.wrapping_add(1)
+                    } else {
+                        n
+                    };
+                    out.extend_from_slice(format!("{reply}\r\n").as_bytes());
                 }
                 _ => {
                     off += e + 2;
@@ -436,4 +495,88 @@ fn requests_leave_in_batches_against_a_trickling_server() {
     assert!(requests as u64 >= j["requests"].as_u64().unwrap(), "{j:#}");
     // Every read holds whole batches: the first 16, then at least 8.
     assert!(reads.iter().all(|&n| n >= 8), "{reads:?}");
+}
+
+/// Every operation of the mix, weighted so each is common.
+const MIX: &[&str] = &["--mix", "set=20,get=40,delete=10,append=15,incr=15"];
+
+/// Runs a strict mixed workload against a fake server with `fault`.
+fn strict_mix(fault: Fault) -> (i32, serde_json::Value) {
+    let addr = start_fake(fault);
+    loadgen(
+        addr,
+        &[
+            SHORT,
+            MIX,
+            &["--prefill", "--verify=strict", "--multiget", "2"],
+        ]
+        .concat(),
+    )
+}
+
+#[test]
+fn a_strict_mix_passes_on_a_correct_server() {
+    let (code, j) = strict_mix(Fault::None);
+    assert_eq!(code, 0, "{j:#}");
+    assert_eq!(j["errors"]["total"], 0, "{j:#}");
+    let n = |field: &str| {
+        j[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field}: {j:#}"))
+    };
+    assert_eq!(
+        n("requests"),
+        n("gets") + n("sets") + n("deletes") + n("appends") + n("incrs"),
+        "{j:#}"
+    );
+    // Every kind was sent and (except after a delete) found its key.
+    for (sent, found) in [
+        ("deletes", "deleted"),
+        ("appends", "appended"),
+        ("incrs", "incremented"),
+    ] {
+        assert!(n(found) > 0 && n(found) <= n(sent), "{sent}/{found}: {j:#}");
+    }
+    assert!(n("gets") > 0 && n("sets") > 0, "{j:#}");
+    assert_eq!(j["config"]["mix"]["append"], 15);
+    assert_eq!(j["config"]["get_ratio"], 0.4);
+    assert_eq!(j["errors"]["wrong_reply"], 0);
+}
+
+#[test]
+fn a_strict_mix_catches_a_lost_delete() {
+    let (code, j) = strict_mix(Fault::LoseDeletes);
+    assert_eq!(code, 1, "{j:#}");
+    // The delete's reply was right; the get after it found the key.
+    assert!(j["errors"]["strict_miss"].as_u64().unwrap() > 0, "{j:#}");
+}
+
+#[test]
+fn a_strict_mix_catches_a_lost_append() {
+    let (code, j) = strict_mix(Fault::LoseAppends);
+    assert_eq!(code, 1, "{j:#}");
+    // Gets after an acknowledged append found too few suffixes.
+    assert!(j["errors"]["strict_miss"].as_u64().unwrap() > 0, "{j:#}");
+    assert_eq!(j["errors"]["verify_failed"], 0, "{j:#}");
+}
+
+#[test]
+fn a_strict_mix_catches_a_wrong_incr() {
+    let (code, j) = strict_mix(Fault::WrongIncr);
+    assert_eq!(code, 1, "{j:#}");
+    // Every incr that found its counter answered one too many.
+    let e = &j["errors"];
+    assert!(e["wrong_reply"].as_u64().unwrap() > 0, "{j:#}");
+    assert_eq!(e["strict_miss"], 0, "the stored counters are right: {j:#}");
+}
+
+/// Without strict mode the mix only counts: a lost delete is invisible
+/// to `--verify`, which checks values' integrity, not their history.
+#[test]
+fn a_mix_without_strict_counts_replies_only() {
+    let addr = start_fake(Fault::LoseDeletes);
+    let (code, j) = loadgen(addr, &[SHORT, MIX, &["--prefill", "--verify"]].concat());
+    assert_eq!(code, 0, "{j:#}");
+    assert!(j["deletes"].as_u64().unwrap() > 0, "{j:#}");
+    assert_eq!(j["errors"]["total"], 0, "{j:#}");
 }

@@ -23,10 +23,10 @@ fn start_memcached() -> (ServerProcess, std::net::SocketAddr) {
     (server, addr)
 }
 
-#[test]
-fn memcached_passes_strict_verification() {
-    let (_server, addr) = start_memcached();
-    let cfg = loadgen::Config {
+/// A short strict run against `addr`: 8 connections, zipf keys, 24-200
+/// byte values, half gets.
+fn strict(addr: std::net::SocketAddr) -> loadgen::Config {
+    loadgen::Config {
         server: addr,
         connections: 8,
         threads: 2,
@@ -41,7 +41,13 @@ fn memcached_passes_strict_verification() {
         prefill: true,
         verify: loadgen::VerifyMode::Strict,
         ..loadgen::Config::default()
-    };
+    }
+}
+
+#[test]
+fn memcached_passes_strict_verification() {
+    let (_server, addr) = start_memcached();
+    let cfg = strict(addr);
     let r = loadgen::run(&cfg).unwrap();
     assert!(!r.failed(), "{r}");
     assert!(r.requests > 0, "{r}");
@@ -57,6 +63,31 @@ fn memcached_passes_strict_verification() {
     assert!(!r.failed(), "{r}");
     assert_eq!(r.get_keys, r.gets * 8, "{r}");
     assert_eq!(r.hit_ratio, 1.0, "{r}");
+}
+
+/// The reference server's replies to deletes, appends and incrs are what
+/// strict mode's model predicts, exactly: the model is memcached's
+/// semantics, not corecache's.
+#[test]
+fn memcached_passes_a_strict_mix() {
+    let (_server, addr) = start_memcached();
+    let cfg = loadgen::Config {
+        connections: 50,
+        pipeline: 16,
+        mix: Some(loadgen::config::parse_mix("set=15,get=50,delete=10,append=10,incr=15").unwrap()),
+        multiget: 3,
+        ..strict(addr)
+    };
+    let r = loadgen::run(&cfg).unwrap();
+    assert!(!r.failed(), "{r}");
+    assert_eq!(r.requests, r.gets + r.sets + r.ops.requests(), "{r}");
+    for (sent, found) in [
+        (r.ops.deletes, r.ops.deleted),
+        (r.ops.appends, r.ops.appended),
+        (r.ops.incrs, r.ops.incremented),
+    ] {
+        assert!(found > 0 && found <= sent, "{r}");
+    }
 }
 
 /// Narrows the workloads to uniform keys, 90% single-key gets.
