@@ -511,9 +511,15 @@ impl Conn {
             if !self.alive {
                 break;
             }
-            let next_due = schedule.as_ref().and_then(Schedule::next);
+            // Nothing is sent after the end, so a send that fell due
+            // before it (the pipeline was full) is no reason to wake: from
+            // then on only replies are awaited.
+            let next_due = schedule
+                .as_ref()
+                .and_then(Schedule::next)
+                .filter(|_| now < p.end);
             if self.outstanding == 0 {
-                let Some(due) = next_due.filter(|_| now < p.end) else {
+                let Some(due) = next_due else {
                     break;
                 };
                 if let Some(t) = &timer

@@ -41,9 +41,16 @@ impl PreciseTimer {
     /// Waits until `at` (returns at once when it has passed). Cancel-safe:
     /// dropping the future leaves at worst an armed timer, which the next
     /// call re-arms.
+    ///
+    /// A time that has passed still spends the task's tokio budget, as any
+    /// tokio resource that is ready does: a loop that keeps finding its
+    /// timer due then yields now and again, so the runtime polls its
+    /// sockets. Returning outright let such a loop run forever without
+    /// ever seeing the replies it was waiting for.
     pub async fn sleep_until(&self, at: Instant) -> io::Result<()> {
         let d = at.saturating_duration_since(Instant::now());
         if d.is_zero() {
+            tokio::task::consume_budget().await;
             return Ok(());
         }
         self.arm(d)?;
