@@ -77,12 +77,13 @@ pub struct Cli {
     /// How often expired items are reclaimed, e.g. `100ms` [default: 100ms].
     #[arg(long, value_name = "DURATION")]
     pub ttl_tick: Option<String>,
-    /// Thread-per-core: how long a thread whose connections wait for
+    /// Thread-per-core: the longest a thread whose connections wait for
     /// another thread's replies polls for them before it sleeps, from the
     /// last message, e.g. `50us`; 0 = never [default: 50us]. It spares the
     /// other thread a wake-up and the waiting clients its latency, for CPU
-    /// an idle core would not use anyway: set 0 when the server shares its
-    /// CPUs with other busy processes.
+    /// an idle core would not use anyway. The window halves after a spin
+    /// that catches nothing and doubles after one that does; set 0 when
+    /// the server shares its CPUs with other busy processes.
     #[arg(long, value_name = "DURATION")]
     pub spin: Option<String>,
     /// Close a connection that has sent nothing for this long, e.g. `300s`
@@ -186,8 +187,8 @@ pub struct Config {
     pub runtime: RuntimeKind,
     /// Interval between expiry passes.
     pub ttl_tick: Duration,
-    /// Thread-per-core: how long to poll for awaited replies before
-    /// sleeping (zero: never).
+    /// Thread-per-core: the longest to poll for awaited replies before
+    /// sleeping (zero: never); see `server::spin`.
     pub spin: Duration,
     /// Connections idle this long are closed (zero: never).
     pub idle_timeout: Duration,

@@ -105,6 +105,11 @@ pub struct ThreadStats {
     pub core_wakes: Counter,
     /// Times this thread said it sleeps (its runtime was about to park).
     pub core_sleeps: Counter,
+    /// Spins for forwarded replies that ended with a message (`--spin`).
+    pub spin_hits: Counter,
+    /// Spins for forwarded replies that ran out their window; each halves
+    /// the next one (see `server::spin`).
+    pub spin_misses: Counter,
     /// Requests whose handling panicked (their shard was reset).
     pub request_panics: Counter,
     /// Bytes read from clients.
@@ -145,6 +150,8 @@ impl ThreadStats {
             &self.idle_kicks,
             &self.core_wakes,
             &self.core_sleeps,
+            &self.spin_hits,
+            &self.spin_misses,
             &self.request_panics,
             &self.bytes_read,
             &self.bytes_written,

@@ -245,6 +245,42 @@ fn clients_that_leave_while_their_requests_wait_on_a_held_core_leave_nothing_beh
     }
 }
 
+/// A thread whose connection waits on a held core spins for the reply
+/// (`--spin`, 50 µs), catches nothing, counts the miss and sleeps; with
+/// `--spin 0` it sleeps without spinning. No message can reach it while
+/// the owner is held, so no spin is counted as a hit. The reply comes once
+/// the owner runs.
+#[test]
+fn a_spin_for_a_held_core_runs_out_and_is_counted_and_spin_0_never_spins() {
+    for spin in [Duration::from_micros(50), Duration::ZERO] {
+        let server = TestServer::with(RuntimeKind::ThreadPerCore, |c| c.spin = spin);
+        let mut control = server.connect_on(0);
+        let mut holder = server.connect_on(0);
+        holder.send(format!("debug_hold {}\r\n", key_on_thread(1, 0)).as_bytes());
+        wait_thread_stat(&mut control, 0, "forward_waiting", 1);
+        if spin.is_zero() {
+            // Each stats request wakes thread 0; each time it sleeps again.
+            let slept = thread_stat(&mut control, 0, "core_sleeps");
+            common::eventually("thread 0 sleeps twice more", || {
+                thread_stat(&mut control, 0, "core_sleeps") >= slept + 2
+            });
+            assert_eq!(thread_stat(&mut control, 0, "spin_misses"), 0);
+        } else {
+            common::eventually("thread 0's spin runs out", || {
+                thread_stat(&mut control, 0, "spin_misses") >= 1
+            });
+        }
+        assert_eq!(thread_stat(&mut control, 0, "spin_hits"), 0);
+        control.expect("debug_release\r\n", "OK\r\n");
+        assert_eq!(holder.read_exact(4), b"OK\r\n");
+        // `stats` adds up the threads' counts.
+        let per_thread: u64 = (0..2)
+            .map(|t| thread_stat(&mut control, t, "spin_misses"))
+            .sum();
+        assert_eq!(server.stat_u64("", "spin_misses"), per_thread);
+    }
+}
+
 /// An owner core that cannot keep up (held dead) while 16 clients on the
 /// other core pipeline 2 MiB each of gets it owns: bounded queues push
 /// back. Every client ends up waiting with one read's worth out (the

@@ -342,6 +342,8 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     );
     s.stat("core_wakes", sum(|t| &t.core_wakes));
     s.stat("core_sleeps", sum(|t| &t.core_sleeps));
+    s.stat("spin_hits", sum(|t| &t.spin_hits));
+    s.stat("spin_misses", sum(|t| &t.spin_misses));
     s.stat("request_panics", sum(|t| &t.request_panics));
     s.stat("forward_inflight", sum(|t| &t.forward_inflight));
     s.stat("forward_waiting", sum(|t| &t.forward_waiting));
@@ -471,6 +473,8 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             ("mailbox_max_depth", &t.mailbox_max_depth),
             ("core_wakes", &t.core_wakes),
             ("core_sleeps", &t.core_sleeps),
+            ("spin_hits", &t.spin_hits),
+            ("spin_misses", &t.spin_misses),
             ("request_panics", &t.request_panics),
             ("expiry_ticks", &t.expiry_ticks),
         ] {

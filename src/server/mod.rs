@@ -34,6 +34,7 @@ mod pinned;
 pub mod router;
 mod settings;
 pub mod shard_port;
+mod spin;
 mod state;
 mod thread_per_core;
 mod tls;

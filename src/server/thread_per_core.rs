@@ -49,6 +49,7 @@ use super::forward::{
 };
 use super::op::Op;
 use super::shard_port::Sources;
+use super::spin::SpinWindow;
 use super::{Control, ServerState, ShardReport, StartError};
 use crate::stats::ThreadStats;
 use crate::storage::{Millis, Prefetch, Shard};
@@ -102,9 +103,9 @@ struct Core {
     mail_waker: RefCell<Option<Waker>>,
     mail_woken: Cell<bool>,
     /// How long to poll the mailbox before parking while replies are due.
-    spin: Duration,
-    /// When the current spin for replies ends (none: not spinning).
-    spin_until: Cell<Option<Instant>>,
+    spin: SpinWindow,
+    /// Where the spin for the replies now due stands.
+    spinning: Cell<Spin>,
     state: Arc<ServerState>,
 }
 
@@ -216,9 +217,13 @@ impl Core {
             }
         }
         if taken > 0 {
-            // A spin for replies waits `--spin` from the last message.
-            self.spin_until.set(None);
+            // A spin for replies waits its window from the last message.
+            if let Spin::Until(_) = self.spinning.replace(Spin::Idle) {
+                self.spin.hit();
+                stats.spin_hits.add(1);
+            }
         }
+        self.spin.woke(taken > 0, Instant::now);
         let (forwards, _, woken) = self.outbox.flush(self.index, &self.mailboxes);
         stats.forward_messages.add(forwards);
         stats.forward_inflight.add(forwards);
@@ -254,24 +259,33 @@ impl Core {
             }
             if self.inbox.try_sleep() {
                 self.stats().core_sleeps.add(1);
+                if self.stats().forward_waiting.get() > 0 {
+                    self.spin.sleeping(Instant::now());
+                }
                 return;
             }
         }
         self.wake_mail();
     }
 
-    /// While connections wait for replies and the `--spin` window since
-    /// the last message has not run out, polls the mailbox for up to
+    /// While connections wait for replies and the spin window since the
+    /// last message has not run out, polls the mailbox for up to
     /// [`SPIN_SLICE`]; true if the core should stay awake (mail came, or
-    /// the window goes on), false if it may sleep.
+    /// the window goes on), false if it may sleep. A window that runs out
+    /// is not started again before the next message.
     fn spin_for_replies(&self) -> bool {
-        if self.spin.is_zero() || self.stats().forward_waiting.get() == 0 {
-            self.spin_until.set(None);
+        let window = self.spin.window();
+        if window.is_zero() || self.stats().forward_waiting.get() == 0 {
+            self.spinning.set(Spin::Idle);
             return false;
         }
         let now = Instant::now();
-        let until = *self.spin_until.get().get_or_insert(now + self.spin);
-        self.spin_until.set(Some(until));
+        let until = match self.spinning.get() {
+            Spin::RanOut => return false,
+            Spin::Idle => now + window,
+            Spin::Until(until) => until,
+        };
+        self.spinning.set(Spin::Until(until));
         let slice = until.min(now + SPIN_SLICE);
         while Instant::now() < slice {
             if self.inbox.pending() {
@@ -279,8 +293,25 @@ impl Core {
             }
             std::hint::spin_loop();
         }
-        Instant::now() < until
+        if Instant::now() < until {
+            return true;
+        }
+        self.spinning.set(Spin::RanOut);
+        self.spin.missed();
+        self.stats().spin_misses.add(1);
+        false
     }
+}
+
+/// Where a core's spin for replies stands.
+#[derive(Clone, Copy)]
+enum Spin {
+    /// Not spinning: a spin may start.
+    Idle,
+    /// Spinning until then, across park attempts.
+    Until(Instant),
+    /// The window ran out with no message; no new spin before one comes.
+    RanOut,
 }
 
 /// What one run of a core's mailbox did.
@@ -640,8 +671,8 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
         waiting: WaitList::default(),
         mail_waker: RefCell::new(None),
         mail_woken: Cell::new(false),
-        spin: state.config.spin,
-        spin_until: Cell::new(None),
+        spin: SpinWindow::new(state.config.spin),
+        spinning: Cell::new(Spin::Idle),
         state: state.clone(),
     });
     PARKING.set(Some(core.clone()));

@@ -25,8 +25,8 @@ fn core(threads: usize, index: usize) -> Rc<Core> {
         waiting: WaitList::default(),
         mail_waker: RefCell::new(None),
         mail_woken: Cell::new(false),
-        spin: Duration::ZERO,
-        spin_until: Cell::new(None),
+        spin: SpinWindow::new(Duration::ZERO),
+        spinning: Cell::new(Spin::Idle),
         state,
     })
 }
