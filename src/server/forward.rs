@@ -47,11 +47,22 @@ use tokio::sync::oneshot;
 
 /// Buffers of a batch that grew past this (a large value went through)
 /// are given back when the batch is reused, so one big multi-get does not
-/// pin its memory to the core.
-const BATCH_KEEP: usize = 256 * 1024;
+/// pin its memory to the core. A turn's batch for 100 connections
+/// pipelining 16 requests with values of a few hundred bytes holds about
+/// half a MiB of replies, so this is set above that: such a batch is
+/// reused, not freed and grown again every turn.
+const BATCH_KEEP: usize = 1024 * 1024;
 
 /// Emptied batches an outbox keeps for reuse, at most.
 const POOL_KEEP: usize = 64;
+
+/// Buffer capacity, in bytes, the batches in an outbox's pool may hold
+/// in all. Batches in flight at once are a few per owner in steady state,
+/// but a core that stalls (preempted, or a long turn) lets its peers pile
+/// up many, each as large as a turn's traffic, and without a bound the
+/// pool would keep them all when they come back: 64 batches of up to
+/// 5 × [`BATCH_KEEP`] each. Batches beyond the budget are freed.
+const POOL_BYTES: usize = 8 * 1024 * 1024;
 
 /// The SLEEPING bit of a mailbox's state word; the count of messages
 /// posted is kept in the bits above it.
@@ -142,6 +153,18 @@ impl Batch {
         let index = index as usize;
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
         (start, self.ends[index])
+    }
+
+    /// Bytes of buffer capacity the batch holds.
+    fn capacity_bytes(&self) -> usize {
+        fn bytes<T>(buffer: &Vec<T>) -> usize {
+            buffer.capacity() * std::mem::size_of::<T>()
+        }
+        bytes(&self.ops)
+            + bytes(&self.bytes)
+            + bytes(&self.replies)
+            + bytes(&self.ends)
+            + bytes(&self.requesters)
     }
 
     /// Empties the batch for reuse, giving back buffers a large batch grew.
@@ -422,6 +445,8 @@ pub(super) struct Outbox {
     replies: RefCell<Vec<Batch>>,
     /// Emptied batches, ready to be filled again.
     pool: RefCell<Vec<Batch>>,
+    /// Buffer capacity of the batches in `pool` (at most [`POOL_BYTES`]).
+    pooled: Cell<usize>,
     /// Empty `Rc`s, so that sharing a returned batch with its connections
     /// reuses an allocation instead of making one.
     shells: RefCell<Vec<Rc<Batch>>>,
@@ -434,6 +459,7 @@ impl Outbox {
             filling: RefCell::new((0..threads).map(|_| Batch::default()).collect()),
             replies: RefCell::new(Vec::new()),
             pool: RefCell::new(Vec::new()),
+            pooled: Cell::new(0),
             shells: RefCell::new(Vec::new()),
         }
     }
@@ -468,18 +494,35 @@ impl Outbox {
 
     /// Lets go of a returned batch. The last holder (its connections hold
     /// it until they have copied their replies out) puts it back in the
-    /// pool, emptied, with any buffer a large batch grew given back; and
-    /// its `Rc` with it.
+    /// pool, emptied, with any buffer a large batch grew given back, if the
+    /// pool has room for it within [`POOL_BYTES`]; and its `Rc` with it.
     pub fn recycle(&self, mut batch: Rc<Batch>) {
         let Some(contents) = Rc::get_mut(&mut batch) else {
             return;
         };
         let mut contents = std::mem::take(contents);
         let mut pool = self.pool.borrow_mut();
-        if pool.len() < POOL_KEEP {
-            contents.reset();
+        if pool.len() >= POOL_KEEP {
+            return;
+        }
+        contents.reset();
+        let bytes = contents.capacity_bytes();
+        if self.pooled.get() + bytes <= POOL_BYTES {
+            self.pooled.set(self.pooled.get() + bytes);
             pool.push(contents);
-            self.shells.borrow_mut().push(batch);
+        }
+        // An empty shell costs next to nothing: always worth keeping.
+        self.shells.borrow_mut().push(batch);
+    }
+
+    /// An emptied batch to fill: a pooled one, or a new one.
+    fn take_pooled(&self) -> Batch {
+        match self.pool.borrow_mut().pop() {
+            Some(batch) => {
+                self.pooled.set(self.pooled.get() - batch.capacity_bytes());
+                batch
+            }
+            None => Batch::default(),
         }
     }
 
@@ -497,7 +540,7 @@ impl Outbox {
             if filling[owner].ops.is_empty() {
                 continue;
             }
-            let fresh = self.pool.borrow_mut().pop().unwrap_or_default();
+            let fresh = self.take_pooled();
             let mut batch = std::mem::replace(&mut filling[owner], fresh);
             batch.origin = index;
             batch.owner = owner;

@@ -207,3 +207,32 @@ fn a_batch_that_grew_gives_its_memory_back_when_recycled() {
     outbox.recycle(held);
     assert_eq!(outbox.pool.borrow().len(), 1);
 }
+
+/// However many large batches come back at once (a peer piled them up
+/// while this core stalled), the pool keeps at most `POOL_BYTES` of their
+/// buffers; the rest are freed. What it keeps is handed out again, and
+/// the count follows.
+#[test]
+fn the_pool_keeps_at_most_its_byte_budget() {
+    let outbox = Outbox::new(2);
+    for _ in 0..POOL_KEEP {
+        let mut batch = Batch::default();
+        batch.replies.reserve_exact(BATCH_KEEP);
+        batch.bytes.reserve_exact(BATCH_KEEP / 2);
+        outbox.recycle(Rc::new(batch));
+    }
+    let pooled: usize = outbox.pool.borrow().iter().map(Batch::capacity_bytes).sum();
+    assert_eq!(pooled, outbox.pooled.get());
+    assert!(pooled <= POOL_BYTES, "{pooled}");
+    // Full batches up to the budget were kept, not dropped for nothing.
+    assert!(pooled > POOL_BYTES - 2 * BATCH_KEEP, "{pooled}");
+    // The shells are all kept: they cost nothing.
+    assert_eq!(outbox.shells.borrow().len(), POOL_KEEP);
+    let kept = outbox.pool.borrow().len();
+    for _ in 0..kept {
+        let batch = outbox.take_pooled();
+        assert!(batch.replies.capacity() >= BATCH_KEEP);
+    }
+    assert_eq!(outbox.pooled.get(), 0);
+    assert_eq!(outbox.take_pooled().capacity_bytes(), 0);
+}
