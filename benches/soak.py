@@ -41,16 +41,12 @@ import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from forwarding import ROOT, free_port  # noqa: E402
+
 RUNTIMES = ["thread-per-core", "work-stealing"]
 # loadgen's operations: half gets, and writes of every kind strict mode checks.
 MIX = "set=20,get=50,delete=10,append=10,incr=10"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
