@@ -80,6 +80,29 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for_port(proc, port):
+    """Returns once the server `proc` accepts on `port`; raises if it exits
+    or has not started within 10 s."""
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            return
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"server on port {port} did not start: {' '.join(proc.args)}")
+            time.sleep(0.02)
+
+
+def rss_bytes(pid):
+    """Resident set size of process `pid`, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def run_cell(binary, runtime, layout, pipeline, args):
     port = free_port()
     binary, *own_flags = binary.split(",")
@@ -99,15 +122,7 @@ def run_cell(binary, runtime, layout, pipeline, args):
         server += ["--shard-aware-port", str(free_port())]
     proc = subprocess.Popen(server, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"server did not start: {' '.join(server)}")
-                time.sleep(0.02)
+        wait_for_port(proc, port)
         load = [args.loadgen, "--server", f"127.0.0.1:{port}", "--threads", "1",
                 "--connections", str(args.connections), "--pipeline", str(pipeline),
                 "--keys", str(args.keys), "--value-size", args.value_size,

@@ -25,19 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from forwarding import ROOT, cpu_seconds, free_port, stats  # noqa: E402
-
-
-def wait_for_port(proc, port):
-    deadline = time.time() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port)).close()
-            return
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"server on port {port} did not start")
-            time.sleep(0.02)
+from forwarding import ROOT, cpu_seconds, free_port, stats, wait_for_port  # noqa: E402
 
 
 def redis_commands(port):

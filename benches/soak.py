@@ -42,7 +42,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from forwarding import ROOT, free_port  # noqa: E402
+from forwarding import ROOT, free_port, rss_bytes  # noqa: E402
 
 RUNTIMES = ["thread-per-core", "work-stealing"]
 # loadgen's operations: half gets, and writes of every kind strict mode checks.
@@ -70,11 +70,7 @@ class Server:
         self.stats_conn = None
 
     def rss(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return rss_bytes(self.proc.pid)
 
     def fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
