@@ -27,17 +27,13 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from forwarding import ROOT, free_port, rss_bytes  # noqa: E402
+
 CORECACHE = os.path.join(ROOT, "target", "release", "corecache")
 MIB = 1 << 20
 # corecache threads (and so shards): set by --threads.
 THREADS = 1
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -65,11 +61,7 @@ class Server:
         return self.proc.pid
 
     def rss(self):
-        with open(f"/proc/{self.pid()}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return rss_bytes(self.pid())
 
     def stop(self):
         self.proc.terminate()
