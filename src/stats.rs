@@ -112,6 +112,16 @@ pub struct ThreadStats {
     pub spin_misses: Counter,
     /// Requests whose handling panicked (their shard was reset).
     pub request_panics: Counter,
+    /// Times a connection of this thread stopped taking requests because
+    /// its queued output reached `--output-budget`, and wrote first.
+    pub output_budget_waits: Counter,
+    /// Forwarded operations this thread left for a later batch because
+    /// their connection's share of its output budget was spent.
+    pub forward_deferred: Counter,
+    /// Forwarded reads this thread answered `SERVER_ERROR out of memory
+    /// writing get response`: their connection's share of its output
+    /// budget was spent and they could not wait (see `server::forward`).
+    pub get_budget_refused: Counter,
     /// Bytes read from clients.
     pub bytes_read: Counter,
     /// Bytes written to clients.
@@ -153,6 +163,9 @@ impl ThreadStats {
             &self.spin_hits,
             &self.spin_misses,
             &self.request_panics,
+            &self.output_budget_waits,
+            &self.forward_deferred,
+            &self.get_budget_refused,
             &self.bytes_read,
             &self.bytes_written,
             &self.cmd_flush,

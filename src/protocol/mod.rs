@@ -26,6 +26,6 @@ mod request;
 pub use get_line::{GetLine, LineRest, parse_rest};
 pub use reply::{ErrorReply, Outcome, Reply, Value};
 pub use request::{
-    ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens, parse,
-    valid_key,
+    ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens,
+    frame_len, parse, valid_key,
 };

@@ -303,6 +303,26 @@ pub fn parse(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
     parse_line(buf, newline, max_value)
 }
 
+/// The whole size of the storage request at the front of `buf` (its line,
+/// its data block and the block's `\r\n`) once its line is complete: what
+/// a connection must hold to take it. `None` for any other request, an
+/// unfinished line, or a block that will be refused (too large: it is
+/// swallowed as it arrives, never held).
+pub fn frame_len(buf: &[u8], max_value: usize) -> Option<usize> {
+    let newline = memchr::memchr(b'\n', &buf[..buf.len().min(LINE_MAX_LEN)])?;
+    let line = buf[..newline]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..newline]);
+    let mut tokens = Tokens::new(line);
+    let length = match tokens.next()? {
+        b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas" => tokens.nth(3)?,
+        b"ms" => tokens.nth(1)?,
+        _ => return None,
+    };
+    let length: usize = number(length)?;
+    (length <= max_value).then_some(newline + 1 + length + 2)
+}
+
 /// Parses the request whose line ends with the newline at `newline`.
 pub(super) fn parse_line(
     buf: &[u8],

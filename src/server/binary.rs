@@ -10,8 +10,8 @@
 //! `stat`, `quit`).
 
 use super::admin;
-use super::connection::{AdminStep, Step};
 use super::op::{Op, OpKind, Span, Wire, arith_op, store_outcome};
+use super::plan::{AdminStep, Step};
 use crate::clock::Clock;
 use crate::protocol::binary::{self, BinaryError, Fixed, Header, Parsed, Request, Status};
 use crate::protocol::{ErrorReply, Outcome, StoreKind};

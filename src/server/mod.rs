@@ -31,6 +31,7 @@ mod listener;
 mod meta;
 mod op;
 mod pinned;
+mod plan;
 pub mod router;
 mod settings;
 pub mod shard_port;
@@ -49,8 +50,9 @@ use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};
 use crate::stats::ThreadStats;
 use crate::storage::Millis;
-use connection::{Connection, Dispatch};
+use connection::Connection;
 use listener::Transport;
+use plan::Dispatch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -300,8 +302,8 @@ pub(crate) async fn serve_accepted<D: Dispatch>(
     match transport {
         Transport::Plain | Transport::ShardAware => {
             let dispatch = dispatch(&slot);
-            Connection::new(stream, slot, state, dispatch)
-                .serve(stop)
+            Connection::new(stream, slot, state, dispatch, stop)
+                .serve()
                 .await
         }
         Transport::Tls => {
@@ -312,8 +314,8 @@ pub(crate) async fn serve_accepted<D: Dispatch>(
                 return;
             };
             let dispatch = dispatch(&slot);
-            Connection::new(stream, slot, state, dispatch)
-                .serve(stop)
+            Connection::new(stream, slot, state, dispatch, stop)
+                .serve()
                 .await
         }
     }

@@ -9,7 +9,7 @@
 //! one core with the first limit and those of another with the second,
 //! since each core takes its mail in its own order.
 
-use super::connection::Dispatch;
+use super::plan::Dispatch;
 use super::{Control, ServerState, ShardAnswer};
 use crate::config::Config;
 use crate::protocol::admin::{Admin, AdminReply, ClassSet, Crawl, MEMCACHED_MAX_CLASS};

@@ -290,9 +290,39 @@ pub(crate) struct ConnInfo {
     /// Told by the idle sweep ([`ServerState::kick_idle`]) that the
     /// connection looks idle; the connection checks for itself.
     pub idle_kick: tokio::sync::Notify,
+    /// What the connection is doing, as `stats conns` names it.
+    pub state: std::sync::atomic::AtomicU8,
+}
+
+/// What a connection is doing, in memcached's words for `stats conns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ConnState {
+    /// Waiting for the client to send something.
+    Waiting = 0,
+    /// Running what it read.
+    ParseCmd = 1,
+    /// Writing replies (a client that does not read keeps it here).
+    Mwrite = 2,
+}
+
+impl ConnState {
+    /// memcached's name for the state.
+    pub(crate) fn name(state: u8) -> &'static str {
+        match state {
+            0 => "conn_waiting",
+            1 => "conn_parse_cmd",
+            _ => "conn_mwrite",
+        }
+    }
 }
 
 impl ConnInfo {
+    /// Records what the connection is doing (only its own task writes it).
+    pub(crate) fn set_state(&self, state: ConnState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
     /// Whether the connection has sent nothing for `--idle-timeout` (never,
     /// with the timeout off).
     pub(crate) fn is_idle(&self, config: &Config, now: Millis) -> bool {
@@ -382,6 +412,7 @@ pub(crate) async fn admit(
         thread: thread.into(),
         last_active: state.clock.now().into(),
         idle_kick: tokio::sync::Notify::new(),
+        state: std::sync::atomic::AtomicU8::new(ConnState::Waiting as u8),
     });
     let key = state
         .conns

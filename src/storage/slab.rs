@@ -220,6 +220,15 @@ impl Slabs {
         (i < self.classes.len()).then_some(i)
     }
 
+    /// Chunk size of the largest class with a chunk in use; 0 if none is.
+    pub fn largest_in_use(&self) -> usize {
+        self.classes
+            .iter()
+            .rev()
+            .find(|c| c.used > 0)
+            .map_or(0, |c| c.size)
+    }
+
     /// Chunk size of a class.
     pub fn chunk_size(&self, class: usize) -> usize {
         self.classes[class].size

@@ -437,6 +437,14 @@ impl Shard {
         self.wheel.len()
     }
 
+    /// An upper bound of any item the shard holds now, header and key
+    /// included: the chunk size of the largest class with an item in it
+    /// (0 when empty). The server bounds what a read can make it send by
+    /// this.
+    pub fn largest_item(&self) -> usize {
+        self.tables.slabs.largest_in_use()
+    }
+
     /// Bytes of index bucket memory (outside the slab budget).
     pub fn index_memory(&self) -> usize {
         self.tables.index.memory()
