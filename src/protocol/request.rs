@@ -210,6 +210,12 @@ pub enum Request<'a> {
     },
     /// `debug_release`, in debug builds only: lets a `debug_hold` go.
     DebugRelease,
+    /// `debug_fault <site>` (debug builds only): the next pass through
+    /// `site` panics, once (see [`crate::fault`]).
+    DebugFault {
+        /// Where.
+        site: crate::fault::Site,
+    },
     /// A storage command whose data block is larger than any item can be:
     /// answered `SERVER_ERROR object too large for cache`, its data
     /// swallowed, and, for `set`, any existing item under the key removed
@@ -376,6 +382,12 @@ pub(super) fn parse_line(
             _ => Request::invalid(ErrorReply::Error),
         },
         b"debug_release" if cfg!(debug_assertions) => Request::DebugRelease,
+        b"debug_fault" if cfg!(debug_assertions) => {
+            match tokens.next().and_then(crate::fault::Site::from_name) {
+                Some(site) => Request::DebugFault { site },
+                None => Request::invalid(ErrorReply::Error),
+            }
+        }
         _ => Request::invalid(ErrorReply::Error),
     };
     Ok(done(request, line_end))

@@ -346,6 +346,7 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("spin_hits", sum(|t| &t.spin_hits));
     s.stat("spin_misses", sum(|t| &t.spin_misses));
     s.stat("request_panics", sum(|t| &t.request_panics));
+    s.stat("tick_panics", sum(|t| &t.tick_panics));
     s.stat("output_budget_waits", sum(|t| &t.output_budget_waits));
     s.stat("forward_deferred", sum(|t| &t.forward_deferred));
     s.stat("get_budget_refused", sum(|t| &t.get_budget_refused));
@@ -480,6 +481,7 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             ("spin_hits", &t.spin_hits),
             ("spin_misses", &t.spin_misses),
             ("request_panics", &t.request_panics),
+            ("tick_panics", &t.tick_panics),
             ("output_budget_waits", &t.output_budget_waits),
             ("forward_deferred", &t.forward_deferred),
             ("get_budget_refused", &t.get_budget_refused),

@@ -429,6 +429,10 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
                 self.state.debug_gate.release();
                 out.extend_from_slice(Reply::OK);
             }
+            AdminStep::DebugFault(site) => {
+                crate::fault::arm(site);
+                out.extend_from_slice(Reply::OK);
+            }
             AdminStep::Shutdown => {
                 let _ = self.state.shutdown.send(true);
                 return Next::Close;
@@ -530,15 +534,17 @@ async fn write_parts<S: AsyncWrite + Unpin, D: Dispatch>(
                 offset = 0;
             }
         }
-        let mut rest = Vec::new();
-        if next < parts {
-            rest.reserve((next..parts).map(|i| part(i).len()).sum::<usize>() - offset);
+        if next == parts {
+            output.clear();
+        } else {
+            let mut rest =
+                Vec::with_capacity((next..parts).map(|i| part(i).len()).sum::<usize>() - offset);
             rest.extend_from_slice(&part(next)[offset..]);
             for i in next + 1..parts {
                 rest.extend_from_slice(part(i));
             }
+            *output = rest;
         }
-        *output = rest;
         dispatch.written();
     }
     stream.write_all(output).await?;
@@ -647,6 +653,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         Request::DebugPanic { key } => plan.push(Step::Op(op(OpKind::DebugPanic, key))),
         Request::DebugHold { key } => plan.push(Step::Op(op(OpKind::DebugHold, key))),
         Request::DebugRelease => plan.push(Step::Admin(AdminStep::DebugRelease)),
+        Request::DebugFault { site } => plan.push(Step::Admin(AdminStep::DebugFault(site))),
         Request::TooLarge {
             kind, key, noreply, ..
         } => {

@@ -63,6 +63,8 @@ pub enum AdminStep {
     Quit,
     /// `debug_release` (debug builds only): lets a `debug_hold` go.
     DebugRelease,
+    /// `debug_fault <site>` (debug builds only): arms a fault.
+    DebugFault(crate::fault::Site),
     /// An admin command that needs the server (`admin.rs`, `settings.rs`).
     Command(protocol::admin::Admin),
     /// `lru_crawler metadump`: written in pieces as it goes (`dump.rs`).

@@ -130,6 +130,7 @@ pub enum ShardAnswer {
 impl ShardReport {
     /// Runs `control` on `shard` and reports on it.
     pub fn of(shard: &mut Shard, control: Control, now: Millis) -> ShardReport {
+        crate::fault::check(crate::fault::Site::Report);
         let index = shard.index();
         let answer = match control {
             Control::Stats | Control::Slabs => ShardAnswer::None,
@@ -464,6 +465,56 @@ impl ServerState {
         out.truncate(start);
         op.write_error(crate::protocol::ErrorReply::Internal, out);
         false
+    }
+}
+
+impl ServerState {
+    /// Runs `control` on `shard` ([`ShardReport::of`]), containing a panic
+    /// as [`ServerState::run_op`] does: the shard is reset, the panic
+    /// logged and counted, and an empty report stands in for its answer.
+    /// Both runtimes report through this, on whatever task asks.
+    pub(crate) fn report(
+        &self,
+        shard: &mut crate::storage::Shard,
+        control: Control,
+        now: crate::storage::Millis,
+        stats: &ThreadStats,
+    ) -> ShardReport {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ShardReport::of(shard, control, now)
+        }));
+        ran.unwrap_or_else(|_| {
+            tracing::error!(
+                "a {control:?} report on shard {} panicked; the shard is reset to empty",
+                shard.index()
+            );
+            shard.reset();
+            stats.request_panics.add_shared(1);
+            ShardReport {
+                shard: shard.index(),
+                ..ShardReport::default()
+            }
+        })
+    }
+
+    /// Runs `shard`'s tick (expiry, the page mover, a memory shrink),
+    /// containing a panic: the shard is reset, the panic logged and
+    /// counted, and the next tick runs as usual.
+    pub(crate) fn tick_shard(
+        &self,
+        shard: &mut crate::storage::Shard,
+        now: crate::storage::Millis,
+        stats: &ThreadStats,
+    ) {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.tick(now)));
+        if ran.is_err() {
+            tracing::error!(
+                "a tick on shard {} panicked; the shard is reset to empty",
+                shard.index()
+            );
+            shard.reset();
+            stats.tick_panics.add_shared(1);
+        }
     }
 }
 

@@ -128,7 +128,7 @@ impl LocalShards for Core {
         let mut shards = self.shards.borrow_mut();
         shards
             .iter_mut()
-            .map(|shard| ShardReport::of(shard, control, now))
+            .map(|shard| self.state.report(shard, control, now, self.stats()))
             .collect()
     }
 
@@ -385,8 +385,9 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
             state.clone(),
             Some(core.index),
             move |now| {
+                let (state, stats) = (&tick_core.state, tick_core.stats());
                 for shard in tick_core.shards.borrow_mut().iter_mut() {
-                    shard.tick(now);
+                    state.tick_shard(shard, now, stats);
                 }
                 // Expiry and page moves may have shrunk what a read can return.
                 tick_core.exchange.publish_largest_reply(&*tick_core);

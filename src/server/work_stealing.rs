@@ -97,9 +97,11 @@ impl Dispatch for SharedDispatch {
     }
 
     async fn control(&mut self, control: Control) -> Vec<ShardReport> {
-        let now = self.shared.state.clock.now();
+        let state = &self.shared.state;
+        let now = state.clock.now();
+        let stats = self.thread_stats();
         (0..self.shared.shards.len())
-            .map(|index| ShardReport::of(&mut self.shared.lock(index), control, now))
+            .map(|index| state.report(&mut self.shared.lock(index), control, now, stats))
             .collect()
     }
 
@@ -163,8 +165,9 @@ pub fn run(
         let tick_shared = shared.clone();
         let ticker = tokio::spawn(super::tick_every(state.clone(), None, move |now| {
             // Each shard is locked in turn, briefly.
+            let (state, stats) = (&tick_shared.state, &tick_shared.state.threads[0]);
             for index in 0..tick_shared.shards.len() {
-                tick_shared.lock(index).tick(now);
+                state.tick_shard(&mut tick_shared.lock(index), now, stats);
             }
             // This task is the counter's only writer, wherever it runs.
             tick_shared.state.threads[0].expiry_ticks.add(1);

@@ -159,6 +159,19 @@ impl Batch {
         done
     }
 
+    /// The bytes of replies the requester at `requester` got, and whether
+    /// every one of its operations ran.
+    pub fn requester_replies(&self, requester: usize) -> (usize, bool) {
+        let entry = &self.requesters[requester];
+        let start = requester
+            .checked_sub(1)
+            .map_or(0, |before| self.requesters[before].end as usize);
+        let end = entry.end as usize;
+        let from = start.checked_sub(1).map_or(0, |i| self.ends[i]);
+        let to = end.checked_sub(1).map_or(0, |i| self.ends[i]);
+        (to - from, entry.ran_to == entry.end)
+    }
+
     /// Whether the op at `index`, of the requester at `requester`, ran.
     pub fn ran(&self, requester: usize, index: u32) -> bool {
         index < self.requesters[requester].ran_to

@@ -392,14 +392,24 @@ impl Hop {
         .await;
         stats.forward_waiting.sub(1);
         let first_slot = (self.slots.len() - owners) as u32;
-        let (shares, slots, failed) = (&self.shares, &mut self.slots, &mut self.failed);
+        let (shares, slots) = (&self.shares, &mut self.slots);
+        let (mut held, mut failed, mut deferred) = (0, false, false);
         exchange.take_arrived(&self.waiting, |owner, batch, requester| {
-            *failed |= batch.failed;
+            failed |= batch.failed;
+            let (bytes, all_ran) = batch.requester_replies(requester);
+            held += bytes;
+            deferred |= !all_ran;
             slots[shares[owner].slot as usize] = Slot {
                 batch: Some(batch),
                 requester,
             };
         });
+        self.held += held;
+        self.failed |= failed;
+        if !deferred {
+            return;
+        }
+        // Some owner left operations for later: they run again.
         for segment in &mut self.segments[self.head..] {
             let Segment::Remote { slot, index } = *segment else {
                 continue;
@@ -409,10 +419,7 @@ impl Hop {
             }
             let Slot { batch, requester } = &self.slots[slot as usize];
             let batch = batch.as_ref().expect("every owner answered");
-            if batch.ran(*requester, index) {
-                let (start, end) = batch.reply_range(index);
-                self.held += end - start;
-            } else {
+            if !batch.ran(*requester, index) {
                 *segment = Segment::Pending;
             }
         }

@@ -413,6 +413,7 @@ impl Shard {
     /// wheel, continues a flush sweep, runs the automove policy and gives
     /// pages back while the shard holds more than its memory limit.
     pub fn tick(&mut self, now: Millis) {
+        crate::fault::check(crate::fault::Site::Tick);
         self.catch_up(now);
         let tables = &mut self.tables;
         tables.index.migrate(&mut tables.slabs, TICK_MIGRATE_BUDGET);
