@@ -72,7 +72,7 @@ pub struct Cli {
     #[arg(short = 'c', long)]
     pub max_connections: Option<usize>,
     /// Replies a connection may have queued before it takes no more
-    /// requests until the client reads them, e.g. `1m` [default: 1m].
+    /// requests until the client reads them, e.g. `1m` [default: 256k].
     #[arg(long, value_name = "SIZE")]
     pub output_budget: Option<String>,
     /// thread-per-core or work-stealing [default: thread-per-core].
@@ -265,7 +265,7 @@ impl Config {
             memory: 64 * MIB,
             max_item_size: MIB,
             max_connections: 1024,
-            output_budget: MIB,
+            output_budget: 256 * 1024,
             runtime: RuntimeKind::ThreadPerCore,
             ttl_tick: Duration::from_millis(100),
             spin: Duration::from_micros(50),

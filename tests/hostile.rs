@@ -27,19 +27,19 @@ const VALUE: usize = 1_000_000;
 /// `-I` (the default).
 const ITEM: u64 = MIB;
 /// `--output-budget` (the default).
-const BUDGET: u64 = MIB;
+const BUDGET: u64 = 256 * KIB;
 const THREADS: u64 = 2;
 
 /// What one connection may hold at most, by the formula of
 /// docs/operations.md: its output budget; one reply per core past it (the
-/// reply that crossed the budget on each core; a reply is an item and a
-/// line); its input (one item, and a read); and its plan of parsed
-/// requests, which is bounded by the input it was parsed from (at most
-/// `PLAN_PER_BYTE` bytes per byte read: a step per 4-byte key of a get).
+/// reply that crossed the budget on each core's share; a reply is an item
+/// and a line); its input (one item, and a read); and its plan of parsed
+/// requests: at most 512 steps and one get line's keys (at most 2,048: a
+/// longer line is taken in pieces), 128 bytes a step.
 fn per_connection() -> u64 {
     const READ: u64 = 32 * KIB;
-    const PLAN_PER_BYTE: u64 = 40;
-    BUDGET + THREADS * (ITEM + 512) + (ITEM + READ) + PLAN_PER_BYTE * READ
+    const PLAN: u64 = (512 + 2048) * 128;
+    BUDGET + THREADS * (ITEM + 512) + (ITEM + READ) + PLAN
 }
 
 /// The fixed part: the binary, its runtimes and stacks, the shards' empty

@@ -36,6 +36,12 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Buffers that grew past this (a large value went through) are given back
 /// once empty, so an idle connection holds little memory.
 const BUFFER_KEEP: usize = 256 * 1024;
+/// Steps a connection plans from its input before it runs them: the rest
+/// of the input waits for the next round. With get lines taken in pieces
+/// (`protocol::GET_WHOLE_MAX`), a plan holds at most this and one piece.
+const PLAN_MAX: usize = 512;
+/// A plan that grew past this many steps is given back once run.
+const PLAN_KEEP: usize = 256;
 /// A metadump's output is written to the client once it holds this much.
 const DUMP_WRITE_AT: usize = 64 * 1024;
 
@@ -251,7 +257,26 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         if self.swallow > 0 {
             return Next::Continue;
         }
-        let (consumed, mut next) = self.plan_requests();
+        loop {
+            let (consumed, next, capped) = self.plan_requests();
+            let next = self.run_plan(next).await;
+            self.plan.clear();
+            if self.plan.capacity() > PLAN_KEEP {
+                self.plan = Vec::new();
+            }
+            self.input.advance(consumed);
+            if next == Next::Close || !capped {
+                self.frame = self.frame_len();
+                return next;
+            }
+        }
+    }
+
+    /// Runs the plan: its keyed steps through the dispatch, its admin
+    /// steps here, writing whenever the output reaches the budget.
+    /// Returns `next`, or `Close` if a request or the client ended the
+    /// connection.
+    async fn run_plan(&mut self, mut next: Next) -> Next {
         let budget = self.state.config.output_budget;
         let mut done = 0;
         while done < self.plan.len() {
@@ -292,9 +317,6 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
                 break;
             }
         }
-        self.plan.clear();
-        self.input.advance(consumed);
-        self.frame = self.frame_len();
         next
     }
 
@@ -310,9 +332,10 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         frame.filter(|&n| n > READ_RESERVE).unwrap_or(0)
     }
 
-    /// Parses requests into the plan; returns the bytes used and whether the
-    /// connection must close after answering them.
-    fn plan_requests(&mut self) -> (usize, Next) {
+    /// Parses requests into the plan, at most [`PLAN_MAX`] steps' worth;
+    /// returns the bytes used, whether the connection must close after
+    /// answering them, and whether complete requests may be left.
+    fn plan_requests(&mut self) -> (usize, Next, bool) {
         let max_value = self.state.config.max_item_size;
         if *self
             .binary
@@ -320,9 +343,10 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         {
             let stats = self.dispatch.thread_stats();
             let (input, swallow) = (&self.input, &mut self.swallow);
-            let (consumed, close) =
-                super::binary::plan(input, max_value, &mut self.plan, swallow, stats);
-            return (consumed, if close { Next::Close } else { Next::Continue });
+            let (consumed, close, capped) =
+                super::binary::plan(input, max_value, &mut self.plan, swallow, stats, PLAN_MAX);
+            let next = if close { Next::Close } else { Next::Continue };
+            return (consumed, next, capped);
         }
         let base: &[u8] = &self.input;
         let known = std::mem::take(&mut self.newline_free).min(base.len());
@@ -332,12 +356,17 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         {
             // Still in the middle of the same line: nothing to parse yet.
             self.newline_free = base.len();
-            return (0, Next::Continue);
+            return (0, Next::Continue, false);
         }
         let mut pos = 0;
         let mut requests = 0;
         let mut next = Next::Continue;
+        let mut capped = false;
         while pos < base.len() {
+            if self.plan.len() >= PLAN_MAX {
+                capped = true;
+                break;
+            }
             let parsed = match self.line_rest {
                 None => {
                     requests += 1;
@@ -418,7 +447,7 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         // Base64 meta keys are decoded in place, now that nothing borrows the input.
         super::meta::decode_keys(&mut self.input, &mut self.plan);
         self.dispatch.thread_stats().cmd_total.add(requests);
-        (pos, next)
+        (pos, next, capped)
     }
 
     async fn admin(&mut self, step: AdminStep) -> Next {
