@@ -13,6 +13,8 @@
 //! actually connected: with `-c` in their place it would only be looser.
 
 mod common;
+#[path = "common/tls.rs"]
+mod pki;
 
 use common::{KillOnDrop, Raw, eventually, proc_status_bytes, release_binary, spawn_program};
 use corecache::server::Router;
@@ -212,6 +214,7 @@ both_runtimes!(
     an_amplifying_get_line_is_served_within_the_bound,
     clients_that_never_read_are_held_within_the_bound,
     a_forwarded_multi_get_of_100_mb_to_a_slow_reader_is_served_within_the_bound,
+    tls_clients_that_never_read_are_held_within_the_bound,
     a_thousand_idle_connections_stay_within_the_bound,
     slowloris_clients_stay_within_the_bound,
 );
@@ -248,6 +251,73 @@ fn clients_that_never_read_are_held_within_the_bound(runtime: &str) {
     let peak = target.assert_within_bound(clients.len() as u64 + 1);
     assert!(peak <= 256 * MIB, "peak RSS {peak} over the 256 MiB target");
     target.good_is_answered();
+}
+
+/// The same over TLS (on `--listen` itself): 20 clients pipelining 100
+/// `get big` and one pipelining 2,000 `mg big v`, none reading.
+fn tls_clients_that_never_read_are_held_within_the_bound(runtime: &str) {
+    let pki = pki::Pki::new(&format!("hostile-{runtime}"));
+    let tls = pki.server(false, None);
+    let (cert, key) = (tls.cert.to_str().unwrap(), tls.key.to_str().unwrap());
+    let args = [
+        "--runtime",
+        runtime,
+        "-t",
+        "2",
+        "-m",
+        "64",
+        "-c",
+        "64",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ];
+    let (child, addr) = spawn_program(&release_binary(), &args);
+    let connect = || {
+        let client = pki::TlsClient::connect(addr, pki.client(pki::Identity::Anonymous));
+        client.expect("TLS handshake")
+    };
+    let mut good = connect();
+    let set = format!("set big 0 0 {VALUE}\r\n{}\r\n", "v".repeat(VALUE));
+    good.expect(&set, "STORED\r\n");
+    let mut clients: Vec<pki::TlsClient> = (0..20).map(|_| connect()).collect();
+    clients.push(connect());
+    for client in &mut clients[..20] {
+        client.send(&b"get big\r\n".repeat(100));
+    }
+    clients[20].send(&b"mg big v\r\n".repeat(2000));
+    let names: Vec<String> = clients
+        .iter()
+        .map(|c| format!("tcp:{}", c.stream.sock.local_addr().unwrap()))
+        .collect();
+    eventually("the server is stuck writing to every TLS client", || {
+        good.send(b"stats conns\r\n");
+        let mut reply = Vec::new();
+        while !reply.ends_with(b"END\r\n") {
+            let mut buf = [0; 4096];
+            let n = std::io::Read::read(&mut good.stream, &mut buf).unwrap();
+            assert!(n > 0, "the good client was closed");
+            reply.extend_from_slice(&buf[..n]);
+        }
+        let reply = String::from_utf8(reply).unwrap();
+        names.iter().all(|name| {
+            let addr = reply
+                .lines()
+                .find(|l| l.ends_with(&format!(":addr {name}")));
+            let fd = addr.and_then(|l| l.strip_prefix("STAT ")?.split(':').next());
+            fd.is_some_and(|fd| reply.contains(&format!("STAT {fd}:state conn_mwrite\r\n")))
+        })
+    });
+    good.expect("version\r\n", &format!("VERSION {}\r\n", version()));
+    let peak = proc_status_bytes(child.0.id(), "VmHWM");
+    let bound = 64 * MIB + (clients.len() as u64 + 1) * per_connection() + FIXED;
+    println!(
+        "TLS: peak RSS {} MiB, bound {} MiB",
+        peak / MIB,
+        bound / MIB
+    );
+    assert!(peak <= bound, "TLS: peak RSS {peak} over the bound {bound}");
 }
 
 /// A multi-get of 100 values of 1 MB, all owned by the core the client is
