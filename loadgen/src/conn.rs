@@ -30,7 +30,7 @@ use crate::model::{Expect, Model, Want};
 use crate::proto::{self, Kind};
 use crate::run::{Phase, ThreadState};
 use crate::shard::ShardMap;
-use crate::timer::{PreciseTimer, Schedule};
+use crate::timer::{PreciseTimer, Schedule, latency_start};
 use crate::tls::Stream;
 use crate::verify;
 use crate::workload::{Generator, KeyDist, KeySpace, Op, OpKind};
@@ -54,6 +54,9 @@ pub(crate) struct Conn {
     map: Option<ShardMap>,
     /// Requests in flight over all links (a split multi-get is one).
     outstanding: usize,
+    /// When a reply last freed a slot of a full pipeline: an open-loop
+    /// send due before then was held by the server.
+    slot_freed: Instant,
     splits: Vec<Split>,
     free_splits: Vec<u32>,
     kbuf: Vec<u8>,
@@ -105,6 +108,7 @@ impl Conn {
             id,
             map,
             outstanding: 0,
+            slot_freed: Instant::now(),
             splits: Vec::with_capacity(if links.len() > 1 { cfg.pipeline } else { 0 }),
             free_splits: Vec::new(),
             kbuf: Vec::with_capacity(256),
@@ -381,6 +385,7 @@ impl Conn {
     fn process(&mut self, l: usize, st: &RefCell<ThreadState>, window: Option<(Instant, Instant)>) {
         let now = Instant::now();
         let record = window.is_some_and(|(a, b)| now >= a && now < b);
+        let was_full = self.outstanding >= self.depth;
         let mut guard = st.borrow_mut();
         let m = Matching {
             id: self.id,
@@ -439,6 +444,9 @@ impl Conn {
             }
         });
         self.alive &= alive;
+        if was_full && self.outstanding < self.depth {
+            self.slot_freed = now;
+        }
     }
 
     /// Stores every key `k` with `k % connections == id` once.
@@ -501,8 +509,16 @@ impl Conn {
                         while self.outstanding < self.depth
                             && let Some(due) = schedule.take_due(now)
                         {
+                            let (start, held) = latency_start(due, now, self.slot_freed);
+                            if due >= p.measure {
+                                let s = &mut st.borrow_mut().stats;
+                                s.sends += 1;
+                                s.held += u64::from(held);
+                                let late = now.saturating_duration_since(due).as_nanos() as u64;
+                                s.lateness.saturating_record(late);
+                            }
                             let op = self.generator.next_op();
-                            self.push(op, due);
+                            self.push(op, start);
                         }
                     }
                 }

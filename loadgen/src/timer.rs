@@ -1,11 +1,13 @@
-//! The open-loop schedule, and a microsecond-precise async timer to keep
-//! it.
+//! The open-loop schedule, a microsecond-precise async timer to keep it,
+//! and the rule for where an open-loop request's latency starts.
 //!
-//! tokio's timer wheel has a 1 ms resolution, and open-loop latency is
-//! measured from the *intended* send time, so each millisecond of timer
-//! lateness would be counted as server latency. A Linux `timerfd` (an
-//! hrtimer) registered with the runtime's epoll wakes the task on time
-//! without spinning.
+//! tokio's timer wheel has a 1 ms resolution, so open-loop sends are timed
+//! with a Linux `timerfd` (an hrtimer) registered with the runtime's epoll:
+//! it wakes the task without spinning. Even an hrtimer leaves late on a
+//! virtual machine whose idle CPUs halt: tens of microseconds at the
+//! median, hundreds at p99 (docs/loadgen.md, "A light load"). That
+//! lateness is the client's, not the server's, so [`latency_start`]
+//! charges it to the server only when the server caused it.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -144,9 +146,39 @@ impl Schedule {
     }
 }
 
+/// Where the latency of an open-loop request due at `due` and sent at
+/// `sent` starts, and whether the server held it back: a request that
+/// found its connection's pipeline full at its due time (the last slot
+/// was freed at `slot_freed`, after `due`) waited for the server, and its
+/// latency runs from `due` (coordinated omission corrected, as wrk2
+/// does). Otherwise the pipeline had room, and any gap between `due` and
+/// `sent` is the client waking late: its latency runs from `sent`, as a
+/// client that sends one request at a time measures it (rpc-perf does).
+pub(crate) fn latency_start(due: Instant, sent: Instant, slot_freed: Instant) -> (Instant, bool) {
+    if slot_freed > due {
+        (due, true)
+    } else {
+        (sent.max(due), false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_send_held_by_a_full_pipeline_counts_from_its_due_time() {
+        let t0 = Instant::now();
+        let at = |us| t0 + Duration::from_micros(us);
+        // Due at 100, sent at 160, the pipeline had room since 50: the
+        // 60 us are the client's own lateness.
+        assert_eq!(latency_start(at(100), at(160), at(50)), (at(160), false));
+        // The last slot was freed at 150, after the due time: the server
+        // held the send, and its wait counts.
+        assert_eq!(latency_start(at(100), at(160), at(150)), (at(100), true));
+        // Freed exactly at the due time: sendable then, not held.
+        assert_eq!(latency_start(at(100), at(100), at(100)), (at(100), false));
+    }
 
     /// Sends the open loops of `connections` connections make between
     /// `from` and `to`, for a run from `start` to `end`.
