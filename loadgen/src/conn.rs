@@ -490,6 +490,26 @@ impl Conn {
         };
         while self.alive {
             let now = Instant::now();
+            // The send after the ones made now, armed before they are
+            // written: once a request is out nothing is left to do but
+            // wait, so a reply that is back in microseconds is not
+            // queued behind timer bookkeeping. Nothing is sent after the
+            // end, and a full pipeline waits for replies, not the timer.
+            let room = if now < p.end {
+                self.depth - self.outstanding
+            } else {
+                0
+            };
+            let next_due = schedule
+                .as_ref()
+                .and_then(|s| s.next_after(now, room))
+                .filter(|_| now < p.end);
+            if room > 0
+                && let (Some(t), Some(due)) = (&timer, next_due)
+                && let Err(e) = t.arm(due)
+            {
+                return self.fail_io(st, "timerfd", e);
+            }
             if now < p.end {
                 match &mut schedule {
                     // Against a server that answers each request with
@@ -509,12 +529,13 @@ impl Conn {
                         while self.outstanding < self.depth
                             && let Some(due) = schedule.take_due(now)
                         {
-                            let (start, held) = latency_start(due, now, self.slot_freed);
+                            let sent = Instant::now();
+                            let (start, held) = latency_start(due, sent, self.slot_freed);
                             if due >= p.measure {
                                 let s = &mut st.borrow_mut().stats;
                                 s.sends += 1;
                                 s.held += u64::from(held);
-                                let late = now.saturating_duration_since(due).as_nanos() as u64;
+                                let late = sent.saturating_duration_since(due).as_nanos() as u64;
                                 s.lateness.saturating_record(late);
                             }
                             let op = self.generator.next_op();
@@ -527,30 +548,24 @@ impl Conn {
             if !self.alive {
                 break;
             }
-            // Nothing is sent after the end, so a send that fell due
-            // before it (the pipeline was full) is no reason to wake: from
-            // then on only replies are awaited.
-            let next_due = schedule
-                .as_ref()
-                .and_then(Schedule::next)
-                .filter(|_| now < p.end);
+            let timer = timer.as_ref().filter(|_| next_due.is_some());
             if self.outstanding == 0 {
-                let Some(due) = next_due else {
+                let Some(t) = timer else {
                     break;
                 };
-                if let Some(t) = &timer
-                    && let Err(e) = t.sleep_until(due).await
-                {
+                if let Err(e) = t.fired().await {
                     return self.fail_io(st, "timerfd", e);
                 }
                 continue;
             }
-            match (&timer, next_due) {
-                (Some(t), Some(due)) if self.outstanding < self.depth => {
+            match timer {
+                Some(t) if self.outstanding < self.depth => {
                     tokio::select! {
                         biased;
                         _ = self.read_replies(st, window, None) => {}
-                        _ = t.sleep_until(due) => {}
+                        r = t.fired() => if let Err(e) = r {
+                            return self.fail_io(st, "timerfd", e);
+                        },
                     }
                 }
                 _ => self.read_replies(st, window, None).await,
