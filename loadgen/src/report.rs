@@ -50,7 +50,7 @@
 //! so the wait counts (coordinated omission corrected); the others are
 //! measured from the moment they were sent, so the client's own timer
 //! lateness does not count as server latency (see
-//! [`crate::timer::latency_start`]). `open_loop.lateness_us` shows that
+//! `timer::latency_start`). `open_loop.lateness_us` shows that
 //! lateness.
 
 use std::fmt;
