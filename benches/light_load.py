@@ -68,9 +68,9 @@ def start_server(kind, args):
     return proc, port
 
 
-def run_loadgen(port, rate, args):
+def run_loadgen(binary, port, rate, args):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [args.loadgen, "--server", f"127.0.0.1:{port}", "--rate", str(rate),
+        cmd = [binary, "--server", f"127.0.0.1:{port}", "--rate", str(rate),
                "--connections", str(args.connections), "--pipeline", "1", "--threads", "1",
                "--get-ratio", "1", "--keys", str(args.keys), "--value-size", "32",
                "--duration", args.duration, "--warmup", args.warmup, "--json", out.name]
@@ -78,7 +78,9 @@ def run_loadgen(port, rate, args):
             cmd += ["--cpus", str(args.client_cpu)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         r = json.load(open(out.name))
-    o = r["open_loop"]
+    # Builds before the open_loop report had no lateness figures.
+    o = r.get("open_loop") or {"lateness_us": {"p50": float("nan"), "p99": float("nan")},
+                               "held": 0, "sends": 0}
     return {"p50": r["latency_us"]["p50"], "p99": r["latency_us"]["p99"],
             "p999": r["latency_us"]["p999"], "requests": r["requests"],
             "late_p50": o["lateness_us"]["p50"], "late_p99": o["lateness_us"]["p99"],
@@ -112,7 +114,8 @@ def span(v, fmt="{:.1f}"):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/loadgen"))
+    p.add_argument("--loadgen", action="append", default=[],
+                   help="NAME=PATH of a loadgen build (repeatable; default loadgen=this build's)")
     p.add_argument("--reference", help="one_at_a_time executable (default: ask cargo)")
     p.add_argument("--corecache", help="also measure this corecache binary, --threads 2")
     p.add_argument("--corecache-flags", default="", help="extra corecache flags, space-separated")
@@ -128,6 +131,8 @@ def main():
     p.add_argument("--json", help="write every run here")
     args = p.parse_args()
     reference = args.reference or reference_binary()
+    loadgens = dict(x.split("=", 1) for x in args.loadgen) or {
+        "loadgen": os.path.join(ROOT, "target/release/loadgen")}
     servers = (args.servers or ("memcached,corecache" if args.corecache else "memcached")).split(",")
     rates = [int(r) for r in args.rates.split(",")]
     placement = "unpinned" if args.client_cpu is None else f"pinned to CPU {args.client_cpu}"
@@ -143,12 +148,12 @@ def main():
                   f"{'late p50':>8} {'late p99':>8}")
             for rep in range(args.repeat):
                 for i, rate in enumerate(rates):
-                    order = ["loadgen", "one_at_a_time"]
+                    order = list(loadgens) + ["one_at_a_time"]
                     if (rep + i) % 2:
                         order.reverse()
                     for client in order:
-                        if client == "loadgen":
-                            r = run_loadgen(port, rate, args)
+                        if client in loadgens:
+                            r = run_loadgen(loadgens[client], port, rate, args)
                         else:
                             r = run_reference(reference, port, rate, args)
                         r.update(server=server, rep=rep, rate=rate, client=client,
@@ -162,29 +167,31 @@ def main():
 
     print("\n# median (min-max) over repeats, microseconds; ratio = loadgen / one_at_a_time of the "
           "medians (range of the per-repeat ratios)")
-    print("| server | rate/s | conns | loadgen p50 | one_at_a_time p50 | ratio | loadgen p99 | "
-          "one_at_a_time p99 | ratio | loadgen sends held |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    worst = 0.0
-    for server in servers:
-        for rate in rates:
-            cell = {c: sorted((r for r in runs if (r["server"], r["rate"], r["client"]) == (server, rate, c)),
-                              key=lambda r: r["rep"])
-                    for c in ("loadgen", "one_at_a_time")}
-            row = [server, str(rate), str(args.connections)]
-            for q in ("p50", "p99"):
-                lg = [r[q] for r in cell["loadgen"]]
-                ref = [r[q] for r in cell["one_at_a_time"]]
-                ratio = statistics.median(lg) / statistics.median(ref)
-                pairs = [a / b for a, b in zip(lg, ref)]
-                worst = max(worst, abs(ratio - 1))
-                row += [span(lg), span(ref), f"{ratio:.2f} ({min(pairs):.2f}-{max(pairs):.2f})"]
-            held = sum(r["held"] for r in cell["loadgen"])
-            sends = sum(r["sends"] for r in cell["loadgen"])
-            row.append(f"{held} of {sends}")
-            print("| " + " | ".join(row) + " |")
-    print(f"\nlargest gap between medians: {worst * 100:.0f}% "
-          f"({'within' if worst <= 0.2 else 'NOT within'} 20%)")
+    print("| server | rate/s | conns | loadgen | loadgen p50 | one_at_a_time p50 | ratio | loadgen p99 | "
+          "one_at_a_time p99 | ratio | sends late p50 / p99 | sends held |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in loadgens:
+        worst = 0.0
+        for server in servers:
+            for rate in rates:
+                def cell(c):
+                    return sorted((r for r in runs if (r["server"], r["rate"], r["client"]) == (server, rate, c)),
+                                  key=lambda r: r["rep"])
+                lgs, refs = cell(name), cell("one_at_a_time")
+                row = [server, str(rate), str(args.connections), name]
+                for q in ("p50", "p99"):
+                    lg = [r[q] for r in lgs]
+                    ref = [r[q] for r in refs]
+                    ratio = statistics.median(lg) / statistics.median(ref)
+                    pairs = [a / b for a, b in zip(lg, ref)]
+                    worst = max(worst, abs(ratio - 1))
+                    row += [span(lg), span(ref), f"{ratio:.2f} ({min(pairs):.2f}-{max(pairs):.2f})"]
+                row.append(f"{statistics.median(r['late_p50'] for r in lgs):.0f} / "
+                           f"{statistics.median(r['late_p99'] for r in lgs):.0f}")
+                row.append(f"{sum(r['held'] for r in lgs)} of {sum(r['sends'] for r in lgs)}")
+                print("| " + " | ".join(row) + " |")
+        print(f"<!-- {name}: largest gap between medians {worst * 100:.0f}% "
+              f"({'within' if worst <= 0.2 else 'NOT within'} 20%) -->")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"placement": placement, "runs": runs}, f, indent=1)
