@@ -1,31 +1,31 @@
 #!/usr/bin/env python3
 """Does loadgen's open loop measure a light load right? Its percentiles
-beside those of a client that sends one request at a time.
+beside those of a client that sends one request at a time per connection.
 
 Against one server started here (memcached -t 2 -U 0 by default; with
 --corecache PATH also corecache --threads 2, default flags), for each rate
 and repeat, runs
 
-  loadgen        --rate R --connections C --pipeline 1 --get-ratio 1
-                 (open loop, one thread, a timerfd per connection)
-  one_at_a_time  --rate R --connections C (benches/one_at_a_time.rs:
-                 one thread, blocking sockets used in turn, one request
-                 in flight, clock_nanosleep pauses between sends)
+  loadgen        --rate R --connections C --pipeline 1 --threads 1
+                 --get-ratio 1 (open loop: one thread, a timerfd per
+                 connection); each --loadgen NAME=PATH build in turn
+  one_at_a_time  --rate R --connections C (benches/one_at_a_time.rs: a
+                 thread per blocking connection, one request in flight
+                 each, clock_nanosleep pauses on loadgen's schedule)
 
 back to back, alternating which goes first, on the same keys (`key:0` to
-`key:<keys-1>`, 32-byte values, stored once first). Every cell is repeated
-and the repeats are interleaved, so a machine that slows down slows both
-clients alike. Prints each run, then per rate the medians with min-max and
-the ratio loadgen / one_at_a_time of the medians (with the range of the
-per-repeat ratios).
+`key:<keys-1>`, 32-byte values, stored once first). Every rate runs before
+any rate's next repeat, so a machine that slows down slows every client
+alike. Prints each run, then per rate the medians with min-max and the
+ratio loadgen / one_at_a_time of the medians (with the range of the
+per-repeat ratios), as a Markdown table.
 
 CPU placement: both clients unpinned by default; --client-cpu N pins both
-to CPU N (loadgen --cpus N, one_at_a_time --cpu N). Servers are never
-pinned here (memcached cannot pin its threads; corecache gets --no-pin
-only if given in --corecache-flags).
+to CPU N (loadgen --cpus N, every one_at_a_time thread --cpu N). memcached
+is never pinned (it cannot pin its threads); corecache keeps its default
+(pinned) unless --corecache-flags says otherwise.
 
     cargo build --release --workspace
-    cargo bench --bench one_at_a_time --no-run
     flock /tmp/cpu.lock python3 benches/light_load.py --repeat 3 --json out.json
 
 Run it alone on the machine: it measures tens of microseconds.
@@ -136,7 +136,7 @@ def main():
     servers = (args.servers or ("memcached,corecache" if args.corecache else "memcached")).split(",")
     rates = [int(r) for r in args.rates.split(",")]
     placement = "unpinned" if args.client_cpu is None else f"pinned to CPU {args.client_cpu}"
-    print(f"# {os.uname().release}, {os.cpu_count()} CPUs; clients {placement}; servers unpinned; "
+    print(f"# {os.uname().release}, {os.cpu_count()} CPUs; clients {placement}; "
           f"{args.connections} connections, pipeline 1, gets of {args.keys} keys (32 B), "
           f"{args.warmup} warmup + {args.duration} per run, {args.repeat} interleaved repeats")
     runs = []
