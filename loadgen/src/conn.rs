@@ -30,7 +30,7 @@ use crate::model::{Expect, Model, Want};
 use crate::proto::{self, Kind};
 use crate::run::{Phase, ThreadState};
 use crate::shard::ShardMap;
-use crate::timer::{PreciseTimer, Schedule};
+use crate::timer::{PreciseTimer, Schedule, latency_start};
 use crate::tls::Stream;
 use crate::verify;
 use crate::workload::{Generator, KeyDist, KeySpace, Op, OpKind};
@@ -54,6 +54,9 @@ pub(crate) struct Conn {
     map: Option<ShardMap>,
     /// Requests in flight over all links (a split multi-get is one).
     outstanding: usize,
+    /// When a reply last freed a slot of a full pipeline: an open-loop
+    /// send due before then was held by the server.
+    slot_freed: Instant,
     splits: Vec<Split>,
     free_splits: Vec<u32>,
     kbuf: Vec<u8>,
@@ -105,6 +108,7 @@ impl Conn {
             id,
             map,
             outstanding: 0,
+            slot_freed: Instant::now(),
             splits: Vec::with_capacity(if links.len() > 1 { cfg.pipeline } else { 0 }),
             free_splits: Vec::new(),
             kbuf: Vec::with_capacity(256),
@@ -381,6 +385,7 @@ impl Conn {
     fn process(&mut self, l: usize, st: &RefCell<ThreadState>, window: Option<(Instant, Instant)>) {
         let now = Instant::now();
         let record = window.is_some_and(|(a, b)| now >= a && now < b);
+        let was_full = self.outstanding >= self.depth;
         let mut guard = st.borrow_mut();
         let m = Matching {
             id: self.id,
@@ -439,6 +444,9 @@ impl Conn {
             }
         });
         self.alive &= alive;
+        if was_full && self.outstanding < self.depth {
+            self.slot_freed = now;
+        }
     }
 
     /// Stores every key `k` with `k % connections == id` once.
@@ -482,6 +490,26 @@ impl Conn {
         };
         while self.alive {
             let now = Instant::now();
+            // The send after the ones made now, armed before they are
+            // written: once a request is out nothing is left to do but
+            // wait, so a reply that is back in microseconds is not
+            // queued behind timer bookkeeping. Nothing is sent after the
+            // end, and a full pipeline waits for replies, not the timer.
+            let room = if now < p.end {
+                self.depth - self.outstanding
+            } else {
+                0
+            };
+            let next_due = schedule
+                .as_ref()
+                .and_then(|s| s.next_after(now, room))
+                .filter(|_| now < p.end);
+            if room > 0
+                && let (Some(t), Some(due)) = (&timer, next_due)
+                && let Err(e) = t.arm(due)
+            {
+                return self.fail_io(st, "timerfd", e);
+            }
             if now < p.end {
                 match &mut schedule {
                     // Against a server that answers each request with
@@ -501,8 +529,17 @@ impl Conn {
                         while self.outstanding < self.depth
                             && let Some(due) = schedule.take_due(now)
                         {
+                            let sent = Instant::now();
+                            let (start, held) = latency_start(due, sent, self.slot_freed);
+                            if due >= p.measure {
+                                let s = &mut st.borrow_mut().stats;
+                                s.sends += 1;
+                                s.held += u64::from(held);
+                                let late = sent.saturating_duration_since(due).as_nanos() as u64;
+                                s.lateness.saturating_record(late);
+                            }
                             let op = self.generator.next_op();
-                            self.push(op, due);
+                            self.push(op, start);
                         }
                     }
                 }
@@ -511,30 +548,24 @@ impl Conn {
             if !self.alive {
                 break;
             }
-            // Nothing is sent after the end, so a send that fell due
-            // before it (the pipeline was full) is no reason to wake: from
-            // then on only replies are awaited.
-            let next_due = schedule
-                .as_ref()
-                .and_then(Schedule::next)
-                .filter(|_| now < p.end);
+            let timer = timer.as_ref().filter(|_| next_due.is_some());
             if self.outstanding == 0 {
-                let Some(due) = next_due else {
+                let Some(t) = timer else {
                     break;
                 };
-                if let Some(t) = &timer
-                    && let Err(e) = t.sleep_until(due).await
-                {
+                if let Err(e) = t.fired().await {
                     return self.fail_io(st, "timerfd", e);
                 }
                 continue;
             }
-            match (&timer, next_due) {
-                (Some(t), Some(due)) if self.outstanding < self.depth => {
+            match timer {
+                Some(t) if self.outstanding < self.depth => {
                     tokio::select! {
                         biased;
                         _ = self.read_replies(st, window, None) => {}
-                        _ = t.sleep_until(due) => {}
+                        r = t.fired() => if let Err(e) = r {
+                            return self.fail_io(st, "timerfd", e);
+                        },
                     }
                 }
                 _ => self.read_replies(st, window, None).await,

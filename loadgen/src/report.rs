@@ -37,15 +37,21 @@
 //!            us_per_request = CPU-seconds per million requests),
 //!   "prefill_s": seconds spent prefilling (0 without --prefill),
 //!   "shard_map": { "threads", "shards", "port" } the server published,
-//!                or null without --shard-aware
+//!                or null without --shard-aware,
+//!   "open_loop": { "sends", "held", "lateness_us": { as latency_us } }
+//!                for `--rate` (sends due in the measured phase, how many
+//!                of them a full pipeline held, how late they all left),
+//!                or null for a closed loop
 //! }
 //! ```
 //!
-//! Open loop (`--rate`) latencies are measured from each request's intended
-//! send time, so time a request spent waiting for a pipeline slot (a slow
-//! server) counts; that also includes the client's timer lateness (tokio's
-//! timer has a 1 ms resolution), so sub-millisecond open-loop percentiles
-//! are upper bounds.
+//! Open loop (`--rate`) latencies of requests a full pipeline held past
+//! their intended send time (a slow server) are measured from that time,
+//! so the wait counts (coordinated omission corrected); the others are
+//! measured from the moment they were sent, so the client's own timer
+//! lateness does not count as server latency (see
+//! `timer::latency_start`). `open_loop.lateness_us` shows that
+//! lateness.
 
 use std::fmt;
 
@@ -176,6 +182,13 @@ pub struct Stats {
     pub errors: ErrorCounts,
     /// First few error descriptions, for the human report.
     pub samples: Vec<String>,
+    /// Open loop: sends made that were due in the measured phase.
+    pub sends: u64,
+    /// Open loop: of `sends`, those a full pipeline held past their due
+    /// time.
+    pub held: u64,
+    /// Open loop: how late each of `sends` left, nanoseconds.
+    pub lateness: Histogram<u64>,
 }
 
 impl Default for Stats {
@@ -189,6 +202,9 @@ impl Default for Stats {
             ops: OpCounts::default(),
             errors: ErrorCounts::default(),
             samples: Vec::new(),
+            sends: 0,
+            held: 0,
+            lateness: new_histogram(),
         }
     }
 }
@@ -210,6 +226,11 @@ impl Stats {
         self.hits += o.hits;
         self.ops.add(&o.ops);
         self.errors.add(&o.errors);
+        self.sends += o.sends;
+        self.held += o.held;
+        self.lateness
+            .add(&o.lateness)
+            .expect("same histogram bounds");
         for s in &o.samples {
             if self.samples.len() < 10 {
                 self.samples.push(s.clone());
@@ -257,6 +278,20 @@ impl Latency {
             max: us(h.max()),
         }
     }
+}
+
+/// How well an open loop kept its schedule in the measured phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OpenLoop {
+    /// Sends made that were due in the measured phase (a send still held
+    /// by a full pipeline when the phase ends is not made).
+    pub sends: u64,
+    /// Of those made, the ones a full pipeline held past their due time:
+    /// their latency counts from that time.
+    pub held: u64,
+    /// How late the sends left after their due time, whatever the cause
+    /// (a full pipeline, the client's timer waking late), microseconds.
+    pub lateness_us: Latency,
 }
 
 /// The client's own CPU use during the measured phase.
@@ -312,6 +347,8 @@ pub struct Report {
     /// `--shard-aware`: the rule the server published and loadgen routed
     /// by (`null` without `--shard-aware`).
     pub shard_map: Option<ShardMap>,
+    /// `--rate`: how the schedule was kept (`null` for a closed loop).
+    pub open_loop: Option<OpenLoop>,
     /// First few error descriptions (not part of the JSON).
     #[serde(skip)]
     pub error_samples: Vec<String>,
@@ -328,6 +365,11 @@ impl Report {
         shard_map: Option<ShardMap>,
     ) -> Report {
         let requests = s.gets + s.sets + s.ops.requests();
+        let open_loop = config.rate.map(|_| OpenLoop {
+            sends: s.sends,
+            held: s.held,
+            lateness_us: Latency::from_hist(&s.lateness),
+        });
         Report {
             schema: 1,
             config,
@@ -367,6 +409,7 @@ impl Report {
             },
             prefill_s,
             shard_map,
+            open_loop,
             error_samples: s.samples.clone(),
         }
     }
@@ -428,6 +471,18 @@ impl fmt::Display for Report {
             ("latency max (us)", l.max),
         ] {
             writeln!(f, "{name:<22}{v:>14.1}")?;
+        }
+        if let Some(o) = &self.open_loop {
+            writeln!(
+                f,
+                "{:<22}{:>14.1}  (p99 {:.1}, max {:.1}; {} of {} sends held by a full pipeline)",
+                "send late p50 (us)",
+                o.lateness_us.p50,
+                o.lateness_us.p99,
+                o.lateness_us.max,
+                o.held,
+                o.sends
+            )?;
         }
         writeln!(
             f,

@@ -1,12 +1,15 @@
-//! The open-loop schedule, and a microsecond-precise async timer to keep
-//! it.
+//! The open-loop schedule, a microsecond-precise async timer to keep it,
+//! and the rule for where an open-loop request's latency starts.
 //!
-//! tokio's timer wheel has a 1 ms resolution, and open-loop latency is
-//! measured from the *intended* send time, so each millisecond of timer
-//! lateness would be counted as server latency. A Linux `timerfd` (an
-//! hrtimer) registered with the runtime's epoll wakes the task on time
-//! without spinning.
+//! tokio's timer wheel has a 1 ms resolution, so open-loop sends are timed
+//! with a Linux `timerfd` (an hrtimer) registered with the runtime's epoll:
+//! it wakes the task without spinning. Even an hrtimer leaves late on a
+//! virtual machine whose idle CPUs halt: tens of microseconds at the
+//! median, hundreds at p99 (docs/loadgen.md, "A light load"). That
+//! lateness is the client's, not the server's, so [`latency_start`]
+//! charges it to the server only when the server caused it.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -14,8 +17,15 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
 /// One-shot timer backed by a non-blocking `timerfd`.
+///
+/// Arming and waiting are separate steps so that an open loop can arm its
+/// next send *before* it writes the current one: a reply that comes back
+/// in a few microseconds then finds the client already waiting, instead
+/// of queued behind its timer bookkeeping.
 pub struct PreciseTimer {
     fd: AsyncFd<OwnedFd>,
+    /// The time the timer is armed for and has not been waited out.
+    armed: Cell<Option<Instant>>,
 }
 
 impl PreciseTimer {
@@ -35,25 +45,32 @@ impl PreciseTimer {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: the OwnedFd stays open for as long as the AsyncFd owns it.
         let fd = unsafe { AsyncFd::register(fd) }?;
-        Ok(PreciseTimer { fd })
+        Ok(PreciseTimer {
+            fd,
+            armed: Cell::new(None),
+        })
     }
 
-    /// Waits until `at` (returns at once when it has passed). Cancel-safe:
-    /// dropping the future leaves at worst an armed timer, which the next
-    /// call re-arms.
-    ///
-    /// A time that has passed still spends the task's tokio budget, as any
-    /// tokio resource that is ready does: a loop that keeps finding its
-    /// timer due then yields now and again, so the runtime polls its
-    /// sockets. Returning outright let such a loop run forever without
-    /// ever seeing the replies it was waiting for.
-    pub async fn sleep_until(&self, at: Instant) -> io::Result<()> {
-        let d = at.saturating_duration_since(Instant::now());
-        if d.is_zero() {
-            tokio::task::consume_budget().await;
+    /// Arms the timer to fire at `at` (at once if it has passed). Costs a
+    /// syscall only when it is not already armed for `at`.
+    pub fn arm(&self, at: Instant) -> io::Result<()> {
+        if self.armed.get() == Some(at) {
             return Ok(());
         }
-        self.arm(d)?;
+        // A zero it_value would disarm it: a time that has passed fires
+        // after a nanosecond.
+        let d = at
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_nanos(1));
+        self.settime(d)?;
+        self.armed.set(Some(at));
+        Ok(())
+    }
+
+    /// Waits until the time last [`arm`](Self::arm)ed. Cancel-safe: a
+    /// dropped wait leaves the timer armed, and the next one picks up its
+    /// expiry.
+    pub async fn fired(&self) -> io::Result<()> {
         loop {
             let mut guard = self.fd.readable().await?;
             let mut ticks = 0u64;
@@ -66,6 +83,11 @@ impl PreciseTimer {
                 )
             };
             if n == 8 {
+                // A one-shot timer is not readable again until re-armed:
+                // forgetting the readiness now saves the next wait a
+                // read that could only fail.
+                guard.clear_ready();
+                self.armed.set(None);
                 return Ok(());
             }
             let e = io::Error::last_os_error();
@@ -76,7 +98,7 @@ impl PreciseTimer {
         }
     }
 
-    fn arm(&self, d: Duration) -> io::Result<()> {
+    fn settime(&self, d: Duration) -> io::Result<()> {
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
@@ -142,11 +164,54 @@ impl Schedule {
     pub(crate) fn next(&self) -> Option<Instant> {
         (self.next < self.end).then_some(self.next)
     }
+
+    /// The send that will be next once `room` more sends due by `now`
+    /// have been taken (fewer if fewer are due): what to arm the timer
+    /// for before making them.
+    pub(crate) fn next_after(&self, now: Instant, room: usize) -> Option<Instant> {
+        let mut ahead = *self;
+        for _ in 0..room {
+            if ahead.take_due(now).is_none() {
+                break;
+            }
+        }
+        ahead.next()
+    }
+}
+
+/// Where the latency of an open-loop request due at `due` and sent at
+/// `sent` starts, and whether the server held it back: a request that
+/// found its connection's pipeline full at its due time (the last slot
+/// was freed at `slot_freed`, after `due`) waited for the server, and its
+/// latency runs from `due` (coordinated omission corrected, as wrk2
+/// does). Otherwise the pipeline had room, and any gap between `due` and
+/// `sent` is the client waking late: its latency runs from `sent`, as a
+/// client that sends one request at a time measures it (rpc-perf does).
+pub(crate) fn latency_start(due: Instant, sent: Instant, slot_freed: Instant) -> (Instant, bool) {
+    if slot_freed > due {
+        (due, true)
+    } else {
+        (sent.max(due), false)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_send_held_by_a_full_pipeline_counts_from_its_due_time() {
+        let t0 = Instant::now();
+        let at = |us| t0 + Duration::from_micros(us);
+        // Due at 100, sent at 160, the pipeline had room since 50: the
+        // 60 us are the client's own lateness.
+        assert_eq!(latency_start(at(100), at(160), at(50)), (at(160), false));
+        // The last slot was freed at 150, after the due time: the server
+        // held the send, and its wait counts.
+        assert_eq!(latency_start(at(100), at(160), at(150)), (at(100), true));
+        // Freed exactly at the due time: sendable then, not held.
+        assert_eq!(latency_start(at(100), at(100), at(100)), (at(100), false));
+    }
 
     /// Sends the open loops of `connections` connections make between
     /// `from` and `to`, for a run from `start` to `end`.
@@ -197,5 +262,33 @@ mod tests {
         let all: Vec<_> = std::iter::from_fn(|| schedule.take_due(end)).collect();
         assert_eq!(all.len(), 4, "3, 5, 7 and 9 ms");
         assert_eq!(schedule.next(), None);
+    }
+
+    #[test]
+    fn the_send_after_the_due_ones_is_known_before_they_are_taken() {
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+        // One connection at 1000/s: due at 0, 1, 2, ... 9 ms.
+        let mut schedule = Schedule::new(1000.0, 1, 0, start, ms(10));
+        // At 2.5 ms three sends are due; with room for all, 3 ms is next.
+        assert_eq!(
+            schedule.next_after(start + Duration::from_micros(2500), 8),
+            Some(ms(3))
+        );
+        // With room for two, the third due one is next.
+        assert_eq!(
+            schedule.next_after(start + Duration::from_micros(2500), 2),
+            Some(ms(2))
+        );
+        // Nothing due yet: the next one.
+        let later = Schedule::new(1000.0, 1, 0, ms(5), ms(10));
+        assert_eq!(later.next_after(start, 8), Some(ms(5)));
+        // And it is what next() says once they are taken.
+        let at = start + Duration::from_micros(2500);
+        let expected = schedule.next_after(at, 8);
+        while schedule.take_due(at).is_some() {}
+        assert_eq!(schedule.next(), expected);
+        // None past the end.
+        assert_eq!(schedule.next_after(ms(20), 100), None);
     }
 }

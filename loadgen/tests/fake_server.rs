@@ -368,6 +368,14 @@ fn a_rate_caps_the_requests_at_its_schedule() {
     let n = j["requests"].as_u64().unwrap();
     assert!(n > 0 && n <= 3400, "{n} requests: {j:#}");
     assert_eq!(j["errors"]["total"], 0);
+    // The measured 1.5 s had 3000 sends due; the report counts those made.
+    let o = &j["open_loop"];
+    let sends = o["sends"].as_u64().unwrap();
+    assert!(sends > 0 && sends <= 3000, "{j:#}");
+    assert!(o["held"].as_u64().unwrap() <= sends, "{j:#}");
+    for q in ["p50", "p99", "max"] {
+        assert!(o["lateness_us"][q].is_number(), "{j:#}");
+    }
 }
 
 #[test]
@@ -637,6 +645,77 @@ async fn serve_late(mut sock: tokio::net::TcpStream, hold: Duration, gap: Durati
             }
         }
     }
+}
+
+/// A server that answers each request `hold` after it read it, one at a
+/// time, in order. Gets only (it answers `END`, a miss).
+async fn serve_slow(mut sock: tokio::net::TcpStream, hold: Duration) {
+    let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 16384]);
+    loop {
+        let n = match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(e) = find_crlf(&buf) {
+            buf.drain(..e + 2);
+            tokio::time::sleep(hold).await;
+            if sock.write_all(b"END\r\n").await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Where an open-loop latency starts. A send that a full pipeline held
+/// past its due time waited for the server: it counts from that time
+/// (coordinated omission corrected). A send the pipeline had room for
+/// counts from when it left, so the client's own timer lateness is not
+/// charged to the server. Here one connection with a pipeline of 1 is
+/// due every millisecond and the server holds each reply 20 ms, so the
+/// first send finds the pipeline empty and every later one finds it full
+/// until after its due time: all but the first are held, whatever the
+/// machine's speed (a sleep only ever lasts longer).
+#[test]
+fn an_open_loop_charges_the_server_only_for_sends_it_held() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    common::serve(listener, |sock, _| {
+        serve_slow(sock, Duration::from_millis(20))
+    });
+    let cfg = loadgen::Config {
+        server: addr,
+        connections: 1,
+        threads: 1,
+        pipeline: 1,
+        rate: Some(1000.0),
+        get_ratio: 1.0,
+        duration: Duration::from_millis(400),
+        warmup: Duration::ZERO,
+        ..loadgen::Config::default()
+    };
+    let report = loadgen::run(&cfg).unwrap();
+    assert!(!report.failed(), "{report}");
+    let o = report
+        .open_loop
+        .as_ref()
+        .expect("an open loop reports its sends");
+    assert!(o.sends >= 2, "{report}");
+    assert_eq!(o.held, o.sends - 1, "{report}");
+    // Every send but perhaps the last was answered inside the window.
+    assert!(
+        report.requests <= o.sends && report.requests + 1 >= o.sends,
+        "{report}"
+    );
+
+    // A closed loop has no schedule to report.
+    let closed = loadgen::run(&loadgen::Config {
+        rate: None,
+        duration: Duration::from_millis(100),
+        ..cfg
+    })
+    .unwrap();
+    assert!(closed.open_loop.is_none(), "{closed}");
 }
 
 /// The open loop must keep reading after its measured window. Here the
