@@ -82,8 +82,9 @@ pub struct Cli {
     /// last message, e.g. `50us`; 0 = never [default: 50us]. It spares the
     /// other thread a wake-up and the waiting clients its latency, for CPU
     /// an idle core would not use anyway. The window halves after a spin
-    /// that catches nothing and doubles after one that does; set 0 when
-    /// the server shares its CPUs with other busy processes.
+    /// that catches nothing and is restored in full after one that catches
+    /// a reply; set 0 when the server shares its CPUs with other busy
+    /// processes.
     #[arg(long, value_name = "DURATION")]
     pub spin: Option<String>,
     /// Close a connection that has sent nothing for this long, e.g. `300s`
