@@ -41,6 +41,11 @@
 //! routing, forwarding), [`config`], [`stats`], [`clock`].
 #![warn(missing_docs)]
 
+// The shard model the storage tests share with the fuzz crate
+// (fuzz/src/model.rs) names the crate as other crates do.
+#[cfg(test)]
+extern crate self as corecache;
+
 pub mod clock;
 pub mod config;
 pub mod protocol;
