@@ -66,6 +66,9 @@ pub struct Config {
     pub max_item_size: usize,
     /// Most simultaneous connections.
     pub max_connections: usize,
+    /// Bytes of replies a connection may queue before it stops taking
+    /// requests and writes (see `server::plan`).
+    pub output_budget: usize,
     /// Which runtime to use.
     pub runtime: RuntimeKind,
     /// Interval between expiry passes.
@@ -123,6 +126,7 @@ impl Config {
             memory: 64 * MIB,
             max_item_size: MIB,
             max_connections: 1024,
+            output_budget: 256 * 1024,
             runtime: RuntimeKind::ThreadPerCore,
             ttl_tick: Duration::from_millis(100),
             spin: Duration::from_micros(50),

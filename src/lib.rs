@@ -48,6 +48,7 @@ extern crate self as corecache;
 
 pub mod clock;
 pub mod config;
+pub mod fault;
 pub mod protocol;
 pub mod server;
 pub mod stats;

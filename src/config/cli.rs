@@ -47,6 +47,10 @@ pub struct Cli {
     /// Most simultaneous connections [default: 1024].
     #[arg(short = 'c', long)]
     pub max_connections: Option<usize>,
+    /// Replies a connection may have queued before it takes no more
+    /// requests until the client reads them, e.g. `1m` [default: 256k].
+    #[arg(long, value_name = "SIZE")]
+    pub output_budget: Option<String>,
     /// thread-per-core or work-stealing [default: thread-per-core].
     #[arg(long, value_enum)]
     pub runtime: Option<RuntimeKind>,
@@ -124,6 +128,7 @@ pub(super) struct FileConfig {
     pub(super) memory: Option<toml::Value>,
     pub(super) max_item_size: Option<String>,
     pub(super) max_connections: Option<usize>,
+    pub(super) output_budget: Option<String>,
     pub(super) runtime: Option<RuntimeKind>,
     pub(super) ttl_tick: Option<String>,
     pub(super) spin: Option<String>,

@@ -22,6 +22,8 @@ pub enum Setting {
     MaxItemSize,
     /// `--max-connections`.
     MaxConnections,
+    /// `--output-budget`.
+    OutputBudget,
     /// `--ttl-tick`.
     TtlTick,
     /// `--spin`.
@@ -50,7 +52,7 @@ pub enum Setting {
 
 impl Setting {
     /// Every setting, for tests that hold the names to the flags.
-    pub const ALL: [Setting; 19] = [
+    pub const ALL: [Setting; 20] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Cpus,
@@ -58,6 +60,7 @@ impl Setting {
         Setting::Memory,
         Setting::MaxItemSize,
         Setting::MaxConnections,
+        Setting::OutputBudget,
         Setting::TtlTick,
         Setting::Spin,
         Setting::IdleTimeout,
@@ -82,6 +85,7 @@ impl Setting {
             Setting::Memory => "memory",
             Setting::MaxItemSize => "max-item-size",
             Setting::MaxConnections => "max-connections",
+            Setting::OutputBudget => "output-budget",
             Setting::TtlTick => "ttl-tick",
             Setting::Spin => "spin",
             Setting::IdleTimeout => "idle-timeout",

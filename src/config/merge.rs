@@ -244,7 +244,8 @@ impl Merge<'_> {
         Ok(())
     }
 
-    /// Item memory, the largest item and the slab geometry.
+    /// Item memory, the largest item, a connection's output budget and the
+    /// slab geometry.
     fn sizes(&mut self) -> Result<(), ConfigError> {
         let Merge {
             cli,
@@ -278,6 +279,16 @@ impl Merge<'_> {
             config.max_item_size = parse_size(&size.value).map_err(|r| size.error(r))?;
             if config.max_item_size < 1024 {
                 return Err(size.error("must be at least 1k"));
+            }
+        }
+        if let Some(budget) = origins.take(
+            Setting::OutputBudget,
+            cli.output_budget.clone(),
+            file.output_budget.take(),
+        ) {
+            config.output_budget = parse_size(&budget.value).map_err(|r| budget.error(r))?;
+            if config.output_budget < 4096 {
+                return Err(budget.error("must be at least 4k"));
             }
         }
         match origins.take(

@@ -167,6 +167,16 @@ fn bad_settings_name_themselves() {
             "--max-item-size: max item size 1024 is below the smallest chunk (40 bytes of header plus 2000 of data)",
         ),
         (
+            vec!["--output-budget", "1k"],
+            OutputBudget,
+            "--output-budget: must be at least 4k",
+        ),
+        (
+            vec!["--output-budget", "lots"],
+            OutputBudget,
+            "--output-budget: 'lots' is not a size (examples: 1048576, 512k, 1m, 2g)",
+        ),
+        (
             vec!["-c", "0"],
             MaxConnections,
             "--max-connections: must be at least 1",
