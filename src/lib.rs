@@ -10,9 +10,10 @@
 //!   connections        connections        connections
 //!   shards 0, N..      shards 1, N+1..    ...              owned, never shared
 //!        ^   \             ^   /
-//!        |    +--flume-----+--+   a key owned elsewhere is forwarded in one
-//!        +------ replies ------   batch per owner per read; replies return
-//!                                 the same way and are stitched in order
+//!        |    +--flume-----+--+   a key owned elsewhere is forwarded: one
+//!        +------ replies ------   message per owner per scheduler turn, for
+//!                                 every connection that ran in it; replies
+//!                                 return the same way, stitched in order
 //! ```
 //!
 //! A request's key is hashed once ([`server::Router::hash`]); the hash picks
@@ -39,6 +40,11 @@
 //! [`storage`] (the shard engine), [`server`] (runtimes, connections,
 //! routing, forwarding), [`config`], [`stats`], [`clock`].
 #![warn(missing_docs)]
+
+// The shard model the storage tests share with the fuzz crate
+// (fuzz/src/model.rs) names the crate as other crates do.
+#[cfg(test)]
+extern crate self as corecache;
 
 pub mod clock;
 pub mod config;

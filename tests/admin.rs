@@ -320,28 +320,12 @@ both_runtimes! {
     }
 }
 
-/// Defines one test per runtime from a function taking the runtime.
-macro_rules! per_runtime {
-    ($($name:ident),*) => {
-        $(
-            mod $name {
-                #[test]
-                fn thread_per_core() {
-                    super::$name(corecache::config::RuntimeKind::ThreadPerCore);
-                }
-                #[test]
-                fn work_stealing() {
-                    super::$name(corecache::config::RuntimeKind::WorkStealing);
-                }
-            }
-        )*
-    };
+per_runtime! {
+    slabs_reassign_moves_one_page_as_memcached_does =>
+        super::slabs_reassign_moves_one_page_as_memcached_does;
+    cache_memlimit_refuses_less_than_a_page_per_shard =>
+        super::cache_memlimit_refuses_less_than_a_page_per_shard;
 }
-
-per_runtime!(
-    slabs_reassign_moves_one_page_as_memcached_does,
-    cache_memlimit_refuses_less_than_a_page_per_shard
-);
 
 /// A full cache (8 MiB: two pages on each of the four shards), so a page
 /// move costs its class items, as in memcached.

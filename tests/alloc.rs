@@ -7,46 +7,13 @@
 //! (its buffers are made before), so whatever is counted is the server's.
 
 mod common;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 use common::{Raw, TestServer, key_on_thread};
 use corecache::config::RuntimeKind;
-use std::alloc::{GlobalAlloc, Layout, System};
+use counting_alloc::allocations;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is passed straight to the system allocator; counting
-// touches only an atomic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `alloc`'s contract, passed through.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Sends `request` and reads exactly `reply.len()` bytes into `reply`,
 /// allocating nothing.
@@ -112,15 +79,15 @@ fn forwarded_batches_allocate_nothing_once_warm() {
     let mut windows = Vec::new();
     for _ in 0..10 {
         let forwarded = forwarded_requests();
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = allocations();
         rounds(500, &mut clients, &mut reply);
-        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let allocated = allocations() - before;
         let forwarded = forwarded_requests() - forwarded;
         // 500 rounds x 8 connections x 32 requests, on keys half of which
         // live on the other thread, whichever thread a connection is on.
         assert_eq!(forwarded, 500 * 8 * 16);
-        windows.push(allocations);
-        if allocations == 0 {
+        windows.push(allocated);
+        if allocated == 0 {
             return;
         }
     }

@@ -11,9 +11,8 @@ mod common;
 #[path = "common/tls.rs"]
 mod pki;
 
-use common::{Raw, Scratch, TestServer, eventually, key_on_thread};
+use common::{Raw, Scratch, TestServer, eventually, key_on_thread, shard_of};
 use corecache::config::RuntimeKind;
-use corecache::server::Router;
 use pki::{Identity, Pki, TlsClient};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -65,11 +64,6 @@ fn missing(server: &TestServer, keys: &[String]) -> Vec<String> {
         })
         .cloned()
         .collect()
-}
-
-/// The shard (of the test server's four) that holds `key`.
-fn shard_of(key: &str) -> usize {
-    Router::new(4, 2).shard(Router::hash(key.as_bytes()))
 }
 
 /// Asserts that the keys gone are exactly one shard's: a panic reset that

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Raw, TestServer, key_on_thread, proc_status_bytes, spawn_binary};
+use common::{Raw, TestServer, key_on_thread, proc_status_bytes, shard_of, spawn_binary};
 use corecache::config::RuntimeKind;
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -104,8 +104,6 @@ both_runtimes! {
     /// keys of the other shards; connections open at the time, on both
     /// threads, are unaffected; the reset shard takes writes again.
     fn a_local_panic_is_contained_and_its_shard_is_consistent(server) {
-        let router = corecache::server::Router::new(4, 2);
-        let shard_of = |key: &str| router.shard(corecache::server::Router::hash(key.as_bytes()));
         let victim = key_on_thread(1, 0);
         let keys: Vec<String> = (0..60).map(|i| format!("key:{i}")).collect();
         let mut setup = server.connect();

@@ -5,41 +5,10 @@
 
 mod common;
 
-use common::{Raw, TestServer, key_on_thread, proc_status_bytes, spawn_binary};
+use common::{Raw, TestServer, key_on_thread, proc_status_bytes, shard_of, spawn_binary};
 use corecache::config::RuntimeKind;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-
-/// The thread (of the server's) that accepted `client`'s connection, read
-/// from `stats conns` by the client's own address.
-fn thread_of(server: &TestServer, client: &mut Raw) -> usize {
-    // One round trip first: by then the connection is admitted and listed.
-    client.expect("mn\r\n", "MN\r\n");
-    let local = format!("tcp:{}", client.stream.local_addr().unwrap());
-    let conns = server.connect().stats("conns");
-    let fd = conns
-        .iter()
-        .find(|(name, value)| name.ends_with(":addr") && *value == local)
-        .map(|(name, _)| name.trim_end_matches(":addr").to_string())
-        .expect("the connection is listed");
-    conns
-        .iter()
-        .find(|(name, _)| *name == format!("{fd}:thread"))
-        .unwrap()
-        .1
-        .parse()
-        .unwrap()
-}
-
-/// A connection to `server` accepted by `thread`.
-fn connect_to_thread(server: &TestServer, thread: usize) -> Raw {
-    loop {
-        let mut client = server.connect();
-        if thread_of(server, &mut client) == thread {
-            return client;
-        }
-    }
-}
 
 /// A request that panics on another core's shard: it is answered
 /// `SERVER_ERROR`, its connection closed, that one shard reset, and the
@@ -49,13 +18,11 @@ fn a_panic_in_a_forwarded_request_is_contained() {
     for runtime in [RuntimeKind::ThreadPerCore, RuntimeKind::WorkStealing] {
         let server = TestServer::start(runtime);
         let on_thread_0 = || match runtime {
-            RuntimeKind::ThreadPerCore => connect_to_thread(&server, 0),
+            RuntimeKind::ThreadPerCore => server.connect_on(0),
             RuntimeKind::WorkStealing => server.connect(),
         };
         let mut client = on_thread_0();
         // Keys on both threads; the panicking one's shard is on thread 1.
-        let router = corecache::server::Router::new(4, 2);
-        let shard_of = |key: &str| router.shard(corecache::server::Router::hash(key.as_bytes()));
         let victim = key_on_thread(1, 0);
         let keys: Vec<String> = (0..40).map(|i| format!("key:{i}")).collect();
         for key in &keys {
@@ -142,42 +109,71 @@ fn mailboxes_hold_every_fan_out_the_connection_limit_allows() {
     server.assert_forwarded();
 }
 
-/// At pipeline 1 with many connections, forwarded requests share messages:
-/// the counters `stats` publishes say how many ride in each.
+/// Requests of many connections that meet in one turn of their core ride
+/// to the owner in one message, and `stats` says how many ride in each.
+/// Thirty-two connections on thread 0 send one get each (no pipelining, so
+/// only sharing between connections can put two requests in a message)
+/// for a key of thread 1, while thread 0 is held by `debug_hold`: when it
+/// runs again, all of them are ready in the same turn. That the hold has
+/// begun is not needed: until thread 0 takes the hold from its mailbox it
+/// can serve at most the first few of them on their own.
 #[test]
-fn stats_show_requests_per_forward_message() {
+fn requests_of_connections_in_one_turn_share_a_forward_message() {
+    const CLIENTS: u64 = 32;
     let server = TestServer::start(RuntimeKind::ThreadPerCore);
-    let mut clients: Vec<Raw> = (0..32).map(|_| server.connect()).collect();
+    let mut control = server.connect_on(1);
+    let mut holder = server.connect_on(1);
+    let mut clients: Vec<Raw> = (0..CLIENTS).map(|_| server.connect_on(0)).collect();
     let key = key_on_thread(1, 0);
-    clients[0].expect(&format!("set {key} 0 0 1\r\nv\r\n"), "STORED\r\n");
-    for _ in 0..50 {
-        for c in &mut clients {
-            c.send(format!("get {key}\r\n").as_bytes());
-        }
-        for c in &mut clients {
-            assert_eq!(
-                c.read_exact(25),
-                format!("VALUE {key} 0 1\r\nv\r\nEND\r\n").as_bytes()
-            );
-        }
-    }
-    let stats = server.connect().stats("");
-    let get = |name: &str| -> f64 {
-        stats
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap()
-            .1
-            .parse()
-            .unwrap()
+    control.expect(&format!("set {key} 0 0 1\r\nv\r\n"), "STORED\r\n");
+    let thread_0 = |c: &mut Raw| {
+        let stats = c.stats("threads");
+        let stat = |name: &str| -> u64 {
+            let name = format!("thread:0:{name}");
+            let (_, value) = stats.iter().find(|(n, _)| *n == name).unwrap();
+            value.parse().unwrap()
+        };
+        (stat("forwarded_out"), stat("forward_messages"))
     };
-    let (forwarded, messages) = (get("forwarded_requests"), get("forward_messages"));
-    assert!(forwarded > 0.0 && messages > 0.0);
+    let (out_before, messages_before) = thread_0(&mut control);
+    holder.send(format!("debug_hold {}\r\n", key_on_thread(0, 0)).as_bytes());
+    common::eventually("the hold is out to thread 0", || {
+        control
+            .stats("threads")
+            .contains(&("thread:1:forward_waiting".to_string(), "1".to_string()))
+    });
+    for c in &mut clients {
+        c.send(format!("get {key}\r\n").as_bytes());
+    }
+    control.expect("debug_release\r\n", "OK\r\n");
+    assert_eq!(holder.read_exact(4), b"OK\r\n");
+    for c in &mut clients {
+        assert_eq!(
+            c.read_exact(25),
+            format!("VALUE {key} 0 1\r\nv\r\nEND\r\n").as_bytes()
+        );
+    }
+    let (out_after, messages_after) = thread_0(&mut control);
+    let (requests, messages) = (out_after - out_before, messages_after - messages_before);
+    assert_eq!(requests, CLIENTS);
+    assert!(
+        messages < requests,
+        "{requests} requests of {CLIENTS} connections went in {messages} messages"
+    );
+    // The published ratio is the server's forwarded requests over its
+    // messages, here this burst and the one hold request from thread 1.
+    let stats = control.stats("");
+    let get = |name: &str| -> f64 {
+        let (_, value) = stats.iter().find(|(n, _)| n == name).unwrap();
+        value.parse().unwrap()
+    };
+    let (forwarded, sent) = (get("forwarded_requests"), get("forward_messages"));
     let per_message = get("forward_requests_per_message");
     assert!(
-        (per_message - forwarded / messages).abs() < 0.01,
-        "{per_message} vs {forwarded}/{messages}"
+        (per_message - forwarded / sent).abs() < 0.01,
+        "{per_message} vs {forwarded}/{sent}"
     );
+    assert!(per_message > 1.0, "{per_message} requests per message");
 }
 
 /// A multi-get of 100 values of 1 MB owned by the other core goes through

@@ -83,9 +83,10 @@ both_runtimes! {
         server.assert_forwarded();
     }
 
-    /// Issue 10's "nothing acknowledged is lost", briefly: 200 pipelined
-    /// connections, each checking every reply to its sets, gets, deletes,
-    /// appends and incrs against its model of its own keys.
+    /// What the soak checks at length, briefly: nothing acknowledged is
+    /// lost. 200 pipelined connections, each checking every reply to its
+    /// sets, gets, deletes, appends and incrs against its model of its own
+    /// keys.
     fn strict_mixed_operations_over_200_connections(server) {
         let json = run_sized(server.addr, 200, 20_000, &[
             "--verify=strict", "--mix", "set=15,get=50,delete=10,append=10,incr=15",

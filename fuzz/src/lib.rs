@@ -10,13 +10,15 @@
 //! - [`binary::check`]: the binary parser, the same way, and whatever the
 //!   cuts, the same requests.
 //! - [`shard::check`]: a `storage::Shard` driven by an operation sequence
-//!   decoded from the input, against a `HashMap` model.
+//!   decoded from the input, against [`model`], the reference model of a
+//!   shard that corecache's storage tests drive with proptest too.
 //!
 //! The code is plain Rust with no dependency but corecache, so the main
 //! crate's test suite (`tests/fuzz_inputs.rs`) includes it to replay the
 //! seed corpus and every input a fuzzer ever found.
 
 pub mod binary;
+pub mod model;
 pub mod shard;
 pub mod split;
 pub mod text;

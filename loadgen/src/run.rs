@@ -228,8 +228,11 @@ pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Resu
 
 /// User and system CPU seconds of this process so far.
 fn cpu_times() -> (f64, f64) {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    // SAFETY: `rusage` is plain C data (integers and `timeval`s), for
+    // which all-zero bytes are a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable `rusage` that outlives the call,
+    // and getrusage(2) writes only into the struct it is given.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     if rc != 0 {
         return (0.0, 0.0);

@@ -2,6 +2,7 @@
 //! that name a bad setting.
 
 use super::*;
+use clap::Parser;
 
 fn cli(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("corecache").chain(args.iter().copied())).unwrap()
@@ -82,72 +83,309 @@ fn cpus_pick_threads() {
     assert_eq!((config.threads, config.cpus), (2, vec![1, 2]));
 }
 
+/// Each refused flag, the setting the error names, and its whole message.
 #[test]
 fn bad_settings_name_themselves() {
-    let cases: &[(&[&str], &str)] = &[
-        (&["--threads", "0"], "--threads"),
-        (&["--cpus", "7"], "--cpus"),
-        (&["--cpus", "2-1"], "--cpus"),
-        (&["--threads", "3", "--cpus", "0-1"], "--cpus"),
-        (&["--shards", "1", "-t", "2"], "--shards"),
-        (&["-m", "lots"], "--memory"),
-        (&["-m", "1", "--shards", "4"], "--memory"),
-        (&["-I", "12q"], "--max-item-size"),
-        (&["--ttl-tick", "soon"], "--ttl-tick"),
-        (&["--listen", "nowhere"], "--listen"),
-        (&["--slab-growth-factor", "1.0"], "--slab-growth-factor"),
-        (&["--slab-page-size", "512k"], "--slab-page-size"),
-        (&["--slab-growth-factor", "1.001"], "--slab-growth-factor"),
+    use Setting::*;
+    let tls = ["--tls-cert", "c", "--tls-key", "k"];
+    let with_tls = |more: &[&'static str]| [&tls[..], more].concat();
+    let cases: Vec<(Vec<&str>, Setting, &str)> = vec![
         (
-            &["-p", "7000", "--shard-aware-port", "7000"],
-            "--shard-aware-port",
+            vec!["--threads", "0"],
+            Threads,
+            "--threads: must be at least 1",
         ),
         (
-            &[
-                "--tls-cert",
-                "c",
-                "--tls-key",
-                "k",
+            vec!["--threads", "5"],
+            Threads,
+            "--threads: 5 threads but this process may use only 4 CPUs (add --no-pin to run more)",
+        ),
+        (
+            vec!["--cpus", "7"],
+            Cpus,
+            "--cpus: CPU 7 is not one this process may use (allowed: [0, 1, 2, 3])",
+        ),
+        (
+            vec!["--cpus", "2-1"],
+            Cpus,
+            "--cpus: '2-1' is not a CPU list (example: 0-3,6)",
+        ),
+        (vec!["--cpus", "1,1"], Cpus, "--cpus: CPU 1 is listed twice"),
+        (
+            vec!["--threads", "3", "--cpus", "0-1"],
+            Cpus,
+            "--cpus: lists 2 CPUs but --threads is 3",
+        ),
+        (
+            vec!["--shards", "1", "-t", "2"],
+            Shards,
+            "--shards: 1 is fewer than the 2 threads",
+        ),
+        (
+            vec!["-m", "lots"],
+            Memory,
+            "--memory: 'lots' is not a size (examples: 1048576, 512k, 1m, 2g)",
+        ),
+        (vec!["-m", "0"], Memory, "--memory: must be more than 0"),
+        (
+            vec!["-m", "99999999999999999"],
+            Memory,
+            "--memory: too large",
+        ),
+        (
+            vec!["-m", "1", "--shards", "4"],
+            Memory,
+            "--memory: 1 MiB over 4 shards leaves 256 KiB per shard, less than one slab page (1024 KiB)",
+        ),
+        (
+            vec![
+                "-m",
+                "300000",
+                "--slab-page-size",
+                "1g",
+                "-t",
+                "1",
+                "--shards",
+                "1",
+            ],
+            Memory,
+            "--memory: memory limit 314572800000 in pages of 1073741824 bytes is too large for one shard; use larger pages or more shards",
+        ),
+        (
+            vec!["-I", "12q"],
+            MaxItemSize,
+            "--max-item-size: '12q' is not a size (examples: 1048576, 512k, 1m, 2g)",
+        ),
+        (
+            vec!["-I", "512"],
+            MaxItemSize,
+            "--max-item-size: must be at least 1k",
+        ),
+        (
+            vec!["-I", "1k", "--slab-min-chunk", "2000"],
+            MaxItemSize,
+            "--max-item-size: max item size 1024 is below the smallest chunk (40 bytes of header plus 2000 of data)",
+        ),
+        (
+            vec!["--output-budget", "1k"],
+            OutputBudget,
+            "--output-budget: must be at least 4k",
+        ),
+        (
+            vec!["--output-budget", "lots"],
+            OutputBudget,
+            "--output-budget: 'lots' is not a size (examples: 1048576, 512k, 1m, 2g)",
+        ),
+        (
+            vec!["-c", "0"],
+            MaxConnections,
+            "--max-connections: must be at least 1",
+        ),
+        (
+            vec!["--ttl-tick", "soon"],
+            TtlTick,
+            "--ttl-tick: 'soon' is not a duration (expected number at 0)",
+        ),
+        (
+            vec!["--ttl-tick", "0s"],
+            TtlTick,
+            "--ttl-tick: must be more than 0",
+        ),
+        (vec!["--spin", "2ms"], Spin, "--spin: must be at most 1ms"),
+        (
+            vec!["--spin", "x"],
+            Spin,
+            "--spin: 'x' is not a duration (expected number at 0)",
+        ),
+        (
+            vec!["--idle-timeout", "1500ms"],
+            IdleTimeout,
+            "--idle-timeout: must be whole seconds (or 0 for none)",
+        ),
+        (
+            vec!["--idle-timeout", "idle"],
+            IdleTimeout,
+            "--idle-timeout: 'idle' is not a duration (expected number at 0)",
+        ),
+        (
+            vec!["--listen", "nowhere"],
+            Listen,
+            "--listen: 'nowhere' is not an IP address or IP:PORT",
+        ),
+        (
+            vec!["--slab-growth-factor", "1.0"],
+            SlabGrowthFactor,
+            "--slab-growth-factor: must be above 1.0 and at most 4.0",
+        ),
+        (
+            vec!["--slab-growth-factor", "1.001"],
+            SlabGrowthFactor,
+            "--slab-growth-factor: slab growth factor 1.001 gives 257 classes; at most 255 are supported",
+        ),
+        (
+            vec!["--slab-min-chunk", "4"],
+            SlabMinChunk,
+            "--slab-min-chunk: must be between 8 and 65536 bytes",
+        ),
+        (
+            vec![
+                "--slab-min-chunk",
+                "40000",
+                "--slab-page-size",
+                "64k",
+                "-I",
+                "64k",
+            ],
+            SlabMinChunk,
+            "--slab-min-chunk: slab minimum chunk 40000 must be between 1 and half a page (32768)",
+        ),
+        (
+            vec!["--slab-page-size", "512k"],
+            SlabPageSize,
+            "--slab-page-size: 524288 bytes is smaller than --max-item-size (1048576 bytes)",
+        ),
+        (
+            vec!["--slab-page-size", "2g", "-m", "8192"],
+            SlabPageSize,
+            "--slab-page-size: slab page size 2147483648 must be between 1 KiB and 1 GiB",
+        ),
+        (
+            vec!["-p", "7000", "--shard-aware-port", "7000"],
+            ShardAwarePort,
+            "--shard-aware-port: 7000 is the listen port; it needs a port of its own",
+        ),
+        (
+            with_tls(&[
                 "--tls-listen",
                 "127.0.0.1:7001",
                 "--shard-aware-port",
                 "7001",
-            ],
-            "--shard-aware-port",
-        ),
-        (&["--tls-cert", "c.pem"], "--tls-cert"),
-        (&["--tls-key", "k.pem"], "--tls-key"),
-        (&["--tls-ca", "ca.pem"], "--tls-ca"),
-        (&["--tls-listen", "127.0.0.1:1"], "--tls-listen"),
-        (
-            &["--tls-cert", "c", "--tls-key", "k", "--tls-listen", "x"],
-            "--tls-listen",
+            ]),
+            ShardAwarePort,
+            "--shard-aware-port: 7001 is the --tls-listen port; it needs a port of its own",
         ),
         (
-            &[
-                "--tls-cert",
-                "c",
-                "--tls-key",
-                "k",
-                "--tls-listen",
-                "127.0.0.1:11211",
-            ],
-            "--tls-listen",
+            vec!["--tls-cert", "c.pem"],
+            TlsCert,
+            "--tls-cert: needs --tls-key as well",
         ),
         (
-            &["--tls-handshake-timeout", "0s"],
-            "--tls-handshake-timeout",
+            vec!["--tls-key", "k.pem"],
+            TlsKey,
+            "--tls-key: needs --tls-cert as well",
         ),
-        (&["--idle-timeout", "1500ms"], "--idle-timeout"),
-        (&["--idle-timeout", "idle"], "--idle-timeout"),
+        (
+            vec!["--tls-ca", "ca.pem"],
+            TlsCa,
+            "--tls-ca: needs --tls-cert and --tls-key",
+        ),
+        (
+            vec!["--tls-listen", "127.0.0.1:1"],
+            TlsListen,
+            "--tls-listen: needs --tls-cert and --tls-key",
+        ),
+        (
+            with_tls(&["--tls-listen", "x"]),
+            TlsListen,
+            "--tls-listen: 'x' is not IP:PORT",
+        ),
+        (
+            with_tls(&["--tls-listen", "127.0.0.1:11211"]),
+            TlsListen,
+            "--tls-listen: 127.0.0.1:11211 is --listen already",
+        ),
+        (
+            vec!["--tls-handshake-timeout", "0s"],
+            TlsHandshakeTimeout,
+            "--tls-handshake-timeout: must be more than 0",
+        ),
+        (
+            vec!["--tls-handshake-timeout", "zz"],
+            TlsHandshakeTimeout,
+            "--tls-handshake-timeout: 'zz' is not a duration (expected number at 0)",
+        ),
     ];
-    for (args, setting) in cases {
-        let err = Config::from_cli(&cli(args), &FOUR).unwrap_err();
-        assert_eq!(err.setting, *setting, "{args:?}: {err}");
+    for (args, setting, message) in cases {
+        let err = Config::from_cli(&cli(&args), &FOUR).unwrap_err();
+        assert_eq!(err.setting(), Some(setting), "{args:?}: {err}");
+        assert_eq!(err.to_string(), message, "{args:?}");
     }
     assert!(Cli::try_parse_from(["corecache", "--runtime", "fibers"]).is_err());
+    let err = Config::from_cli(&cli(&["--config", "/nonexistent.toml"]), &FOUR).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--config /nonexistent.toml: No such file or directory (os error 2)"
+    );
     let err = Config::from_toml("thread = 2", &cli(&[]), &FOUR).unwrap_err();
-    assert!(err.reason.contains("unknown field"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("config: unknown field `thread`"),
+        "{err}"
+    );
+}
+
+/// A value the file gave is named by its key in the file, even where a
+/// check of several settings together refuses it.
+#[test]
+fn bad_file_settings_name_their_key() {
+    let cases = [
+        ("threads = 0", "threads (config file): must be at least 1"),
+        (
+            "memory = \"lots\"",
+            "memory (config file): 'lots' is not a size (examples: 1048576, 512k, 1m, 2g)",
+        ),
+        (
+            "listen = \"nowhere\"",
+            "listen (config file): 'nowhere' is not an IP address or IP:PORT",
+        ),
+        (
+            "threads = 3\ncpus = \"0-1\"",
+            "cpus (config file): lists 2 CPUs but --threads is 3",
+        ),
+        (
+            "tls-cert = \"c\"",
+            "tls-cert (config file): needs --tls-key as well",
+        ),
+        (
+            "memory = 1\nshards = 4",
+            "memory (config file): 1 MiB over 4 shards leaves 256 KiB per shard, less than one slab page (1024 KiB)",
+        ),
+        (
+            "slab-growth-factor = 1.001",
+            "slab-growth-factor (config file): slab growth factor 1.001 gives 257 classes; at most 255 are supported",
+        ),
+        ("spin = \"5ms\"", "spin (config file): must be at most 1ms"),
+    ];
+    for (text, message) in cases {
+        let err = Config::from_toml(text, &cli(&[]), &FOUR).unwrap_err();
+        assert_eq!(err.to_string(), message, "{text:?}");
+    }
+    // The flag wins over the file, and so names itself.
+    let err = Config::from_toml("spin = \"5ms\"", &cli(&["--spin", "3ms"]), &FOUR).unwrap_err();
+    assert_eq!(err.to_string(), "--spin: must be at most 1ms");
+    // A setting neither layer gave, refused with another, is named by its
+    // flag: the flag is how to change it.
+    let err = Config::from_cli(&cli(&["--shards", "100"]), &FOUR).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--memory: 64 MiB over 100 shards leaves 655 KiB per shard, less than one slab page (1024 KiB)"
+    );
+}
+
+/// Every setting an error can name is a flag, under the same name.
+#[test]
+fn every_setting_is_a_flag() {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    for setting in Setting::ALL {
+        assert!(
+            command
+                .get_arguments()
+                .any(|arg| arg.get_long() == Some(setting.key())),
+            "no --{}",
+            setting.key()
+        );
+    }
 }
 
 #[test]

@@ -45,6 +45,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 pub use automove::Mode as AutomoveMode;
 pub use shard::{Prefetch, PrefixCounts, PrefixEvent, Shard};
+pub use slab::SlabConfigError;
 
 /// The hash of a key, the one every layer uses: the router picks the shard
 /// from its high bits, the shard's index picks a bucket from its low bits
@@ -68,9 +69,9 @@ pub fn memory_share(total: usize, index: usize, count: usize) -> usize {
 
 /// Checks the slab settings of a shard configuration (page size at least
 /// the largest item, growth factor above 1, a sane minimum chunk, a memory
-/// limit chunk ids can address). The error names the bad setting, for the
-/// configuration layer to report.
-pub fn validate_config(config: &ShardConfig) -> Result<(), String> {
+/// limit chunk ids can address). The error's variant is the bad setting,
+/// for the configuration layer to name.
+pub fn validate_config(config: &ShardConfig) -> Result<(), SlabConfigError> {
     slab::validate(config)
 }
 

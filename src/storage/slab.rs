@@ -31,53 +31,107 @@ pub const NIL: ChunkId = 0;
 /// Most slab classes a configuration may produce (class ids fit in a `u8`).
 pub const MAX_CLASSES: usize = 255;
 
-/// Checks the slab settings of a configuration, returning a message that
-/// names the offending setting.
-pub fn validate(config: &ShardConfig) -> Result<(), String> {
+/// Slab settings a shard cannot run with. Each variant is one setting at
+/// fault, so the configuration layer can name its flag by matching on it;
+/// the message names it in words.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SlabConfigError {
+    /// The page size is outside 1 KiB..=1 GiB.
+    #[error("slab page size {0} must be between 1 KiB and 1 GiB")]
+    PageSize(usize),
+    /// The largest item does not fit in a page.
+    #[error("max item size {item} must not exceed the slab page size {page}")]
+    ItemOverPage {
+        /// The max item size.
+        item: usize,
+        /// The page size.
+        page: usize,
+    },
+    /// The largest item is smaller than the smallest chunk.
+    #[error(
+        "max item size {item} is below the smallest chunk ({} bytes of header plus {chunk} of data)",
+        item::HEADER
+    )]
+    ItemBelowChunk {
+        /// The max item size.
+        item: usize,
+        /// The minimum chunk's data bytes.
+        chunk: usize,
+    },
+    /// The growth factor is not a finite number above 1.
+    #[error("slab growth factor {0} must be above 1.0")]
+    GrowthFactor(f64),
+    /// The growth factor is so small it makes more classes than ids.
+    #[error(
+        "slab growth factor {factor} gives {classes} classes; at most {MAX_CLASSES} are supported"
+    )]
+    TooManyClasses {
+        /// The growth factor.
+        factor: f64,
+        /// The classes it would make.
+        classes: usize,
+    },
+    /// The minimum chunk is 0 or more than half a page.
+    #[error("slab minimum chunk {chunk} must be between 1 and half a page ({half})")]
+    MinChunk {
+        /// The minimum chunk.
+        chunk: usize,
+        /// Half the page size.
+        half: usize,
+    },
+    /// More pages than a chunk id can address in one shard.
+    #[error(
+        "memory limit {limit} in pages of {page} bytes is too large for one shard; use larger pages or more shards"
+    )]
+    MemoryLimit {
+        /// The shard's memory limit.
+        limit: usize,
+        /// The page size.
+        page: usize,
+    },
+}
+
+/// Checks the slab settings of a configuration.
+pub fn validate(config: &ShardConfig) -> Result<(), SlabConfigError> {
     let page = config.slab_page_size;
     if !(1024..=1 << 30).contains(&page) {
-        return Err(format!(
-            "slab page size {page} must be between 1 KiB and 1 GiB"
-        ));
+        return Err(SlabConfigError::PageSize(page));
     }
     if config.max_item_size > page {
-        return Err(format!(
-            "max item size {} must not exceed the slab page size {page}",
-            config.max_item_size
-        ));
+        return Err(SlabConfigError::ItemOverPage {
+            item: config.max_item_size,
+            page,
+        });
     }
     let factor = config.slab_growth_factor;
     if !(factor.is_finite() && factor > 1.0) {
-        return Err(format!("slab growth factor {factor} must be above 1.0"));
+        return Err(SlabConfigError::GrowthFactor(factor));
     }
     if config.slab_min_chunk == 0 || config.slab_min_chunk > page / 2 {
-        return Err(format!(
-            "slab minimum chunk {} must be between 1 and half a page ({})",
-            config.slab_min_chunk,
-            page / 2
-        ));
+        return Err(SlabConfigError::MinChunk {
+            chunk: config.slab_min_chunk,
+            half: page / 2,
+        });
     }
     if config.max_item_size < item::HEADER + config.slab_min_chunk {
-        return Err(format!(
-            "max item size {} is below the smallest chunk ({} bytes of header plus {} of data)",
-            config.max_item_size,
-            item::HEADER,
-            config.slab_min_chunk
-        ));
+        return Err(SlabConfigError::ItemBelowChunk {
+            item: config.max_item_size,
+            chunk: config.slab_min_chunk,
+        });
     }
     let sizes = class_sizes(config);
     if sizes.len() > MAX_CLASSES {
-        return Err(format!(
-            "slab growth factor {factor} gives {} classes; at most {MAX_CLASSES} are supported",
-            sizes.len()
-        ));
+        return Err(SlabConfigError::TooManyClasses {
+            factor,
+            classes: sizes.len(),
+        });
     }
     let pages = page_limit(config);
     if pages > max_pages(page, sizes[0]) {
-        return Err(format!(
-            "memory limit {} in pages of {page} bytes is too large for one shard; use larger pages or more shards",
-            config.memory_limit
-        ));
+        return Err(SlabConfigError::MemoryLimit {
+            limit: config.memory_limit,
+            page,
+        });
     }
     Ok(())
 }

@@ -9,12 +9,17 @@
 
 use corecache::clock::Clock;
 use corecache::config::{Config, RuntimeKind};
-use corecache::server::{self, RunningServer, StartError};
+use corecache::server::{self, Router, RunningServer, StartError};
 use loadgen::shard::connect_to_core;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Threads of a [`TestServer`] unless a test adjusts it.
+pub const THREADS: usize = 2;
+/// Shards of a [`TestServer`] unless a test adjusts it: two per thread.
+pub const SHARDS: usize = 4;
 
 /// A server running in this process; stopped when dropped.
 pub struct TestServer {
@@ -28,8 +33,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Two threads, four shards (so each thread owns two), unpinned so tests
-    /// running side by side do not fight over CPUs.
+    /// [`THREADS`] threads, [`SHARDS`] shards (so each thread owns two),
+    /// unpinned so tests running side by side do not fight over CPUs.
     pub fn start(runtime: RuntimeKind) -> TestServer {
         TestServer::with(runtime, |_| {})
     }
@@ -46,8 +51,8 @@ impl TestServer {
     ) -> Result<TestServer, server::StartError> {
         let mut config = Config::defaults(&[0, 1]);
         config.listen = "127.0.0.1:0".parse().unwrap();
-        config.threads = 2;
-        config.shards = 4;
+        config.threads = THREADS;
+        config.shards = SHARDS;
         config.pin = false;
         config.runtime = runtime;
         config.ttl_tick = Duration::from_millis(20);
@@ -434,14 +439,23 @@ macro_rules! per_runtime {
     };
 }
 
-/// The thread that owns `key` (of 2 threads, 4 shards), as the router says.
-pub fn owner(key: &str) -> usize {
-    let router = corecache::server::Router::new(4, 2);
-    router.owner(router.shard(corecache::server::Router::hash(key.as_bytes())))
+/// The router of a [`TestServer`] of [`SHARDS`] shards on [`THREADS`]
+/// threads: the server's own placement of keys.
+fn router() -> Router {
+    Router::new(SHARDS, THREADS)
 }
 
-/// A key the server places on `thread` (of 2 threads, 4 shards), found by
-/// asking the router.
+/// The shard that holds `key` on a [`TestServer`], as the router says.
+pub fn shard_of(key: &str) -> usize {
+    router().shard(Router::hash(key.as_bytes()))
+}
+
+/// The thread that owns `key` on a [`TestServer`], as the router says.
+pub fn owner(key: &str) -> usize {
+    router().owner(shard_of(key))
+}
+
+/// A key a [`TestServer`] places on `thread`, found by asking the router.
 pub fn key_on_thread(thread: usize, seed: usize) -> String {
     (seed..)
         .map(|i| format!("key:{i}"))

@@ -86,34 +86,89 @@ fn class_sizes_grow_by_factor_to_a_page() {
 #[test]
 fn validation_names_the_bad_setting() {
     let good = ShardConfig::for_tests(64 << 20);
-    assert!(validate(&good).is_ok());
-    let bad = ShardConfig {
-        max_item_size: 2 << 20,
-        ..good.clone()
-    };
-    assert!(validate(&bad).unwrap_err().contains("max item size"));
-    let bad = ShardConfig {
-        slab_growth_factor: 1.0,
-        ..good.clone()
-    };
-    assert!(validate(&bad).unwrap_err().contains("growth factor"));
-    let bad = ShardConfig {
-        slab_min_chunk: 0,
-        ..good.clone()
-    };
-    assert!(validate(&bad).unwrap_err().contains("minimum chunk"));
-    let bad = ShardConfig {
-        slab_growth_factor: 1.0001,
-        ..good.clone()
-    };
-    assert!(validate(&bad).unwrap_err().contains("classes"));
-    let bad = ShardConfig {
-        memory_limit: 1 << 40,
-        slab_page_size: 1024,
-        max_item_size: 1024,
-        ..good
-    };
-    assert!(validate(&bad).unwrap_err().contains("memory limit"));
+    assert_eq!(validate(&good), Ok(()));
+    let cases = [
+        (
+            ShardConfig {
+                slab_page_size: 512,
+                ..good.clone()
+            },
+            SlabConfigError::PageSize(512),
+            "slab page size 512 must be between 1 KiB and 1 GiB",
+        ),
+        (
+            ShardConfig {
+                max_item_size: 2 << 20,
+                ..good.clone()
+            },
+            SlabConfigError::ItemOverPage {
+                item: 2 << 20,
+                page: 1 << 20,
+            },
+            "max item size 2097152 must not exceed the slab page size 1048576",
+        ),
+        (
+            ShardConfig {
+                slab_growth_factor: 1.0,
+                ..good.clone()
+            },
+            SlabConfigError::GrowthFactor(1.0),
+            "slab growth factor 1 must be above 1.0",
+        ),
+        (
+            ShardConfig {
+                slab_min_chunk: 0,
+                ..good.clone()
+            },
+            SlabConfigError::MinChunk {
+                chunk: 0,
+                half: 1 << 19,
+            },
+            "slab minimum chunk 0 must be between 1 and half a page (524288)",
+        ),
+        (
+            ShardConfig {
+                slab_min_chunk: 2000,
+                max_item_size: 1024,
+                slab_page_size: 4096,
+                ..good.clone()
+            },
+            SlabConfigError::ItemBelowChunk {
+                item: 1024,
+                chunk: 2000,
+            },
+            "max item size 1024 is below the smallest chunk (40 bytes of header plus 2000 of data)",
+        ),
+        (
+            ShardConfig {
+                slab_growth_factor: 1.0001,
+                ..good.clone()
+            },
+            SlabConfigError::TooManyClasses {
+                factor: 1.0001,
+                classes: 257,
+            },
+            "slab growth factor 1.0001 gives 257 classes; at most 255 are supported",
+        ),
+        (
+            ShardConfig {
+                memory_limit: 1 << 40,
+                slab_page_size: 1024,
+                max_item_size: 1024,
+                ..good
+            },
+            SlabConfigError::MemoryLimit {
+                limit: 1 << 40,
+                page: 1024,
+            },
+            "memory limit 1099511627776 in pages of 1024 bytes is too large for one shard; use larger pages or more shards",
+        ),
+    ];
+    for (config, error, message) in cases {
+        let got = validate(&config).unwrap_err();
+        assert_eq!(got, error);
+        assert_eq!(got.to_string(), message);
+    }
 }
 
 #[test]

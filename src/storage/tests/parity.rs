@@ -1,8 +1,9 @@
 //! Engine behaviour a client can compare with memcached 1.6.18: counters
 //! read as numbers, what incr/decr write back, appends that would be too
-//! large, and how each command is counted in `stats`. The expected values
-//! are what a memcached 1.6.18 answered to the same requests over the text
-//! and meta protocols.
+//! large, how each command is counted in `stats`, and the memory an item
+//! takes. The expected values are what a memcached 1.6.18 answered to the
+//! same requests over the text and meta protocols, or (memory) what its
+//! source says it allocates.
 
 use super::{get, set, store};
 use crate::storage::shard::parse_counter;
@@ -380,4 +381,59 @@ fn commands_are_counted_as_memcached_counts_them() {
         &|s| assert!(get(s, b"fl", t).is_none()),
         &[("cmd_get", 1), ("get_misses", 1), ("get_flushed", 1)],
     );
+}
+
+/// The bytes memcached 1.6.18 takes for `n` items of this key and value
+/// length with its default settings (`-n 48 -f 1.25`, 1 MiB pages, CAS
+/// on, flags 0): the slab pages holding them plus its hash table, worked
+/// out from its source as it stands in that release.
+fn memcached_bytes(n: u64, key_len: usize, value_len: usize) -> u64 {
+    // memcached.h: `sizeof(item)` on a 64-bit build (three pointers, two
+    // times, nbytes, refcount, it_flags, slabs_clsid, nkey, padded to 8).
+    const ITEM: usize = 48;
+    const PAGE: u64 = 1 << 20;
+    // items.c `item_make_header` + `do_item_alloc`: header, 8 bytes of
+    // CAS, the key and its NUL, the value and its "\r\n".
+    let total = ITEM + 8 + key_len + 1 + value_len + 2;
+    // slabs.c `slabs_init`: the first class is `sizeof(item)` plus the
+    // 48-byte minimum, each class rounded up to 8 and then grown by 1.25.
+    let mut size = ITEM + 48;
+    let chunk = loop {
+        let aligned = size.div_ceil(8) * 8;
+        if aligned >= total {
+            break aligned as u64;
+        }
+        size = (aligned as f64 * 1.25) as usize;
+    };
+    let pages = n.div_ceil(PAGE / chunk);
+    // assoc.c: 2^16 buckets of one pointer, doubled while the items
+    // exceed 1.5 times the buckets.
+    let mut buckets: u64 = 1 << 16;
+    while n > buckets * 3 / 2 {
+        buckets *= 2;
+    }
+    pages * PAGE + buckets * 8
+}
+
+#[test]
+fn memory_per_item_is_below_memcached() {
+    // 1M items of 12-byte keys and 100-byte values: slab pages plus index.
+    let n = 1_000_000u64;
+    let mut s = Shard::new(&ShardConfig::for_tests(1 << 30));
+    let value = [b'v'; 100];
+    for i in 0..n {
+        let key = format!("key:{i:08}");
+        assert_eq!(key.len(), 12);
+        set(&mut s, key.as_bytes(), &value, Deadline::NEVER, 0);
+    }
+    s.tick(100);
+    assert_eq!(s.stats().curr_items, n);
+    let ours = s.pages_allocated() as u64 * (1 << 20) + s.index_memory() as u64;
+    let theirs = memcached_bytes(n, 12, 100);
+    eprintln!(
+        "{:.1} bytes per item, memcached {:.1}",
+        ours as f64 / n as f64,
+        theirs as f64 / n as f64
+    );
+    assert!(ours < theirs, "{ours} bytes, memcached {theirs}");
 }
