@@ -641,6 +641,11 @@ fn choose(rng: &mut SmallRng, shape: Shape, next_uid: &mut impl FnMut() -> u64) 
 struct KeyLog {
     ops: Vec<Op>,
     starts: Vec<State>,
+    /// An operation on it got no reply, so it was retired in the epoch
+    /// whose records are being read: no operation on it comes after that
+    /// epoch. (The generation counter cannot say so: the next epoch, running
+    /// while this one is checked, may already have moved it.)
+    retired: bool,
 }
 
 /// What the checker thread found.
@@ -695,16 +700,16 @@ fn check_main(rx: Receiver<Msg>, cfg: &CheckConfig, keys: &Keys, backlog: &Atomi
         match msg {
             Msg::Batch(recs) => {
                 for r in recs {
-                    logs.entry((r.slot, r.generation))
-                        .or_insert_with(|| {
-                            found.keys += 1;
-                            KeyLog {
-                                ops: Vec::new(),
-                                starts: vec![State::ABSENT],
-                            }
-                        })
-                        .ops
-                        .push(r.op);
+                    let log = logs.entry((r.slot, r.generation)).or_insert_with(|| {
+                        found.keys += 1;
+                        KeyLog {
+                            ops: Vec::new(),
+                            starts: vec![State::ABSENT],
+                            retired: false,
+                        }
+                    });
+                    log.retired |= r.op.is_maybe();
+                    log.ops.push(r.op);
                 }
             }
             Msg::EpochEnd | Msg::Done => {
@@ -712,13 +717,10 @@ fn check_main(rx: Receiver<Msg>, cfg: &CheckConfig, keys: &Keys, backlog: &Atomi
                 for (&(slot, generation), log) in logs.iter_mut() {
                     // A retired key gets no operation after the epoch it
                     // was retired in: its history is whole.
-                    let whole = last || keys.gens[slot as usize].load(Acquire) != generation;
                     let name = || keys.name(slot as usize, generation);
-                    drain(log, whole, cfg.budget, &name, &mut found);
+                    drain(log, last || log.retired, cfg.budget, &name, &mut found);
                 }
-                logs.retain(|&(slot, generation), log| {
-                    !log.ops.is_empty() || keys.gens[slot as usize].load(Acquire) == generation
-                });
+                logs.retain(|_, log| !log.retired);
                 if last {
                     break;
                 }
@@ -775,9 +777,7 @@ fn window(
         Verdict::Violation => {
             if found.violations.len() < MAX_VIOLATIONS {
                 let (small, from) = checker::minimize(ops, starts, budget);
-                found
-                    .violations
-                    .push(describe(&name(), ops.len(), &small, &from));
+                found.violations.push(describe(&name(), ops, &small, &from));
             } else {
                 found.more += 1;
             }
@@ -788,31 +788,30 @@ fn window(
 }
 
 /// A violation for the report: times in microseconds from the first
-/// operation shown.
-pub(crate) fn describe(key: &str, window_ops: usize, ops: &[Op], starts: &[State]) -> Violation {
+/// operation of the smallest history.
+pub(crate) fn describe(key: &str, window: &[Op], ops: &[Op], starts: &[State]) -> Violation {
     let t0 = ops.iter().map(|o| o.inv).min().unwrap_or(0);
-    let us = |t: u64| (t - t0) as f64 / 1e3;
+    let us = |t: u64| (t as i128 - t0 as i128) as f64 / 1e3;
+    let line = |o: &Op| {
+        let done = if o.is_maybe() {
+            "never".to_string()
+        } else {
+            format!("{:.1}", us(o.done))
+        };
+        format!(
+            "session {:>5}  {:>10.1} .. {:>10} us  {} -> {}",
+            o.session,
+            us(o.inv),
+            done,
+            o.call,
+            o.ret
+        )
+    };
     Violation {
         key: key.to_string(),
-        window_ops,
+        window_ops: window.len(),
         starts: starts.iter().map(State::to_string).collect(),
-        ops: ops
-            .iter()
-            .map(|o| {
-                let done = if o.is_maybe() {
-                    "never".to_string()
-                } else {
-                    format!("{:.1}", us(o.done))
-                };
-                format!(
-                    "session {:>5}  {:>10.1} .. {:>10} us  {} -> {}",
-                    o.session,
-                    us(o.inv),
-                    done,
-                    o.call,
-                    o.ret
-                )
-            })
-            .collect(),
+        ops: ops.iter().map(line).collect(),
+        window: window.iter().take(200).map(line).collect(),
     }
 }

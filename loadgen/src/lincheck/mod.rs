@@ -310,6 +310,9 @@ pub struct Violation {
     pub starts: Vec<String>,
     /// The smallest history found, in invocation order.
     pub ops: Vec<String>,
+    /// The whole window it was found in (JSON only; its first 200
+    /// operations), times from the same origin as `ops`.
+    pub window: Vec<String>,
 }
 
 /// What a check did and found (`--json` writes it).

@@ -320,6 +320,7 @@ impl Conn {
                                     a.map_or("miss".to_string(), |a| format!("round {a}"))
                                 ),
                             ],
+                            window: Vec::new(),
                         });
                     }
                 }
