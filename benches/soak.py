@@ -19,10 +19,16 @@ their clients), and runs against each, at the same time:
   the connection is still in step (or a close where memcached closes);
 - a slow client that pipelines gets and never reads a reply;
 - a flooding client: bursts of 4,000 requests in one write, all replies read;
-- clients that disconnect mid-pipeline: a burst, then close unread.
+- clients that disconnect mid-pipeline: a burst, then close unread;
+- hostile clients (docs/operations.md, "Memory: one bound for the whole
+  process"), over and over: one 16 KB-class line naming a 1 MB value 4,000
+  times, 2,000 pipelined `mg ... v` and 2,000 binary GETKQ for it, none of
+  them reading, each held a few seconds and closed; and a slow reader of a
+  multi-get of 20 such values, every byte checked.
 
 Every second it samples each server's RSS and open descriptors (/proc) and
-its connection and forwarding gauges (`stats`). At the end every client
+its connection and forwarding gauges (`stats`), and checks the RSS against
+the memory bound for the connections open then. At the end every client
 stops, the servers must return to one connection (the sampler's), nothing
 in flight, no panic, and exit 0 on SIGTERM. It writes report.md, samples.csv
 and rss_fds.svg to --out, prints the report, and ends with SOAK PASS or
@@ -312,6 +318,89 @@ def disconnect_client(port, stop, tally, seed):
         tally.add("disconnect_requests_sent", 2 * n)
 
 
+# The hostile clients' value: memcached's 1 MB.
+BIG = 1_000_000
+
+
+def big_key(seed):
+    return f"B{seed}"
+
+
+def store_big(c, key):
+    c.send(f"set {key} 0 0 {BIG}\r\n".encode() + b"b" * BIG + b"\r\n")
+    got = c.read_line()
+    if got != b"STORED\r\n":
+        raise ConnectionError(f"storing {key}: {got!r}")
+
+
+def never_reads(port, payload):
+    """A socket with a 4 KiB receive buffer that sends what the server takes
+    of `payload` and will never read."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    try:
+        s.sendall(payload)
+    except BlockingIOError:
+        pass
+    return s
+
+
+def hostile_client(port, stop, tally, seed):
+    """Over and over: a 1 MB value named 4,000 times in one get line, 2,000
+    pipelined `mg <key> v`, 2,000 binary GETKQ, each from a connection that
+    never reads, held for 3 s and closed."""
+    key = big_key(seed)
+    store_big(Conn(port), key)
+    k = key.encode()
+    getkq = bytes([0x80, 0x0D]) + len(k).to_bytes(2, "big") + bytes(4) + len(k).to_bytes(4, "big") + bytes(12) + k
+    payloads = {
+        "amplifying get lines": b"get" + (b" " + k) * 4000 + b"\r\n",
+        "mg pipelines, never read": (b"mg " + k + b" v\r\n") * 2000,
+        "GETKQ pipelines, never read": getkq * 2000,
+    }
+    while not stop.is_set():
+        held = []
+        for name, payload in payloads.items():
+            held.append(never_reads(port, payload))
+            tally.add(name)
+        stop.wait(3)
+        for s in held:
+            s.close()
+
+
+def slow_reader_client(port, stop, tally, seed):
+    """Over and over: a multi-get of a 1 MB value 20 times, read 64 KiB at a
+    time with a pause, every byte checked."""
+    key = big_key(seed)
+    c = Conn(port)
+    store_big(c, key)
+    want = (f"VALUE {key} 0 {BIG}\r\n".encode() + b"b" * BIG + b"\r\n") * 20 + b"END\r\n"
+    while not stop.is_set():
+        c.send(f"get {' '.join([key] * 20)}\r\n".encode())
+        got = b""
+        while len(got) < len(want):
+            time.sleep(0.002)
+            chunk = c.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            got += chunk
+        if got != want:
+            tally.problem(f"slow reader: {len(got)} bytes, not the {len(want)} expected")
+            break
+        tally.add("slow multi-gets read whole")
+    c.close()
+
+
+def memory_bound(connections):
+    """The RSS bound of docs/operations.md for this soak's servers (`-m 256`,
+    2 threads, the default budget and item size) with `connections` open."""
+    mib, kib = 1 << 20, 1 << 10
+    per_connection = 256 * kib + 2 * (mib + 512) + (mib + 32 * kib) + (512 + 2048) * 128
+    return 256 * mib + connections * per_connection + 32 * mib + 2 * 8 * mib
+
+
 def guarded(client, port, stop, tally, seed):
     try:
         client(port, stop, tally, seed)
@@ -378,7 +467,8 @@ def main():
              "--json", json_path],
             stdout=open(os.path.join(args.out, f"loadgen-{rt}.txt"), "w"), stderr=subprocess.STDOUT))
         for i, client in enumerate([model_client, bad_input_client, slow_client, flood_client,
-                                    disconnect_client, disconnect_client]):
+                                    disconnect_client, disconnect_client, hostile_client,
+                                    slow_reader_client]):
             t = threading.Thread(target=guarded, args=(client, server.port, stop, tallies[rt], 100 * n + i))
             t.start()
             threads.append(t)
@@ -393,7 +483,12 @@ def main():
                 alive = False
                 continue
             st = server.stats()
-            series[rt].append({"t": round(time.time() - start, 1), "rss": server.rss(), "fds": server.fds(),
+            rss = server.rss()
+            bound = memory_bound(int(st["curr_connections"]))
+            if rss > bound:
+                tallies[rt].problem(f"RSS {rss >> 20} MiB over the bound {bound >> 20} MiB "
+                                    f"with {st['curr_connections']} connections")
+            series[rt].append({"t": round(time.time() - start, 1), "rss": rss, "fds": server.fds(),
                                "conns": int(st["curr_connections"]), "inflight": int(st["forward_inflight"]),
                                "waiting": int(st["forward_waiting"]), "mailbox_max": int(st["mailbox_max_depth"])})
         if not alive:
@@ -450,8 +545,9 @@ def main():
             if q["curr_connections"] != "1" or q["forward_inflight"] != "0" or q["forward_waiting"] != "0":
                 failures.append(f"{rt}: after the clients left: curr_connections {q['curr_connections']}, "
                                 f"forward_inflight {q['forward_inflight']}, forward_waiting {q['forward_waiting']}")
-            if q["request_panics"] != "0":
-                failures.append(f"{rt}: {q['request_panics']} request panics")
+            if q["request_panics"] != "0" or q.get("tick_panics", "0") != "0":
+                failures.append(f"{rt}: {q['request_panics']} request panics, "
+                                f"{q.get('tick_panics')} tick panics")
             # 20,000 keys of at most 512 bytes fit in 256 MiB many times
             # over: an eviction would make a strict miss look like a loss.
             if q.get("evictions", "0") != "0":
@@ -475,7 +571,10 @@ def main():
           f"`--mix {MIX}` (multi-gets of 4 keys), 32-512 byte values over 20,000 keys; a model client "
           "(set/add/replace/append/prepend/incr/decr/delete/get, every reply checked); bad input; "
           "a client that never reads; a flooding client (4,000-request bursts); two clients that "
-          "disconnect mid-pipeline, over and over.", ""]
+          "disconnect mid-pipeline, over and over; hostile clients (a 1 MB value named 4,000 "
+          "times in one get line, 2,000 pipelined `mg v`, 2,000 binary GETKQ, none reading, each "
+          "held 3 s, over and over; a slow reader of a 20 MB multi-get). Every sample's RSS is "
+          "checked against the memory bound for the connections open (docs/operations.md).", ""]
     if failures:
         md += ["## Failures", ""] + [f"- {f}" for f in failures] + [""]
     md += ["## Requests and errors", "",
@@ -500,9 +599,14 @@ def main():
     row("flood requests (all replies checked)", lambda rt: tallies[rt].counts.get("flood_requests", 0))
     row("mid-pipeline disconnects", lambda rt: tallies[rt].counts.get("disconnects", 0))
     row("slow client: bytes sent, never read", lambda rt: tallies[rt].counts.get("slow_bytes_sent", 0))
+    for name in ["amplifying get lines", "mg pipelines, never read", "GETKQ pipelines, never read",
+                 "slow multi-gets read whole"]:
+        row(f"hostile: {name}", lambda rt, n=name: tallies[rt].counts.get(n, 0))
     row("fault-client problems", lambda rt: tallies[rt].counts.get("problems", 0))
     row("evictions", lambda rt: q(rt).get("evictions", "-"))
     row("request panics", lambda rt: q(rt).get("request_panics", "-"))
+    row("output budget waits", lambda rt: q(rt).get("output_budget_waits", "-"))
+    row("reads refused for the budget (`get_budget_refused`)", lambda rt: q(rt).get("get_budget_refused", "-"))
     row("exit status on SIGTERM", lambda rt: results[rt]["exit"])
     md += ["", "## RSS and descriptors", "", "![RSS and descriptors over time](rss_fds.svg)", "",
            "| | " + " | ".join(RUNTIMES) + " |", "|---|" + "---:|" * len(RUNTIMES)]
@@ -510,6 +614,8 @@ def main():
     row("RSS at start, MiB", lambda rt: mib(baseline[rt]["rss"]))
     row("RSS min / max under load, MiB", lambda rt: f"{mib(min(x['rss'] for x in series[rt]))} / {mib(max(x['rss'] for x in series[rt]))}" if series[rt] else "-")
     row("RSS after the clients left, MiB", lambda rt: mib(results[rt]["quiet_rss"] or 0))
+    row("memory bound at the most connections seen, MiB",
+        lambda rt: mib(memory_bound(max((x["conns"] for x in series[rt]), default=0))))
     row("descriptors at start", lambda rt: baseline[rt]["fds"])
     row("descriptors min / max under load", lambda rt: f"{min(x['fds'] for x in series[rt])} / {max(x['fds'] for x in series[rt])}" if series[rt] else "-")
     row("descriptors after the clients left", lambda rt: results[rt]["quiet_fds"])

@@ -71,6 +71,10 @@ pub struct Cli {
     /// Most simultaneous connections [default: 1024].
     #[arg(short = 'c', long)]
     pub max_connections: Option<usize>,
+    /// Replies a connection may have queued before it takes no more
+    /// requests until the client reads them, e.g. `1m` [default: 256k].
+    #[arg(long, value_name = "SIZE")]
+    pub output_budget: Option<String>,
     /// thread-per-core or work-stealing [default: thread-per-core].
     #[arg(long, value_enum)]
     pub runtime: Option<RuntimeKind>,
@@ -147,6 +151,7 @@ struct FileConfig {
     memory: Option<toml::Value>,
     max_item_size: Option<String>,
     max_connections: Option<usize>,
+    output_budget: Option<String>,
     runtime: Option<RuntimeKind>,
     ttl_tick: Option<String>,
     spin: Option<String>,
@@ -183,6 +188,9 @@ pub struct Config {
     pub max_item_size: usize,
     /// Most simultaneous connections.
     pub max_connections: usize,
+    /// Bytes of replies a connection may queue before it stops taking
+    /// requests and writes (see `server::plan`).
+    pub output_budget: usize,
     /// Which runtime to use.
     pub runtime: RuntimeKind,
     /// Interval between expiry passes.
@@ -257,6 +265,7 @@ impl Config {
             memory: 64 * MIB,
             max_item_size: MIB,
             max_connections: 1024,
+            output_budget: 256 * 1024,
             runtime: RuntimeKind::ThreadPerCore,
             ttl_tick: Duration::from_millis(100),
             spin: Duration::from_micros(50),
@@ -350,6 +359,16 @@ impl Config {
             config.max_item_size = parse_size(&size).map_err(|r| error(&name, r))?;
             if config.max_item_size < 1024 {
                 return Err(error(&name, "must be at least 1k"));
+            }
+        }
+        if let Some((size, name)) = pick(
+            cli.output_budget.clone(),
+            file.output_budget,
+            "output-budget",
+        ) {
+            config.output_budget = parse_size(&size).map_err(|r| error(&name, r))?;
+            if config.output_budget < 4096 {
+                return Err(error(&name, "must be at least 4k"));
             }
         }
         if let Some((size, name)) = pick(

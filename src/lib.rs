@@ -42,6 +42,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod fault;
 pub mod protocol;
 pub mod server;
 pub mod stats;

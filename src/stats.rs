@@ -110,8 +110,23 @@ pub struct ThreadStats {
     /// Spins for forwarded replies that ran out their window; each halves
     /// the next one (see `server::spin`).
     pub spin_misses: Counter,
-    /// Requests whose handling panicked (their shard was reset).
+    /// Requests whose handling panicked: a keyed operation or a shard's
+    /// report for an admin request (the shard was reset), or a connection's
+    /// own work, its TLS handshake or login included (it was closed).
     pub request_panics: Counter,
+    /// Expiry ticks (and the page moves they run) that panicked on a shard
+    /// (the shard was reset).
+    pub tick_panics: Counter,
+    /// Times a connection of this thread stopped taking requests because
+    /// its queued output reached `--output-budget`, and wrote first.
+    pub output_budget_waits: Counter,
+    /// Forwarded operations this thread left for a later batch because
+    /// their connection's share of its output budget was spent.
+    pub forward_deferred: Counter,
+    /// Forwarded reads this thread answered `SERVER_ERROR out of memory
+    /// writing get response`: their connection's share of its output
+    /// budget was spent and they could not wait (see `server::forward`).
+    pub get_budget_refused: Counter,
     /// Bytes read from clients.
     pub bytes_read: Counter,
     /// Bytes written to clients.
@@ -153,6 +168,10 @@ impl ThreadStats {
             &self.spin_hits,
             &self.spin_misses,
             &self.request_panics,
+            &self.tick_panics,
+            &self.output_budget_waits,
+            &self.forward_deferred,
+            &self.get_budget_refused,
             &self.bytes_read,
             &self.bytes_written,
             &self.cmd_flush,

@@ -26,6 +26,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
+# The memory tests (tests/hostile.rs) spawn the release build: build it
+# once here rather than inside the first of them.
+cargo build --release --quiet --bin corecache
 if cargo nextest --version >/dev/null 2>&1; then
     # nextest does not run doctests; they go first so the summary of the
     # whole run is the last thing printed.

@@ -72,6 +72,9 @@ pub enum AdminReply {
     SizesEnabled,
     /// `stats sizes_disable` (no `END` either).
     SizesDisabled,
+    /// `SERVER_ERROR internal error`: the shard asked panicked (it was
+    /// reset; see `ServerState::report`).
+    Internal,
 }
 
 impl AdminReply {
@@ -104,6 +107,7 @@ impl AdminReply {
             AdminReply::ReassignSame => b"SAME src and dst class are identical\r\n",
             AdminReply::ShutdownDisabled => b"ERROR: shutdown not enabled\r\n",
             AdminReply::ShutdownMode => b"CLIENT_ERROR invalid shutdown mode\r\n",
+            AdminReply::Internal => b"SERVER_ERROR internal error\r\n",
             AdminReply::IllegalSlabId => b"CLIENT_ERROR Illegal slab id\r\n",
             AdminReply::DetailUsage => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n",
             AdminReply::SizesEnabled => b"STAT sizes_status enabled\r\n",

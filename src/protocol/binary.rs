@@ -297,6 +297,18 @@ fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
+/// The whole size of the packet at the front of `buf`, once its header is
+/// in: what a connection must hold to take it. `None` before that, or for
+/// a body longer than any request the server keeps (a value too large is
+/// refused and skipped as it arrives, never held).
+pub fn frame_len(buf: &[u8], max_value: usize) -> Option<usize> {
+    if buf.len() < HEADER_LEN || buf[0] != REQUEST_MAGIC {
+        return None;
+    }
+    let body_len = be32(&buf[8..12]) as usize;
+    (body_len <= max_value + KEY_MAX_LEN + usize::from(u8::MAX)).then_some(HEADER_LEN + body_len)
+}
+
 /// Takes one request off the front of `buf`.
 ///
 /// `max_value` is the largest value the server could ever store: a store

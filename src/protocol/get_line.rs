@@ -20,6 +20,18 @@ use super::request::{
     valid_key,
 };
 
+/// A get line whose newline is within this many bytes is parsed whole, so
+/// a bad key anywhere in it gets memcached's lone error; a longer one is
+/// taken in pieces even when all of it has arrived, so that no request
+/// hands the connection more keys at once than one piece holds (each key
+/// becomes a step of its plan: a 16 KB line of one-byte keys would be
+/// 8,000 of them).
+pub const GET_WHOLE_MAX: usize = 4 * 1024;
+
+/// The most bytes of keys one piece of a long get line holds.
+pub const GET_PIECE_MAX: usize = LINE_MAX_LEN;
+const PIECE_MAX: usize = GET_PIECE_MAX;
+
 /// What is left of a line that was taken in pieces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LineRest {
@@ -42,8 +54,8 @@ pub struct GetLine {
 }
 
 /// A line of `get`s with no newline in its first [`LINE_MAX_LEN`] bytes:
-/// the whole line if its newline is in the buffer after all, else its
-/// first piece. Any other command is fatal.
+/// the whole line if its newline is in the buffer within
+/// [`GET_WHOLE_MAX`], else its first piece. Any other command is fatal.
 pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
     let mut tokens = Tokens::new(buf);
     let (cas, touch) = match tokens.next() {
@@ -53,7 +65,8 @@ pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, Pars
         Some(b"gats") => (true, true),
         _ => return Err(ParseError::LineTooLong),
     };
-    if let Some(newline) = memchr::memchr(b'\n', &buf[LINE_MAX_LEN..]) {
+    let window = &buf[..buf.len().min(GET_WHOLE_MAX)];
+    if let Some(newline) = memchr::memchr(b'\n', &window[LINE_MAX_LEN..]) {
         return parse_line(buf, LINE_MAX_LEN + newline, max_value);
     }
     let mut line = GetLine {
@@ -71,7 +84,11 @@ pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, Pars
         line.touch = Some(exptime);
     }
     let start = buf.len() - tokens.rest().len();
-    Ok(get_piece(buf, start, line))
+    Ok(get_piece(
+        &buf[..buf.len().min(start + PIECE_MAX)],
+        start,
+        line,
+    ))
 }
 
 /// Parses more of a line that [`parse`](super::parse) or an earlier call left unfinished
@@ -83,13 +100,14 @@ pub fn parse_rest(buf: &[u8], rest: LineRest) -> Result<Parsed<'_>, ParseError> 
     let LineRest::Get(line) = rest else {
         return Err(ParseError::Incomplete);
     };
-    let Some(newline) = memchr::memchr(b'\n', buf) else {
-        return match memchr::memrchr(b' ', buf) {
-            Some(_) => Ok(get_piece(buf, 0, line)),
+    let window = &buf[..buf.len().min(PIECE_MAX)];
+    let Some(newline) = memchr::memchr(b'\n', window) else {
+        return match memchr::memrchr(b' ', window) {
+            Some(_) => Ok(get_piece(window, 0, line)),
             // A key longer than any key can be will never complete.
-            None if buf.len() > KEY_MAX_LEN => Ok(discard_line(
+            None if window.len() > KEY_MAX_LEN => Ok(discard_line(
                 Request::invalid(ErrorReply::BadFormat),
-                buf.len(),
+                window.len(),
             )),
             None => Err(ParseError::Incomplete),
         };
@@ -236,6 +254,42 @@ mod tests {
         }
     }
 
+    /// A long get line that has arrived whole is still taken in pieces, so
+    /// none hands over more than a piece's keys; one within
+    /// `GET_WHOLE_MAX` is parsed whole.
+    #[test]
+    fn a_get_line_in_the_buffer_whole_is_still_taken_in_bounded_pieces() {
+        let keys: Vec<String> = (0..8000).map(|i| format!("{}", i % 10)).collect();
+        let line = get_line("get", &keys);
+        let mut buf = &line[..];
+        let (mut rest, mut pieces, mut seen) = (None, 0, 0);
+        loop {
+            let parsed = match rest {
+                None => parse(buf, MAX).unwrap(),
+                Some(more) => parse_rest(buf, more).unwrap(),
+            };
+            let Request::Get { keys, last, .. } = parsed.request else {
+                panic!("not a get: {:?}", parsed.request)
+            };
+            let count = keys.count();
+            assert!(count <= PIECE_MAX / 2, "a piece of {count} keys");
+            seen += count;
+            pieces += 1;
+            buf = &buf[parsed.consumed..];
+            rest = parsed.rest;
+            if last {
+                break;
+            }
+        }
+        assert_eq!((seen, buf.len()), (keys.len(), 0));
+        assert!(pieces >= keys.len() * 2 / PIECE_MAX);
+        let short: Vec<String> = (0..1500).map(|i| format!("{}", i % 10)).collect();
+        let line = get_line("get", &short);
+        assert!(line.len() > LINE_MAX_LEN && line.len() < GET_WHOLE_MAX);
+        let whole = parse(&line, MAX).unwrap();
+        assert_eq!((whole.consumed, whole.rest), (line.len(), None));
+    }
+
     #[test]
     fn a_long_gat_line_keeps_its_exptime_in_every_piece() {
         let keys: Vec<String> = (0..1000).map(|i| format!("key{i}")).collect();
@@ -256,17 +310,26 @@ mod tests {
         };
         buf.drain(..first.consumed);
         buf.extend_from_slice(&line[LINE_MAX_LEN + 10..]);
-        let second = parse_rest(&buf, LineRest::Get(more)).unwrap();
-        assert!(matches!(
-            second.request,
-            Request::Get {
+        let mut rest = LineRest::Get(more);
+        loop {
+            let next = parse_rest(&buf, rest).unwrap();
+            let Request::Get {
                 cas: true,
                 touch: Some(300),
-                last: true,
+                last,
                 ..
+            } = next.request
+            else {
+                panic!("a piece lost its command: {:?}", next.request);
+            };
+            let (consumed, more) = (next.consumed, next.rest);
+            buf.drain(..consumed);
+            if last {
+                assert_eq!((buf.len(), more), (0, None));
+                break;
             }
-        ));
-        assert_eq!((second.consumed, second.rest), (buf.len(), None));
+            rest = more.expect("the line goes on");
+        }
     }
 
     #[test]

@@ -23,9 +23,9 @@ pub mod meta;
 mod reply;
 mod request;
 
-pub use get_line::{GetLine, LineRest, parse_rest};
+pub use get_line::{GET_PIECE_MAX, GET_WHOLE_MAX, GetLine, LineRest, parse_rest};
 pub use reply::{ErrorReply, Outcome, Reply, Value};
 pub use request::{
-    ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens, parse,
-    valid_key,
+    ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens,
+    frame_len, parse, valid_key,
 };

@@ -34,6 +34,10 @@ pub enum ErrorReply {
     TooLarge,
     /// `SERVER_ERROR out of memory storing object`
     OutOfMemory,
+    /// `SERVER_ERROR out of memory writing get response`: memcached's reply
+    /// to a get it has no room to answer; here, a read refused because its
+    /// connection's output budget was spent (see `server::forward`).
+    OutOfMemoryGet,
     /// `SERVER_ERROR internal error`: the request's handling failed (it
     /// panicked); the connection closes after it.
     Internal,
@@ -84,6 +88,7 @@ impl ErrorReply {
             }
             ErrorReply::TooLarge => b"SERVER_ERROR object too large for cache\r\n",
             ErrorReply::OutOfMemory => b"SERVER_ERROR out of memory storing object\r\n",
+            ErrorReply::OutOfMemoryGet => b"SERVER_ERROR out of memory writing get response\r\n",
             ErrorReply::Internal => b"SERVER_ERROR internal error\r\n",
             ErrorReply::InvalidFlag => b"CLIENT_ERROR invalid flag\r\n",
             ErrorReply::DuplicateFlag => b"CLIENT_ERROR duplicate flag\r\n",

@@ -210,6 +210,12 @@ pub enum Request<'a> {
     },
     /// `debug_release`, in debug builds only: lets a `debug_hold` go.
     DebugRelease,
+    /// `debug_fault <site>` (debug builds only): the next pass through
+    /// `site` panics, once (see [`crate::fault`]).
+    DebugFault {
+        /// Where.
+        site: crate::fault::Site,
+    },
     /// A storage command whose data block is larger than any item can be:
     /// answered `SERVER_ERROR object too large for cache`, its data
     /// swallowed, and, for `set`, any existing item under the key removed
@@ -303,6 +309,26 @@ pub fn parse(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
     parse_line(buf, newline, max_value)
 }
 
+/// The whole size of the storage request at the front of `buf` (its line,
+/// its data block and the block's `\r\n`) once its line is complete: what
+/// a connection must hold to take it. `None` for any other request, an
+/// unfinished line, or a block that will be refused (too large: it is
+/// swallowed as it arrives, never held).
+pub fn frame_len(buf: &[u8], max_value: usize) -> Option<usize> {
+    let newline = memchr::memchr(b'\n', &buf[..buf.len().min(LINE_MAX_LEN)])?;
+    let line = buf[..newline]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..newline]);
+    let mut tokens = Tokens::new(line);
+    let length = match tokens.next()? {
+        b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas" => tokens.nth(3)?,
+        b"ms" => tokens.nth(1)?,
+        _ => return None,
+    };
+    let length: usize = number(length)?;
+    (length <= max_value).then_some(newline + 1 + length + 2)
+}
+
 /// Parses the request whose line ends with the newline at `newline`.
 pub(super) fn parse_line(
     buf: &[u8],
@@ -356,6 +382,12 @@ pub(super) fn parse_line(
             _ => Request::invalid(ErrorReply::Error),
         },
         b"debug_release" if cfg!(debug_assertions) => Request::DebugRelease,
+        b"debug_fault" if cfg!(debug_assertions) => {
+            match tokens.next().and_then(crate::fault::Site::from_name) {
+                Some(site) => Request::DebugFault { site },
+                None => Request::invalid(ErrorReply::Error),
+            }
+        }
         _ => Request::invalid(ErrorReply::Error),
     };
     Ok(done(request, line_end))

@@ -6,7 +6,8 @@
 //! is written as text lines or, for a binary `stat` request, as one packet
 //! per statistic ([`StatsOut`]).
 
-use super::connection::Dispatch;
+use super::plan::Dispatch;
+use super::state::ConnState;
 use super::{Control, Router, ServerState, ShardAnswer, ShardReport};
 use crate::config::RuntimeKind;
 use crate::protocol::admin::{StatsGroup, write_prefix_line};
@@ -345,6 +346,10 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("spin_hits", sum(|t| &t.spin_hits));
     s.stat("spin_misses", sum(|t| &t.spin_misses));
     s.stat("request_panics", sum(|t| &t.request_panics));
+    s.stat("tick_panics", sum(|t| &t.tick_panics));
+    s.stat("output_budget_waits", sum(|t| &t.output_budget_waits));
+    s.stat("forward_deferred", sum(|t| &t.forward_deferred));
+    s.stat("get_budget_refused", sum(|t| &t.get_budget_refused));
     s.stat("forward_inflight", sum(|t| &t.forward_inflight));
     s.stat("forward_waiting", sum(|t| &t.forward_waiting));
     s.stat("forward_orphans", sum(|t| &t.forward_orphans));
@@ -476,6 +481,10 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             ("spin_hits", &t.spin_hits),
             ("spin_misses", &t.spin_misses),
             ("request_panics", &t.request_panics),
+            ("tick_panics", &t.tick_panics),
+            ("output_budget_waits", &t.output_budget_waits),
+            ("forward_deferred", &t.forward_deferred),
+            ("get_budget_refused", &t.get_budget_refused),
             ("expiry_ticks", &t.expiry_ticks),
         ] {
             out.stat(&format!("thread:{i}:{name}"), counter.get());
@@ -495,7 +504,8 @@ fn conns(state: &ServerState, out: &mut StatsOut<'_>) {
         let idle = now.saturating_sub(info.last_active.load(std::sync::atomic::Ordering::Relaxed));
         out.stat(&format!("{fd}:addr"), addr);
         out.stat(&format!("{fd}:listen_addr"), format!("tcp:{}", info.listen));
-        out.stat(&format!("{fd}:state"), "conn_parse_cmd");
+        let conn_state = info.state.load(std::sync::atomic::Ordering::Relaxed);
+        out.stat(&format!("{fd}:state"), ConnState::name(conn_state));
         out.stat(&format!("{fd}:secs_since_last_cmd"), idle / 1000);
         let thread = info.thread.load(std::sync::atomic::Ordering::Relaxed);
         out.stat(&format!("{fd}:thread"), thread);

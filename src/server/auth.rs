@@ -128,6 +128,7 @@ impl Gate {
         out: &mut Vec<u8>,
         stats: &ThreadStats,
     ) -> (usize, Passage) {
+        crate::fault::check(crate::fault::Site::Auth);
         let mut pos = 0;
         loop {
             let rest = &input[pos..];

@@ -10,8 +10,8 @@
 //! `stat`, `quit`).
 
 use super::admin;
-use super::connection::{AdminStep, Step};
 use super::op::{Op, OpKind, Span, Wire, arith_op, store_outcome};
+use super::plan::{AdminStep, Step};
 use crate::clock::Clock;
 use crate::protocol::binary::{self, BinaryError, Fixed, Header, Parsed, Request, Status};
 use crate::protocol::{ErrorReply, Outcome, StoreKind};
@@ -26,9 +26,10 @@ pub(super) fn speaks_binary(input: &[u8]) -> bool {
     input.first() == Some(&binary::REQUEST_MAGIC)
 }
 
-/// Parses the binary requests in `input` into `plan`. Returns the bytes
-/// used and whether the connection must close after answering them (a bad
-/// magic byte, a malformed packet); sets `swallow` to the bytes of a
+/// Parses the binary requests in `input` into `plan`, until it holds
+/// `max_steps`. Returns the bytes used, whether the connection must close
+/// after answering them (a bad magic byte, a malformed packet), and
+/// whether it stopped at `max_steps`; sets `swallow` to the bytes of a
 /// refused body still to come.
 pub(super) fn plan(
     input: &[u8],
@@ -36,11 +37,17 @@ pub(super) fn plan(
     plan: &mut Vec<Step>,
     swallow: &mut usize,
     stats: &ThreadStats,
-) -> (usize, bool) {
+    max_steps: usize,
+) -> (usize, bool, bool) {
     let mut pos = 0;
     let mut requests = 0;
     let mut close = false;
+    let mut capped = false;
     while pos < input.len() {
+        if plan.len() >= max_steps {
+            capped = true;
+            break;
+        }
         let parsed = match binary::parse(&input[pos..], max_value) {
             Ok(parsed) => parsed,
             Err(BinaryError::Incomplete) => break,
@@ -65,7 +72,7 @@ pub(super) fn plan(
         }
     }
     stats.cmd_total.add(requests);
-    (pos, close)
+    (pos, close, capped)
 }
 
 /// What comes after a planned request.

@@ -16,12 +16,13 @@
 use super::admin;
 use super::auth::Passage;
 use super::op::{Op, OpKind, Span, Wire};
-use super::{ConnectionSlot, Control, ServerState, ShardReport};
+use super::plan::{AdminStep, Dispatch, OutputPart, Step};
+use super::state::ConnState;
+use super::{ConnectionSlot, Control, ServerState};
 use crate::protocol::admin::{Admin, AdminReply};
 use crate::protocol::{
     self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
 };
-use crate::stats::ThreadStats;
 use crate::storage::ArithOp;
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
@@ -35,102 +36,14 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Buffers that grew past this (a large value went through) are given back
 /// once empty, so an idle connection holds little memory.
 const BUFFER_KEEP: usize = 256 * 1024;
+/// Steps a connection plans from its input before it runs them: the rest
+/// of the input waits for the next round. With get lines taken in pieces
+/// (`protocol::GET_WHOLE_MAX`), a plan holds at most this and one piece.
+const PLAN_MAX: usize = 512;
+/// A plan that grew past this many steps is given back once run.
+const PLAN_KEEP: usize = 256;
 /// A metadump's output is written to the client once it holds this much.
 const DUMP_WRITE_AT: usize = 64 * 1024;
-
-/// One entry of a read batch's plan.
-#[derive(Clone, Copy, Debug)]
-pub enum Step {
-    /// A keyed operation; its reply goes here.
-    Op(Op),
-    /// A fixed reply, such as the `END` after a get's values.
-    Text(&'static [u8]),
-    /// An error reply.
-    Error(ErrorReply),
-    /// A binary-protocol reply that needs no shard (`binary.rs`).
-    Binary(protocol::binary::Fixed),
-    /// A request that needs the whole server.
-    Admin(AdminStep),
-}
-
-/// Requests that are not about one key.
-#[derive(Clone, Copy, Debug)]
-pub enum AdminStep {
-    /// `stats [args]`; the arguments as a span of the read buffer.
-    Stats(Span),
-    /// `flush_all`.
-    FlushAll {
-        /// Delay in seconds or absolute unix time.
-        delay: i64,
-        /// Suppress the reply.
-        noreply: bool,
-    },
-    /// `shutdown` (enabled, and in a form memcached takes): closes the
-    /// connection without a reply, as memcached does, and stops the server.
-    Shutdown,
-    /// `quit`: stop here and close.
-    Quit,
-    /// `debug_release` (debug builds only): lets a `debug_hold` go.
-    DebugRelease,
-    /// An admin command that needs the server (`admin.rs`, `settings.rs`).
-    Command(protocol::admin::Admin),
-    /// `lru_crawler metadump`: written in pieces as it goes (`dump.rs`).
-    MetaDump(protocol::admin::Crawl),
-    /// A binary `stat` request (`binary.rs`): the group asked for, as a
-    /// span of the read buffer, and the opaque its packets echo.
-    BinaryStats {
-        /// The stat group (the request's key).
-        group: Span,
-        /// The request's opaque.
-        opaque: u32,
-    },
-}
-
-/// How a runtime runs keyed operations and reaches every shard.
-pub trait Dispatch {
-    /// Runs `steps` (which hold no [`Step::Admin`]) in order, appending each
-    /// reply to `out`. Op spans refer to `base`. Returns false if a request
-    /// failed in a way that closes the connection (its handling panicked).
-    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> bool;
-
-    /// Runs `control` on every shard, after everything this connection sent
-    /// before it; returns each shard's stats.
-    async fn control(&mut self, control: Control) -> Vec<ShardReport>;
-
-    /// Counters of the thread this connection is running on.
-    fn thread_stats(&self) -> &ThreadStats;
-
-    /// Replies a runtime does not copy into the output (thread-per-core:
-    /// large forwarded ones), written from where they lie.
-    type Referenced: OutputPart;
-
-    /// The replies of the last [`Dispatch::run`]s that were not copied into
-    /// the output, in output order.
-    fn referenced(&self) -> &[Self::Referenced];
-
-    /// The output, referenced replies included, has been written.
-    fn written(&mut self);
-}
-
-/// A reply that goes out just before byte [`OutputPart::at`] of the
-/// connection's output, written from where it lies (a vectored write).
-pub trait OutputPart {
-    /// Where in the output it belongs.
-    fn at(&self) -> usize;
-    /// Its bytes.
-    fn bytes(&self) -> &[u8];
-}
-
-/// A runtime that copies every reply into the output has no other parts.
-impl OutputPart for std::convert::Infallible {
-    fn at(&self) -> usize {
-        match *self {}
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match *self {}
-    }
-}
 
 /// What the loop does after a batch.
 #[derive(PartialEq, Eq)]
@@ -163,12 +76,26 @@ pub struct Connection<D, S> {
     /// Until the client authenticates (`--auth-file`), what it has sent of
     /// its login; None once it has, or when no one needs to.
     locked: Option<super::auth::Gate>,
+    /// Tells the connection the server is stopping.
+    shutdown: watch::Receiver<bool>,
+    /// The whole size of a request larger than a read that has begun to
+    /// arrive at the front of `input` (a big value), or 0: the buffer is
+    /// grown to exactly that, so a client holds at most one item here.
+    frame: usize,
 }
 
 impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
     /// Wraps an admitted stream (its socket already set `TCP_NODELAY`).
-    pub fn new(stream: S, slot: ConnectionSlot, state: Arc<ServerState>, dispatch: D) -> Self {
+    pub fn new(
+        stream: S,
+        slot: ConnectionSlot,
+        state: Arc<ServerState>,
+        dispatch: D,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Connection {
+            shutdown,
+            frame: 0,
             stream,
             slot,
             dispatch,
@@ -187,17 +114,16 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
 
     /// Serves the connection until the client leaves, sends `quit`, or the
     /// server shuts down. Requests already read are answered before closing.
-    pub async fn serve(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(mut self) {
         let idle_timeout = !self.state.config.idle_timeout.is_zero();
         loop {
-            if self.input.capacity() - self.input.len() < READ_RESERVE / 2 {
-                self.input.reserve(READ_RESERVE);
-            }
+            self.make_room();
             let info = &self.slot.info;
+            info.set_state(ConnState::Waiting);
             let read = tokio::select! {
                 biased;
                 read = self.stream.read_buf(&mut self.input) => Some(read),
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = self.shutdown.wait_for(|stop| *stop) => break,
                 // Only while it waits for a request, as in memcached: a
                 // connection busy writing to a slow reader is not idle.
                 _ = info.idle_kick.notified(), if idle_timeout => None,
@@ -213,12 +139,12 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
                 Some(Ok(n)) => self.dispatch.thread_stats().bytes_read.add(n as u64),
             }
             let now = self.state.clock.now();
-            self.slot
-                .info
-                .last_active
+            let info = &self.slot.info;
+            info.last_active
                 .store(now, std::sync::atomic::Ordering::Relaxed);
+            info.set_state(ConnState::ParseCmd);
             let next = self.handle_input().await;
-            if !self.write_output(&mut shutdown).await {
+            if !self.write_output().await {
                 break;
             }
             if next == Next::Close {
@@ -233,20 +159,38 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.stream.shutdown()).await;
     }
 
+    /// Makes room in the input buffer for the next read: for exactly the
+    /// request that has begun to arrive if it is larger than the buffer
+    /// (growing by doubling could hold twice an item), else a read's worth.
+    fn make_room(&mut self) {
+        let (len, capacity) = (self.input.len(), self.input.capacity());
+        if self.frame > capacity {
+            let mut bigger = BytesMut::with_capacity(self.frame);
+            bigger.extend_from_slice(&self.input);
+            self.input = bigger;
+        } else if (self.frame == 0 && capacity - len < READ_RESERVE / 2) || capacity == len {
+            self.input.reserve(READ_RESERVE);
+        }
+    }
+
     /// Writes what the output buffer holds, with the replies the runtime
     /// kept by reference in their places, and empties it; false if the
     /// client is gone.
-    async fn write_output(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+    async fn write_output(&mut self) -> bool {
         let referenced = self.dispatch.referenced();
         if self.output.is_empty() && referenced.is_empty() {
             return true;
         }
         let size = self.output.len() + referenced.iter().map(|r| r.bytes().len()).sum::<usize>();
+        self.slot.info.set_state(ConnState::Mwrite);
+        let shutdown = &mut self.shutdown;
         // A client that stops reading must not hold up a shutdown: once
         // one is under way, its replies get a short grace.
         let written = tokio::select! {
             biased;
-            written = write_parts(&mut self.stream, &self.output, referenced) => written.is_ok(),
+            written = write_parts(&mut self.stream, &mut self.output, &mut self.dispatch) => {
+                written.is_ok()
+            }
             _ = async {
                 let _ = shutdown.wait_for(|stop| *stop).await;
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -255,6 +199,7 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         if !written {
             return false;
         }
+        self.slot.info.set_state(ConnState::ParseCmd);
         self.dispatch.written();
         self.dispatch.thread_stats().bytes_written.add(size as u64);
         self.output.clear();
@@ -274,9 +219,8 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         else {
             return Next::Continue;
         };
-        let mut shutdown = state.shutdown.subscribe();
         while dump.next(&mut self.dispatch, &mut self.output).await {
-            if self.output.len() >= DUMP_WRITE_AT && !self.write_output(&mut shutdown).await {
+            if self.output.len() >= DUMP_WRITE_AT && !self.write_output().await {
                 dump.end(&mut self.dispatch).await;
                 return Next::Close;
             }
@@ -284,7 +228,10 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         Next::Continue
     }
 
-    /// Plans and runs every complete request in the input buffer.
+    /// Plans and runs every complete request in the input buffer. Once the
+    /// output reaches `--output-budget`, no more requests are run before
+    /// it is written: a client that does not read holds at most that (and
+    /// the replies that crossed it) here.
     async fn handle_input(&mut self) -> Next {
         if let Some(gate) = &mut self.locked {
             let users = self
@@ -310,21 +257,53 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         if self.swallow > 0 {
             return Next::Continue;
         }
-        let (consumed, mut next) = self.plan_requests();
+        loop {
+            let (consumed, next, capped) = self.plan_requests();
+            let next = self.run_plan(next).await;
+            self.plan.clear();
+            if self.plan.capacity() > PLAN_KEEP {
+                self.plan = Vec::new();
+            }
+            self.input.advance(consumed);
+            if next == Next::Close || !capped {
+                self.frame = self.frame_len();
+                return next;
+            }
+        }
+    }
+
+    /// Runs the plan: its keyed steps through the dispatch, its admin
+    /// steps here, writing whenever the output reaches the budget.
+    /// Returns `next`, or `Close` if a request or the client ended the
+    /// connection.
+    async fn run_plan(&mut self, mut next: Next) -> Next {
+        let budget = self.state.config.output_budget;
         let mut done = 0;
         while done < self.plan.len() {
             let end = self.plan[done..]
                 .iter()
                 .position(|step| matches!(step, Step::Admin(_)))
                 .map_or(self.plan.len(), |i| done + i);
-            if end > done
-                && !self
+            if end > done {
+                let steps = &self.plan[done..end];
+                let ran = self
                     .dispatch
-                    .run(&self.plan[done..end], &self.input, &mut self.output)
-                    .await
-            {
-                next = Next::Close;
-                break;
+                    .run(steps, &self.input, &mut self.output, budget)
+                    .await;
+                done += ran.answered;
+                if ran.close {
+                    next = Next::Close;
+                    break;
+                }
+                if done < end {
+                    // Over the budget: the client reads what it has
+                    // before anything more is run.
+                    if !self.write_output().await {
+                        next = Next::Close;
+                        break;
+                    }
+                    continue;
+                }
             }
             if let Some(&Step::Admin(step)) = self.plan.get(end)
                 && self.admin(step).await == Next::Close
@@ -333,15 +312,30 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
                 break;
             }
             done = end + 1;
+            if self.output.len() >= budget && !self.write_output().await {
+                next = Next::Close;
+                break;
+            }
         }
-        self.plan.clear();
-        self.input.advance(consumed);
         next
     }
 
-    /// Parses requests into the plan; returns the bytes used and whether the
-    /// connection must close after answering them.
-    fn plan_requests(&mut self) -> (usize, Next) {
+    /// The size of the request that has begun to arrive at the front of
+    /// the input, if it is larger than a read (see `frame`); else 0.
+    fn frame_len(&self) -> usize {
+        let max_value = self.state.config.max_item_size;
+        let frame = match self.binary {
+            _ if self.swallow > 0 || self.line_rest.is_some() => None,
+            Some(true) => protocol::binary::frame_len(&self.input, max_value),
+            _ => protocol::frame_len(&self.input, max_value),
+        };
+        frame.filter(|&n| n > READ_RESERVE).unwrap_or(0)
+    }
+
+    /// Parses requests into the plan, at most [`PLAN_MAX`] steps' worth;
+    /// returns the bytes used, whether the connection must close after
+    /// answering them, and whether complete requests may be left.
+    fn plan_requests(&mut self) -> (usize, Next, bool) {
         let max_value = self.state.config.max_item_size;
         if *self
             .binary
@@ -349,9 +343,10 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         {
             let stats = self.dispatch.thread_stats();
             let (input, swallow) = (&self.input, &mut self.swallow);
-            let (consumed, close) =
-                super::binary::plan(input, max_value, &mut self.plan, swallow, stats);
-            return (consumed, if close { Next::Close } else { Next::Continue });
+            let (consumed, close, capped) =
+                super::binary::plan(input, max_value, &mut self.plan, swallow, stats, PLAN_MAX);
+            let next = if close { Next::Close } else { Next::Continue };
+            return (consumed, next, capped);
         }
         let base: &[u8] = &self.input;
         let known = std::mem::take(&mut self.newline_free).min(base.len());
@@ -361,12 +356,17 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         {
             // Still in the middle of the same line: nothing to parse yet.
             self.newline_free = base.len();
-            return (0, Next::Continue);
+            return (0, Next::Continue, false);
         }
         let mut pos = 0;
         let mut requests = 0;
         let mut next = Next::Continue;
+        let mut capped = false;
         while pos < base.len() {
+            if self.plan.len() >= PLAN_MAX {
+                capped = true;
+                break;
+            }
             let parsed = match self.line_rest {
                 None => {
                     requests += 1;
@@ -447,7 +447,7 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
         // Base64 meta keys are decoded in place, now that nothing borrows the input.
         super::meta::decode_keys(&mut self.input, &mut self.plan);
         self.dispatch.thread_stats().cmd_total.add(requests);
-        (pos, next)
+        (pos, next, capped)
     }
 
     async fn admin(&mut self, step: AdminStep) -> Next {
@@ -456,6 +456,10 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
             AdminStep::Quit => return Next::Close,
             AdminStep::DebugRelease => {
                 self.state.debug_gate.release();
+                out.extend_from_slice(Reply::OK);
+            }
+            AdminStep::DebugFault(site) => {
+                crate::fault::arm(site);
                 out.extend_from_slice(Reply::OK);
             }
             AdminStep::Shutdown => {
@@ -495,59 +499,84 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
     }
 }
 
-/// Writes `output` with the `referenced` replies in their places: one plain
-/// write when there are none, else vectored writes of at most [`IOV_BATCH`]
-/// parts each, with nothing allocated. Then a flush: free on a socket, but
-/// a TLS stream may still hold the end of the replies.
-async fn write_parts<S: AsyncWrite + Unpin>(
+/// Writes `output` with the dispatch's referenced replies in their places:
+/// one plain write when there are none, else vectored writes of at most
+/// [`IOV_BATCH`] parts each, with nothing allocated, for as long as the
+/// socket takes them without waiting. Once it would wait, what is left is
+/// copied into `output` and the references let go: a slow reader must not
+/// hold the batches they lie in (with other connections' replies) for as
+/// long as it likes. Then a flush: free on a socket, but a TLS stream may
+/// still hold the end of the replies.
+async fn write_parts<S: AsyncWrite + Unpin, D: Dispatch>(
     stream: &mut S,
-    output: &[u8],
-    referenced: &[impl OutputPart],
+    output: &mut Vec<u8>,
+    dispatch: &mut D,
 ) -> std::io::Result<()> {
-    if referenced.is_empty() {
-        stream.write_all(output).await?;
-        return stream.flush().await;
-    }
-    // The parts alternate: output up to the first reference, the reference,
-    // output up to the next, ... and the output's tail.
-    let part = |i: usize| -> &[u8] {
-        if i % 2 == 1 {
-            return referenced[i / 2].bytes();
-        }
-        let from = if i == 0 {
-            0
-        } else {
-            referenced[i / 2 - 1].at()
-        };
-        let to = referenced.get(i / 2).map_or(output.len(), |r| r.at());
-        &output[from..to]
-    };
-    let parts = 2 * referenced.len() + 1;
-    let (mut next, mut offset) = (0, 0);
-    while next < parts {
-        let mut slices = [std::io::IoSlice::new(&[]); IOV_BATCH];
-        let mut count = 0;
-        for i in next..parts.min(next + IOV_BATCH) {
-            let bytes = part(i);
-            slices[count] = std::io::IoSlice::new(if i == next { &bytes[offset..] } else { bytes });
-            count += 1;
-        }
-        let mut written = stream.write_vectored(&slices[..count]).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        // Advance past what the write took.
-        while next < parts {
-            let left = part(next).len() - offset;
-            if written < left {
-                offset += written;
-                break;
+    let referenced = dispatch.referenced();
+    if !referenced.is_empty() {
+        // The parts alternate: output up to the first reference, the
+        // reference, output up to the next, ... and the output's tail.
+        let part = |i: usize| -> &[u8] {
+            if i % 2 == 1 {
+                return referenced[i / 2].bytes();
             }
-            written -= left;
-            next += 1;
-            offset = 0;
+            let from = if i == 0 {
+                0
+            } else {
+                referenced[i / 2 - 1].at()
+            };
+            let to = referenced.get(i / 2).map_or(output.len(), |r| r.at());
+            &output[from..to]
+        };
+        let parts = 2 * referenced.len() + 1;
+        let (mut next, mut offset) = (0, 0);
+        while next < parts {
+            let mut slices = [std::io::IoSlice::new(&[]); IOV_BATCH];
+            let mut count = 0;
+            for i in next..parts.min(next + IOV_BATCH) {
+                let bytes = part(i);
+                slices[count] =
+                    std::io::IoSlice::new(if i == next { &bytes[offset..] } else { bytes });
+                count += 1;
+            }
+            let attempt = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(
+                    std::pin::Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]),
+                )
+            });
+            let mut written = match attempt.await {
+                std::task::Poll::Ready(written) => written?,
+                std::task::Poll::Pending => break,
+            };
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            // Advance past what the write took.
+            while next < parts {
+                let left = part(next).len() - offset;
+                if written < left {
+                    offset += written;
+                    break;
+                }
+                written -= left;
+                next += 1;
+                offset = 0;
+            }
         }
+        if next == parts {
+            output.clear();
+        } else {
+            let mut rest =
+                Vec::with_capacity((next..parts).map(|i| part(i).len()).sum::<usize>() - offset);
+            rest.extend_from_slice(&part(next)[offset..]);
+            for i in next + 1..parts {
+                rest.extend_from_slice(part(i));
+            }
+            *output = rest;
+        }
+        dispatch.written();
     }
+    stream.write_all(output).await?;
     stream.flush().await
 }
 
@@ -653,6 +682,7 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
         Request::DebugPanic { key } => plan.push(Step::Op(op(OpKind::DebugPanic, key))),
         Request::DebugHold { key } => plan.push(Step::Op(op(OpKind::DebugHold, key))),
         Request::DebugRelease => plan.push(Step::Admin(AdminStep::DebugRelease)),
+        Request::DebugFault { site } => plan.push(Step::Admin(AdminStep::DebugFault(site))),
         Request::TooLarge {
             kind, key, noreply, ..
         } => {

@@ -17,7 +17,7 @@
 //!   that reads slowly slows it down. A client that goes away ends it:
 //!   every shard closes its cursor.
 
-use super::connection::Dispatch;
+use super::plan::Dispatch;
 use super::{Control, DumpStep, ServerState, ShardAnswer};
 use crate::protocol::Reply;
 use crate::protocol::admin::{

@@ -9,8 +9,8 @@
 //! is answered by the connection.
 
 use super::Router;
-use super::connection::Step;
 use super::op::{Op, OpKind, Span, Wire, arith_op};
+use super::plan::Step;
 use crate::clock::Clock;
 use crate::protocol::meta::{
     DebugReply, Meta, MetaCode, MetaEcho, MetaFacts, MetaReply, MetaRequest, MetaStatus, SetMode,

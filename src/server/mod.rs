@@ -31,6 +31,7 @@ mod listener;
 mod meta;
 mod op;
 mod pinned;
+mod plan;
 pub mod router;
 mod settings;
 pub mod shard_port;
@@ -49,8 +50,9 @@ use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};
 use crate::stats::ThreadStats;
 use crate::storage::Millis;
-use connection::{Connection, Dispatch};
+use connection::Connection;
 use listener::Transport;
+use plan::Dispatch;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -284,7 +286,38 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
 /// admission, the TLS handshake if it came in on a TLS listener, then the
 /// connection loop with the dispatch `dispatch` makes. Both runtimes spawn
 /// it for every accepted connection.
+///
+/// A panic in the connection's own work (its handshake, its login, its
+/// parsing; a keyed operation's is contained in `ServerState::run_op`)
+/// ends the connection, is logged and counted, and leaves the core's other
+/// tasks (mail, ticks, accepts) running.
 pub(crate) async fn serve_accepted<D: Dispatch>(
+    state: Arc<ServerState>,
+    thread: usize,
+    stream: TcpStream,
+    transport: Transport,
+    stop: watch::Receiver<bool>,
+    dispatch: impl FnOnce(&ConnectionSlot) -> D,
+) {
+    let serve = serve_connection(state.clone(), thread, stream, transport, stop, dispatch);
+    let mut serve = std::pin::pin!(serve);
+    let panicked = std::future::poll_fn(|cx| {
+        let poll = std::panic::AssertUnwindSafe(|| serve.as_mut().poll(cx));
+        match std::panic::catch_unwind(poll) {
+            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(false),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(true),
+        }
+    })
+    .await;
+    if panicked {
+        tracing::error!("a connection's task panicked; the connection is closed");
+        state.threads[thread].request_panics.add_shared(1);
+    }
+}
+
+/// [`serve_accepted`]'s work.
+async fn serve_connection<D: Dispatch>(
     state: Arc<ServerState>,
     thread: usize,
     mut stream: TcpStream,
@@ -300,8 +333,8 @@ pub(crate) async fn serve_accepted<D: Dispatch>(
     match transport {
         Transport::Plain | Transport::ShardAware => {
             let dispatch = dispatch(&slot);
-            Connection::new(stream, slot, state, dispatch)
-                .serve(stop)
+            Connection::new(stream, slot, state, dispatch, stop)
+                .serve()
                 .await
         }
         Transport::Tls => {
@@ -312,8 +345,8 @@ pub(crate) async fn serve_accepted<D: Dispatch>(
                 return;
             };
             let dispatch = dispatch(&slot);
-            Connection::new(stream, slot, state, dispatch)
-                .serve(stop)
+            Connection::new(stream, slot, state, dispatch, stop)
+                .serve()
                 .await
         }
     }

@@ -150,6 +150,17 @@ impl Op {
         }
     }
 
+    /// Whether the reply can carry a value, and so be as large as an item:
+    /// a get of any protocol (`mg` with `v`). The output budget is spent
+    /// by these; every other reply is a line or a header.
+    pub fn returns_value(&self) -> bool {
+        match (self.kind, &self.wire) {
+            (OpKind::Get { .. }, _) => true,
+            (OpKind::Meta, Wire::Meta(MetaRequest::Get(get))) => get.value,
+            _ => false,
+        }
+    }
+
     /// Appends `error` as this operation's reply, in the protocol it came
     /// in (a text line, or a binary packet).
     pub fn write_error(&self, error: ErrorReply, out: &mut Vec<u8>) {

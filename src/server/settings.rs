@@ -9,7 +9,7 @@
 //! one core with the first limit and those of another with the second,
 //! since each core takes its mail in its own order.
 
-use super::connection::Dispatch;
+use super::plan::Dispatch;
 use super::{Control, ServerState, ShardAnswer};
 use crate::config::Config;
 use crate::protocol::admin::{Admin, AdminReply, ClassSet, Crawl, MEMCACHED_MAX_CLASS};
@@ -165,7 +165,8 @@ async fn reassign<D: Dispatch>(src: i64, dst: i64, dispatch: &mut D) -> AdminRep
     for (_, shard) in order {
         let control = Control::Reassign { shard, src, dst };
         let ShardAnswer::Reassign(outcome) = ask_one_shard(dispatch, control).await else {
-            unreachable!("the shard named answers a reassign")
+            // The shard named panicked answering (it was reset).
+            return AdminReply::Internal;
         };
         match outcome {
             ReassignOutcome::Ok | ReassignOutcome::Same => return reassign_reply(outcome),

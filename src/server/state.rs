@@ -130,6 +130,7 @@ pub enum ShardAnswer {
 impl ShardReport {
     /// Runs `control` on `shard` and reports on it.
     pub fn of(shard: &mut Shard, control: Control, now: Millis) -> ShardReport {
+        crate::fault::check(crate::fault::Site::Report);
         let index = shard.index();
         let answer = match control {
             Control::Stats | Control::Slabs => ShardAnswer::None,
@@ -290,9 +291,39 @@ pub(crate) struct ConnInfo {
     /// Told by the idle sweep ([`ServerState::kick_idle`]) that the
     /// connection looks idle; the connection checks for itself.
     pub idle_kick: tokio::sync::Notify,
+    /// What the connection is doing, as `stats conns` names it.
+    pub state: std::sync::atomic::AtomicU8,
+}
+
+/// What a connection is doing, in memcached's words for `stats conns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ConnState {
+    /// Waiting for the client to send something.
+    Waiting = 0,
+    /// Running what it read.
+    ParseCmd = 1,
+    /// Writing replies (a client that does not read keeps it here).
+    Mwrite = 2,
+}
+
+impl ConnState {
+    /// memcached's name for the state.
+    pub(crate) fn name(state: u8) -> &'static str {
+        match state {
+            0 => "conn_waiting",
+            1 => "conn_parse_cmd",
+            _ => "conn_mwrite",
+        }
+    }
 }
 
 impl ConnInfo {
+    /// Records what the connection is doing (only its own task writes it).
+    pub(crate) fn set_state(&self, state: ConnState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
     /// Whether the connection has sent nothing for `--idle-timeout` (never,
     /// with the timeout off).
     pub(crate) fn is_idle(&self, config: &Config, now: Millis) -> bool {
@@ -382,6 +413,7 @@ pub(crate) async fn admit(
         thread: thread.into(),
         last_active: state.clock.now().into(),
         idle_kick: tokio::sync::Notify::new(),
+        state: std::sync::atomic::AtomicU8::new(ConnState::Waiting as u8),
     });
     let key = state
         .conns
@@ -433,6 +465,56 @@ impl ServerState {
         out.truncate(start);
         op.write_error(crate::protocol::ErrorReply::Internal, out);
         false
+    }
+}
+
+impl ServerState {
+    /// Runs `control` on `shard` ([`ShardReport::of`]), containing a panic
+    /// as [`ServerState::run_op`] does: the shard is reset, the panic
+    /// logged and counted, and an empty report stands in for its answer.
+    /// Both runtimes report through this, on whatever task asks.
+    pub(crate) fn report(
+        &self,
+        shard: &mut crate::storage::Shard,
+        control: Control,
+        now: crate::storage::Millis,
+        stats: &ThreadStats,
+    ) -> ShardReport {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ShardReport::of(shard, control, now)
+        }));
+        ran.unwrap_or_else(|_| {
+            tracing::error!(
+                "a {control:?} report on shard {} panicked; the shard is reset to empty",
+                shard.index()
+            );
+            shard.reset();
+            stats.request_panics.add_shared(1);
+            ShardReport {
+                shard: shard.index(),
+                ..ShardReport::default()
+            }
+        })
+    }
+
+    /// Runs `shard`'s tick (expiry, the page mover, a memory shrink),
+    /// containing a panic: the shard is reset, the panic logged and
+    /// counted, and the next tick runs as usual.
+    pub(crate) fn tick_shard(
+        &self,
+        shard: &mut crate::storage::Shard,
+        now: crate::storage::Millis,
+        stats: &ThreadStats,
+    ) {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.tick(now)));
+        if ran.is_err() {
+            tracing::error!(
+                "a tick on shard {} panicked; the shard is reset to empty",
+                shard.index()
+            );
+            shard.reset();
+            stats.tick_panics.add_shared(1);
+        }
     }
 }
 

@@ -43,33 +43,23 @@
 //!   (the only state it may have left half-updated), answers that request
 //!   `SERVER_ERROR` and closes its connection; the core goes on serving.
 
-use super::connection::{Dispatch, Step};
-use super::forward::{
-    self, Arrived, Batch, Inbox, Mailbox, Message, Outbox, Referenced, Ticket, WaitList, Waiting,
-};
+use super::forward::{self, Exchange, Hop, Inbox, LocalShards, MailRun, Mailbox, Referenced};
 use super::op::Op;
+use super::plan::{Dispatch, Ran, Step};
 use super::shard_port::Sources;
 use super::spin::SpinWindow;
-use super::{Control, ServerState, ShardReport, StartError};
+use super::{Control, Router, ServerState, ShardReport, StartError};
 use crate::stats::ThreadStats;
 use crate::storage::{Millis, Prefetch, Shard};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::LocalSet;
-
-/// Forwarded replies at least this long are written from the batch they
-/// came back in (a vectored write) rather than copied into the output;
-/// shorter ones cost less to copy than an iovec costs the kernel.
-const REFERENCE_MIN: u32 = 1024;
-
-/// Staging buffers of a connection that grew past this are given back.
-const STAGING_KEEP: usize = 256 * 1024;
 
 /// Rounds of mail the park hook handles itself before it leaves the rest
 /// to the mailbox task (and the runtime to its driver).
@@ -79,10 +69,6 @@ const PARK_ROUNDS: usize = 4;
 /// replies; between slices the runtime polls its driver, so a request on
 /// this core's own connections waits at most this long for a spin.
 const SPIN_SLICE: Duration = Duration::from_micros(10);
-
-/// Messages the mailbox task takes per run before it lets the connections
-/// of its core have the CPU again.
-const DRAIN_LIMIT: usize = 64;
 
 thread_local! {
     /// This thread's core, for the runtime's park hooks.
@@ -94,14 +80,9 @@ struct Core {
     index: usize,
     /// The shards this core owns, by local index.
     shards: RefCell<Vec<Shard>>,
-    /// Every core's mailbox, this one's included (unused).
-    mailboxes: Vec<Arc<Mailbox>>,
-    inbox: Inbox,
-    outbox: Outbox,
-    waiting: WaitList,
-    /// The mailbox task's waker, and whether it is already woken.
-    mail_waker: RefCell<Option<Waker>>,
-    mail_woken: Cell<bool>,
+    /// This core's end of forwarding: mailboxes, outbox, waiting
+    /// connections.
+    exchange: Exchange,
     /// How long to poll the mailbox before parking while replies are due.
     spin: SpinWindow,
     /// Where the spin for the replies now due stands.
@@ -109,19 +90,17 @@ struct Core {
     state: Arc<ServerState>,
 }
 
-impl Core {
-    fn stats(&self) -> &ThreadStats {
-        &self.state.threads[self.index]
+impl LocalShards for Core {
+    fn router(&self) -> &Router {
+        &self.state.router
     }
 
-    /// Runs a control request on this core's shards.
-    fn control(&self, control: Control) -> Vec<ShardReport> {
-        let now = self.state.clock.now();
-        let mut shards = self.shards.borrow_mut();
-        shards
-            .iter_mut()
-            .map(|shard| ShardReport::of(shard, control, now))
-            .collect()
+    fn now(&self) -> Millis {
+        self.state.clock.now()
+    }
+
+    fn stats(&self) -> &ThreadStats {
+        &self.state.threads[self.index]
     }
 
     /// Runs `op` on the shard it belongs to, appending its reply to `out`;
@@ -134,29 +113,6 @@ impl Core {
         self.state.run_op(op, base, local, now, out, self.stats())
     }
 
-    /// Runs a forwarded batch on this core's shards, filling in its replies.
-    fn execute(&self, batch: &mut Batch) {
-        let now = self.state.clock.now();
-        let Batch {
-            ops,
-            bytes,
-            replies,
-            ends,
-            failed,
-            ..
-        } = batch;
-        self.prefetch(ops.iter());
-        for op in ops.iter() {
-            if !self.run_op(op, bytes, now, replies) {
-                *failed = true;
-            }
-            ends.push(replies.len() as u32);
-        }
-        self.stats().forwarded_in.add(ops.len() as u64);
-    }
-
-    /// Starts loading the index buckets, then the item headers, of `ops`
-    /// (all on this core's shards), so their misses overlap.
     fn prefetch<'o>(&self, ops: impl Iterator<Item = &'o Op> + Clone) {
         let router = &self.state.router;
         let shards = self.shards.borrow();
@@ -167,68 +123,35 @@ impl Core {
         }
     }
 
-    /// Makes sure the mailbox task runs soon (it is a local wake: no system
-    /// call).
-    fn wake_mail(&self) {
-        if !self.mail_woken.replace(true)
-            && let Some(waker) = self.mail_waker.borrow().as_ref()
-        {
-            waker.wake_by_ref();
-        }
+    fn control(&self, control: Control) -> Vec<ShardReport> {
+        let now = self.state.clock.now();
+        let mut shards = self.shards.borrow_mut();
+        shards
+            .iter_mut()
+            .map(|shard| self.state.report(shard, control, now, self.stats()))
+            .collect()
     }
 
-    /// Whether the mailbox task has work: messages to take or to send.
-    fn mail_pending(&self) -> bool {
-        self.inbox.pending() || !self.outbox.is_empty()
+    fn largest_reply(&self) -> usize {
+        let shards = self.shards.borrow();
+        shards.iter().map(Shard::largest_item).max().unwrap_or(0)
     }
+}
 
-    /// One run of the mailbox: take up to [`DRAIN_LIMIT`] messages, handle
-    /// them, then send what this core has for others.
+impl Core {
+    /// One run of the mailbox ([`Exchange::mail`]), and what it tells the
+    /// spin: mail ends a spin (a hit), and mail soon after a sleep with
+    /// replies due says a spin would have caught it.
     fn mail(&self) -> MailRun {
-        let mut run = MailRun::default();
-        let stats = self.stats();
-        let mut taken = 0;
-        while taken < DRAIN_LIMIT {
-            // Looked at before every message, not once per run: a run
-            // that follows a long stall takes the backlog it found.
-            stats.mailbox_max_depth.raise_to(self.inbox.depth());
-            let Some(message) = self.inbox.next() else {
-                break;
-            };
-            taken += 1;
-            match message {
-                Message::Forward(mut batch) => {
-                    self.execute(&mut batch);
-                    self.outbox.reply(batch);
-                }
-                Message::Reply(batch) => {
-                    stats.forward_replies.add(1);
-                    stats.forward_inflight.sub(1);
-                    let batch = self.outbox.share(batch);
-                    let (woken, orphaned) = self.waiting.deliver(&batch);
-                    run.woke_tasks |= woken > 0;
-                    stats.forward_orphans.add(orphaned as u64);
-                    self.outbox.recycle(batch);
-                }
-                Message::Control(control, reply) => {
-                    // The requester is a task of another core.
-                    let _ = reply.send(self.control(control));
-                }
-            }
-        }
-        if taken > 0 {
+        let run = self.exchange.mail(self);
+        if run.taken > 0 {
             // A spin for replies waits its window from the last message.
             if let Spin::Until(_) = self.spinning.replace(Spin::Idle) {
                 self.spin.hit();
-                stats.spin_hits.add(1);
+                self.stats().spin_hits.add(1);
             }
         }
-        self.spin.woke(taken > 0, Instant::now);
-        let (forwards, _, woken) = self.outbox.flush(self.index, &self.mailboxes);
-        stats.forward_messages.add(forwards);
-        stats.forward_inflight.add(forwards);
-        stats.core_wakes.add(woken);
-        run.more = taken == DRAIN_LIMIT;
+        self.spin.woke(run.taken > 0, Instant::now);
         run
     }
 
@@ -242,10 +165,10 @@ impl Core {
         // Mail that keeps coming is left to the mailbox task after a few
         // rounds, so the driver is polled and connections are served.
         for _ in 0..PARK_ROUNDS {
-            if self.mail_pending() {
+            if self.exchange.mail_pending() {
                 let run = self.mail();
                 if run.more {
-                    return self.wake_mail();
+                    return self.exchange.wake_mail();
                 }
                 if run.woke_tasks {
                     return;
@@ -255,9 +178,9 @@ impl Core {
             if self.spin_for_replies() {
                 // Back through the runtime, which polls its driver (this
                 // core's connections) before it comes here again.
-                return self.wake_mail();
+                return self.exchange.wake_mail();
             }
-            if self.inbox.try_sleep() {
+            if self.exchange.try_sleep() {
                 self.stats().core_sleeps.add(1);
                 if self.stats().forward_waiting.get() > 0 {
                     self.spin.sleeping(Instant::now());
@@ -265,7 +188,7 @@ impl Core {
                 return;
             }
         }
-        self.wake_mail();
+        self.exchange.wake_mail();
     }
 
     /// While connections wait for replies and the spin window since the
@@ -288,7 +211,7 @@ impl Core {
         self.spinning.set(Spin::Until(until));
         let slice = until.min(now + SPIN_SLICE);
         while Instant::now() < slice {
-            if self.inbox.pending() {
+            if self.exchange.inbox_pending() {
                 return true;
             }
             std::hint::spin_loop();
@@ -314,267 +237,52 @@ enum Spin {
     RanOut,
 }
 
-/// What one run of a core's mailbox did.
-#[derive(Default)]
-struct MailRun {
-    /// Messages are still waiting (the run stopped at [`DRAIN_LIMIT`]).
-    more: bool,
-    /// Replies woke connections of this core.
-    woke_tasks: bool,
-}
-
 /// Takes and sends messages for the core whenever woken: by its
 /// connections (something to send, or something pending), by the park hook,
 /// or by another core that found it asleep.
 async fn mailbox(core: Rc<Core>) {
     poll_fn(|cx| {
-        core.inbox.set_waker(cx.waker());
-        if core.mail_waker.borrow().is_none() {
-            *core.mail_waker.borrow_mut() = Some(cx.waker().clone());
-        }
-        core.mail_woken.set(false);
+        core.exchange.mail_task_polled(cx);
         if core.mail().more {
             // More is waiting: come back after the connections had a turn.
-            core.wake_mail();
+            core.exchange.wake_mail();
         }
         Poll::<()>::Pending
     })
     .await
 }
 
-/// The [`Dispatch`] of a connection on a thread-per-core runtime.
+/// The [`Dispatch`] of a connection on a thread-per-core runtime: its
+/// side of the hop ([`Hop`]) on its core.
 struct CoreDispatch {
     core: Rc<Core>,
-    ticket: Ticket,
-    waiting: Rc<Waiting>,
-    /// Where each reply of a batch with remote work comes from.
-    segments: Vec<Segment>,
-    /// Local replies held back until the remote ones before them arrive.
-    staging: Vec<u8>,
-    /// Replies that came back, by wave and owner.
-    received: Vec<Option<Rc<Batch>>>,
-    /// For each owner, its place in `received` in the current wave.
-    slot_of: Vec<u32>,
-    /// A forwarded op failed in a way that closes the connection.
-    failed: bool,
-    /// Large forwarded replies to be written from their batches.
-    referenced: Vec<Referenced>,
+    hop: Hop,
 }
-
-#[derive(Clone, Copy)]
-enum Segment {
-    Local { start: u32, end: u32 },
-    Remote { batch: u32, index: u32 },
-}
-
-/// An op's owner has not been given a slot in the current wave.
-const NO_SLOT: u32 = u32::MAX;
 
 impl CoreDispatch {
     fn new(core: Rc<Core>) -> CoreDispatch {
-        let (ticket, waiting) = core.waiting.join();
-        let threads = core.mailboxes.len();
-        CoreDispatch {
-            core,
-            ticket,
-            waiting,
-            segments: Vec::new(),
-            staging: Vec::new(),
-            received: Vec::new(),
-            slot_of: vec![NO_SLOT; threads],
-            failed: false,
-            referenced: Vec::new(),
-        }
-    }
-
-    /// Runs steps from the start of `steps` until the end or a write that
-    /// must wait for earlier forwarded writes (see the module docs). Local
-    /// ops run now; remote ones go to the core's outbox. Returns how many
-    /// steps were taken and how many owners were sent work.
-    fn wave(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> (usize, usize) {
-        let core = self.core.clone();
-        let router = &core.state.router;
-        let now = core.state.clock.now();
-        let (mut owners, mut forwarded, mut taken) = (0, 0, 0);
-        let local = |step: &&Step| matches!(step, Step::Op(op) if router.owner(router.shard(op.hash)) == core.index);
-        core.prefetch(steps.iter().filter(local).map(|step| match step {
-            Step::Op(op) => op,
-            _ => unreachable!("only ops pass the filter"),
-        }));
-        // The owner of the wave's forwarded writes, if any: a forwarded
-        // write to another owner waits for the next wave.
-        let mut writes_to: Option<usize> = None;
-        for step in steps {
-            // Until the first remote op, replies go straight to `out`;
-            // after it, local replies wait in `staging` for their turn.
-            let staged = !self.segments.is_empty();
-            let target = if staged { &mut self.staging } else { &mut *out };
-            let start = target.len() as u32;
-            match step {
-                Step::Op(op) => {
-                    let owner = router.owner(router.shard(op.hash));
-                    let write = op.is_write() && owner != core.index;
-                    if write && writes_to.is_some_and(|to| to != owner) {
-                        break;
-                    }
-                    if owner != core.index {
-                        if self.slot_of[owner] == NO_SLOT {
-                            self.slot_of[owner] = (self.received.len() + owners) as u32;
-                            owners += 1;
-                        }
-                        let index = core.outbox.filling()[owner].push(op, base);
-                        self.segments.push(Segment::Remote {
-                            batch: self.slot_of[owner],
-                            index,
-                        });
-                        if write {
-                            writes_to = Some(owner);
-                        }
-                        forwarded += 1;
-                        taken += 1;
-                        continue;
-                    }
-                    if !core.run_op(op, base, now, target) {
-                        self.failed = true;
-                    }
-                }
-                Step::Text(text) => target.extend_from_slice(text),
-                Step::Error(error) => error.write(target),
-                Step::Binary(reply) => reply.write(target),
-                Step::Admin(_) => unreachable!("admin steps are run by the connection"),
-            }
-            if staged {
-                self.segments.push(Segment::Local {
-                    start,
-                    end: self.staging.len() as u32,
-                });
-            }
-            taken += 1;
-        }
-        if owners > 0 {
-            // Sign each batch this wave used with the ticket and the end of
-            // this connection's ops: they are contiguous, since nothing else
-            // runs on this core while a wave is planned.
-            for (owner, batch) in core.outbox.filling().iter_mut().enumerate() {
-                if self.slot_of[owner] != NO_SLOT {
-                    batch.requesters.push((self.ticket, batch.ops.len() as u32));
-                }
-            }
-            core.stats().forwarded_out.add(forwarded);
-        }
-        (taken, owners)
-    }
-
-    /// Waits until every owner sent work in this wave has answered, and
-    /// files their batches by slot.
-    async fn collect(&mut self, owners: usize) {
-        let core = &self.core;
-        self.waiting.outstanding.set(owners);
-        core.stats().forward_waiting.add(1);
-        core.wake_mail();
-        let waiting = &self.waiting;
-        poll_fn(|cx| {
-            if waiting.outstanding.get() == 0 {
-                Poll::Ready(())
-            } else {
-                *waiting.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await;
-        core.stats().forward_waiting.sub(1);
-        self.received.resize(self.received.len() + owners, None);
-        for Arrived { owner, batch } in self.waiting.arrived.borrow_mut().drain(..) {
-            self.failed |= batch.failed;
-            self.received[self.slot_of[owner] as usize] = Some(batch);
-        }
-        self.slot_of.fill(NO_SLOT);
+        let hop = Hop::new(&core.exchange);
+        CoreDispatch { core, hop }
     }
 }
 
 impl Drop for CoreDispatch {
     fn drop(&mut self) {
-        self.core.waiting.leave(self.ticket);
+        self.hop.leave(&self.core.exchange);
     }
 }
 
 impl Dispatch for CoreDispatch {
-    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> bool {
-        // Messages for this core are taken in its turn, not only when it
-        // is about to park: a busy core may not park for a long time.
-        if self.core.inbox.pending() {
-            self.core.wake_mail();
-        }
-        self.segments.clear();
-        self.staging.clear();
-        self.failed = false;
-        let mut from = 0;
-        while from < steps.len() {
-            let (taken, owners) = self.wave(&steps[from..], base, out);
-            if owners > 0 {
-                self.collect(owners).await;
-            }
-            from += taken;
-        }
-        if !self.segments.is_empty() {
-            for segment in &self.segments {
-                match *segment {
-                    Segment::Local { start, end } => {
-                        out.extend_from_slice(&self.staging[start as usize..end as usize])
-                    }
-                    Segment::Remote { batch, index } => {
-                        let batch = self.received[batch as usize].as_ref();
-                        let batch = batch.expect("every owner answered");
-                        let (start, end) = batch.reply_range(index);
-                        if end - start < REFERENCE_MIN {
-                            out.extend_from_slice(batch.reply(index));
-                            continue;
-                        }
-                        // A large reply is written from the batch it came
-                        // back in: copying it would cost more than an iovec.
-                        match self.referenced.last_mut() {
-                            Some(last)
-                                if last.at == out.len()
-                                    && last.end == start
-                                    && Rc::ptr_eq(&last.batch, batch) =>
-                            {
-                                last.end = end;
-                            }
-                            _ => self.referenced.push(Referenced {
-                                at: out.len(),
-                                batch: batch.clone(),
-                                start,
-                                end,
-                            }),
-                        }
-                    }
-                }
-            }
-            for batch in self.received.drain(..).flatten() {
-                self.core.outbox.recycle(batch);
-            }
-            // A large batch (a multi-get of big values) must not pin its
-            // memory to the connection.
-            if self.staging.capacity() > STAGING_KEEP {
-                self.staging = Vec::new();
-            }
-            if self.segments.capacity() * std::mem::size_of::<Segment>() > STAGING_KEEP {
-                self.segments = Vec::new();
-            }
-        }
-        !self.failed
+    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>, budget: usize) -> Ran {
+        let core = &*self.core;
+        self.hop
+            .run(&core.exchange, core, steps, base, out, budget)
+            .await
     }
 
     async fn control(&mut self, control: Control) -> Vec<ShardReport> {
-        let mut pending = Vec::new();
-        for (index, mailbox) in self.core.mailboxes.iter().enumerate() {
-            if index != self.core.index {
-                let (tx, rx) = oneshot::channel();
-                mailbox.post([Message::Control(control, tx)]);
-                pending.push(rx);
-            }
-        }
-        let mut all = self.core.control(control);
+        let pending = self.core.exchange.post_control(control);
+        let mut all = LocalShards::control(&*self.core, control);
         for rx in pending {
             all.extend(rx.await.unwrap_or_default());
         }
@@ -588,13 +296,11 @@ impl Dispatch for CoreDispatch {
     type Referenced = Referenced;
 
     fn referenced(&self) -> &[Referenced] {
-        &self.referenced
+        self.hop.referenced()
     }
 
     fn written(&mut self) {
-        for reply in self.referenced.drain(..) {
-            self.core.outbox.recycle(reply.batch);
-        }
+        self.hop.written(&self.core.exchange);
     }
 }
 
@@ -650,7 +356,7 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
         .on_thread_unpark(|| {
             PARKING.with_borrow(|core| {
                 if let Some(core) = core {
-                    core.inbox.awake();
+                    core.exchange.awake();
                 }
             })
         })
@@ -665,12 +371,7 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
     let core = Rc::new(Core {
         index: setup.index,
         shards: RefCell::new(shards),
-        mailboxes: setup.mailboxes,
-        inbox: setup.inbox,
-        outbox: Outbox::new(router.threads()),
-        waiting: WaitList::default(),
-        mail_waker: RefCell::new(None),
-        mail_woken: Cell::new(false),
+        exchange: Exchange::new(setup.index, setup.mailboxes, setup.inbox),
         spin: SpinWindow::new(state.config.spin),
         spinning: Cell::new(Spin::Idle),
         state: state.clone(),
@@ -684,9 +385,12 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
             state.clone(),
             Some(core.index),
             move |now| {
+                let (state, stats) = (&tick_core.state, tick_core.stats());
                 for shard in tick_core.shards.borrow_mut().iter_mut() {
-                    shard.tick(now);
+                    state.tick_shard(shard, now, stats);
                 }
+                // Expiry and page moves may have shrunk what a read can return.
+                tick_core.exchange.publish_largest_reply(&*tick_core);
                 tick_core.stats().expiry_ticks.add(1);
             },
         ));
@@ -716,6 +420,3 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
     PARKING.set(None);
     served
 }
-
-#[cfg(test)]
-mod tests;

@@ -96,6 +96,7 @@ pub(crate) async fn handshake(
     shutdown: &mut watch::Receiver<bool>,
     stats: &ThreadStats,
 ) -> Option<Stream> {
+    crate::fault::check(crate::fault::Site::TlsHandshake);
     let outcome = tokio::select! {
         outcome = tokio::time::timeout(timeout, acceptor.accept(stream)) => outcome,
         _ = shutdown.wait_for(|stop| *stop) => return None,

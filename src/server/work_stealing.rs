@@ -6,7 +6,7 @@
 //! protocol are the ones the thread-per-core runtime uses, so an experiment
 //! comparing the two compares ownership and dispatch and nothing else.
 
-use super::connection::{Dispatch, Step};
+use super::plan::{Dispatch, Ran, Step};
 use super::{ConnInfo, Control, ServerState, ShardReport};
 use crate::stats::ThreadStats;
 use crate::storage::{Prefetch, Shard};
@@ -70,31 +70,38 @@ impl SharedDispatch {
 }
 
 impl Dispatch for SharedDispatch {
-    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>) -> bool {
+    async fn run(&mut self, steps: &[Step], base: &[u8], out: &mut Vec<u8>, budget: usize) -> Ran {
         self.prefetch(steps);
         let state = &self.shared.state;
         let now = state.clock.now();
-        let mut ok = true;
+        let mut ran = Ran::default();
         for step in steps {
+            // Past the budget, the client reads what it has first.
+            if out.len() >= budget && ran.answered > 0 {
+                self.thread_stats().output_budget_waits.add(1);
+                break;
+            }
             match step {
                 Step::Op(op) => {
                     let index = state.router.shard(op.hash);
                     let mut shard = self.shared.lock(index);
-                    ok &= state.run_op(op, base, &mut shard, now, out, self.thread_stats());
+                    let ok = state.run_op(op, base, &mut shard, now, out, self.thread_stats());
+                    ran.close |= !ok;
                 }
-                Step::Text(text) => out.extend_from_slice(text),
-                Step::Error(error) => error.write(out),
-                Step::Binary(reply) => reply.write(out),
                 Step::Admin(_) => unreachable!("admin steps are run by the connection"),
+                fixed => fixed.write_fixed(out),
             }
+            ran.answered += 1;
         }
-        ok
+        ran
     }
 
     async fn control(&mut self, control: Control) -> Vec<ShardReport> {
-        let now = self.shared.state.clock.now();
+        let state = &self.shared.state;
+        let now = state.clock.now();
+        let stats = self.thread_stats();
         (0..self.shared.shards.len())
-            .map(|index| ShardReport::of(&mut self.shared.lock(index), control, now))
+            .map(|index| state.report(&mut self.shared.lock(index), control, now, stats))
             .collect()
     }
 
@@ -158,8 +165,9 @@ pub fn run(
         let tick_shared = shared.clone();
         let ticker = tokio::spawn(super::tick_every(state.clone(), None, move |now| {
             // Each shard is locked in turn, briefly.
+            let (state, stats) = (&tick_shared.state, &tick_shared.state.threads[0]);
             for index in 0..tick_shared.shards.len() {
-                tick_shared.lock(index).tick(now);
+                state.tick_shard(&mut tick_shared.lock(index), now, stats);
             }
             // This task is the counter's only writer, wherever it runs.
             tick_shared.state.threads[0].expiry_ticks.add(1);

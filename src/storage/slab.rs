@@ -171,6 +171,8 @@ pub struct Slabs {
     /// Numbers of pages given back, for reuse.
     released: Vec<u32>,
     classes: Vec<Class>,
+    /// One past the largest class with a chunk in use (0: none is).
+    top: usize,
     /// Pages with no chunk in use, all classes.
     empty_total: usize,
     /// A page being emptied to change class: its chunks stay off the free
@@ -204,6 +206,7 @@ impl Slabs {
             held: 0,
             released: Vec::new(),
             classes,
+            top: 0,
             empty_total: 0,
             moving: None,
         }
@@ -218,6 +221,11 @@ impl Slabs {
     pub fn class_for(&self, size: usize) -> Option<usize> {
         let i = self.classes.partition_point(|c| c.size < size);
         (i < self.classes.len()).then_some(i)
+    }
+
+    /// Chunk size of the largest class with a chunk in use; 0 if none is.
+    pub fn largest_in_use(&self) -> usize {
+        self.top.checked_sub(1).map_or(0, |i| self.classes[i].size)
     }
 
     /// Chunk size of a class.
@@ -414,6 +422,7 @@ impl Slabs {
             c.empty_pages -= 1;
             self.empty_total -= 1;
         }
+        self.top = self.top.max(class + 1);
         Some(id)
     }
 
@@ -468,8 +477,13 @@ impl Slabs {
             c.empty_pages += 1;
             self.empty_total += 1;
         }
+        let emptied = c.used == 0;
         if self.moving != Some(page) {
             c.free.push(id);
+        }
+        if emptied && class + 1 == self.top {
+            let below = self.classes[..class].iter().rposition(|c| c.used > 0);
+            self.top = below.map_or(0, |i| i + 1);
         }
     }
 

@@ -475,8 +475,15 @@ impl Drop for KillOnDrop {
 /// Starts the `corecache` binary on a free port with `args` and waits for
 /// its "listening" line; the process is killed when the guard drops.
 pub fn spawn_binary(args: &[&str]) -> (KillOnDrop, SocketAddr) {
+    spawn_program(std::path::Path::new(env!("CARGO_BIN_EXE_corecache")), args)
+}
+
+/// Starts the server binary at `program` (a debug or a release build) on a
+/// free port with `args` and waits for its "listening" line; the process
+/// is killed when the guard drops.
+pub fn spawn_program(program: &std::path::Path, args: &[&str]) -> (KillOnDrop, SocketAddr) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_corecache"))
+    let mut child = std::process::Command::new(program)
         .args(["--port", "0"])
         .args(args)
         .env("RUST_LOG", "info")
@@ -495,6 +502,30 @@ pub fn spawn_binary(args: &[&str]) -> (KillOnDrop, SocketAddr) {
     // Keep draining so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
+}
+
+/// The release build of the server, built first if it is missing or
+/// stale (`cargo build --release`, a no-op when it is fresh): for tests
+/// that measure the server's own memory or speed, which a debug build or
+/// an in-process server (whose RSS includes the test harness) would not
+/// show. `bash tests/run.sh` builds it before the tests run.
+pub fn release_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/debug/corecache -> target/
+            let debug = std::path::Path::new(env!("CARGO_BIN_EXE_corecache"));
+            let target = debug.parent().and_then(|d| d.parent()).unwrap();
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--release", "--quiet", "--bin", "corecache"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env("CARGO_TARGET_DIR", target)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build --release failed");
+            target.join("release").join("corecache")
+        })
+        .clone()
 }
 
 /// A field of `/proc/<pid>/status` in bytes (`VmRSS`, `VmHWM`, ...).

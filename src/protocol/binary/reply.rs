@@ -58,6 +58,7 @@ impl Status {
             ErrorReply::TooLarge => (Status::TooLarge, Status::TooLarge.message()),
             // memcached's words when an item cannot be allocated.
             ErrorReply::OutOfMemory => (Status::OutOfMemory, b"Out of memory allocating item"),
+            ErrorReply::OutOfMemoryGet => (Status::OutOfMemory, Status::OutOfMemory.message()),
             ErrorReply::NonNumeric => (Status::NonNumeric, Status::NonNumeric.message()),
             ErrorReply::Internal => (Status::Internal, Status::Internal.message()),
             // Text-only errors (malformed lines) never come from a binary

@@ -119,6 +119,7 @@ impl Shard {
     /// a space, CR or LF (stored through the binary protocol), which would
     /// break the reply's lines. No side effect.
     pub fn cachedump(&self, class: usize, limit: usize, now: Millis) -> Vec<CacheDumpItem> {
+        crate::fault::check(crate::fault::Site::CacheDump);
         let flush_due = self.flush_due(now);
         let tables = &self.tables;
         let mut out = Vec::new();
@@ -199,6 +200,7 @@ impl Shard {
         max_items: usize,
         now: Millis,
     ) -> Option<MetaDumpBatch> {
+        crate::fault::check(crate::fault::Site::MetaDump);
         self.catch_up(now);
         let tables = &mut self.tables;
         let at = tables.dumps.iter().position(|d| d.id == id.0)?;

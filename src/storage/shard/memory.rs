@@ -18,6 +18,7 @@ impl Tables {
     /// are evicted instead. So a page move costs the donor class its oldest
     /// items, never the ones just written that happened to sit on the page.
     pub(super) fn move_page(&mut self, page: usize, to: usize, now: Millis) {
+        crate::fault::check(crate::fault::Site::PageMove);
         let from = self.empty_page(page, now);
         self.slabs.reassign_page(page, to);
         self.stats.slabs_moved += 1;

@@ -413,6 +413,7 @@ impl Shard {
     /// wheel, continues a flush sweep, runs the automove policy and gives
     /// pages back while the shard holds more than its memory limit.
     pub fn tick(&mut self, now: Millis) {
+        crate::fault::check(crate::fault::Site::Tick);
         self.catch_up(now);
         let tables = &mut self.tables;
         tables.index.migrate(&mut tables.slabs, TICK_MIGRATE_BUDGET);
@@ -435,6 +436,14 @@ impl Shard {
     /// Wheel entries still scheduled (current or stale).
     pub fn wheel_len(&self) -> usize {
         self.wheel.len()
+    }
+
+    /// An upper bound of any item the shard holds now, header and key
+    /// included: the chunk size of the largest class with an item in it
+    /// (0 when empty). The server bounds what a read can make it send by
+    /// this.
+    pub fn largest_item(&self) -> usize {
+        self.tables.slabs.largest_in_use()
     }
 
     /// Bytes of index bucket memory (outside the slab budget).

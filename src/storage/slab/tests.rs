@@ -160,3 +160,31 @@ fn empty_pages_move_between_classes() {
     assert_eq!(slabs.chunk(b).len(), 4096);
     assert_eq!(slabs.class_of(b), big);
 }
+
+/// What the server bounds a read's reply by: the chunk size of the
+/// largest class in use, following allocations and frees both ways.
+#[test]
+fn the_largest_class_in_use_follows_allocations_and_frees() {
+    let cfg = config(16 * 4096, 4096);
+    let mut slabs = Slabs::new(&cfg);
+    assert_eq!(slabs.largest_in_use(), 0);
+    let top = slabs.class_count() - 1;
+    let take = |slabs: &mut Slabs, class| {
+        let id = slabs.alloc(class).unwrap();
+        item::init(slabs.chunk_mut(id), b"k", 1, 0, 1, Deadline::NEVER, 0, 0);
+        id
+    };
+    let small = take(&mut slabs, 0);
+    let middle = take(&mut slabs, 2);
+    let big = [take(&mut slabs, top), take(&mut slabs, top)];
+    assert_eq!(slabs.largest_in_use(), slabs.chunk_size(top));
+    slabs.free(big[0]);
+    // One chunk of the class is still in use.
+    assert_eq!(slabs.largest_in_use(), slabs.chunk_size(top));
+    slabs.free(big[1]);
+    assert_eq!(slabs.largest_in_use(), slabs.chunk_size(2));
+    slabs.free(small);
+    assert_eq!(slabs.largest_in_use(), slabs.chunk_size(2));
+    slabs.free(middle);
+    assert_eq!(slabs.largest_in_use(), 0);
+}

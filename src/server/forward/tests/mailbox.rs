@@ -1,8 +1,7 @@
-//! Unit tests of forwarding: the mailbox's sleep/wake protocol (with a
-//! stress test of idle/busy transitions), tickets, pooling and capacity.
+//! Unit tests of the mailbox: the sleep/wake protocol, with a stress test
+//! of idle/busy transitions.
 
 use super::*;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::task::Wake;
 use std::time::{Duration, Instant};
@@ -160,79 +159,4 @@ fn an_awake_owner_is_never_woken_and_a_sleeping_one_once() {
     assert!(!mailbox.post([forward()]));
     inbox.awake();
     assert!(!mailbox.post(std::iter::empty()));
-}
-
-#[test]
-fn a_late_reply_never_reaches_the_next_user_of_a_slot() {
-    let waits = WaitList::default();
-    let (gone, _old) = waits.join();
-    waits.leave(gone);
-    let (ticket, waiting) = waits.join();
-    // The new connection took the same slot, with a new generation.
-    assert_eq!(ticket.slot, gone.slot);
-    assert_ne!(ticket.generation, gone.generation);
-    waiting.outstanding.set(1);
-    *waiting.waker.borrow_mut() = Some(Waker::noop().clone());
-    let late = Rc::new(Batch {
-        requesters: vec![(gone, 0)],
-        ..Batch::default()
-    });
-    assert_eq!(waits.deliver(&late), (0, 1));
-    assert_eq!(waiting.outstanding.get(), 1);
-    assert!(waiting.arrived.borrow().is_empty());
-    let own = Rc::new(Batch {
-        owner: 3,
-        requesters: vec![(ticket, 0)],
-        ..Batch::default()
-    });
-    assert_eq!(waits.deliver(&own), (1, 0));
-    assert_eq!(waiting.outstanding.get(), 0);
-    assert_eq!(waiting.arrived.borrow()[0].owner, 3);
-}
-
-#[test]
-fn a_batch_that_grew_gives_its_memory_back_when_recycled() {
-    let outbox = Outbox::new(2);
-    let mut big = Batch::default();
-    big.replies.resize(100 << 20, b'x');
-    big.ops.reserve(10_000);
-    outbox.recycle(Rc::new(big));
-    let reused = outbox.pool.borrow_mut().pop().unwrap();
-    assert!(reused.replies.capacity() <= BATCH_KEEP);
-    assert!(reused.ops.capacity() * std::mem::size_of::<Op>() <= BATCH_KEEP);
-    // A batch still held by a connection is not taken back.
-    let held = Rc::new(Batch::default());
-    outbox.recycle(held.clone());
-    assert!(outbox.pool.borrow().is_empty());
-    outbox.recycle(held);
-    assert_eq!(outbox.pool.borrow().len(), 1);
-}
-
-/// However many large batches come back at once (a peer piled them up
-/// while this core stalled), the pool keeps at most `POOL_BYTES` of their
-/// buffers; the rest are freed. What it keeps is handed out again, and
-/// the count follows.
-#[test]
-fn the_pool_keeps_at_most_its_byte_budget() {
-    let outbox = Outbox::new(2);
-    for _ in 0..POOL_KEEP {
-        let mut batch = Batch::default();
-        batch.replies.reserve_exact(BATCH_KEEP);
-        batch.bytes.reserve_exact(BATCH_KEEP / 2);
-        outbox.recycle(Rc::new(batch));
-    }
-    let pooled: usize = outbox.pool.borrow().iter().map(Batch::capacity_bytes).sum();
-    assert_eq!(pooled, outbox.pooled.get());
-    assert!(pooled <= POOL_BYTES, "{pooled}");
-    // Full batches up to the budget were kept, not dropped for nothing.
-    assert!(pooled > POOL_BYTES - 2 * BATCH_KEEP, "{pooled}");
-    // The shells are all kept: they cost nothing.
-    assert_eq!(outbox.shells.borrow().len(), POOL_KEEP);
-    let kept = outbox.pool.borrow().len();
-    for _ in 0..kept {
-        let batch = outbox.take_pooled();
-        assert!(batch.replies.capacity() >= BATCH_KEEP);
-    }
-    assert_eq!(outbox.pooled.get(), 0);
-    assert_eq!(outbox.take_pooled().capacity_bytes(), 0);
 }
