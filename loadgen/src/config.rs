@@ -97,6 +97,9 @@ pub struct Args {
     /// `--prefill` when the server may hold values of an unverified run.
     #[arg(long, num_args = 0..=1, default_missing_value = "on", value_name = "strict")]
     pub verify: Option<String>,
+    /// `--check` and its flags: a consistency check instead of a load.
+    #[command(flatten)]
+    pub check: crate::lincheck::CheckArgs,
 }
 
 /// How keys are drawn.

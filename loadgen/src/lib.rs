@@ -23,13 +23,15 @@
 //! The JSON written by `--json` is [`Report`] serialised; its schema is
 //! documented in [`report`]. `--verify` value layout is in [`verify`];
 //! what `--verify=strict` expects of each reply is in `model.rs`. The
-//! `compare` experiment harness is in [`compare`].
+//! `compare` experiment harness is in [`compare`]; the consistency checks
+//! of `--check` (linearizability, write order) are in [`lincheck`].
 
 #![warn(missing_docs)]
 
 pub mod compare;
 pub mod config;
 mod conn;
+pub mod lincheck;
 mod link;
 mod model;
 pub mod proto;

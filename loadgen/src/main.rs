@@ -37,8 +37,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one load; `Ok(false)` when the server misbehaved.
+/// Runs one load, or one `--check`; `Ok(false)` when the server misbehaved.
 fn run(args: &loadgen::Args) -> anyhow::Result<bool> {
+    if let Some(check) = loadgen::lincheck::CheckConfig::from_args(args)? {
+        return loadgen::lincheck::main(&check, args.json.as_deref());
+    }
     let cfg = loadgen::Config::from_args(args)?;
     let report = loadgen::run(&cfg)?;
     print!("{report}");

@@ -43,6 +43,16 @@ impl ShardMap {
     /// Reads the rule from `stats settings` lines (`name value` pairs),
     /// failing on anything but the one rule loadgen implements.
     pub fn from_settings(settings: &[(String, String)]) -> anyhow::Result<ShardMap> {
+        let map = ShardMap::rule_from_settings(settings)?;
+        if map.port == 0 {
+            bail!("the server has no shard-aware port (start it with --shard-aware-port)");
+        }
+        Ok(map)
+    }
+
+    /// [`ShardMap::from_settings`] without needing a shard-aware port
+    /// (`port` 0 then): enough to know which core owns a key.
+    pub fn rule_from_settings(settings: &[(String, String)]) -> anyhow::Result<ShardMap> {
         let get = |name: &str| -> anyhow::Result<&str> {
             settings
                 .iter()
@@ -66,9 +76,6 @@ impl ShardMap {
             }
         }
         let port = number("shard_aware_port")?;
-        if port == 0 {
-            bail!("the server has no shard-aware port (start it with --shard-aware-port)");
-        }
         let map = ShardMap {
             threads: number("num_threads")? as usize,
             shards: number("shard_count")?,
@@ -82,32 +89,62 @@ impl ShardMap {
 
     /// Asks the server at `addr` (`stats settings`) for its rule.
     pub fn fetch(addr: SocketAddr) -> anyhow::Result<ShardMap> {
-        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .with_context(|| format!("connecting to {addr} for stats settings"))?;
-        c.set_read_timeout(Some(Duration::from_secs(10)))?;
-        c.write_all(b"stats settings\r\n")?;
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !reply.ends_with(b"END\r\n") {
-            if reply.ends_with(b"ERROR\r\n") {
-                bail!("{addr} does not answer stats settings");
-            }
-            let n = c.read(&mut buf).context("reading stats settings")?;
-            if n == 0 {
-                bail!("{addr} closed the connection during stats settings");
-            }
-            reply.extend_from_slice(&buf[..n]);
+        match read_settings(addr)? {
+            Some(settings) => ShardMap::from_settings(&settings),
+            None => bail!("{addr} does not answer stats settings"),
         }
-        let settings: Vec<(String, String)> = String::from_utf8_lossy(&reply)
+    }
+
+    /// Asks the server at `addr` for its rule, port or not: `None` when it
+    /// publishes none (memcached), or says no core owns a key
+    /// (`shard_owner any`: corecache's work-stealing runtime).
+    pub fn fetch_rule(addr: SocketAddr) -> anyhow::Result<Option<ShardMap>> {
+        let Some(settings) = read_settings(addr)? else {
+            return Ok(None);
+        };
+        let has = |name: &str, value: Option<&str>| {
+            settings
+                .iter()
+                .any(|(k, v)| k == name && value.is_none_or(|want| v == want))
+        };
+        if !has("shard_hash", None) || has("shard_owner", Some("any")) {
+            return Ok(None);
+        }
+        ShardMap::rule_from_settings(&settings).map(Some)
+    }
+}
+
+/// The server's `stats settings`, as name/value pairs; `None` when it
+/// answers `ERROR`.
+fn read_settings(addr: SocketAddr) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .with_context(|| format!("connecting to {addr} for stats settings"))?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    c.write_all(b"stats settings\r\n")?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !reply.ends_with(b"END\r\n") {
+        if reply.ends_with(b"ERROR\r\n") {
+            return Ok(None);
+        }
+        let n = c.read(&mut buf).context("reading stats settings")?;
+        if n == 0 {
+            bail!("{addr} closed the connection during stats settings");
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    Ok(Some(
+        String::from_utf8_lossy(&reply)
             .lines()
             .filter_map(|l| {
                 let (k, v) = l.strip_prefix("STAT ")?.split_once(' ')?;
                 Some((k.to_string(), v.trim().to_string()))
             })
-            .collect();
-        ShardMap::from_settings(&settings)
-    }
+            .collect(),
+    ))
+}
 
+impl ShardMap {
     /// The shard of `key`: `((xxh3_64(key) >> 32) * S) >> 32`.
     #[inline]
     pub fn shard(&self, key: &[u8]) -> u64 {

@@ -1,7 +1,8 @@
 //! End-to-end tests of loadgen against a tiny in-test memcached: the JSON
 //! schema, exit codes, `--verify` catching a corrupting server, strict
 //! verification catching lost writes, deletes, appends and wrong incrs,
-//! and the `--rate` schedule.
+//! the `--rate` schedule, and `--check` catching a stale read, two `cas`
+//! that both win and two pipelined writes made visible out of order.
 
 mod common;
 
@@ -35,9 +36,65 @@ enum Fault {
     LoseAppends,
     /// Increments correctly but replies one more than the new value.
     WrongIncr,
+    /// A connection reading a key whose current value it wrote itself
+    /// gets the value from before that write.
+    StaleRead,
+    /// A `cas` whose token the last successful `cas` already used wins
+    /// too (once): two `cas` with one token both answer `STORED`.
+    TwoCasWin,
+    /// Of two consecutive writes to different keys in one read, the first
+    /// is held back until its key is next read or written: a pipelined
+    /// `set a`, `set b` becomes visible as `b` first.
+    ReorderPipelinedWrites,
 }
 
-type Map = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
+/// One stored item.
+struct Item {
+    data: Vec<u8>,
+    cas: u64,
+    /// The value this one replaced, and which connection replaced it.
+    prev: Option<Vec<u8>>,
+    writer: u64,
+    /// The token the `cas` that stored this value used.
+    spent: Option<u64>,
+}
+
+/// The fake's whole state, behind one lock, so it is linearizable unless a
+/// fault says otherwise.
+#[derive(Default)]
+struct Store {
+    items: HashMap<Vec<u8>, Item>,
+    next_cas: u64,
+    /// `ReorderPipelinedWrites`: writes held back, by key.
+    held: HashMap<Vec<u8>, (Vec<u8>, u64)>,
+}
+
+impl Store {
+    /// Stores `data` for `key` as connection `conn`'s write.
+    fn put(&mut self, key: &[u8], data: Vec<u8>, conn: u64, spent: Option<u64>) {
+        self.next_cas += 1;
+        let prev = self.items.remove(key).map(|i| i.data);
+        self.items.insert(
+            key.to_vec(),
+            Item {
+                data,
+                cas: self.next_cas,
+                prev,
+                writer: conn,
+                spent,
+            },
+        );
+    }
+
+    /// Makes a held-back write to `key` visible.
+    fn release(&mut self, key: &[u8]) {
+        if let Some((data, conn)) = self.held.remove(key) {
+            self.put(key, data, conn, None);
+        }
+    }
+}
+
+type Map = Arc<Mutex<Store>>;
 /// Requests found in each read the server made, over all connections.
 type ReadLog = Arc<Mutex<Vec<usize>>>;
 
@@ -53,8 +110,10 @@ fn start_fake_logged(fault: Fault) -> (SocketAddr, ReadLog) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let map: Map = Arc::default();
+    let conns = Arc::new(std::sync::atomic::AtomicU64::new(0));
     common::serve(listener, move |sock, _| {
-        serve(sock, map.clone(), fault, log.clone())
+        let conn = conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        serve(sock, map.clone(), fault, log.clone(), conn)
     });
     (addr, reads)
 }
@@ -63,7 +122,7 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
 }
 
-async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: ReadLog) {
+async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: ReadLog, conn: u64) {
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 16384];
@@ -76,6 +135,8 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: Rea
         buf.extend_from_slice(&chunk[..n]);
         let mut off = 0;
         let mut requests = 0;
+        // The key of the previous request of this read, if it was a write.
+        let mut last_write: Option<Vec<u8>> = None;
         while let Some(e) = find_crlf(&buf[off..]) {
             if fault == Fault::Trickle && !out.is_empty() {
                 if sock.write_all(&out).await.is_err() {
@@ -86,30 +147,43 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: Rea
             requests += 1;
             let line = buf[off..off + e].to_vec();
             let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-            match words[0] {
-                b"get" => {
+            let mut store = map.lock().unwrap();
+            let wrote = match words[0] {
+                b"get" | b"gets" => {
                     off += e + 2;
-                    let m = map.lock().unwrap();
                     let mut keys: Vec<&[u8]> = words[1..].to_vec();
                     if fault == Fault::ReverseMultiget {
                         keys.reverse();
                     }
                     for key in keys {
-                        let Some(v) = m.get(key) else { continue };
-                        let mut v = v.clone();
-                        if fault == Fault::CorruptValues {
-                            let mid = v.len() / 2;
-                            v[mid] ^= 1;
+                        if let Some(item) = store.items.get(key) {
+                            let mut v = match (&item.prev, fault) {
+                                (Some(prev), Fault::StaleRead) if item.writer == conn => {
+                                    prev.clone()
+                                }
+                                _ => item.data.clone(),
+                            };
+                            if fault == Fault::CorruptValues {
+                                let mid = v.len() / 2;
+                                v[mid] ^= 1;
+                            }
+                            out.extend_from_slice(b"VALUE ");
+                            out.extend_from_slice(key);
+                            out.extend_from_slice(format!(" 0 {}", v.len()).as_bytes());
+                            if words[0] == b"gets" {
+                                out.extend_from_slice(format!(" {}", item.cas).as_bytes());
+                            }
+                            out.extend_from_slice(b"\r\n");
+                            out.extend_from_slice(&v);
+                            out.extend_from_slice(b"\r\n");
                         }
-                        out.extend_from_slice(b"VALUE ");
-                        out.extend_from_slice(key);
-                        out.extend_from_slice(format!(" 0 {}\r\n", v.len()).as_bytes());
-                        out.extend_from_slice(&v);
-                        out.extend_from_slice(b"\r\n");
+                        // A held-back write shows after the read that missed it.
+                        store.release(key);
                     }
                     out.extend_from_slice(b"END\r\n");
+                    None
                 }
-                b"set" | b"append" => {
+                b"set" | b"add" | b"cas" | b"append" => {
                     let len: usize = std::str::from_utf8(words[4]).unwrap().parse().unwrap();
                     let start = off + e + 2;
                     if buf.len() < start + len + 2 {
@@ -117,51 +191,78 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: Rea
                     }
                     let data = buf[start..start + len].to_vec();
                     off = start + len + 2;
-                    let mut m = map.lock().unwrap();
-                    if words[0] == b"append" {
-                        match m.get_mut(words[1]) {
+                    let key = words[1];
+                    store.release(key);
+                    let found = store.items.contains_key(key);
+                    match words[0] {
+                        b"append" => match store.items.get(key) {
                             None => out.extend_from_slice(b"NOT_STORED\r\n"),
-                            Some(v) => {
+                            Some(item) => {
+                                let mut v = item.data.clone();
                                 if fault != Fault::LoseAppends {
                                     v.extend_from_slice(&data);
                                 }
+                                store.put(key, v, conn, None);
                                 out.extend_from_slice(b"STORED\r\n");
                             }
+                        },
+                        b"add" if found => out.extend_from_slice(b"NOT_STORED\r\n"),
+                        b"cas" => {
+                            let token: u64 =
+                                std::str::from_utf8(words[5]).unwrap().parse().unwrap();
+                            match store.items.get(key) {
+                                None => out.extend_from_slice(b"NOT_FOUND\r\n"),
+                                Some(item)
+                                    if item.cas == token
+                                        || (fault == Fault::TwoCasWin
+                                            && item.spent == Some(token)) =>
+                                {
+                                    // The second winner spends the token for good.
+                                    let spent = (item.cas == token).then_some(token);
+                                    store.put(key, data, conn, spent);
+                                    out.extend_from_slice(b"STORED\r\n");
+                                }
+                                Some(_) => out.extend_from_slice(b"EXISTS\r\n"),
+                            }
                         }
-                        continue;
+                        _ if fault == Fault::ServerErrorOnSet => {
+                            out.extend_from_slice(b"SERVER_ERROR out of memory storing object\r\n");
+                        }
+                        _ => {
+                            if fault != Fault::DropOverwrites || !found {
+                                store.put(key, data, conn, None);
+                            }
+                            out.extend_from_slice(b"STORED\r\n");
+                        }
                     }
-                    if fault == Fault::ServerErrorOnSet {
-                        out.extend_from_slice(b"SERVER_ERROR out of memory storing object\r\n");
-                        continue;
-                    }
-                    if fault != Fault::DropOverwrites || !m.contains_key(words[1]) {
-                        m.insert(words[1].to_vec(), data);
-                    }
-                    out.extend_from_slice(b"STORED\r\n");
+                    Some(key.to_vec())
                 }
                 b"delete" => {
                     off += e + 2;
-                    let mut m = map.lock().unwrap();
+                    let key = words[1];
+                    store.release(key);
                     let found = if fault == Fault::LoseDeletes {
-                        m.contains_key(words[1])
+                        store.items.contains_key(key)
                     } else {
-                        m.remove(words[1]).is_some()
+                        store.items.remove(key).is_some()
                     };
                     out.extend_from_slice(if found {
                         &b"DELETED\r\n"[..]
                     } else {
                         b"NOT_FOUND\r\n"
                     });
+                    Some(key.to_vec())
                 }
                 b"incr" => {
                     off += e + 2;
+                    let key = words[1];
+                    store.release(key);
                     let delta: u64 = std::str::from_utf8(words[2]).unwrap().parse().unwrap();
-                    let mut m = map.lock().unwrap();
-                    let Some(v) = m.get_mut(words[1]) else {
+                    let Some(item) = store.items.get(key) else {
                         out.extend_from_slice(b"NOT_FOUND\r\n");
                         continue;
                     };
-                    let Some(n) = std::str::from_utf8(v)
+                    let Some(n) = std::str::from_utf8(&item.data)
                         .ok()
                         .and_then(|t| t.parse::<u64>().ok())
                     else {
@@ -171,19 +272,43 @@ async fn serve(mut sock: tokio::net::TcpStream, map: Map, fault: Fault, log: Rea
                         continue;
                     };
                     let n = n.wrapping_add(delta);
-                    *v = n.to_string().into_bytes();
+                    store.put(key, n.to_string().into_bytes(), conn, None);
                     let reply = if fault == Fault::WrongIncr {
                         n.wrapping_add(1)
                     } else {
                         n
                     };
                     out.extend_from_slice(format!("{reply}\r\n").as_bytes());
+                    Some(key.to_vec())
                 }
                 _ => {
                     off += e + 2;
                     out.extend_from_slice(b"ERROR\r\n");
+                    None
                 }
+            };
+            // The fault: this write to another key made visible before the
+            // previous one, which is taken back and held.
+            if fault == Fault::ReorderPipelinedWrites
+                && let (Some(first), Some(second)) = (&last_write, &wrote)
+                && first != second
+                && let Some(item) = store.items.remove(first.as_slice())
+            {
+                if let Some(prev) = item.prev {
+                    store.items.insert(
+                        first.clone(),
+                        Item {
+                            data: prev,
+                            cas: item.cas,
+                            prev: None,
+                            writer: u64::MAX,
+                            spent: None,
+                        },
+                    );
+                }
+                store.held.insert(first.clone(), (item.data, conn));
             }
+            last_write = wrote;
         }
         buf.drain(..off);
         log.lock().unwrap().push(requests);
@@ -761,4 +886,136 @@ fn an_open_loop_reads_replies_that_come_after_its_end() {
     assert!(!report.failed(), "{report}");
     assert_eq!(report.errors.total, 0, "{report}");
     assert_eq!(report.requests, 0, "{report}");
+}
+
+/// `--check` against the fake: 16 connections on 4 hot keys, pipelined
+/// two deep, for long enough that every kind of operation races.
+fn check(fault: Fault, mode: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let addr = start_fake(fault);
+    let args = [
+        &[
+            "--check",
+            mode,
+            "--connections",
+            "16",
+            "--hot-keys",
+            "4",
+            "--pipeline",
+            "2",
+            "--duration",
+            "1s",
+        ],
+        extra,
+    ]
+    .concat();
+    let (code, json, output) = common::run_loadgen(addr, &args);
+    assert!(!json.is_null(), "no JSON written; {output}");
+    (code, json, output)
+}
+
+/// The calls and replies of every violation's smallest history.
+fn violation_ops(j: &serde_json::Value) -> Vec<String> {
+    j["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["ops"].as_array().unwrap().iter())
+        .map(|op| op.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_linearizability_check_passes_on_a_correct_server() {
+    let (code, j, out) = check(Fault::None, "linearizable", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(j["violations"].as_array().unwrap().len(), 0, "{out}");
+    assert_eq!(j["errors"], 0, "{out}");
+    let n = |field: &str| j[field].as_u64().unwrap();
+    assert!(n("ops") > 0 && n("windows") > 0 && n("epochs") > 0, "{out}");
+    assert_eq!(n("keys"), 4, "no key retired without kills: {out}");
+    assert_eq!(n("maybe_ops"), 0, "{out}");
+    assert_eq!(n("inconclusive_windows"), 0, "{out}");
+    // Every command of the mix was checked.
+    for kind in [
+        "get", "gets", "set", "add", "cas", "append", "incr", "delete",
+    ] {
+        assert!(j["ops_by_kind"][kind].as_u64() > Some(0), "{kind}: {out}");
+    }
+    assert!(out.contains("passed"), "{out}");
+}
+
+/// Connections killed mid-operation leave operations without replies,
+/// which may or may not have happened: a correct server still passes,
+/// and the killed connections' keys are retired for new ones.
+#[test]
+fn killed_connections_leave_maybe_applied_operations_and_a_correct_server_passes() {
+    let (code, j, out) = check(Fault::None, "linearizable", &["--kill-every", "50ms"]);
+    assert_eq!(code, 0, "{out}");
+    let n = |field: &str| j[field].as_u64().unwrap();
+    assert!(n("kills") > 0, "{out}");
+    assert!(n("maybe_ops") > 0, "{out}");
+    assert!(n("keys") > 4, "retired keys were replaced: {out}");
+    assert_eq!(j["errors"], 0, "{out}");
+}
+
+#[test]
+fn the_linearizability_check_catches_a_stale_read() {
+    let (code, j, out) = check(Fault::StaleRead, "linearizable", &[]);
+    assert_eq!(code, 1, "{out}");
+    let ops = violation_ops(&j);
+    assert!(!ops.is_empty(), "{out}");
+    // Some smallest history is a read that saw the stale value, and what
+    // it contradicts. (Not every one has a read: a stale read that a
+    // window could still explain leaves a later window starting from a
+    // state the server no longer has, and its writes contradict that.)
+    let with_read = j["violations"].as_array().unwrap().iter().any(|v| {
+        v["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op.as_str().unwrap().contains("  get"))
+    });
+    assert!(with_read, "{out}");
+    assert!(out.contains("VIOLATION on key key:"), "{out}");
+}
+
+#[test]
+fn the_linearizability_check_catches_two_cas_that_both_win() {
+    let (code, j, out) = check(Fault::TwoCasWin, "linearizable", &[]);
+    assert_eq!(code, 1, "{out}");
+    // Some smallest history is two cas of one token, both stored.
+    let found = j["violations"].as_array().unwrap().iter().any(|v| {
+        let won: Vec<String> = v["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|op| {
+                let op = op.as_str().unwrap();
+                let token = op.split(" token ").nth(1)?.split(' ').next()?;
+                op.ends_with("STORED").then(|| token.to_string())
+            })
+            .collect();
+        won.len() == 2 && won[0] == won[1]
+    });
+    assert!(found, "{out}");
+}
+
+#[test]
+fn the_write_order_check_passes_on_a_correct_server() {
+    let (code, j, out) = check(Fault::None, "write-order", &[]);
+    assert_eq!(code, 0, "{out}");
+    let o = &j["order"];
+    assert!(o["checked"].as_u64() > Some(0), "{out}");
+    assert!(o["rounds"].as_u64() > Some(0), "{out}");
+    assert_eq!(o["pairs"], 2, "{out}");
+    assert_eq!(j["violations"].as_array().unwrap().len(), 0, "{out}");
+}
+
+#[test]
+fn the_write_order_check_catches_reordered_pipelined_writes() {
+    let (code, j, out) = check(Fault::ReorderPipelinedWrites, "write-order", &[]);
+    assert_eq!(code, 1, "{out}");
+    let ops = violation_ops(&j);
+    assert!(ops.iter().any(|op| op.contains("get b -> round")), "{out}");
+    assert!(out.contains("VIOLATION"), "{out}");
 }

@@ -1,5 +1,6 @@
 //! loadgen against a real memcached: the reference server must pass strict
-//! verification with no errors. Needs `memcached` on PATH (or `$MEMCACHED`);
+//! verification with no errors, and `--check` (linearizability, write
+//! order). Needs `memcached` on PATH (or `$MEMCACHED`);
 //! fails, rather than skips, when it is missing.
 
 use std::process::Command;
@@ -88,6 +89,41 @@ fn memcached_passes_a_strict_mix() {
     ] {
         assert!(found > 0 && found <= sent, "{r}");
     }
+}
+
+/// The reference server passes both checks: its replies are what the
+/// checker's model of a memcached key predicts, in some order real time
+/// allows, and killed connections' operations count as maybe applied.
+#[test]
+fn memcached_passes_the_linearizability_and_write_order_checks() {
+    use loadgen::lincheck::{CheckConfig, Mode, run};
+    let bin = std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".into());
+    let port = free_port().unwrap();
+    let argv = memcached_argv(std::path::Path::new(&bin), port, 2, 64);
+    let mut server = ServerProcess::start("memcached", &argv, None).expect("memcached starts");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    server
+        .wait_for_port(addr, Duration::from_secs(10))
+        .expect("memcached listens");
+    let cfg = CheckConfig {
+        connections: 32,
+        duration: Duration::from_secs(2),
+        kill_every: Some(Duration::from_millis(100)),
+        ..CheckConfig::new(Mode::Linearizable, addr)
+    };
+    let r = run(&cfg).unwrap();
+    assert!(!r.failed(), "{r}");
+    assert!(r.ops > 0 && r.kills > 0 && r.maybe_ops > 0, "{r}");
+    assert_eq!(r.inconclusive_windows, 0, "{r}");
+    let r = run(&CheckConfig {
+        connections: 32,
+        pipeline: 4,
+        duration: Duration::from_secs(1),
+        ..CheckConfig::new(Mode::WriteOrder, addr)
+    })
+    .unwrap();
+    assert!(!r.failed(), "{r}");
+    assert!(r.order.as_ref().unwrap().checked > 0, "{r}");
 }
 
 /// Narrows the workloads to uniform keys, 90% single-key gets.

@@ -1,0 +1,671 @@
+//! The linearizability checker: Wing & Gong's search with Lowe's
+//! memoisation, as Porcupine and Knossos do it, over one key's history at a
+//! time, in windows.
+//!
+//! A history is linearizable when its operations can be put in one order
+//! that (a) keeps every operation that returned before another began ahead
+//! of it, (b) keeps one connection's requests on the key in the order it
+//! sent them (a server runs a connection's requests in order), and (c)
+//! gives every operation the reply the sequential [`model`](super::model)
+//! gives in that order. The search tries, depth first, every operation
+//! that may come next (invoked before the earliest reply still to place),
+//! and never enters twice the same configuration: the set of operations
+//! placed so far (a bitset) with the state they left. One reduction on
+//! top: an operation that may come next and leaves the state as it is (a
+//! read that matches it, a failed `add` or `cas`, a `NOT_FOUND`) is placed
+//! at once, without trying the others first (see [`check`]); reads are
+//! most operations, so this is most of the speed. Linearizability is
+//! local (Herlihy & Wing), so each key is checked on its own.
+//!
+//! **Windows.** A point where no operation on a key is in flight splits its
+//! history: every operation before it precedes every one after it. The
+//! checker searches one window at a time and, instead of stopping at the
+//! first linearization, enumerates every state a linearization of the
+//! window can end in; the next window starts from each of them. (End
+//! states are few: the last writes racing, and what a `gets` learnt.) The
+//! cost is exponential in the number of operations in flight at once, not
+//! in the length of the run. A search that visits more than its budget of
+//! configurations gives up: the window counts as *inconclusive* and the
+//! next one starts from [`State::UNKNOWN`], which hides nothing that comes
+//! after it and invents no violation.
+//!
+//! **Operations without a reply** (their connection was killed) are
+//! Jepsen's "maybe applied": their reply time is infinite, so they may be
+//! placed anywhere after their invocation, including after everything else,
+//! which is the same as never having happened. They never end a window.
+//!
+//! **The smallest history.** A window that cannot be linearized is shrunk
+//! greedily: an operation is dropped when the window stays impossible even
+//! with that operation turned into a "maybe applied" one, i.e. when no
+//! effect of it, at any moment after its invocation, could explain the
+//! rest. What remains is what the report prints.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::model::{Call, Ret, State, step};
+
+/// Reply time of an operation that never got one.
+pub const NEVER: u64 = u64::MAX;
+
+/// One operation of a key's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    /// The connection (one socket; a reconnect is a new one) that sent it.
+    pub session: u32,
+    /// Its place among that connection's requests.
+    pub seq: u32,
+    /// The request.
+    pub call: Call,
+    /// The reply ([`Ret::Unknown`] when none came).
+    pub ret: Ret,
+    /// Invocation: nanoseconds since the run began, read before the write
+    /// that sent it.
+    pub inv: u64,
+    /// Response: nanoseconds, read after the read that completed its
+    /// reply; [`NEVER`] without one.
+    pub done: u64,
+}
+
+impl Op {
+    /// Whether the operation got no reply.
+    pub fn is_maybe(&self) -> bool {
+        self.done == NEVER
+    }
+}
+
+/// What a search of one window found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Linearizable; every state a linearization can end in (with
+    /// `first_only`, the end state of the first linearization found).
+    Linearizable(Vec<State>),
+    /// No order fits.
+    Violation,
+    /// The search visited more configurations than its budget.
+    GaveUp,
+}
+
+/// Sorts `ops` into the order the search expects: by invocation, a
+/// connection's pipelined requests in the order they were sent.
+pub fn sort(ops: &mut [Op]) {
+    ops.sort_unstable_by_key(|o| (o.inv, o.session, o.seq));
+}
+
+/// A small, fast hasher (FxHash's multiply-rotate) for the memo table,
+/// whose keys are machine words: SipHash costs more than the search step.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxSet<T> = HashSet<T, BuildHasherDefault<Fx>>;
+
+const NONE: u32 = u32::MAX;
+
+/// `Frame::cursor` of a frame not yet looked at.
+const FRESH: usize = usize::MAX;
+
+/// Configurations one trial of [`minimize`] may visit.
+pub const MINIMIZE_BUDGET: u64 = 100_000;
+
+/// One level of the depth-first search.
+struct Frame {
+    state: State,
+    /// Next operation index to try from here ([`FRESH`] before the first).
+    cursor: usize,
+    /// Only the operation at `cursor` is tried (it changes nothing).
+    only: bool,
+    /// The first operation (by invocation) not yet placed.
+    first: usize,
+    /// Position in the by-reply order of the first operation not yet
+    /// placed: its reply is the earliest still to place, and nothing
+    /// invoked after it may come next.
+    first_done: usize,
+    /// The operation placed to get here (`usize::MAX` at a root).
+    placed: usize,
+}
+
+/// Searches the window `ops` (sorted with [`sort`]) from each of `starts`.
+/// With `first_only` it stops at the first linearization; otherwise it
+/// enumerates every end state. `budget` bounds the configurations visited.
+pub fn check(ops: &[Op], starts: &[State], budget: u64, first_only: bool) -> Verdict {
+    let n = ops.len();
+    // Each operation's predecessor on its connection, if any. An operation
+    // without a reply constrains nothing after it: it may be placed last.
+    let mut prev = vec![NONE; n];
+    let mut last: HashMap<u32, u32> = HashMap::new();
+    for (i, o) in ops.iter().enumerate() {
+        if o.is_maybe() {
+            continue;
+        }
+        if let Some(&p) = last.get(&o.session) {
+            prev[i] = p;
+        }
+        last.insert(o.session, i as u32);
+    }
+    let mut by_done: Vec<u32> = (0..n as u32).collect();
+    by_done.sort_by_key(|&i| ops[i as usize].done);
+    let words = n.div_ceil(64).max(1);
+    let mut bits = vec![0u64; words];
+    let is_set = |bits: &[u64], i: usize| bits[i / 64] >> (i % 64) & 1 == 1;
+    let mut seen: FxSet<(Box<[u64]>, State)> = FxSet::default();
+    let mut ends: Vec<State> = Vec::new();
+    let mut visited = 0u64;
+    for &start in starts {
+        if !seen.insert((bits.clone().into(), start)) {
+            continue;
+        }
+        let mut placed_count = 0;
+        let mut stack = vec![Frame {
+            state: start,
+            cursor: FRESH,
+            only: false,
+            first: 0,
+            first_done: 0,
+            placed: usize::MAX,
+        }];
+        while let Some(top) = stack.last_mut() {
+            if placed_count == n {
+                if !ends.contains(&top.state) {
+                    ends.push(top.state);
+                }
+                if first_only {
+                    return Verdict::Linearizable(ends);
+                }
+            }
+            let limit = by_done
+                .get(top.first_done)
+                .map_or(NEVER, |&j| ops[j as usize].done);
+            let may_go = |bits: &[u64], i: usize| {
+                !is_set(bits, i) && (prev[i] == NONE || is_set(bits, prev[i] as usize))
+            };
+            // On first visiting a frame: an operation that may come next
+            // and leaves the state exactly as it is (a read that matches, a
+            // failed add or cas, a NOT_FOUND) goes next, and nothing else
+            // is tried here. Any linearization that places it later can
+            // place it here instead: whatever may come next was invoked
+            // before every reply still to place, so moving it earlier
+            // breaks no real-time order, and wherever such a reply fits,
+            // the operation changes nothing. Not so one without a reply:
+            // it fits anywhere, and what it does depends on where.
+            if top.cursor == FRESH {
+                top.cursor = top.first;
+                let mut i = top.first;
+                while i < n && ops[i].inv <= limit {
+                    if may_go(&bits, i)
+                        && ops[i].ret != Ret::Unknown
+                        && step(top.state, ops[i].call, ops[i].ret) == Some(top.state)
+                    {
+                        top.cursor = i;
+                        top.only = true;
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            // The next operation that may come next from here.
+            let mut next = None;
+            let mut i = top.cursor;
+            while i < n && ops[i].inv <= limit && !(top.only && i > top.cursor) {
+                if may_go(&bits, i) {
+                    next = Some(i);
+                    break;
+                }
+                i += 1;
+            }
+            let Some(i) = next else {
+                let done = stack.pop().expect("a frame");
+                if done.placed != usize::MAX {
+                    bits[done.placed / 64] &= !(1 << (done.placed % 64));
+                    placed_count -= 1;
+                }
+                continue;
+            };
+            top.cursor = if top.only { n } else { i + 1 };
+            let Some(state) = step(top.state, ops[i].call, ops[i].ret) else {
+                continue;
+            };
+            bits[i / 64] |= 1 << (i % 64);
+            visited += 1;
+            if visited > budget {
+                return Verdict::GaveUp;
+            }
+            if !seen.insert((bits.clone().into(), state)) {
+                bits[i / 64] &= !(1 << (i % 64));
+                continue;
+            }
+            placed_count += 1;
+            let (mut first, mut first_done) = (top.first, top.first_done);
+            while first < n && is_set(&bits, first) {
+                first += 1;
+            }
+            while first_done < n && is_set(&bits, by_done[first_done] as usize) {
+                first_done += 1;
+            }
+            stack.push(Frame {
+                state,
+                cursor: FRESH,
+                only: false,
+                first,
+                first_done,
+                placed: i,
+            });
+        }
+    }
+    if ends.is_empty() {
+        Verdict::Violation
+    } else {
+        Verdict::Linearizable(ends)
+    }
+}
+
+/// Shrinks a window that cannot be linearized from `starts` (see the
+/// module docs); returns the operations kept, sorted, and the start states
+/// they fail from. When the window fails from [`State::UNKNOWN`] too, the
+/// contradiction is among its own operations and the shrinking starts from
+/// there, so it keeps no operation whose only part is to set the stage.
+pub fn minimize(ops: &[Op], starts: &[State], budget: u64) -> (Vec<Op>, Vec<State>) {
+    // Each trial must search a failing window to its end: a trial over
+    // this budget keeps its operation, so the result is only less small.
+    let budget = budget.min(MINIMIZE_BUDGET);
+    let mut keep = ops.to_vec();
+    sort(&mut keep);
+    let starts = if check(&keep, &[State::UNKNOWN], budget, true) == Verdict::Violation {
+        vec![State::UNKNOWN]
+    } else {
+        starts.to_vec()
+    };
+    loop {
+        let before = keep.len();
+        let mut i = keep.len();
+        while i > 0 {
+            i -= 1;
+            let mut trial = keep.clone();
+            trial[i].ret = Ret::Unknown;
+            trial[i].done = NEVER;
+            if check(&trial, &starts, budget, true) == Verdict::Violation {
+                keep.remove(i);
+            }
+        }
+        if keep.len() == before {
+            return (keep, starts);
+        }
+    }
+}
+
+/// Splits `ops` (sorted) at the points where nothing is in flight: every
+/// operation of a part returned before the next part's first began. An
+/// operation without a reply keeps everything after it in its part.
+pub fn split_quiet(ops: &[Op]) -> Vec<std::ops::Range<usize>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut reach = 0;
+    for (i, o) in ops.iter().enumerate() {
+        if i > start && reach < o.inv {
+            parts.push(start..i);
+            start = i;
+        }
+        reach = reach.max(o.done);
+    }
+    if start < ops.len() {
+        parts.push(start..ops.len());
+    }
+    parts
+}
+
+/// Every distinct call kind in `ops`, for reports.
+pub fn kinds(ops: &[Op]) -> Vec<&'static str> {
+    let mut k: Vec<&'static str> = ops.iter().map(|o| o.call.name()).collect();
+    k.sort_unstable();
+    k.dedup();
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{Data, Seen, digest};
+    use super::*;
+
+    fn op(session: u32, inv: u64, done: u64, call: Call, ret: Ret) -> Op {
+        Op {
+            session,
+            seq: inv as u32,
+            call,
+            ret,
+            inv,
+            done,
+        }
+    }
+
+    fn hit(uid: u64) -> Ret {
+        Ret::Hit(
+            Seen::Blob {
+                base: uid,
+                appends: 0,
+                digest: digest(0, uid),
+            },
+            None,
+        )
+    }
+
+    fn set(uid: u64) -> Call {
+        Call::Set(Data::Blob(uid))
+    }
+
+    fn verdict(mut ops: Vec<Op>) -> Verdict {
+        sort(&mut ops);
+        check(&ops, &[State::ABSENT], 1_000_000, false)
+    }
+
+    #[test]
+    fn a_read_after_a_write_returned_sees_it() {
+        // set 1 [0, 10], set 2 [20, 30], get [40, 50] -> 1: stale.
+        let stale = vec![
+            op(1, 0, 10, set(1), Ret::Stored),
+            op(2, 20, 30, set(2), Ret::Stored),
+            op(3, 40, 50, Call::Get, hit(1)),
+        ];
+        assert_eq!(verdict(stale.clone()), Verdict::Violation);
+        // The same read, begun before set 2 returned, may see either.
+        let mut racing = stale.clone();
+        racing[2].inv = 25;
+        let Verdict::Linearizable(ends) = verdict(racing) else {
+            panic!()
+        };
+        assert_eq!(ends.len(), 1, "{ends:?}");
+        // Two racing sets and nothing after: either may be last.
+        let Verdict::Linearizable(ends) = verdict(vec![
+            op(1, 0, 10, set(1), Ret::Stored),
+            op(2, 5, 15, set(2), Ret::Stored),
+        ]) else {
+            panic!()
+        };
+        assert_eq!(ends.len(), 2, "{ends:?}");
+        // The smallest history of the stale read is all three operations.
+        let mut sorted = stale.clone();
+        sort(&mut sorted);
+        let (small, starts) = minimize(&sorted, &[State::ABSENT], 1_000_000);
+        assert_eq!((small, starts), (sorted, vec![State::UNKNOWN]));
+        // A read that only contradicts the state the window starts in is
+        // shrunk from that state.
+        let only = vec![op(3, 40, 50, Call::Get, hit(1))];
+        assert_eq!(verdict(only.clone()), Verdict::Violation);
+        assert_eq!(
+            minimize(&only, &[State::ABSENT], 1000),
+            (only, vec![State::ABSENT])
+        );
+    }
+
+    #[test]
+    fn a_connections_pipelined_requests_keep_their_order() {
+        // One connection pipelines set 1 then get, both in flight at once:
+        // the get must see set 1 (or a later write), never the miss before.
+        let mut ops = vec![
+            op(1, 0, 10, set(1), Ret::Stored),
+            op(1, 0, 10, Call::Get, Ret::Miss),
+        ];
+        ops[1].seq = 1;
+        assert_eq!(verdict(ops.clone()), Verdict::Violation);
+        // From two connections the same times allow the miss.
+        ops[1].session = 2;
+        assert!(matches!(verdict(ops), Verdict::Linearizable(_)));
+    }
+
+    #[test]
+    fn a_maybe_applied_write_may_or_may_not_have_happened() {
+        let base = vec![
+            op(1, 0, 10, set(1), Ret::Stored),
+            op(2, 20, NEVER, set(2), Ret::Unknown),
+        ];
+        for seen in [1, 2] {
+            let mut ops = base.clone();
+            ops.push(op(3, 30, 40, Call::Get, hit(seen)));
+            ops.push(op(3, 50, 60, Call::Get, hit(seen)));
+            assert!(matches!(verdict(ops), Verdict::Linearizable(_)), "{seen}");
+        }
+        // But once seen, it cannot be unseen.
+        let mut ops = base.clone();
+        ops.push(op(3, 30, 40, Call::Get, hit(2)));
+        ops.push(op(3, 50, 60, Call::Get, hit(1)));
+        assert_eq!(verdict(ops), Verdict::Violation);
+        // A write begun before the maybe-applied one may not follow it.
+        let ops = vec![
+            op(2, 0, NEVER, set(2), Ret::Unknown),
+            op(1, 20, 30, set(1), Ret::Stored),
+            op(3, 40, 50, Call::Get, hit(2)),
+        ];
+        assert!(matches!(verdict(ops), Verdict::Linearizable(_)));
+    }
+
+    #[test]
+    fn two_cas_with_one_token_cannot_both_win_and_the_history_shrinks_to_them() {
+        let gets = |uid, cas| {
+            Ret::Hit(
+                Seen::Blob {
+                    base: uid,
+                    appends: 0,
+                    digest: digest(0, uid),
+                },
+                Some(cas),
+            )
+        };
+        let mut ops = vec![
+            op(1, 0, 10, set(1), Ret::Stored),
+            op(2, 20, 30, Call::Gets, gets(1, 7)),
+            op(3, 21, 31, Call::Gets, gets(1, 7)),
+            op(4, 22, 29, Call::Get, hit(1)),
+            op(2, 40, 50, Call::Cas(Data::Blob(2), 7), Ret::Stored),
+            op(3, 41, 51, Call::Cas(Data::Blob(3), 7), Ret::Stored),
+        ];
+        assert_eq!(verdict(ops.clone()), Verdict::Violation);
+        sort(&mut ops);
+        let (small, _) = minimize(&ops, &[State::ABSENT], 1_000_000);
+        let calls: Vec<String> = small
+            .iter()
+            .map(|o| format!("{} {}", o.call, o.ret))
+            .collect();
+        // What is left is the contradiction itself.
+        assert_eq!(
+            calls,
+            ["cas c0#2 token 7 STORED", "cas c0#3 token 7 STORED"],
+            "{small:#?}"
+        );
+        // One winner and one loser is fine.
+        ops[5].ret = Ret::Exists;
+        assert!(matches!(verdict(ops), Verdict::Linearizable(_)));
+    }
+
+    #[test]
+    fn windows_split_where_nothing_is_in_flight() {
+        let ops = vec![
+            op(1, 0, 10, set(1), Ret::Stored),
+            op(2, 5, 20, Call::Get, Ret::Miss),
+            op(1, 21, 30, set(2), Ret::Stored),
+            op(2, 31, NEVER, set(3), Ret::Unknown),
+            op(1, 40, 50, Call::Get, hit(3)),
+        ];
+        assert_eq!(split_quiet(&ops), vec![0..2, 2..3, 3..5]);
+    }
+
+    #[test]
+    fn a_search_past_its_budget_gives_up() {
+        // Many racing sets: more configurations than a budget of 100.
+        let ops: Vec<Op> = (0..12)
+            .map(|i| op(i, i as u64, 1000, set(i as u64 + 1), Ret::Stored))
+            .collect();
+        let mut sorted = ops.clone();
+        sort(&mut sorted);
+        assert_eq!(
+            check(&sorted, &[State::ABSENT], 100, false),
+            Verdict::GaveUp
+        );
+        let Verdict::Linearizable(ends) = check(&sorted, &[State::ABSENT], 1 << 20, false) else {
+            panic!()
+        };
+        assert_eq!(ends.len(), 12);
+    }
+}
+
+#[cfg(test)]
+mod by_construction {
+    use super::super::model::{Data, Seen, Val, digest};
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    /// What a read of `s` returns.
+    fn read(s: State, gets: bool) -> Ret {
+        let cas = match s.cas {
+            super::super::model::Cas::Known(c) => Some(c),
+            _ => None,
+        };
+        match s.val {
+            Val::Absent => Ret::Miss,
+            Val::Blob {
+                base,
+                appends,
+                digest,
+            } => Ret::Hit(
+                Seen::Blob {
+                    base,
+                    appends,
+                    digest,
+                },
+                cas.filter(|_| gets),
+            ),
+            Val::Num(n) => Ret::Hit(Seen::Num(n), cas.filter(|_| gets)),
+            Val::Unknown => unreachable!(),
+        }
+    }
+
+    /// Histories made by running operations one at a time, each inside an
+    /// interval around the moment it ran, must pass.
+    #[test]
+    fn histories_linearizable_by_construction_pass() {
+        let _ = digest;
+        let mut total = 0;
+        for seed in 0..30_000u64 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let sessions = rng.gen_range(1..5u32);
+            let mut free_at = vec![0u64; sessions as usize];
+            let mut seq = vec![0u32; sessions as usize];
+            let mut s = State::ABSENT;
+            let mut next_cas = 100;
+            let mut seen: Vec<u64> = Vec::new();
+            let mut uid = 1;
+            let mut ops = Vec::new();
+            let mut t: u64 = 0;
+            for _ in 0..rng.gen_range(1..24) {
+                let session = rng.gen_range(0..sessions);
+                if free_at[session as usize] == u64::MAX {
+                    continue;
+                }
+                // The moment it runs: after every earlier one, and after
+                // its session's previous operation returned.
+                t = (t + rng.gen_range(1..8)).max(free_at[session as usize]);
+                let inv = free_at[session as usize].max(t.saturating_sub(rng.gen_range(0..40)));
+                uid += 1;
+                let call = match rng.gen_range(0..7) {
+                    0 => Call::Get,
+                    1 => Call::Gets,
+                    2 => Call::Set(Data::Blob(uid)),
+                    3 => Call::Add(Data::Blob(uid)),
+                    4 => Call::Append(uid),
+                    5 => Call::Delete,
+                    // A token is one a gets was answered with (or none).
+                    _ => Call::Cas(
+                        Data::Blob(uid),
+                        seen.get(rng.gen_range(0..seen.len() + 1))
+                            .copied()
+                            .unwrap_or(99),
+                    ),
+                };
+                let maybe = rng.gen_range(0..20) == 0;
+                // Run it: the reply the model gives, binding any unique.
+                let ret = match call {
+                    Call::Get => read(s, false),
+                    Call::Gets => {
+                        // The server has a unique either way; only an
+                        // answered gets lets a client hold it.
+                        if s.val != Val::Absent && s.cas == super::super::model::Cas::Fresh {
+                            next_cas += 1;
+                            s.cas = super::super::model::Cas::Known(next_cas);
+                        }
+                        if let (false, super::super::model::Cas::Known(c)) = (maybe, s.cas) {
+                            seen.push(c);
+                        }
+                        read(s, true)
+                    }
+                    _ => {
+                        let mut found = None;
+                        for ret in [
+                            Ret::Stored,
+                            Ret::NotStored,
+                            Ret::Exists,
+                            Ret::NotFound,
+                            Ret::Deleted,
+                        ] {
+                            if let Some(next) = step(s, call, ret) {
+                                found = Some((ret, next));
+                                break;
+                            }
+                        }
+                        let (ret, next) = found.expect("some reply fits");
+                        s = next;
+                        ret
+                    }
+                };
+                let done = t + rng.gen_range(0..40);
+                free_at[session as usize] = done + 1;
+                seq[session as usize] += 1;
+                ops.push(Op {
+                    session,
+                    seq: seq[session as usize],
+                    call,
+                    ret: if maybe { Ret::Unknown } else { ret },
+                    inv,
+                    done: if maybe { NEVER } else { done },
+                });
+                if maybe {
+                    // Its session is gone.
+                    free_at[session as usize] = u64::MAX;
+                }
+            }
+            sort(&mut ops);
+            let v = check(&ops, &[State::ABSENT], 1 << 22, false);
+            assert!(
+                matches!(v, Verdict::Linearizable(_)),
+                "seed {seed}: {v:?}\n{ops:#?}"
+            );
+            total += ops.len();
+        }
+        assert!(total > 200_000, "{total} operations");
+    }
+}
