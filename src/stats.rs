@@ -120,6 +120,9 @@ pub struct ThreadStats {
     /// Times a connection of this thread stopped taking requests because
     /// its queued output reached `--output-budget`, and wrote first.
     pub output_budget_waits: Counter,
+    /// Forwarded requests whose replies this thread wrote to the client's
+    /// socket itself, sparing the connection's thread a wake (pipeline 1).
+    pub forward_direct_replies: Counter,
     /// Forwarded operations this thread left for a later batch because
     /// their connection's share of its output budget was spent.
     pub forward_deferred: Counter,
@@ -171,6 +174,7 @@ impl ThreadStats {
             &self.tick_panics,
             &self.output_budget_waits,
             &self.forward_deferred,
+            &self.forward_direct_replies,
             &self.get_budget_refused,
             &self.bytes_read,
             &self.bytes_written,

@@ -349,6 +349,7 @@ fn general(state: &ServerState, shards: &[ShardReport], out: &mut StatsOut<'_>) 
     s.stat("tick_panics", sum(|t| &t.tick_panics));
     s.stat("output_budget_waits", sum(|t| &t.output_budget_waits));
     s.stat("forward_deferred", sum(|t| &t.forward_deferred));
+    s.stat("forward_direct_replies", sum(|t| &t.forward_direct_replies));
     s.stat("get_budget_refused", sum(|t| &t.get_budget_refused));
     s.stat("forward_inflight", sum(|t| &t.forward_inflight));
     s.stat("forward_waiting", sum(|t| &t.forward_waiting));
@@ -468,6 +469,8 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             ("handed_off", &t.handed_off),
             ("handoffs_refused", &t.handoffs_refused),
             ("cmd_total", &t.cmd_total),
+            ("bytes_read", &t.bytes_read),
+            ("bytes_written", &t.bytes_written),
             ("forwarded_out", &t.forwarded_out),
             ("forwarded_in", &t.forwarded_in),
             ("forward_messages", &t.forward_messages),
@@ -484,6 +487,7 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             ("tick_panics", &t.tick_panics),
             ("output_budget_waits", &t.output_budget_waits),
             ("forward_deferred", &t.forward_deferred),
+            ("forward_direct_replies", &t.forward_direct_replies),
             ("get_budget_refused", &t.get_budget_refused),
             ("expiry_ticks", &t.expiry_ticks),
         ] {

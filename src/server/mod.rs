@@ -54,6 +54,7 @@ use connection::Connection;
 use listener::Transport;
 use plan::Dispatch;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::thread::JoinHandle;
@@ -297,7 +298,7 @@ pub(crate) async fn serve_accepted<D: Dispatch>(
     stream: TcpStream,
     transport: Transport,
     stop: watch::Receiver<bool>,
-    dispatch: impl FnOnce(&ConnectionSlot) -> D,
+    dispatch: impl FnOnce(&ConnectionSlot, Option<RawFd>) -> D,
 ) {
     let serve = serve_connection(state.clone(), thread, stream, transport, stop, dispatch);
     let mut serve = std::pin::pin!(serve);
@@ -323,7 +324,7 @@ async fn serve_connection<D: Dispatch>(
     mut stream: TcpStream,
     transport: Transport,
     mut stop: watch::Receiver<bool>,
-    dispatch: impl FnOnce(&ConnectionSlot) -> D,
+    dispatch: impl FnOnce(&ConnectionSlot, Option<RawFd>) -> D,
 ) {
     // Replies are written whole, once per batch: Nagle would only delay them.
     let _ = stream.set_nodelay(true);
@@ -332,7 +333,8 @@ async fn serve_connection<D: Dispatch>(
     };
     match transport {
         Transport::Plain | Transport::ShardAware => {
-            let dispatch = dispatch(&slot);
+            // Plaintext: another core may write a reply to the socket itself.
+            let dispatch = dispatch(&slot, Some(slot.info.fd));
             Connection::new(stream, slot, state, dispatch, stop)
                 .serve()
                 .await
@@ -344,7 +346,7 @@ async fn serve_connection<D: Dispatch>(
             let Some(stream) = handshake.await else {
                 return;
             };
-            let dispatch = dispatch(&slot);
+            let dispatch = dispatch(&slot, None);
             Connection::new(stream, slot, state, dispatch, stop)
                 .serve()
                 .await

@@ -15,6 +15,13 @@
 //!
 //! Invariants:
 //! - A shard is touched only by its owning thread: no locks on the data path.
+//! - A connection's bytes are read by its own core, and written by it, with
+//!   one exception: at pipeline 1, when a plain connection's whole read
+//!   goes to one other core, that owner writes the replies to the socket
+//!   itself (one wake fewer on the client's path); the connection waits for
+//!   the batch before it reads or writes again, so the owner's bytes are
+//!   always the next the client gets (`forward/hop.rs`, "One wake fewer").
+//!   TLS connections are only ever written by their own core.
 //! - Replies leave a connection in request order. A multi-key get spanning
 //!   cores is stitched back together in key order.
 //! - **Writes become visible in the order a connection sent them**, as in
@@ -38,7 +45,10 @@
 //! - A core drains its mailbox during its turn (its connections wake the
 //!   mailbox task whenever something is pending) and before it parks (the
 //!   runtime's park hook wakes the task instead of letting it sleep), so a
-//!   message posted to an awake core never needs a wake.
+//!   message posted to an awake core never needs a wake. A batch whose
+//!   owner answered every client in it itself comes back without a wake at
+//!   all: it is taken the next time the core runs for any reason (at the
+//!   latest its next tick), and no client waits on it meanwhile.
 //! - A panic while running a request resets the shard it was running on
 //!   (the only state it may have left half-updated), answers that request
 //!   `SERVER_ERROR` and closes its connection; the core goes on serving.
@@ -182,7 +192,10 @@ impl Core {
             }
             if self.exchange.try_sleep() {
                 self.stats().core_sleeps.add(1);
-                if self.stats().forward_waiting.get() > 0 {
+                if self
+                    .exchange
+                    .replies_awaited(self.stats().forward_waiting.get())
+                {
                     self.spin.sleeping(Instant::now());
                 }
                 return;
@@ -198,7 +211,8 @@ impl Core {
     /// is not started again before the next message.
     fn spin_for_replies(&self) -> bool {
         let window = self.spin.window();
-        if window.is_zero() || self.stats().forward_waiting.get() == 0 {
+        let waiting = self.stats().forward_waiting.get();
+        if window.is_zero() || !self.exchange.replies_awaited(waiting) {
             self.spinning.set(Spin::Idle);
             return false;
         }
@@ -260,8 +274,10 @@ struct CoreDispatch {
 }
 
 impl CoreDispatch {
-    fn new(core: Rc<Core>) -> CoreDispatch {
-        let hop = Hop::new(&core.exchange);
+    /// A connection's dispatch; `socket` is its socket when another core
+    /// may write a reply to it directly (plaintext connections).
+    fn new(core: Rc<Core>, socket: Option<std::os::fd::RawFd>) -> CoreDispatch {
+        let hop = Hop::new(&core.exchange, socket);
         CoreDispatch { core, hop }
     }
 }
@@ -400,9 +416,10 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
                 let (state, core, stop) = (state.clone(), core.clone(), shutdown.clone());
                 let index = core.index;
                 // The handshake, if any, runs in this task: on this core.
-                let serve = super::serve_accepted(state, index, stream, transport, stop, |_| {
-                    CoreDispatch::new(core)
-                });
+                let serve =
+                    super::serve_accepted(state, index, stream, transport, stop, |_, fd| {
+                        CoreDispatch::new(core, fd)
+                    });
                 connections.spawn_local(serve);
                 while connections.try_join_next().is_some() {}
             })

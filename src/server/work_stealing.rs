@@ -180,7 +180,7 @@ pub fn run(
                     // Counted on the worker running it: this accept loop runs
                     // on the thread that called block_on, which is no worker.
                     let worker = WORKER.with(Cell::get);
-                    let dispatch = |slot: &super::ConnectionSlot| SharedDispatch {
+                    let dispatch = |slot: &super::ConnectionSlot, _| SharedDispatch {
                         shared,
                         conn: slot.info.clone(),
                         by_shard: Vec::new(),

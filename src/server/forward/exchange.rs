@@ -66,6 +66,9 @@ pub(crate) struct Exchange {
     /// The mailbox task's waker, and whether it is already woken.
     mail_waker: RefCell<Option<Waker>>,
     mail_woken: Cell<bool>,
+    /// Connections waiting for a batch whose owner answers their client
+    /// itself: nothing on their clients' path waits for it.
+    direct_waits: Cell<usize>,
 }
 
 impl Exchange {
@@ -80,6 +83,7 @@ impl Exchange {
             waiting: WaitList::default(),
             mail_waker: RefCell::new(None),
             mail_woken: Cell::new(false),
+            direct_waits: Cell::new(0),
         }
     }
 
@@ -112,6 +116,22 @@ impl Exchange {
     /// Forgets a connection: replies still on their way to it are dropped.
     pub fn leave(&self, ticket: Ticket) {
         self.waiting.leave(ticket)
+    }
+
+    /// A connection starts (`by` 1) or stops (-1) waiting for a batch; with
+    /// `direct`, one whose owner answers its client itself.
+    pub(super) fn count_direct_wait(&self, direct: bool, by: isize) {
+        if direct {
+            self.direct_waits
+                .set(self.direct_waits.get().wrapping_add_signed(by));
+        }
+    }
+
+    /// Whether a connection of this core waits for replies its client
+    /// waits for too, of the `waiting` connections waiting at all: only
+    /// then is spinning for replies worth it.
+    pub fn replies_awaited(&self, waiting: u64) -> bool {
+        waiting > self.direct_waits.get() as u64
     }
 
     /// Whether messages wait to be taken.
@@ -231,6 +251,8 @@ impl Exchange {
         let done = batch.execute(|op, base, out| shards.run_op(op, base, now, out));
         stats.forward_deferred.add(done.deferred);
         stats.get_budget_refused.add(done.refused);
+        stats.forward_direct_replies.add(done.direct);
+        stats.bytes_written.add(done.direct_bytes);
     }
 
     /// Files the batches that came back for `waiting` (from this wave's

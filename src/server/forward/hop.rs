@@ -38,13 +38,27 @@
 //! batches, so a client that does not read pins no other connection's
 //! replies.
 //!
+//! **One wake fewer.** A plain (not TLS) connection whose plan runs to its
+//! end in a wave that goes whole to one other core, with nothing of its
+//! own to send before it (pipeline 1: a get and its `END`, a set, a meta
+//! command), lets that owner write the replies to its socket itself
+//! ([`super::batch::Direct`]): the client is answered as soon as the owner
+//! has run the operations, without the owner waking this core to do it.
+//! The batch still comes back, but quietly when every requester in it was
+//! answered so (it is taken the next time this core runs for any reason,
+//! at the latest at its next tick), and this core does not spin for it.
+//! Whatever the socket did not take at once, this core writes after the
+//! owner's bytes, skipping those. The connection waits for the batch before
+//! it reads again, so nothing it sends can overtake the owner's write.
+//!
 //! [`Requester::defer_from`]: super::Requester::defer_from
 
-use super::batch::{Batch, Referenced, Requester};
+use super::batch::{Batch, Direct, Referenced, Requester};
 use super::exchange::{Exchange, LocalShards};
 use super::waiting::{Ticket, Waiting};
 use crate::server::plan::{Ran, Step};
 use std::future::poll_fn;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::Poll;
 
@@ -128,11 +142,18 @@ pub(crate) struct Hop {
     referenced_bytes: usize,
     /// A forwarded or local op failed in a way that closes the connection.
     failed: bool,
+    /// The connection's socket, when another core may write to it
+    /// directly (plaintext).
+    socket: Option<RawFd>,
+    /// Bytes at the head of what is stitched next that the owner already
+    /// wrote to the socket.
+    skip: usize,
 }
 
 impl Hop {
-    /// A connection's hop on the core of `exchange`.
-    pub fn new(exchange: &Exchange) -> Hop {
+    /// A connection's hop on the core of `exchange`; `socket` is its socket
+    /// if owners may write replies to it directly.
+    pub fn new(exchange: &Exchange, socket: Option<RawFd>) -> Hop {
         let (ticket, waiting) = exchange.join();
         Hop {
             ticket,
@@ -147,6 +168,8 @@ impl Hop {
             referenced: Vec::new(),
             referenced_bytes: 0,
             failed: false,
+            socket,
+            skip: 0,
         }
     }
 
@@ -176,9 +199,9 @@ impl Hop {
                 break;
             }
             let share = budget.saturating_sub(used) / exchange.threads();
-            let owners = self.wave(exchange, shards, steps, base, out, share);
+            let (owners, direct) = self.wave(exchange, shards, steps, base, out, share);
             if owners > 0 {
-                self.collect(exchange, shards, owners).await;
+                self.collect(exchange, shards, owners, direct).await;
             }
             self.stitch(out);
         }
@@ -202,7 +225,8 @@ impl Hop {
 
     /// Plans one wave from the first unanswered step: runs local ops, puts
     /// forwarded ones in the outbox and signs each owner's batch. Returns
-    /// how many owners were sent work.
+    /// how many owners were sent work, and whether the one owner may write
+    /// the replies to the socket itself.
     fn wave(
         &mut self,
         exchange: &Exchange,
@@ -211,7 +235,7 @@ impl Hop {
         base: &[u8],
         out: &mut Vec<u8>,
         share: usize,
-    ) -> usize {
+    ) -> (usize, bool) {
         let router = shards.router();
         let me = exchange.index();
         let now = shards.now();
@@ -224,6 +248,7 @@ impl Hop {
         }
         let from = self.answered();
         let owner_of = |op: &crate::server::op::Op| router.owner(router.shard(op.hash));
+        let direct = self.direct_to(&steps[from..], out, |op| owner_of(op), me);
         shards.prefetch(steps[from..].iter().filter_map(|step| match step {
             Step::Op(op) if owner_of(op) == me => Some(op),
             _ => None,
@@ -312,11 +337,47 @@ impl Hop {
             exchange.publish_largest_reply(shards);
         }
         let owners = self.slots.len() - first_slot as usize;
+        // The wave must have taken every step for its owner to answer alone.
+        let direct = direct.filter(|_| self.first + self.segments.len() == steps.len());
         if owners > 0 {
-            self.sign(exchange, share);
+            self.sign(exchange, share, direct);
             shards.stats().forwarded_out.add(forwarded);
         }
-        owners
+        (owners, direct.is_some())
+    }
+
+    /// Whether the owner of `steps` may write their replies to the socket
+    /// itself (see the module docs): a plain connection with nothing
+    /// stitched or held, every op of `steps` owned by one other core, and
+    /// at most one fixed text after them. Returns what it writes after
+    /// the replies.
+    fn direct_to(
+        &self,
+        steps: &[Step],
+        out: &[u8],
+        owner_of: impl Fn(&crate::server::op::Op) -> usize,
+        me: usize,
+    ) -> Option<Direct> {
+        let socket = self.socket?;
+        if !out.is_empty() || !self.referenced.is_empty() || !self.segments.is_empty() {
+            return None;
+        }
+        let (suffix, ops) = match steps.split_last()? {
+            (Step::Text(text), ops) => (*text, ops),
+            _ => (&b""[..], steps),
+        };
+        let mut owner = None;
+        for step in ops {
+            let Step::Op(op) = step else {
+                return None;
+            };
+            let this = owner_of(op);
+            if this == me || owner.is_some_and(|o| o != this) {
+                return None;
+            }
+            owner = Some(this);
+        }
+        owner.map(|_| Direct { socket, suffix })
     }
 
     /// Records `segment` for step `i`: a new one, or one run again.
@@ -354,7 +415,7 @@ impl Hop {
     /// end of its operations, its share and floor. Its operations are
     /// contiguous in each batch, since nothing else runs on this core
     /// while a wave is planned.
-    fn sign(&mut self, exchange: &Exchange, share: usize) {
+    fn sign(&mut self, exchange: &Exchange, share: usize, direct: Option<Direct>) {
         let mut filling = exchange.outbox().filling();
         for (owner, part) in self.shares.iter().enumerate() {
             if part.slot == NO_SLOT {
@@ -368,6 +429,8 @@ impl Hop {
                 allowance: share,
                 defer_from: end - part.pushed + part.floor,
                 ran_to: 0,
+                direct,
+                written: 0,
             });
         }
     }
@@ -375,10 +438,17 @@ impl Hop {
     /// Waits until every owner sent work in this wave has answered, files
     /// their batches by slot, and marks the operations an owner left for
     /// later to run again.
-    async fn collect(&mut self, exchange: &Exchange, shards: &impl LocalShards, owners: usize) {
+    async fn collect(
+        &mut self,
+        exchange: &Exchange,
+        shards: &impl LocalShards,
+        owners: usize,
+        direct: bool,
+    ) {
         let stats = shards.stats();
         self.waiting.outstanding.set(owners);
         stats.forward_waiting.add(1);
+        exchange.count_direct_wait(direct, 1);
         exchange.wake_mail();
         let waiting = &self.waiting;
         poll_fn(|cx| {
@@ -391,14 +461,16 @@ impl Hop {
         })
         .await;
         stats.forward_waiting.sub(1);
+        exchange.count_direct_wait(direct, -1);
         let first_slot = (self.slots.len() - owners) as u32;
         let (shares, slots) = (&self.shares, &mut self.slots);
-        let (mut held, mut failed, mut deferred) = (0, false, false);
+        let (mut held, mut failed, mut deferred, mut written) = (0, false, false, 0);
         exchange.take_arrived(&self.waiting, |owner, batch, requester| {
             failed |= batch.failed;
             let (bytes, all_ran) = batch.requester_replies(requester);
             held += bytes;
             deferred |= !all_ran;
+            written += batch.requesters[requester].written;
             slots[shares[owner].slot as usize] = Slot {
                 batch: Some(batch),
                 requester,
@@ -406,6 +478,8 @@ impl Hop {
         });
         self.held += held;
         self.failed |= failed;
+        // What the owner wrote is the head of what this wave stitches.
+        self.skip = written;
         if !deferred {
             return;
         }
@@ -432,7 +506,9 @@ impl Hop {
             match segment {
                 Segment::Pending => break,
                 Segment::Local { start, end } => {
-                    out.extend_from_slice(&self.staging[start..end]);
+                    let written = self.skip.min(end - start);
+                    self.skip -= written;
+                    out.extend_from_slice(&self.staging[start + written..end]);
                     self.held -= end - start;
                 }
                 Segment::Remote { slot, index } => {
@@ -440,6 +516,10 @@ impl Hop {
                     let batch = batch.expect("a stitched reply came back");
                     let (start, end) = batch.reply_range(index);
                     self.held -= end - start;
+                    // The owner wrote some (or all) of it already.
+                    let written = self.skip.min(end - start);
+                    self.skip -= written;
+                    let start = start + written;
                     if end - start < REFERENCE_MIN {
                         out.extend_from_slice(&batch.replies[start..end]);
                     } else {
@@ -562,7 +642,7 @@ impl Hop {
         base: &[u8],
         share: usize,
     ) -> (usize, usize) {
-        let owners = self.wave(exchange, shards, steps, base, &mut Vec::new(), share);
+        let (owners, _) = self.wave(exchange, shards, steps, base, &mut Vec::new(), share);
         let taken = self.first + self.segments.len();
         (taken, owners)
     }

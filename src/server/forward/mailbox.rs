@@ -94,6 +94,23 @@ impl Mailbox {
         cleared
     }
 
+    /// Posts `messages` without ever waking the owner, even asleep: for
+    /// replies whose clients have been answered already (the owner wrote
+    /// to their sockets). The owner takes them the next time it runs for
+    /// any reason (its connection's next request, any other mail, a tick),
+    /// which is all the connection waiting on them needs: it has nothing
+    /// to send its client before then. A sleeping owner's SLEEPING bit
+    /// stays set, so the next ordinary post still wakes it.
+    pub fn post_quietly(&self, messages: impl IntoIterator<Item = Message>) {
+        let mut count = 0;
+        for message in messages {
+            let sent = self.queue.try_send(message);
+            assert!(sent.is_ok(), "a core's mailbox overflowed its bound");
+            count += 1;
+        }
+        self.state.fetch_add(count * ONE, Ordering::AcqRel);
+    }
+
     /// The largest reply a read on the owner's shards can produce now, as
     /// the owner last published it (it may have grown since: the owner
     /// copes, see [`super::Batch::execute`]).

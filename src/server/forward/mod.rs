@@ -35,6 +35,7 @@
 //! `exchange.rs` (a core's mail run), `hop.rs` (a connection's waves).
 
 mod batch;
+mod direct;
 mod exchange;
 mod hop;
 mod mailbox;

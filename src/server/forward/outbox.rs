@@ -134,11 +134,20 @@ impl Outbox {
         let mut pending = self.replies.borrow_mut();
         let replies = pending.len() as u64;
         while let Some(origin) = pending.last().map(|batch| batch.origin) {
-            // All of one origin's replies in one post: one wake at most.
+            // All of one origin's replies in one post: one wake at most,
+            // and none if no connection needs them to answer its client.
+            let quiet = pending
+                .iter()
+                .filter(|batch| batch.origin == origin)
+                .all(|batch| batch.quiet);
             let back = pending
                 .extract_if(.., |batch| batch.origin == origin)
                 .map(Message::Reply);
-            woken += u64::from(mailboxes[origin].post(back));
+            if quiet {
+                mailboxes[origin].post_quietly(back);
+            } else {
+                woken += u64::from(mailboxes[origin].post(back));
+            }
         }
         (forwards, replies, woken)
     }

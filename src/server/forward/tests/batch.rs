@@ -72,7 +72,7 @@ fn past_its_allowance_the_rest_is_left_for_later_and_answered_nothing() {
         done,
         Executed {
             deferred: 2,
-            refused: 0
+            ..Executed::default()
         }
     );
     assert_eq!(batch.requesters[0].ran_to, 3);
@@ -99,7 +99,8 @@ fn below_the_floor_reads_are_refused_and_writes_run() {
         done,
         Executed {
             deferred: 1,
-            refused: 2
+            refused: 2,
+            ..Executed::default()
         }
     );
     let oom = "SERVER_ERROR out of memory writing get response\r\n";

@@ -99,7 +99,7 @@ fn first_wave(threads: usize, ops: &[(bool, usize)], share: usize) -> (usize, us
     let (exchange, shards, _inboxes) = core0(threads);
     let mut base = Vec::new();
     let steps = plan(&shards.router, ops, &mut base);
-    let mut hop = Hop::new(&exchange);
+    let mut hop = Hop::new(&exchange, None);
     hop.first_wave(&exchange, &shards, &steps, &base, share)
 }
 
@@ -128,7 +128,7 @@ fn signed(threads: usize, ops: &[(bool, usize)], share: usize, owner: usize) -> 
     let (exchange, shards, _inboxes) = core0(threads);
     let mut base = Vec::new();
     let steps = plan(&shards.router, ops, &mut base);
-    let mut hop = Hop::new(&exchange);
+    let mut hop = Hop::new(&exchange, None);
     hop.first_wave(&exchange, &shards, &steps, &base, share);
     let filling = exchange.outbox().filling();
     filling[owner].requesters[0]
@@ -162,7 +162,7 @@ fn a_write_that_could_strand_large_reads_waits_for_the_next_wave() {
     let ops = [(R, 1), (R, 1), (W, 0), (R, 1)];
     let steps = plan(&shards.router, &ops, &mut base);
     let wave = |exchange: &Exchange| {
-        let mut hop = Hop::new(exchange);
+        let mut hop = Hop::new(exchange, None);
         let taken = hop.first_wave(exchange, &shards, &steps, &base, share);
         exchange.outbox().filling()[1] = Default::default();
         taken
@@ -177,7 +177,7 @@ fn a_write_that_could_strand_large_reads_waits_for_the_next_wave() {
     // A write to the core that holds the reads never strands them.
     let mut base = Vec::new();
     let steps = plan(&shards.router, &[(R, 1), (R, 1), (W, 1)], &mut base);
-    let mut hop = Hop::new(&exchange);
+    let mut hop = Hop::new(&exchange, None);
     let taken = hop.first_wave(&exchange, &shards, &steps, &base, share);
     assert_eq!(taken, (3, 1));
 }
