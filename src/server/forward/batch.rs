@@ -9,7 +9,7 @@
 //! stops and leaves the rest of the requester's operations for a later
 //! batch, where the origin said that is safe.
 
-use super::waiting::Ticket;
+use super::ticket::Ticket;
 use crate::protocol::ErrorReply;
 use crate::server::op::{Op, Span};
 use std::os::fd::RawFd;

@@ -7,7 +7,8 @@
 use super::batch::Batch;
 use super::mailbox::{Inbox, Mailbox, Message};
 use super::outbox::Outbox;
-use super::waiting::{Arrived, Ticket, WaitList, Waiting};
+use super::ticket::Ticket;
+use super::waiting::{Arrived, WaitList, Waiting};
 use crate::server::op::Op;
 use crate::server::{Control, Router, ShardReport};
 use crate::stats::ThreadStats;

@@ -55,7 +55,8 @@
 
 use super::batch::{Batch, Direct, Referenced, Requester};
 use super::exchange::{Exchange, LocalShards};
-use super::waiting::{Ticket, Waiting};
+use super::ticket::Ticket;
+use super::waiting::Waiting;
 use crate::server::plan::{Ran, Step};
 use std::future::poll_fn;
 use std::os::fd::RawFd;

@@ -22,8 +22,8 @@
 //! - **Sends never wait.** See [`mailbox::capacity`]: a mailbox is bounded above
 //!   what can ever be in flight to it, so `try_send` cannot fail, and two
 //!   cores can never block on each other.
-//! - **A late reply cannot reach the wrong connection** (`waiting.rs`:
-//!   tickets carry their slot's generation).
+//! - **A late reply cannot reach the wrong connection** (`waiting.rs`,
+//!   `ticket.rs`: tickets carry their slot's generation).
 //! - **Replies in order, writes in order, within the budget** ([`Hop`]):
 //!   a connection's plan runs in waves, its replies are stitched back in
 //!   request order, its writes become visible in the order it sent them,
@@ -31,7 +31,8 @@
 //!   one reply per core).
 //!
 //! Files: `batch.rs` (what travels), `mailbox.rs` (the queue and the wake
-//! protocol), `outbox.rs` (batching and pooling), `waiting.rs` (tickets),
+//! protocol), `outbox.rs` (batching and pooling), `ticket.rs` (a waiting
+//! connection's name), `waiting.rs` (the wait list),
 //! `exchange.rs` (a core's mail run), `hop.rs` (a connection's waves).
 
 mod batch;
@@ -40,6 +41,7 @@ mod exchange;
 mod hop;
 mod mailbox;
 mod outbox;
+mod ticket;
 mod waiting;
 
 pub(crate) use batch::Referenced;

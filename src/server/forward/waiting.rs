@@ -7,18 +7,11 @@
 //! were out leaves a slot whose generation has moved on.
 
 use super::batch::{Batch, Requester};
+use super::ticket::Ticket;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::Waker;
-
-/// Names one connection waiting for forwarded replies: its slot in its
-/// core's [`WaitList`] and the slot's generation when it was taken.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Ticket {
-    slot: u32,
-    generation: u32,
-}
 
 /// What a waiting connection is told when one owner's replies come back.
 pub(crate) struct Arrived {
