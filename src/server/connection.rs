@@ -15,15 +15,13 @@
 
 use super::admin;
 use super::auth::Passage;
+use super::execute::arith_op;
 use super::op::{Op, OpKind, Span, Wire};
 use super::plan::{AdminStep, Dispatch, OutputPart, Step};
 use super::state::ConnState;
 use super::{ConnectionSlot, Control, ServerState};
 use crate::protocol::admin::{Admin, AdminReply};
-use crate::protocol::{
-    self, ArithKind, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind,
-};
-use crate::storage::ArithOp;
+use crate::protocol::{self, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind};
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -633,14 +631,10 @@ fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mu
             delta,
             noreply,
         } => {
-            let arith = match kind {
-                ArithKind::Incr => ArithOp::Incr,
-                ArithKind::Decr => ArithOp::Decr,
-            };
             plan.push(Step::Op(Op {
                 number: delta,
                 noreply,
-                ..op(OpKind::Arith(arith), key)
+                ..op(OpKind::Arith(arith_op(kind)), key)
             }));
         }
         Request::Touch {

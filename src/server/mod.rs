@@ -5,7 +5,7 @@
 //! run the same accept loop (`shard_port.rs`), the same admission
 //! (`state.rs`) and TLS handshake (`tls.rs`) in [`serve_accepted`], the
 //! same connection loop (`connection.rs`), the same
-//! `Op::execute` (`op.rs`) on the same [`crate::storage::Shard`], and the
+//! execution (`execute/`) on the same [`crate::storage::Shard`], and the
 //! same expiry tick ([`tick_every`]); they differ only in who owns a shard
 //! and how an operation reaches it:
 //!
@@ -26,6 +26,7 @@ mod auth;
 mod binary;
 mod connection;
 mod dump;
+mod execute;
 mod forward;
 mod listener;
 mod meta;
@@ -39,12 +40,13 @@ mod spin;
 mod state;
 mod thread_per_core;
 mod tls;
+
 mod work_stealing;
 
 pub use router::Router;
-pub use settings::Tunables;
 pub(crate) use state::{ConnInfo, ConnectionSlot, admit};
 pub use state::{Control, DumpStep, ServerState, ShardAnswer, ShardReport};
+pub use settings::Tunables;
 
 use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};

@@ -3,16 +3,13 @@
 //! An [`Op`] is plain data: the key and value are byte ranges into a buffer
 //! held next to it (the connection's read buffer when it runs locally, a
 //! forward batch's byte buffer when it crosses threads). That keeps it `Copy`,
-//! lifetime-free and cheap to batch, and the same [`Op::execute`] serves
-//! both runtimes.
+//! lifetime-free and cheap to batch, and the same execution (`execute/`)
+//! serves both runtimes.
 
-use crate::clock::Clock;
 use crate::protocol::binary;
 use crate::protocol::meta::MetaRequest;
-use crate::protocol::{ArithKind, ErrorReply, Outcome, Value};
-use crate::storage::{
-    ArithOp, ArithOutcome, Millis, PrefixEvent, Shard, Store, StoreMode, StoreOutcome,
-};
+use crate::protocol::{ErrorReply, Outcome};
+use crate::storage::ArithOp;
 
 /// What an [`Op`] does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,160 +165,6 @@ impl Op {
             Wire::Binary { header, .. } => header.write(Outcome::Error(error), &[], out),
             Wire::Classic | Wire::Meta(_) => error.write(out),
         }
-    }
-
-    /// Runs the operation on `shard` and appends its reply to `out`. Key and
-    /// data spans refer to `base`.
-    pub fn execute(
-        &self,
-        base: &[u8],
-        shard: &mut Shard,
-        clock: &Clock,
-        now: Millis,
-        out: &mut Vec<u8>,
-    ) {
-        let key = self.key.of(base);
-        let found = match &self.wire {
-            Wire::Classic => {
-                let outcome = self.outcome(key, base, shard, clock, now);
-                let found = matches!(outcome, Outcome::Value(_));
-                if !self.noreply {
-                    let cas = matches!(self.kind, OpKind::Get { cas: true, .. });
-                    outcome.write_text(cas, out);
-                }
-                found
-            }
-            Wire::Meta(request) => {
-                // memcached 1.6.18 does not count meta commands per prefix.
-                return super::meta::execute(self, request, key, base, shard, clock, now, out);
-            }
-            Wire::Binary { header, initial } => {
-                let outcome =
-                    super::binary::execute(self, header, *initial, key, base, shard, clock, now);
-                let found = matches!(outcome, Outcome::Value(_) | Outcome::Touched);
-                header.write(outcome, key, out);
-                found
-            }
-        };
-        if shard.prefix_stats_on()
-            && let Some(event) = self.prefix_event(found)
-        {
-            shard.record_prefix(key, event);
-        }
-    }
-
-    /// What `stats detail` counts of this operation, as memcached counts
-    /// it: each key of a get (a hit if `found`; memcached's binary touch
-    /// counts as a get too), every store whether it stored or not, every
-    /// delete.
-    fn prefix_event(&self, found: bool) -> Option<PrefixEvent> {
-        match self.kind {
-            OpKind::Get { .. } => Some(PrefixEvent::Get { hit: found }),
-            OpKind::Touch if matches!(self.wire, Wire::Binary { .. }) => {
-                Some(PrefixEvent::Get { hit: found })
-            }
-            OpKind::Store(_) | OpKind::Discard => Some(PrefixEvent::Set),
-            OpKind::Delete => Some(PrefixEvent::Delete),
-            _ => None,
-        }
-    }
-
-    /// Runs a classic operation on `shard`. A hit borrows the item from
-    /// the shard, so the reply is written from it with no copy.
-    #[inline]
-    pub(super) fn outcome<'s>(
-        &self,
-        key: &'s [u8],
-        base: &'s [u8],
-        shard: &'s mut Shard,
-        clock: &Clock,
-        now: Millis,
-    ) -> Outcome<'s> {
-        match self.kind {
-            OpKind::Get { touch, .. } => {
-                let item = if touch {
-                    shard.get_and_touch(key, self.hash, clock.deadline(self.exptime, now), now)
-                } else {
-                    shard.get(key, self.hash, now)
-                };
-                match item {
-                    Some(item) => Outcome::Value(Value {
-                        key,
-                        flags: item.flags,
-                        cas: item.cas,
-                        data: item.value,
-                    }),
-                    None => Outcome::Miss,
-                }
-            }
-            OpKind::Store(kind) => {
-                use crate::protocol::StoreKind::*;
-                let mode = match kind {
-                    Set => StoreMode::Set,
-                    Add => StoreMode::Add,
-                    Replace => StoreMode::Replace,
-                    Append => StoreMode::Append,
-                    Prepend => StoreMode::Prepend,
-                    Cas => StoreMode::Cas(self.number),
-                };
-                let store = Store {
-                    mode,
-                    key,
-                    hash: self.hash,
-                    flags: self.flags,
-                    deadline: clock.deadline(self.exptime, now),
-                    value: self.data.of(base),
-                };
-                store_outcome(shard.store(&store, now))
-            }
-            OpKind::Delete => {
-                if shard.delete(key, self.hash, now) {
-                    Outcome::Deleted
-                } else {
-                    Outcome::NotFound
-                }
-            }
-            OpKind::Touch => {
-                if shard.touch(key, self.hash, clock.deadline(self.exptime, now), now) {
-                    Outcome::Touched
-                } else {
-                    Outcome::NotFound
-                }
-            }
-            OpKind::DebugPanic => panic!("debug_panic asked for a panic"),
-            OpKind::DebugHold => unreachable!("run by ServerState::run_op"),
-            OpKind::Discard => {
-                shard.discard(key, self.hash, now);
-                Outcome::Error(ErrorReply::TooLarge)
-            }
-            OpKind::Arith(op) => match shard.arith(key, self.hash, op, self.number, now) {
-                // The classic reply carries no CAS token.
-                ArithOutcome::Value(value) => Outcome::Number { value, cas: 0 },
-                ArithOutcome::NotFound => Outcome::NotFound,
-                ArithOutcome::NonNumeric => Outcome::Error(ErrorReply::NonNumeric),
-            },
-            OpKind::Meta => unreachable!("meta operations run in meta::execute"),
-        }
-    }
-}
-
-/// The shard's name for `incr`/`decr`.
-pub(super) fn arith_op(kind: ArithKind) -> ArithOp {
-    match kind {
-        ArithKind::Incr => ArithOp::Incr,
-        ArithKind::Decr => ArithOp::Decr,
-    }
-}
-
-/// What a store's result is called in a reply.
-pub(super) fn store_outcome(stored: StoreOutcome) -> Outcome<'static> {
-    match stored {
-        StoreOutcome::Stored(cas) => Outcome::Stored { cas },
-        StoreOutcome::NotStored => Outcome::NotStored,
-        StoreOutcome::Exists => Outcome::Exists,
-        StoreOutcome::NotFound => Outcome::NotFound,
-        StoreOutcome::TooLarge => Outcome::Error(ErrorReply::TooLarge),
-        StoreOutcome::OutOfMemory => Outcome::Error(ErrorReply::OutOfMemory),
     }
 }
 

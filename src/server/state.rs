@@ -260,7 +260,7 @@ impl DebugGate {
 
     /// Blocks until released (or [`DebugGate::LONGEST`] has passed), then
     /// re-arms the gate for the next hold.
-    fn hold(&self) {
+    pub(crate) fn hold(&self) {
         let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
         let (mut released, _) = self
             .wake
@@ -425,47 +425,6 @@ pub(crate) async fn admit(
         key,
         info,
     })
-}
-
-impl ServerState {
-    /// Runs `op` on `shard`, appending its reply to
-    /// `out`. A panic is contained here: the shard, which the panic may
-    /// have left half-updated, is replaced by an empty one, the request is
-    /// answered `SERVER_ERROR internal error`, logged and counted, and false
-    /// is returned so the connection is closed. Both runtimes run every op
-    /// through this.
-    pub(crate) fn run_op(
-        &self,
-        op: &super::op::Op,
-        base: &[u8],
-        shard: &mut crate::storage::Shard,
-        now: crate::storage::Millis,
-        out: &mut Vec<u8>,
-        stats: &ThreadStats,
-    ) -> bool {
-        if cfg!(debug_assertions) && op.kind == super::op::OpKind::DebugHold {
-            self.debug_gate.hold();
-            out.extend_from_slice(crate::protocol::Reply::OK);
-            return true;
-        }
-        let start = out.len();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            op.execute(base, shard, &self.clock, now, out);
-        }));
-        if ran.is_ok() {
-            return true;
-        }
-        tracing::error!(
-            "a {:?} request for key {:?} panicked; its shard is reset to empty",
-            op.kind,
-            String::from_utf8_lossy(op.key.of(base)),
-        );
-        shard.reset();
-        stats.request_panics.add_shared(1);
-        out.truncate(start);
-        op.write_error(crate::protocol::ErrorReply::Internal, out);
-        false
-    }
 }
 
 impl ServerState {

@@ -20,7 +20,7 @@ pub use parse::OPAQUE_MAX_LEN;
 pub(crate) use parse::{is_meta, parse};
 pub use reply::{DebugReply, MetaCode, MetaEcho, MetaFacts, MetaReply, MetaStatus, Ttls};
 
-use super::request::{ArithKind, KEY_MAX_LEN};
+use super::request::{ArithKind, KEY_MAX_LEN, StoreKind};
 
 /// Which meta command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,6 +177,19 @@ pub enum SetMode {
     Prepend,
     /// `MR`: store only if present.
     Replace,
+}
+
+impl SetMode {
+    /// The classic storage command that stores as this mode does.
+    pub fn store_kind(self) -> StoreKind {
+        match self {
+            SetMode::Set => StoreKind::Set,
+            SetMode::Add => StoreKind::Add,
+            SetMode::Append => StoreKind::Append,
+            SetMode::Prepend => StoreKind::Prepend,
+            SetMode::Replace => StoreKind::Replace,
+        }
+    }
 }
 
 /// `ms <key> <datalen> <flags>*`
