@@ -40,13 +40,13 @@ mod spin;
 mod state;
 mod thread_per_core;
 mod tls;
-
+mod tunables;
 mod work_stealing;
 
 pub use router::Router;
 pub(crate) use state::{ConnInfo, ConnectionSlot, admit};
 pub use state::{Control, DumpStep, ServerState, ShardAnswer, ShardReport};
-pub use settings::Tunables;
+pub use tunables::Tunables;
 
 use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};
