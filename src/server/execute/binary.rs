@@ -1,31 +1,32 @@
 //! Binary-protocol requests on a shard: the classic operation, except
 //! where the binary protocol asks more.
 
-use super::super::op::{Op, OpKind};
+use super::super::op::OpKind;
 use super::classic;
+use super::job::Job;
 use super::translate::{store_mode, store_outcome};
-use crate::clock::Clock;
 use crate::protocol::binary::Header;
 use crate::protocol::{ErrorReply, Outcome, StoreKind};
 use crate::storage::{
-    ArithMeta, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Millis, Shard, Store,
-    StoreMeta,
+    ArithMeta, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Shard, Store, StoreMeta,
 };
 
 /// Runs a binary op on `shard`: the classic operation, except where the
 /// binary protocol asks more (a CAS token on delete and append, incr with
 /// an initial value and an exptime, a CAS in every incr reply).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn execute<'s>(
-    op: &Op,
+    job: Job<'s>,
     header: &Header,
     initial: u64,
-    key: &'s [u8],
-    base: &'s [u8],
     shard: &'s mut Shard,
-    clock: &Clock,
-    now: Millis,
 ) -> Outcome<'s> {
+    let Job {
+        op,
+        base,
+        key,
+        clock,
+        now,
+    } = job;
     let compare = (header.cas != 0).then_some(header.cas);
     match op.kind {
         OpKind::Delete if compare.is_some() => {
@@ -75,6 +76,6 @@ pub(super) fn execute<'s>(
             // would grow too large.
             store_outcome(shard.store_meta(&store, &meta, now))
         }
-        _ => classic::outcome(op, key, base, shard, clock, now),
+        _ => classic::outcome(job, shard),
     }
 }

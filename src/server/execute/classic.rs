@@ -1,23 +1,23 @@
 //! Classic text commands on a shard: gets, stores, deletes, arithmetic,
 //! touches. The binary protocol's plain forms run here too.
 
-use super::super::op::{Op, OpKind};
+use super::super::op::OpKind;
+use super::job::Job;
 use super::translate::{store_mode, store_outcome};
-use crate::clock::Clock;
 use crate::protocol::{ErrorReply, Outcome, Value};
-use crate::storage::{ArithOutcome, Millis, Shard, Store};
+use crate::storage::{ArithOutcome, Shard, Store};
 
 /// Runs a classic operation on `shard`. A hit borrows the item from
 /// the shard, so the reply is written from it with no copy.
 #[inline]
-pub(super) fn outcome<'s>(
-    op: &Op,
-    key: &'s [u8],
-    base: &'s [u8],
-    shard: &'s mut Shard,
-    clock: &Clock,
-    now: Millis,
-) -> Outcome<'s> {
+pub(super) fn outcome<'s>(job: Job<'s>, shard: &'s mut Shard) -> Outcome<'s> {
+    let Job {
+        op,
+        base,
+        key,
+        clock,
+        now,
+    } = job;
     match op.kind {
         OpKind::Get { touch, .. } => {
             let item = if touch {

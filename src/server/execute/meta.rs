@@ -5,7 +5,8 @@
 //! each outcome gets ([`MetaReply`], written by `protocol::meta`, which
 //! also applies quiet mode and echoes the flags).
 
-use super::super::op::{Op, OpKind};
+use super::super::op::OpKind;
+use super::job::Job;
 use super::translate::{arith_op, store_mode};
 use crate::clock::Clock;
 use crate::protocol::meta::{
@@ -13,23 +14,20 @@ use crate::protocol::meta::{
 };
 use crate::protocol::{ErrorReply, Tokens};
 use crate::storage::{
-    ArithMeta, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Millis, Shard, Store,
-    StoreMeta, StoreMode, StoreOutcome,
+    ArithMeta, Deadline, DeleteMeta, DeleteOutcome, MetaArithOutcome, Shard, Store, StoreMeta,
+    StoreMode, StoreOutcome,
 };
 
 /// Runs a meta op (its decoded `key` is in `base`) and appends its reply
 /// to `out`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn execute(
-    op: &Op,
-    request: &MetaRequest,
-    key: &[u8],
-    base: &[u8],
-    shard: &mut Shard,
-    clock: &Clock,
-    now: Millis,
-    out: &mut Vec<u8>,
-) {
+pub(super) fn execute(job: Job<'_>, request: &MetaRequest, shard: &mut Shard, out: &mut Vec<u8>) {
+    let Job {
+        op,
+        base,
+        key,
+        clock,
+        now,
+    } = job;
     if op.kind == OpKind::Discard {
         shard.discard(key, op.hash, now);
         return ErrorReply::TooLarge.write(out);

@@ -9,6 +9,7 @@
 
 mod binary;
 mod classic;
+mod job;
 mod meta;
 mod translate;
 
@@ -20,6 +21,7 @@ use crate::clock::Clock;
 use crate::protocol::Outcome;
 use crate::stats::ThreadStats;
 use crate::storage::{Millis, PrefixEvent, Shard};
+use job::Job;
 
 /// Runs `op` on `shard` and appends its reply to `out`. Key and data spans
 /// refer to `base`.
@@ -32,9 +34,16 @@ pub(crate) fn execute(
     out: &mut Vec<u8>,
 ) {
     let key = op.key.of(base);
+    let job = Job {
+        op,
+        base,
+        key,
+        clock,
+        now,
+    };
     let found = match &op.wire {
         Wire::Classic => {
-            let outcome = classic::outcome(op, key, base, shard, clock, now);
+            let outcome = classic::outcome(job, shard);
             let found = matches!(outcome, Outcome::Value(_));
             if !op.noreply {
                 let cas = matches!(op.kind, OpKind::Get { cas: true, .. });
@@ -44,10 +53,10 @@ pub(crate) fn execute(
         }
         Wire::Meta(request) => {
             // memcached 1.6.18 does not count meta commands per prefix.
-            return meta::execute(op, request, key, base, shard, clock, now, out);
+            return meta::execute(job, request, shard, out);
         }
         Wire::Binary { header, initial } => {
-            let outcome = binary::execute(op, header, *initial, key, base, shard, clock, now);
+            let outcome = binary::execute(job, header, *initial, shard);
             let found = matches!(outcome, Outcome::Value(_) | Outcome::Touched);
             header.write(outcome, key, out);
             found
