@@ -14,7 +14,7 @@
 //! `cache_memlimit 4294967360` is 64 MiB), because a client that works
 //! against memcached must get the same answer here.
 
-use super::request::Tokens;
+use super::tokens::Tokens;
 
 /// The highest slab class memcached's `lru_crawler` and `stats cachedump`
 /// take (`MAX_NUMBER_OF_SLAB_CLASSES - 1`). A server with more classes

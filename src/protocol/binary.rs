@@ -29,7 +29,8 @@ mod tests;
 
 pub use reply::{Fixed, Status, write_stat, write_stat_bytes, write_stats_end};
 
-use super::request::{ArithKind, KEY_MAX_LEN, StoreKind};
+use super::kind::{ArithKind, StoreKind};
+use super::tokens::KEY_MAX_LEN;
 
 /// First byte of every request packet.
 pub const REQUEST_MAGIC: u8 = 0x80;

@@ -15,10 +15,8 @@
 //! whole line, answers only the error).
 
 use super::reply::ErrorReply;
-use super::request::{
-    KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, Tokens, done, get, number, parse_line,
-    valid_key,
-};
+use super::request::{GetLine, LineRest, ParseError, Parsed, Request, done};
+use super::tokens::{KEY_MAX_LEN, LINE_MAX_LEN, Tokens, number, valid_key};
 
 /// A get line whose newline is within this many bytes is parsed whole, so
 /// a bad key anywhere in it gets memcached's lone error; a longer one is
@@ -32,31 +30,20 @@ pub const GET_WHOLE_MAX: usize = 4 * 1024;
 pub const GET_PIECE_MAX: usize = LINE_MAX_LEN;
 const PIECE_MAX: usize = GET_PIECE_MAX;
 
-/// What is left of a line that was taken in pieces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LineRest {
-    /// More keys of a get line.
-    Get(GetLine),
-    /// The rest of a line already answered with an error: skip it, up to
-    /// and including its newline.
-    Discard,
-}
-
-/// What the first piece of a long get line said, carried to the next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GetLine {
-    /// Return CAS tokens.
-    pub cas: bool,
-    /// `gat`/`gats`: the new exptime.
-    pub touch: Option<i64>,
-    /// Whether any piece so far held a key (a get of no keys is `ERROR`).
-    any_key: bool,
+/// What to do with a line that has no newline in its first
+/// [`LINE_MAX_LEN`] bytes.
+pub(super) enum LongLine<'a> {
+    /// A get line whose newline, at this offset, is within
+    /// [`GET_WHOLE_MAX`]: parse it whole, as any other line.
+    Whole(usize),
+    /// The first piece of a longer get line (or its refusal).
+    Piece(Parsed<'a>),
 }
 
 /// A line of `get`s with no newline in its first [`LINE_MAX_LEN`] bytes:
 /// the whole line if its newline is in the buffer within
 /// [`GET_WHOLE_MAX`], else its first piece. Any other command is fatal.
-pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, ParseError> {
+pub(super) fn long_line(buf: &[u8]) -> Result<LongLine<'_>, ParseError> {
     let mut tokens = Tokens::new(buf);
     let (cas, touch) = match tokens.next() {
         Some(b"get") => (false, false),
@@ -67,7 +54,7 @@ pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, Pars
     };
     let window = &buf[..buf.len().min(GET_WHOLE_MAX)];
     if let Some(newline) = memchr::memchr(b'\n', &window[LINE_MAX_LEN..]) {
-        return parse_line(buf, LINE_MAX_LEN + newline, max_value);
+        return Ok(LongLine::Whole(LINE_MAX_LEN + newline));
     }
     let mut line = GetLine {
         cas,
@@ -79,16 +66,19 @@ pub(super) fn long_line(buf: &[u8], max_value: usize) -> Result<Parsed<'_>, Pars
         let exptime = tokens.next().and_then(number::<i64>);
         let Some(exptime) = exptime.filter(|_| tokens.rest().starts_with(b" ")) else {
             let error = ErrorReply::InvalidExptime;
-            return Ok(discard_line(Request::invalid(error), buf.len()));
+            return Ok(LongLine::Piece(discard_line(
+                Request::invalid(error),
+                buf.len(),
+            )));
         };
         line.touch = Some(exptime);
     }
     let start = buf.len() - tokens.rest().len();
-    Ok(get_piece(
+    Ok(LongLine::Piece(get_piece(
         &buf[..buf.len().min(start + PIECE_MAX)],
         start,
         line,
-    ))
+    )))
 }
 
 /// Parses more of a line that [`parse`](super::parse) or an earlier call left unfinished
@@ -148,6 +138,29 @@ fn get_piece(buf: &[u8], start: usize, mut line: GetLine) -> Parsed<'_> {
         },
         consumed: tail,
         rest: Some(LineRest::Get(line)),
+    }
+}
+
+/// The request of a get line's `keys` (or of one piece's), all checked:
+/// `CLIENT_ERROR bad command line format` if one is not a key.
+pub(super) fn get<'a>(keys: Tokens<'a>, cas: bool, touch: Option<i64>) -> Request<'a> {
+    let mut any = false;
+    for key in keys {
+        if !valid_key(key) {
+            return Request::invalid(ErrorReply::BadFormat);
+        }
+        any = true;
+    }
+    // `gat <exptime>` with no key at all is an empty answer in memcached,
+    // `get` with none an unknown form.
+    if !any && touch.is_none() {
+        return Request::invalid(ErrorReply::Error);
+    }
+    Request::Get {
+        keys,
+        cas,
+        touch,
+        last: true,
     }
 }
 

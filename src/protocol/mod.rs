@@ -19,13 +19,17 @@
 pub mod admin;
 pub mod binary;
 mod get_line;
+mod kind;
 pub mod meta;
+mod meta_line;
 mod reply;
 mod request;
+mod text;
+mod tokens;
 
-pub use get_line::{GET_PIECE_MAX, GET_WHOLE_MAX, GetLine, LineRest, parse_rest};
+pub use get_line::{GET_PIECE_MAX, GET_WHOLE_MAX, parse_rest};
+pub use kind::{ArithKind, StoreKind};
 pub use reply::{ErrorReply, Outcome, Reply, Value};
-pub use request::{
-    ArithKind, KEY_MAX_LEN, LINE_MAX_LEN, ParseError, Parsed, Request, StoreKind, Tokens,
-    frame_len, parse, valid_key,
-};
+pub use request::{GetLine, LineRest, ParseError, Parsed, Request};
+pub use text::{frame_len, parse};
+pub use tokens::{KEY_MAX_LEN, LINE_MAX_LEN, Tokens, valid_key};

@@ -13,14 +13,13 @@
 //! ([`base64_len`]); the server decodes each one once, in place in its read
 //! buffer ([`decode_in_place`]), before it hashes the key.
 
-mod parse;
 mod reply;
 
-pub use parse::OPAQUE_MAX_LEN;
-pub(crate) use parse::{is_meta, parse};
+pub use super::meta_line::OPAQUE_MAX_LEN;
 pub use reply::{DebugReply, MetaCode, MetaEcho, MetaFacts, MetaReply, MetaStatus, Ttls};
 
-use super::request::{ArithKind, KEY_MAX_LEN, StoreKind};
+use super::kind::{ArithKind, StoreKind};
+use super::tokens::KEY_MAX_LEN;
 
 /// Which meta command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

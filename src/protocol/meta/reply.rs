@@ -9,7 +9,7 @@
 //! it created the counter; errors and every other code are always sent.
 
 use super::super::reply::ErrorReply;
-use super::super::request::{Tokens, valid_key};
+use super::super::tokens::{Tokens, valid_key};
 use super::{MetaCommand, encode_key};
 
 /// The return code of a meta reply.

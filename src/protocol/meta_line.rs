@@ -6,12 +6,14 @@
 //! Letters a command does not use are accepted and ignored, as memcached
 //! does.
 
-use super::super::reply::ErrorReply;
-use super::super::request::{ArithKind, ParseError, Parsed, Request, Tokens, valid_key};
-use super::{
+use super::kind::ArithKind;
+use super::meta::{
     CasTokens, Meta, MetaArith, MetaCommand, MetaDebug, MetaDelete, MetaGet, MetaRequest, MetaSet,
     SetMode, base64_len,
 };
+use super::reply::ErrorReply;
+use super::request::{ParseError, Parsed, Request};
+use super::tokens::{Tokens, valid_key};
 
 /// Longest `O` token memcached echoes, the `O` included.
 pub const OPAQUE_MAX_LEN: usize = 32;
@@ -377,7 +379,7 @@ fn parse_flags(key: &[u8], tokens: Tokens<'_>) -> Result<Flags, ErrorReply> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::parse;
+    use super::super::parse;
     use super::*;
 
     const MAX: usize = 1024 * 1024;
