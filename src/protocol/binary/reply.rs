@@ -5,68 +5,8 @@
 //! nothing on success and, for gets, nothing on a miss; an error is always
 //! sent. Error replies carry memcached's message as their body.
 
-use super::super::reply::{ErrorReply, Outcome};
-use super::{HEADER_LEN, Header, Opcode, RESPONSE_MAGIC};
-
-/// A reply's status, with memcached's codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u16)]
-pub enum Status {
-    /// Done.
-    Success = 0x00,
-    /// Key not found.
-    KeyNotFound = 0x01,
-    /// Key exists (a CAS mismatch, or `add` of a present key).
-    KeyExists = 0x02,
-    /// Value too large.
-    TooLarge = 0x03,
-    /// Invalid arguments (a malformed packet).
-    Invalid = 0x04,
-    /// Item not stored.
-    NotStored = 0x05,
-    /// Incr/decr on a non-numeric value.
-    NonNumeric = 0x06,
-    /// Unknown command.
-    UnknownCommand = 0x81,
-    /// Out of memory.
-    OutOfMemory = 0x82,
-    /// Internal error (the binary protocol's status for a server failure;
-    /// memcached 1.6 never sends it).
-    Internal = 0x84,
-}
-
-impl Status {
-    /// The body memcached sends with this status when it has no other.
-    pub fn message(self) -> &'static [u8] {
-        match self {
-            Status::Success => b"",
-            Status::KeyNotFound => b"Not found",
-            Status::KeyExists => b"Data exists for key.",
-            Status::TooLarge => b"Too large.",
-            Status::Invalid => b"Invalid arguments",
-            Status::NotStored => b"Not stored.",
-            Status::NonNumeric => b"Non-numeric server-side value for incr or decr",
-            Status::UnknownCommand => b"Unknown command",
-            Status::OutOfMemory => b"Out of memory",
-            Status::Internal => b"Internal error",
-        }
-    }
-
-    /// The status and body a failed keyed request gets for `error`.
-    fn of(error: ErrorReply) -> (Status, &'static [u8]) {
-        match error {
-            ErrorReply::TooLarge => (Status::TooLarge, Status::TooLarge.message()),
-            // memcached's words when an item cannot be allocated.
-            ErrorReply::OutOfMemory => (Status::OutOfMemory, b"Out of memory allocating item"),
-            ErrorReply::OutOfMemoryGet => (Status::OutOfMemory, Status::OutOfMemory.message()),
-            ErrorReply::NonNumeric => (Status::NonNumeric, Status::NonNumeric.message()),
-            ErrorReply::Internal => (Status::Internal, Status::Internal.message()),
-            // Text-only errors (malformed lines) never come from a binary
-            // request.
-            _ => (Status::Invalid, Status::Invalid.message()),
-        }
-    }
-}
+use super::super::reply::Outcome;
+use super::header::{HEADER_LEN, Header, Opcode, RESPONSE_MAGIC, Status};
 
 /// A response header.
 #[allow(clippy::too_many_arguments)]
