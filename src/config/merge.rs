@@ -7,7 +7,7 @@
 use super::cli::{Cli, FileConfig};
 use super::error::{ConfigError, Origin, Setting};
 use super::parse::{parse_cpu_list, parse_listen, parse_size};
-use super::{Config, MIB, TlsConfig};
+use super::{Config, MIB, PinRule, TlsConfig};
 use crate::storage::SlabConfigError;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -56,6 +56,15 @@ fn merge(cli: &Cli, file: FileConfig, allowed: &[usize]) -> Result<Config, Confi
     merge.threads()?;
     merge.fits()?;
     Ok(merge.config)
+}
+
+/// Pinning as the flags or the file set it: a flag overrides the file.
+fn pin_given(cli: &Cli, file: &FileConfig) -> Option<bool> {
+    match (cli.pin, cli.no_pin) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => file.pin,
+    }
 }
 
 /// A setting's value, and where it came from.
@@ -386,7 +395,6 @@ impl Merge<'_> {
             config.runtime = runtime;
         }
         config.auth_file = cli.auth_file.clone().or(file.auth_file.take());
-        config.pin = !cli.no_pin && file.pin.unwrap_or(true);
         config.enable_shutdown = cli.enable_shutdown || file.enable_shutdown.unwrap_or(false);
         Ok(())
     }
@@ -417,6 +425,7 @@ impl Merge<'_> {
             }
             None => None,
         };
+        let cpus_named = cpus.is_some();
         let threads = origins.take(Setting::Threads, cli.threads, file.threads);
         if let Some(threads) = threads.as_ref().filter(|n| n.value == 0) {
             return Err(threads.error("must be at least 1"));
@@ -439,9 +448,9 @@ impl Merge<'_> {
             }
             (Some(n), None) => {
                 config.threads = n.value;
-                if config.pin && n.value > allowed.len() {
+                if pin_given(cli, file) == Some(true) && n.value > allowed.len() {
                     return Err(n.error(format!(
-                        "{} threads but this process may use only {} CPUs (add --no-pin to run more)",
+                        "{} threads but this process may use only {} CPUs to pin them to (drop --pin to run more)",
                         n.value,
                         allowed.len()
                     )));
@@ -450,6 +459,12 @@ impl Merge<'_> {
             }
             (None, None) => {}
         }
+        (config.pin, config.pin_rule) = match pin_given(cli, file) {
+            Some(pin) => (pin, PinRule::Given),
+            None if cpus_named => (true, PinRule::CpusNamed),
+            None if config.threads < allowed.len() => (true, PinRule::LeavesCpus),
+            None => (false, PinRule::SharesEveryCpu),
+        };
         let shards = origins.take(Setting::Shards, cli.shards, file.shards);
         config.shards = shards.as_ref().map_or(config.threads, |s| s.value);
         if let Some(shards) = shards.filter(|s| s.value < config.threads) {

@@ -28,6 +28,10 @@ mod connection;
 mod dump;
 mod execute;
 mod forward;
+/// The forwarding path's own types driven by two busy threads, for
+/// `benches/mailbox.rs` only.
+#[doc(hidden)]
+pub use forward::saturated;
 mod listener;
 mod meta;
 mod op;

@@ -41,6 +41,8 @@ mod exchange;
 mod hop;
 mod mailbox;
 mod outbox;
+#[doc(hidden)]
+pub mod saturated;
 mod ticket;
 mod waiting;
 
