@@ -2,11 +2,11 @@
 //!
 //! [`start`] binds the listeners, builds the shards and starts the chosen
 //! runtime's threads, then returns a [`RunningServer`] handle. Both runtimes
-//! run the same accept loop (`shard_port.rs`), the same admission
-//! (`state.rs`) and TLS handshake (`tls.rs`) in [`serve_accepted`], the
-//! same connection loop (`connection.rs`), the same
+//! run the same accept loop (`incoming.rs`), the same admission
+//! (`state.rs`) and TLS handshake (`tls.rs`) in one task per connection
+//! (`serve.rs`), the same connection loop (`connection.rs`), the same
 //! execution (`execute/`) on the same [`crate::storage::Shard`], and the
-//! same expiry tick ([`tick_every`]); they differ only in who owns a shard
+//! same expiry tick (`tick.rs`); they differ only in who owns a shard
 //! and how an operation reaches it:
 //!
 //! - `thread_per_core.rs`: each pinned thread owns its shards; operations on
@@ -15,11 +15,12 @@
 //! - `work_stealing.rs`: tokio's multi-threaded runtime; every shard sits
 //!   behind its own lock and requests run in place.
 //!
-//! Connections come from `shard_port.rs` (`Incoming`): the plaintext
+//! Connections come from `incoming.rs` (`Incoming`): the plaintext
 //! listen port, the TLS port if on, the shard-aware port if on, and
 //! (thread-per-core) connections another core accepted there and handed to
-//! the core their client port names. Each comes with the [`Transport`] of
-//! its listener, which decides its handshake and its `listen_addr`.
+//! the core their client port names (`shard_port.rs`). Each comes with the
+//! `Transport` of its listener, which decides its handshake and its
+//! `listen_addr`.
 
 mod admin;
 mod auth;
@@ -28,81 +29,44 @@ mod connection;
 mod dump;
 mod execute;
 mod forward;
-/// The forwarding path's own types driven by two busy threads, for
-/// `benches/mailbox.rs` only.
-#[doc(hidden)]
-pub use forward::saturated;
+mod incoming;
 mod listener;
 mod meta;
 mod op;
 mod pinned;
 mod plan;
 pub mod router;
+mod serve;
 mod settings;
 pub mod shard_port;
 mod spin;
+mod start_error;
 mod state;
 mod thread_per_core;
+mod tick;
 mod tls;
 mod tunables;
 mod work_stealing;
 
+/// The forwarding path's own types driven by two busy threads, for
+/// `benches/mailbox.rs` only.
+#[doc(hidden)]
+pub use forward::saturated;
 pub use router::Router;
-pub(crate) use state::{ConnInfo, ConnectionSlot, admit};
+pub use start_error::StartError;
+pub(crate) use state::{ConnInfo, ConnectionSlot};
 pub use state::{Control, DumpStep, ServerState, ShardAnswer, ShardReport};
 pub use tunables::Tunables;
 
 use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};
 use crate::stats::ThreadStats;
-use crate::storage::Millis;
-use connection::Connection;
-use listener::Transport;
-use plan::Dispatch;
+
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::thread::JoinHandle;
-use tokio::net::TcpStream;
 use tokio::sync::{Barrier, watch};
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Binding a listen address failed.
-    #[error("{setting} {addr}: {source}")]
-    Bind {
-        /// The setting that named the address.
-        setting: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Binding the shard-aware port failed.
-    #[error("--shard-aware-port {}: {source}", addr.port())]
-    ShardAwareBind {
-        /// The address (the listen address's IP).
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The `--auth-file` could not be read or has a bad line.
-    #[error("--auth-file {0}")]
-    Auth(String),
-    /// A TLS certificate, key or CA file could not be read or used.
-    #[error("{setting} {reason}")]
-    Tls {
-        /// The setting that named the file.
-        setting: &'static str,
-        /// The file and what is wrong with it.
-        reason: String,
-    },
-    /// A thread could not be started or pinned.
-    #[error("--cpus: {0}")]
-    Thread(String),
-}
 
 /// A started server.
 pub struct RunningServer {
@@ -249,7 +213,7 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
     let tls_addr = tls_listen.as_ref().map(|(_, addr)| *addr);
     let shard_aware_addr = shard_aware.as_ref().map(|(_, addr)| *addr);
     let hand_off = config.runtime == RuntimeKind::ThreadPerCore;
-    let sources = shard_port::sources(
+    let sources = incoming::sources(
         count,
         [plain, tls_listen, shard_aware].map(|bound| bound.map(|(listeners, _)| listeners)),
         hand_off,
@@ -287,100 +251,4 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         }
     };
     Ok(RunningServer { state, threads })
-}
-
-/// Serves one accepted connection on `thread`, the task's whole life:
-/// admission, the TLS handshake if it came in on a TLS listener, then the
-/// connection loop with the dispatch `dispatch` makes. Both runtimes spawn
-/// it for every accepted connection.
-///
-/// A panic in the connection's own work (its handshake, its login, its
-/// parsing; a keyed operation's is contained in `ServerState::run_op`)
-/// ends the connection, is logged and counted, and leaves the core's other
-/// tasks (mail, ticks, accepts) running.
-pub(crate) async fn serve_accepted<D: Dispatch>(
-    state: Arc<ServerState>,
-    thread: usize,
-    stream: TcpStream,
-    transport: Transport,
-    stop: watch::Receiver<bool>,
-    dispatch: impl FnOnce(&ConnectionSlot, Option<RawFd>) -> D,
-) {
-    let serve = serve_connection(state.clone(), thread, stream, transport, stop, dispatch);
-    let mut serve = std::pin::pin!(serve);
-    let panicked = std::future::poll_fn(|cx| {
-        let poll = std::panic::AssertUnwindSafe(|| serve.as_mut().poll(cx));
-        match std::panic::catch_unwind(poll) {
-            Ok(std::task::Poll::Ready(())) => std::task::Poll::Ready(false),
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(_) => std::task::Poll::Ready(true),
-        }
-    })
-    .await;
-    if panicked {
-        tracing::error!("a connection's task panicked; the connection is closed");
-        state.threads[thread].request_panics.add_shared(1);
-    }
-}
-
-/// [`serve_accepted`]'s work.
-async fn serve_connection<D: Dispatch>(
-    state: Arc<ServerState>,
-    thread: usize,
-    mut stream: TcpStream,
-    transport: Transport,
-    mut stop: watch::Receiver<bool>,
-    dispatch: impl FnOnce(&ConnectionSlot, Option<RawFd>) -> D,
-) {
-    // Replies are written whole, once per batch: Nagle would only delay them.
-    let _ = stream.set_nodelay(true);
-    let Some(slot) = admit(&state, thread, &mut stream, transport).await else {
-        return;
-    };
-    match transport {
-        Transport::Plain | Transport::ShardAware => {
-            // Plaintext: another core may write a reply to the socket itself.
-            let dispatch = dispatch(&slot, Some(slot.info.fd));
-            Connection::new(stream, slot, state, dispatch, stop)
-                .serve()
-                .await
-        }
-        Transport::Tls => {
-            let acceptor = state.tls.as_ref().expect("a TLS listener has TLS on");
-            let (timeout, stats) = (state.config.tls_handshake_timeout, &state.threads[thread]);
-            let handshake = tls::handshake(acceptor, stream, timeout, &mut stop, stats);
-            let Some(stream) = handshake.await else {
-                return;
-            };
-            let dispatch = dispatch(&slot, None);
-            Connection::new(stream, slot, state, dispatch, stop)
-                .serve()
-                .await
-        }
-    }
-}
-
-/// Calls `tick` with the server clock every `--ttl-tick`, forever: the
-/// shards' expiry and background work; and, with `--idle-timeout`, about
-/// once a second of the server clock, wakes the idle connections of
-/// `thread` (all, if `None`). Both runtimes use it.
-pub(crate) async fn tick_every(
-    state: Arc<ServerState>,
-    thread: Option<usize>,
-    mut tick: impl FnMut(Millis),
-) {
-    const SWEEP_EVERY: Millis = 1000;
-    let mut interval = tokio::time::interval(state.config.ttl_tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let sweeps = !state.config.idle_timeout.is_zero();
-    let mut next_sweep = 0;
-    loop {
-        interval.tick().await;
-        let now = state.clock.now();
-        tick(now);
-        if sweeps && now >= next_sweep {
-            state.kick_idle(thread, now);
-            next_sweep = now + SWEEP_EVERY;
-        }
-    }
 }

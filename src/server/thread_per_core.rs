@@ -54,9 +54,9 @@
 //!   `SERVER_ERROR` and closes its connection; the core goes on serving.
 
 use super::forward::{self, Exchange, Hop, Inbox, LocalShards, MailRun, Mailbox, Referenced};
+use super::incoming::Sources;
 use super::op::Op;
 use super::plan::{Dispatch, Ran, Step};
-use super::shard_port::Sources;
 use super::spin::SpinWindow;
 use super::{Control, Router, ServerState, ShardReport, StartError};
 use crate::stats::ThreadStats;
@@ -397,7 +397,7 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
         let incoming = setup.sources.into_incoming(setup.index, state.clone())?;
         let mail_task = tokio::task::spawn_local(mailbox(core.clone()));
         let tick_core = core.clone();
-        let tick_task = tokio::task::spawn_local(super::tick_every(
+        let tick_task = tokio::task::spawn_local(super::tick::tick_every(
             state.clone(),
             Some(core.index),
             move |now| {
@@ -417,7 +417,7 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
                 let index = core.index;
                 // The handshake, if any, runs in this task: on this core.
                 let serve =
-                    super::serve_accepted(state, index, stream, transport, stop, |_, fd| {
+                    super::serve::serve_accepted(state, index, stream, transport, stop, |_, fd| {
                         CoreDispatch::new(core, fd)
                     });
                 connections.spawn_local(serve);

@@ -133,7 +133,7 @@ impl Dispatch for SharedDispatch {
 /// Runs the work-stealing server until shutdown (blocks the calling thread).
 pub fn run(
     state: Arc<ServerState>,
-    sources: super::shard_port::Sources,
+    sources: super::incoming::Sources,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let config = &state.config;
@@ -163,7 +163,7 @@ pub fn run(
         // Both ports accept alike: any worker serves any key.
         let incoming = sources.into_incoming(0, state.clone())?;
         let tick_shared = shared.clone();
-        let ticker = tokio::spawn(super::tick_every(state.clone(), None, move |now| {
+        let ticker = tokio::spawn(super::tick::tick_every(state.clone(), None, move |now| {
             // Each shard is locked in turn, briefly.
             let (state, stats) = (&tick_shared.state, &tick_shared.state.threads[0]);
             for index in 0..tick_shared.shards.len() {
@@ -185,7 +185,8 @@ pub fn run(
                         conn: slot.info.clone(),
                         by_shard: Vec::new(),
                     };
-                    super::serve_accepted(state, worker, stream, transport, stop, dispatch).await;
+                    super::serve::serve_accepted(state, worker, stream, transport, stop, dispatch)
+                        .await;
                 });
                 while connections.try_join_next().is_some() {}
             })
