@@ -15,13 +15,11 @@
 
 use super::admin;
 use super::auth::Passage;
-use super::execute::arith_op;
-use super::op::{Op, OpKind, Span, Wire};
+use super::classic;
 use super::plan::{AdminStep, Dispatch, OutputPart, Step};
 use super::state::ConnState;
 use super::{ConnectionSlot, Control, ServerState};
-use crate::protocol::admin::{Admin, AdminReply};
-use crate::protocol::{self, ErrorReply, LineRest, ParseError, Reply, Request, StoreKind};
+use crate::protocol::{self, ErrorReply, LineRest, ParseError, Reply, Request};
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -422,7 +420,7 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
                     break;
                 }
                 _ if swallow > 0 => {
-                    plan_one(base, parsed.request, false, &mut self.plan);
+                    classic::plan_one(base, parsed.request, false, &mut self.plan);
                     let here = swallow.min(base.len() - pos);
                     pos += here;
                     self.swallow = swallow - here;
@@ -434,7 +432,7 @@ impl<D: Dispatch, S: AsyncRead + AsyncWrite + Unpin> Connection<D, S> {
                     self.plan.push(Step::Admin(AdminStep::Quit));
                     break;
                 }
-                request => plan_one(
+                request => classic::plan_one(
                     base,
                     request,
                     self.state.config.enable_shutdown,
@@ -580,122 +578,3 @@ async fn write_parts<S: AsyncWrite + Unpin, D: Dispatch>(
 
 /// Parts given to one vectored write at most.
 const IOV_BATCH: usize = 64;
-
-/// Appends the steps of one parsed request (not `quit`) to `plan`.
-fn plan_one(base: &[u8], request: Request<'_>, shutdown_enabled: bool, plan: &mut Vec<Step>) {
-    let op = |kind, key: &[u8]| Op::new(kind, base, key, Wire::Classic);
-    match request {
-        Request::Get {
-            keys,
-            cas,
-            touch,
-            last,
-        } => {
-            let kind = OpKind::Get {
-                cas,
-                touch: touch.is_some(),
-            };
-            for key in keys {
-                plan.push(Step::Op(Op {
-                    exptime: touch.unwrap_or(0),
-                    ..op(kind, key)
-                }));
-            }
-            if last {
-                plan.push(Step::Text(Reply::END));
-            }
-        }
-        Request::Store {
-            kind,
-            key,
-            flags,
-            exptime,
-            data,
-            cas_unique,
-            noreply,
-        } => plan.push(Step::Op(Op {
-            data: Span::within(base, data),
-            flags,
-            exptime,
-            number: cas_unique,
-            noreply,
-            ..op(OpKind::Store(kind), key)
-        })),
-        Request::Delete { key, noreply } => plan.push(Step::Op(Op {
-            noreply,
-            ..op(OpKind::Delete, key)
-        })),
-        Request::Arith {
-            kind,
-            key,
-            delta,
-            noreply,
-        } => {
-            plan.push(Step::Op(Op {
-                number: delta,
-                noreply,
-                ..op(OpKind::Arith(arith_op(kind)), key)
-            }));
-        }
-        Request::Touch {
-            key,
-            exptime,
-            noreply,
-        } => plan.push(Step::Op(Op {
-            exptime,
-            noreply,
-            ..op(OpKind::Touch, key)
-        })),
-        Request::FlushAll { delay, noreply } => {
-            plan.push(Step::Admin(AdminStep::FlushAll { delay, noreply }))
-        }
-        Request::Stats { args } => plan.push(Step::Admin(AdminStep::Stats(Span::within(
-            base,
-            args.rest(),
-        )))),
-        Request::Version => plan.push(Step::Text(admin::VERSION_LINE)),
-        Request::Verbosity { noreply } => {
-            if !noreply {
-                plan.push(Step::Text(Reply::OK));
-            }
-        }
-        Request::Shutdown { valid } => match (shutdown_enabled, valid) {
-            (true, true) => plan.push(Step::Admin(AdminStep::Shutdown)),
-            (true, false) => plan.push(Step::Text(AdminReply::ShutdownMode.text())),
-            (false, _) => plan.push(Step::Text(AdminReply::ShutdownDisabled.text())),
-        },
-        Request::Admin(Admin::Reply { reply, noreply }) => {
-            if !noreply {
-                plan.push(Step::Text(reply.text()));
-            }
-        }
-        Request::Admin(Admin::MetaDump(crawl)) => {
-            plan.push(Step::Admin(AdminStep::MetaDump(crawl)))
-        }
-        Request::Admin(command) => plan.push(Step::Admin(AdminStep::Command(command))),
-        Request::DebugPanic { key } => plan.push(Step::Op(op(OpKind::DebugPanic, key))),
-        Request::DebugHold { key } => plan.push(Step::Op(op(OpKind::DebugHold, key))),
-        Request::DebugRelease => plan.push(Step::Admin(AdminStep::DebugRelease)),
-        Request::DebugFault { site } => plan.push(Step::Admin(AdminStep::DebugFault(site))),
-        Request::TooLarge {
-            kind, key, noreply, ..
-        } => {
-            if kind == StoreKind::Set {
-                plan.push(Step::Op(Op {
-                    noreply,
-                    ..op(OpKind::Discard, key)
-                }));
-            } else if !noreply {
-                plan.push(Step::Error(ErrorReply::TooLarge));
-            }
-        }
-        Request::Invalid { error, noreply, .. } => {
-            if !noreply {
-                plan.push(Step::Error(error));
-            }
-        }
-        Request::Meta(meta) => plan.push(Step::Op(super::meta::op(base, &meta))),
-        Request::MetaNoop => plan.push(Step::Text(b"MN\r\n")),
-        Request::Quit | Request::Unframed { .. } => unreachable!("handled by the caller"),
-    }
-}

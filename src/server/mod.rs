@@ -25,6 +25,7 @@
 mod admin;
 mod auth;
 mod binary;
+mod classic;
 mod connection;
 mod dump;
 mod execute;
