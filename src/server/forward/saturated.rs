@@ -102,7 +102,14 @@ impl LocalShards for BusyCore {
         &self.stats
     }
     fn run_op(&self, op: &Op, base: &[u8], now: Millis, out: &mut Vec<u8>) -> bool {
-        execute(op, base, &mut self.shard.borrow_mut(), &self.clock, now, out);
+        execute(
+            op,
+            base,
+            &mut self.shard.borrow_mut(),
+            &self.clock,
+            now,
+            out,
+        );
         true
     }
     fn prefetch<'o>(&self, _: impl Iterator<Item = &'o Op> + Clone) {}
