@@ -2,6 +2,8 @@
 """The shape check: import circles and long files in a crate's source.
 
     python3 .ci/shape.py [--report] [--explain] [ROOT ...]   (ROOT: src)
+    python3 .ci/shape.py --edges FOLDER [--explain]        (e.g. src/server)
+    python3 .ci/shape.py --pending FOLDER ... [ROOT ...]
     python3 .ci/shape.py --self-test
 
 For every folder of the module tree under ROOT it prints the import graph:
@@ -14,7 +16,12 @@ imports. It fails (status 1) on
 
 With --report it prints the same graph, every file's line count and the
 findings, and exits 0: the "before and after" of a restructuring.
---explain adds, under each edge, the paths that make it.
+--pending FOLDER prints the circles in FOLDER and below as PENDING and
+does not count them: a folder whose restructuring is under way
+elsewhere, named in .ci/run until it lands (line counts still count).
+--edges FOLDER prints only that folder's graph and its circles (found
+in the crate FOLDER belongs to), and exits 0. --explain adds, under
+each edge, the paths that make it.
 
 What it counts, and why:
 
@@ -383,9 +390,14 @@ class Crate:
             # An import from another crate is a name known to be foreign.
             return self.resolve(module, module.uses[name], seen | {key}) or FOREIGN
         for glob in module.globs:
-            target = self.resolve(module, glob, seen)
+            # A glob whose own path goes through a glob (`use a::*; use
+            # b::*;` where `b` may come from `a`) is followed once.
+            key = (id(module), "*", tuple(glob))
+            if key in seen:
+                continue
+            target = self.resolve(module, glob, seen | {key})
             if target and target[0] == "mod":
-                found = self.lookup(target[1], name, seen)
+                found = self.lookup(target[1], name, seen | {key})
                 if found:
                     return found
         return None
@@ -526,19 +538,25 @@ def shortest_long_ring(graph, members):
     return best
 
 
-def check(root, report, explain):
-    """Prints root's graph and findings; returns the number of findings."""
+def check(root, report, explain, only=None, pending=()):
+    """Prints root's graph and findings; returns the number of findings.
+    With `only` (a folder path), prints that folder's graph alone. Circles
+    in a `pending` folder (or below it) are printed as PENDING and not
+    counted."""
     findings = 0
     crates = []
     for entry in ("lib.rs", "main.rs"):
         path = os.path.join(root, entry)
         if os.path.exists(path):
             crates.append(Crate(path))
-    print(f"== {root}: import graph (file -> files of its folder it imports)")
+    if only is None:
+        print(f"== {root}: import graph (file -> files of its folder it imports)")
     for crate in crates:
         edges = crate.references()
         for module, nodes in folders(crate):
             folder = module.child_dir + "/"
+            if only is not None and os.path.normpath(module.child_dir) != only:
+                continue
             own = f" (with {os.path.basename(module.file)})" if module.file in nodes else ""
             graph = defaultdict(set)
             why = defaultdict(set)
@@ -555,12 +573,16 @@ def check(root, report, explain):
                     for target in sorted(graph[node]):
                         print(f"      {target}: {'; '.join(sorted(why[(node, target)]))}")
             pairs, rings = circles({(a, b) for a in graph for b in graph[a]})
+            held = any(folder.startswith(p.rstrip("/") + "/") for p in pending)
+            mark = "PENDING " if held else ""
             for a, b in pairs:
-                print(f"  CIRCLE {folder}: {a} <-> {b}")
-                findings += 1
+                print(f"  {mark}CIRCLE {folder}: {a} <-> {b}")
+                findings += not held
             for scc, ring in rings:
-                print(f"  RING {folder}: {' -> '.join(ring + ring[:1])}  (of {', '.join(scc)})")
-                findings += 1
+                print(f"  {mark}RING {folder}: {' -> '.join(ring + ring[:1])}  (of {', '.join(scc)})")
+                findings += not held
+    if only is not None:
+        return findings
     source = sorted({f for crate in crates for f in crate.files})
     print(f"== {root}: non-test source files, lines (limit {MAX_LINES})")
     for file in source:
@@ -617,9 +639,30 @@ def main(argv):
         return 0
     report = "--report" in argv
     explain = "--explain" in argv
-    roots = [a for a in argv if not a.startswith("--")] or ["src"]
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    findings = sum(check(root.rstrip("/"), report, explain) for root in roots)
+    if "--edges" in argv:
+        at = argv.index("--edges")
+        if at + 1 >= len(argv):
+            print("shape: --edges needs a folder, e.g. --edges src/server")
+            return 2
+        folder = os.path.normpath(argv[at + 1])
+        # The crate root: the nearest folder above with a lib.rs or main.rs.
+        root = folder
+        while root and not any(os.path.exists(os.path.join(root, f)) for f in ("lib.rs", "main.rs")):
+            root = os.path.dirname(root)
+        if not root:
+            print(f"shape: {folder} is in no crate (no lib.rs or main.rs above it)")
+            return 2
+        found = check(root, True, explain, only=folder)
+        print(f"shape: {found} circle(s) in {folder}/")
+        return 0
+    pending = []
+    while "--pending" in argv:
+        at = argv.index("--pending")
+        pending.append(os.path.normpath(argv[at + 1]))
+        argv = argv[:at] + argv[at + 2 :]
+    roots = [a for a in argv if not a.startswith("--")] or ["src"]
+    findings = sum(check(root.rstrip("/"), report, explain, pending=pending) for root in roots)
     if findings and not report:
         print(f"shape: {findings} finding(s): see CIRCLE, RING and OVER above")
         return 1
