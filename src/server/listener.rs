@@ -1,5 +1,5 @@
 //! Binding the listen addresses once per thread with `SO_REUSEPORT`, and
-//! the kinds of listener (accepting from them is `shard_port.rs`).
+//! the kinds of listener (accepting from them is `incoming.rs`).
 //!
 //! Every thread-per-core thread gets its own listening socket on the same
 //! address, so the kernel spreads incoming connections across threads (by
