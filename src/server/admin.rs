@@ -556,7 +556,10 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     let router = &state.router;
     out.stat("shard_aware_port", c.shard_aware_port);
     // Thread i's own port is this plus i (docs/per-core-ports.md).
-    out.stat("port_per_core", c.per_core_ports().first().copied().unwrap_or(0));
+    out.stat(
+        "port_per_core",
+        c.per_core_ports().first().copied().unwrap_or(0),
+    );
     out.stat("shard_hash", Router::HASH_NAME);
     out.stat("shard_count", router.shards());
     out.stat("shard_select", Router::SELECT_NAME);

@@ -271,13 +271,12 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
     let mut per_core = Vec::new();
     for (thread, port) in config.per_core_ports().into_iter().enumerate() {
         let addr = SocketAddr::new(listen.ip(), port);
-        let (mut bound, addr) = listener::bind(addr, 1).map_err(|source| {
-            StartError::PerCoreBind {
+        let (mut bound, addr) =
+            listener::bind(addr, 1).map_err(|source| StartError::PerCoreBind {
                 addr,
                 thread,
                 source,
-            }
-        })?;
+            })?;
         per_core.push((bound.pop().expect("one listener"), addr));
     }
     let per_core_addrs = per_core.iter().map(|(_, addr)| *addr).collect();

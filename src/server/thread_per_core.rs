@@ -119,7 +119,8 @@ impl LocalShards for Core {
     fn run_op(&self, op: &Op, base: &[u8], now: Millis, out: &mut Vec<u8>) -> bool {
         let mut shards = self.shards.borrow_mut();
         let local = self.local_shard(op.hash, shards.len());
-        self.state.run_op(op, base, &mut shards[local], now, out, self.stats())
+        self.state
+            .run_op(op, base, &mut shards[local], now, out, self.stats())
     }
 
     fn prefetch<'o>(&self, ops: impl Iterator<Item = &'o Op> + Clone) {
