@@ -12,15 +12,19 @@ Rows, each against every server in turn:
   p1        loadgen closed loop, 50 connections, pipeline 1, one unpinned
             thread; ops/s, and server CPU per request (user+system from
             /proc/<pid>/stat over requests counted by `stats`)
+  p16       the same at pipeline 16 (not in the default rows)
 
 Gets only, 1,000 keys of 32 bytes stored first. Servers (--servers picks):
 
   memcached       memcached -t 2 -U 0 (never pinned)
   tpc             corecache --threads 2 (default flags)
   tpc-nopin       corecache --threads 2 --no-pin
+  tpc-pin         corecache --threads 2 --pin
   ws              corecache --threads 2 --runtime work-stealing
   one             corecache --threads 1
-and any NAME=FLAGS given with --config (corecache with those flags).
+and any NAME=FLAGS given with --config (corecache with those flags; a
+first word with a `/` in it is another corecache binary to run, e.g.
+`--config old=/tmp/cc-834` for an older build beside this one).
 
     cargo build --release --workspace
     flock /tmp/cpu.lock python3 benches/hop_table.py --repeat 3 --json out.json
@@ -51,12 +55,17 @@ def configs(args):
         + (["-u", "nobody"] if os.geteuid() == 0 else []),
         "tpc": base,
         "tpc-nopin": base + ["--no-pin"],
+        "tpc-pin": base + ["--pin"],
         "ws": base + ["--runtime", "work-stealing"],
         "one": [args.corecache, "--threads", "1"],
     }
     for extra in args.config:
         name, flags = extra.split("=", 1)
-        known[name] = base + flags.split()
+        words = flags.split()
+        if words and "/" in words[0]:
+            known[name] = [words[0], "--threads", "2"] + words[1:]
+        else:
+            known[name] = base + words
     return {name: known[name] for name in args.servers.split(",")}
 
 
@@ -87,7 +96,7 @@ def light(ref, port, args):
 
 def loadgen(port, args, extra, pid=None):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [args.loadgen, "--server", f"127.0.0.1:{port}", "--pipeline", "1", "--threads", "1",
+        cmd = [args.loadgen, "--server", f"127.0.0.1:{port}", "--threads", "1",
                "--get-ratio", "1", "--keys", str(KEYS), "--value-size", "32",
                "--duration", args.duration, "--warmup", "1s", "--json", out.name] + extra
         before = (cpu_seconds(pid), requests_served(port)) if pid else None
@@ -122,24 +131,26 @@ def main():
         for name in order:
             proc, port = start(servers[name])
             try:
-                loadgen(port, args, ["--prefill", "--rate", "100", "--connections", "4"])
+                loadgen(port, args, ["--pipeline", "1", "--prefill", "--rate", "100", "--connections", "4"])
                 for row in rows:
                     if row == "light":
                         r = light(ref, port, args)
                     elif row == "open":
-                        r = loadgen(port, args, ["--rate", "2000", "--connections", "20"])
+                        r = loadgen(port, args, ["--pipeline", "1", "--rate", "2000", "--connections", "20"])
+                    elif row == "p1":
+                        r = loadgen(port, args, ["--pipeline", "1", "--connections", "50"], pid=proc.pid)
                     else:
-                        r = loadgen(port, args, ["--connections", "50"], pid=proc.pid)
+                        r = loadgen(port, args, ["--pipeline", "16", "--connections", "50"], pid=proc.pid)
                     r.update(server=name, row=row, rep=rep)
                     runs.append(r)
-                    extra = f" {r['ops']:9.0f} ops/s {r['cpu_us']:6.2f} us/req" if row == "p1" else ""
+                    extra = f" {r['ops']:9.0f} ops/s {r['cpu_us']:6.2f} us/req" if row in ("p1", "p16") else ""
                     print(f"{rep} {name:10} {row:6} p50 {r['p50']:7.1f} p99 {r['p99']:8.1f}{extra}", flush=True)
             finally:
                 proc.kill()
                 proc.wait()
     print("\n# summary: median [min-max]; ratio of medians to memcached's (cpu: to ws's)")
     for row in rows:
-        fields = ["p50", "p99"] + (["ops", "cpu_us"] if row == "p1" else [])
+        fields = ["p50", "p99"] + (["ops", "cpu_us"] if row in ("p1", "p16") else [])
         for field in fields:
             ref_name = "ws" if field == "cpu_us" else "memcached"
             base = [r[field] for r in runs if r["row"] == row and r["server"] == ref_name]

@@ -7,6 +7,7 @@ for N = 1..64 cores, from constants measured on this machine.
     python3 benches/model.py fit calib.json               # constants -> benches/model_params.toml
     python3 benches/model.py validate calib.json          # predicted vs measured, every cell
     python3 benches/model.py predict --svg docs/results/model.svg
+    python3 benches/model.py predict --busy    # msg, fwd from benches/mailbox.rs
 
 The model, per request (all costs are server CPU, in microseconds):
 
@@ -310,6 +311,13 @@ def svg_chart(panels, path):
 
 def predict(args):
     p = load_params()
+    if args.busy:
+        # benches/mailbox.rs: a message between two cores that never park.
+        busy = p["busy_cores"]
+        p["thread_per_core"]["msg"] = busy["msg_us"]
+        p["thread_per_core"]["fwd"] = busy["fwd_us"]
+        print(f"# msg {busy['msg_us']} us, fwd {busy['fwd_us']} us per message/request, "
+              "as measured between two busy cores (benches/mailbox.rs)")
     ns = [1, 2, 4, 8, 16, 32, 64]
     print(f"{'runtime':15} {'pipe':>4} {'keys':8} " + " ".join(f"{'N=' + str(n):>16}" for n in ns))
     print(f"{'':29} " + " ".join(f"{'us/req  Mops/s':>16}" for _ in ns))
@@ -343,6 +351,8 @@ def main():
     v.add_argument("--build")
     pr = sub.add_parser("predict")
     pr.add_argument("--svg")
+    pr.add_argument("--busy", action="store_true",
+                    help="thread-per-core's msg and fwd from [busy_cores] (benches/mailbox.rs)")
     args = ap.parse_args()
     {"fit": fit, "validate": validate, "predict": predict}[args.cmd](args)
 

@@ -58,6 +58,8 @@ pub struct Config {
     pub cpus: Vec<usize>,
     /// Pin each thread to its CPU.
     pub pin: bool,
+    /// Why `pin` is what it is (the start-up log says it).
+    pub pin_rule: PinRule,
     /// Number of shards.
     pub shards: usize,
     /// Item memory in bytes, split evenly over shards.
@@ -117,6 +119,52 @@ pub struct TlsConfig {
 
 const MIB: usize = 1024 * 1024;
 
+/// Why the threads are pinned or not.
+///
+/// The default follows what was measured (docs/performance.md, "Pinning
+/// only where it pays"): a thread pinned to a CPU it shares with other busy
+/// processes (the clients, a proxy, the kernel's own work) cannot move off
+/// it when they run, and every request forwarded to it waits behind them;
+/// an unpinned thread follows the free CPU, and the kernel runs a woken
+/// thread where the waker ran, which is what makes a hop cheap at light
+/// load. Pinning pays only where the server's CPUs are its own, which the
+/// server can only infer: it has them when it leaves some of the CPUs it
+/// may use to everything else (`--threads` below the allowed count, as
+/// `configs/many-core.toml` leaves CPU 0). Seastar's `--overprovisioned`
+/// is the same choice made by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinRule {
+    /// `--pin`, `--no-pin` or the file's `pin` said so.
+    Given,
+    /// `--cpus` (or the file's `cpus`) named the CPUs: pinned to them.
+    CpusNamed,
+    /// Fewer threads than allowed CPUs: the rest are left to other work,
+    /// so each thread gets a CPU of its own.
+    LeavesCpus,
+    /// As many threads as allowed CPUs (or more): every CPU is shared with
+    /// whatever else runs, so threads are left to the scheduler.
+    SharesEveryCpu,
+}
+
+impl PinRule {
+    /// The reason, as the start-up log gives it.
+    pub fn why(self) -> &'static str {
+        match self {
+            PinRule::Given => "as configured",
+            PinRule::CpusNamed => "--cpus names the CPUs",
+            PinRule::LeavesCpus => {
+                "fewer threads than allowed CPUs leave the rest to other work, \
+                 so each thread has a CPU of its own"
+            }
+            PinRule::SharesEveryCpu => {
+                "a thread for every allowed CPU shares each one with the clients \
+                 and the kernel, where a pinned thread cannot move off a busy CPU \
+                 (--pin to pin anyway)"
+            }
+        }
+    }
+}
+
 impl Config {
     /// Built-in defaults for a machine whose allowed CPUs are `allowed`.
     pub fn defaults(allowed: &[usize]) -> Config {
@@ -124,7 +172,10 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 11211)),
             threads: allowed.len().max(1),
             cpus: allowed.to_vec(),
-            pin: true,
+            // One thread per allowed CPU: the server shares every CPU with
+            // everything else on the machine, so it is not pinned (PinRule).
+            pin: false,
+            pin_rule: PinRule::SharesEveryCpu,
             shards: allowed.len().max(1),
             memory: 64 * MIB,
             max_item_size: MIB,

@@ -30,15 +30,17 @@ fn main() -> ExitCode {
         if config.pin { "pinned" } else { "not pinned" },
         config.spin,
     );
-    // Both defaults suit cores the server has to itself; sharing them with
-    // other busy processes (a load generator on the same box) turns both
-    // into a cost: a pinned thread cannot move off a busy CPU, and a spin
-    // burns CPU others need.
-    let spins =
-        config.runtime == corecache::config::RuntimeKind::ThreadPerCore && !config.spin.is_zero();
-    let pin_or_spin = config.threads > 1 && (config.pin || spins);
-    let sharing_hint = "if these CPUs are shared with other busy processes, \
-         --no-pin and --spin 0 serve better";
+    let pinning = format!(
+        "threads {}: {}",
+        if config.pin { "pinned" } else { "not pinned" },
+        config.pin_rule.why()
+    );
+    // The spin suits cores the server has to itself; beside other busy
+    // processes (a load generator on the same box) it burns CPU they need.
+    let spins = config.threads > 1
+        && config.runtime == corecache::config::RuntimeKind::ThreadPerCore
+        && !config.spin.is_zero();
+    let spin_hint = "if these CPUs are shared with other busy processes, --spin 0 serves better";
     // Signal handlers go in before the server starts, so a SIGTERM that
     // arrives the moment it is listening is a clean shutdown, not a kill.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         None => String::new(),
     };
     // Before the listening line, so everything said at start precedes it.
+    tracing::info!("{pinning}");
     for warning in server.exposure_warnings() {
         tracing::warn!("{warning}");
     }
@@ -96,8 +99,8 @@ fn main() -> ExitCode {
     if let Some(per_core) = per_core {
         tracing::info!("{per_core}");
     }
-    if pin_or_spin {
-        tracing::info!("{sharing_hint}");
+    if spins {
+        tracing::info!("{spin_hint}");
     }
     runtime.block_on(async {
         tokio::select! {

@@ -219,8 +219,27 @@ fn each_runtime_thread_is_pinned_to_its_own_cpu() {
     }
     let cpus = format!("{},{}", allowed[0], allowed[1]);
     let (mut child, addr) = spawn(&["--threads", "2", "--cpus", &cpus]);
-    let mut pinned = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{}/task", child.0.id())).unwrap() {
+    let pinned = thread_cpus(child.0.id());
+    assert_eq!(
+        pinned,
+        [
+            ("corecache-0".to_string(), allowed[0].to_string()),
+            ("corecache-1".to_string(), allowed[1].to_string()),
+        ]
+    );
+    let mut c = Raw::connect(addr);
+    c.expect(
+        "version\r\n",
+        &format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
+    );
+    signal(&child, SIGTERM);
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// Each `corecache-N` thread's allowed CPUs, by thread name.
+fn thread_cpus(pid: u32) -> Vec<(String, String)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
         let name = std::fs::read_to_string(task.join("comm")).unwrap();
         if !name.starts_with("corecache-") {
@@ -233,20 +252,53 @@ fn each_runtime_thread_is_pinned_to_its_own_cpu() {
             .unwrap()
             .trim()
             .to_string();
-        pinned.push((name.trim().to_string(), list));
+        threads.push((name.trim().to_string(), list));
     }
-    pinned.sort();
-    assert_eq!(
-        pinned,
-        [
-            ("corecache-0".to_string(), allowed[0].to_string()),
-            ("corecache-1".to_string(), allowed[1].to_string()),
-        ]
+    threads.sort();
+    threads
+}
+
+/// The default pinning rule, as the binary applies and logs it: a thread
+/// for every allowed CPU runs unpinned (each thread may use every CPU the
+/// process may), fewer threads are pinned, and the start-up log says
+/// which and why.
+#[test]
+fn threads_are_pinned_by_default_only_when_they_leave_cpus_free() {
+    let allowed = corecache::config::allowed_cpus();
+    let process = {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let threads = allowed.len().to_string();
+    let (mut child, _, log) = spawn_logging(&["--threads", &threads]);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("threads not pinned: a thread for every allowed CPU")),
+        "{log:?}"
     );
-    let mut c = Raw::connect(addr);
-    c.expect(
-        "version\r\n",
-        &format!("VERSION 1.6.18-corecache-{}\r\n", env!("CARGO_PKG_VERSION")),
+    let seen = thread_cpus(child.0.id());
+    assert_eq!(seen.len(), allowed.len());
+    assert!(seen.iter().all(|(_, list)| *list == process), "{seen:?}");
+    signal(&child, SIGTERM);
+    assert!(child.0.wait().unwrap().success());
+    if allowed.len() < 2 {
+        eprintln!("one CPU allowed: no thread count leaves one free");
+        return;
+    }
+    let (mut child, _, log) = spawn_logging(&["--threads", "1"]);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("threads pinned: fewer threads than allowed CPUs")),
+        "{log:?}"
+    );
+    assert_eq!(
+        thread_cpus(child.0.id()),
+        [("corecache-0".to_string(), allowed[0].to_string())]
     );
     signal(&child, SIGTERM);
     assert!(child.0.wait().unwrap().success());

@@ -32,6 +32,10 @@ pub struct Cli {
     /// CPUs to pin threads to, e.g. `0-3,6` [default: the first N allowed].
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
+    /// Pin each thread to its CPU [default: only when --threads is below
+    /// the allowed CPUs, or --cpus names them].
+    #[arg(long, conflicts_with = "no_pin")]
+    pub pin: bool,
     /// Do not pin threads to CPUs.
     #[arg(long)]
     pub no_pin: bool,

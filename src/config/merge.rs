@@ -7,7 +7,7 @@
 use super::cli::{Cli, FileConfig};
 use super::error::{ConfigError, Origin, Setting};
 use super::parse::{parse_cpu_list, parse_listen, parse_size};
-use super::{Config, MIB, RuntimeKind, TlsConfig};
+use super::{Config, MIB, PinRule, RuntimeKind, TlsConfig};
 use crate::storage::SlabConfigError;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -57,6 +57,15 @@ fn merge(cli: &Cli, file: FileConfig, allowed: &[usize]) -> Result<Config, Confi
     merge.per_core_ports()?;
     merge.fits()?;
     Ok(merge.config)
+}
+
+/// Pinning as the flags or the file set it: a flag overrides the file.
+fn pin_given(cli: &Cli, file: &FileConfig) -> Option<bool> {
+    match (cli.pin, cli.no_pin) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => file.pin,
+    }
 }
 
 /// A setting's value, and where it came from.
@@ -387,7 +396,6 @@ impl Merge<'_> {
             config.runtime = runtime;
         }
         config.auth_file = cli.auth_file.clone().or(file.auth_file.take());
-        config.pin = !cli.no_pin && file.pin.unwrap_or(true);
         config.enable_shutdown = cli.enable_shutdown || file.enable_shutdown.unwrap_or(false);
         Ok(())
     }
@@ -418,6 +426,7 @@ impl Merge<'_> {
             }
             None => None,
         };
+        let cpus_named = cpus.is_some();
         let threads = origins.take(Setting::Threads, cli.threads, file.threads);
         if let Some(threads) = threads.as_ref().filter(|n| n.value == 0) {
             return Err(threads.error("must be at least 1"));
@@ -440,9 +449,9 @@ impl Merge<'_> {
             }
             (Some(n), None) => {
                 config.threads = n.value;
-                if config.pin && n.value > allowed.len() {
+                if pin_given(cli, file) == Some(true) && n.value > allowed.len() {
                     return Err(n.error(format!(
-                        "{} threads but this process may use only {} CPUs (add --no-pin to run more)",
+                        "{} threads but this process may use only {} CPUs to pin them to (drop --pin to run more)",
                         n.value,
                         allowed.len()
                     )));
@@ -451,6 +460,12 @@ impl Merge<'_> {
             }
             (None, None) => {}
         }
+        (config.pin, config.pin_rule) = match pin_given(cli, file) {
+            Some(pin) => (pin, PinRule::Given),
+            None if cpus_named => (true, PinRule::CpusNamed),
+            None if config.threads < allowed.len() => (true, PinRule::LeavesCpus),
+            None => (false, PinRule::SharesEveryCpu),
+        };
         let shards = origins.take(Setting::Shards, cli.shards, file.shards);
         config.shards = shards.as_ref().map_or(config.threads, |s| s.value);
         if let Some(shards) = shards.filter(|s| s.value < config.threads) {

@@ -77,6 +77,28 @@ fn every_flag_is_in_the_default_file_and_the_readme() {
     }
 }
 
+/// The pinning rule (`PinRule`): pinned only when the threads leave CPUs
+/// to other work or `--cpus` names them; a flag overrides the file and
+/// the rule.
+#[test]
+fn threads_are_pinned_only_where_they_have_cpus_of_their_own() {
+    let pin = |args: &[&'static str], file: &str| {
+        let c = Config::from_toml(file, &cli(args), &FOUR).unwrap();
+        (c.pin, c.pin_rule)
+    };
+    use PinRule::*;
+    assert_eq!(pin(&[], ""), (false, SharesEveryCpu));
+    assert_eq!(pin(&["-t", "3"], ""), (true, LeavesCpus));
+    assert_eq!(pin(&["-t", "6"], ""), (false, SharesEveryCpu));
+    assert_eq!(pin(&["--cpus", "0-3"], ""), (true, CpusNamed));
+    assert_eq!(pin(&["--pin"], ""), (true, Given));
+    assert_eq!(pin(&["-t", "3", "--no-pin"], ""), (false, Given));
+    assert_eq!(pin(&[], "pin = true"), (true, Given));
+    assert_eq!(pin(&["--no-pin"], "pin = true"), (false, Given));
+    assert_eq!(pin(&["--cpus", "1", "--no-pin"], ""), (false, Given));
+    assert!(Cli::try_parse_from(["corecache", "--pin", "--no-pin"]).is_err());
+}
+
 #[test]
 fn cpus_pick_threads() {
     let config = Config::from_cli(&cli(&["--cpus", "1-2"]), &FOUR).unwrap();
@@ -96,9 +118,9 @@ fn bad_settings_name_themselves() {
             "--threads: must be at least 1",
         ),
         (
-            vec!["--threads", "5"],
+            vec!["--pin", "--threads", "5"],
             Threads,
-            "--threads: 5 threads but this process may use only 4 CPUs (add --no-pin to run more)",
+            "--threads: 5 threads but this process may use only 4 CPUs to pin them to (drop --pin to run more)",
         ),
         (
             vec!["--cpus", "7"],

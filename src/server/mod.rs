@@ -27,6 +27,10 @@ mod binary;
 mod connection;
 mod dump;
 mod forward;
+/// The forwarding path's own types driven by two busy threads, for
+/// `benches/mailbox.rs` only.
+#[doc(hidden)]
+pub use forward::saturated;
 mod listener;
 mod meta;
 mod op;

@@ -40,6 +40,8 @@ mod exchange;
 mod hop;
 mod mailbox;
 mod outbox;
+#[doc(hidden)]
+pub mod saturated;
 mod waiting;
 
 pub(crate) use batch::Referenced;
