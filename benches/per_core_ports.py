@@ -25,6 +25,7 @@ Run it alone on the machine.
 """
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -99,7 +100,10 @@ def main():
     cc_port = free_run(2)
     procs = [
         subprocess.Popen([args.memcached, "-t", "2", "-U", "0", "-m", "256", "-l", "127.0.0.1",
-                          "-p", str(mc_port)], stderr=subprocess.DEVNULL),
+                          "-p", str(mc_port)]
+                         # memcached refuses to run as root without -u.
+                         + (["-u", "root"] if os.geteuid() == 0 else []),
+                         stderr=subprocess.DEVNULL),
         subprocess.Popen([args.corecache, "--listen", f"127.0.0.1:{cc_port}", "--threads", "2",
                           "-m", "256", "--port-per-core", str(cc_port + 1)],
                          stderr=subprocess.DEVNULL),
