@@ -90,6 +90,9 @@ pub struct Config {
     pub enable_shutdown: bool,
     /// The shard-aware port (0: none); see `server::shard_port`.
     pub shard_aware_port: u16,
+    /// Thread-per-core: thread `i` also listens on this port plus `i`
+    /// and owns every key sent there (0: none); see docs/per-core-ports.md.
+    pub port_per_core: u16,
     /// TLS, when it is on.
     pub tls: Option<TlsConfig>,
     /// Longest a TLS handshake may take.
@@ -187,6 +190,7 @@ impl Config {
             slab_page_size: MIB,
             enable_shutdown: false,
             shard_aware_port: 0,
+            port_per_core: 0,
             tls: None,
             tls_handshake_timeout: Duration::from_secs(5),
             auth_file: None,
@@ -206,6 +210,19 @@ impl Config {
         self.tls
             .as_ref()
             .map(|tls| tls.listen.unwrap_or(self.listen))
+    }
+
+    /// The per-core ports (`--port-per-core`), thread `i`'s at index `i`;
+    /// empty when off.
+    /// (Building a configuration refuses the setting under work-stealing;
+    /// one made in code that sets it anyway gets no ports there.)
+    pub fn per_core_ports(&self) -> Vec<u16> {
+        match self.port_per_core {
+            _ if self.runtime != RuntimeKind::ThreadPerCore => Vec::new(),
+            0 => Vec::new(),
+            // Checked when the configuration was built: they all fit.
+            base => (0..self.threads).map(|i| base + i as u16).collect(),
+        }
     }
 
     /// The sizing of shard `index`.

@@ -66,6 +66,14 @@ fn main() -> ExitCode {
             config.shard_aware_port, config.threads
         )
     });
+    let per_core = (!config.per_core_ports().is_empty()).then(|| {
+        format!(
+            "per-core ports {}-{}: thread i keeps every key sent to port {} + i",
+            config.port_per_core,
+            usize::from(config.port_per_core) + config.threads - 1,
+            config.port_per_core
+        )
+    });
     let server = match server::start(config) {
         Ok(server) => server,
         Err(e) => return fail(&e),
@@ -87,6 +95,9 @@ fn main() -> ExitCode {
     );
     if let Some(shard_aware) = shard_aware {
         tracing::info!("{shard_aware}");
+    }
+    if let Some(per_core) = per_core {
+        tracing::info!("{per_core}");
     }
     if spins {
         tracing::info!("{spin_hint}");

@@ -180,8 +180,65 @@ fn shard_aware_loadgen_forwards_nothing() {
     server.assert_forwarded_exactly(0);
 }
 
+/// `loadgen --servers` over a thread-per-core server's per-core ports:
+/// one socket per port in each slot, each key (multi-gets split) sent to
+/// the port its consistent hash picks, every value verified, nothing
+/// forwarded, and each port's thread given work.
+#[test]
+fn loadgen_over_the_per_core_ports_forwards_nothing() {
+    let server = common::TestServer::per_core_with(3, |_| {});
+    let servers: Vec<String> = server.per_core.iter().map(|a| a.to_string()).collect();
+    let servers = servers.join(",");
+    let argv = [
+        "loadgen",
+        "--servers",
+        &servers,
+        "--connections",
+        "6",
+        "--pipeline",
+        "8",
+        "--keys",
+        "3000",
+        "--prefill",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+        "--verify=strict",
+        "--multiget",
+        "4",
+        "--get-ratio",
+        "0.7",
+    ];
+    let cli = Cli::try_parse_from(argv).expect("loadgen flags");
+    let config = loadgen::Config::from_args(&cli.args).expect("loadgen config");
+    assert_eq!(config.server, server.per_core[0]);
+    let report = loadgen::run(&config).expect("loadgen runs");
+    let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+    let n = |field: &str| json[field].as_u64().unwrap_or_else(|| panic!("{field}"));
+    assert!(n("gets") > 0 && n("sets") > 0, "{json:#}");
+    assert_eq!(n("get_keys"), 4 * n("gets"));
+    assert_eq!(json["errors"]["total"].as_u64(), Some(0), "{json:#}");
+    assert_eq!(json["hit_ratio"].as_f64(), Some(1.0), "{json:#}");
+    assert_eq!(json["config"]["servers"].as_array().map(Vec::len), Some(3));
+    // 6 slots, one connection per port each.
+    assert_eq!(server.stat_u64("", "total_connections"), 6 * 3 + 1);
+    for thread in 0..3 {
+        let conns = server.stat_u64("threads", &format!("thread:{thread}:total_connections"));
+        // Its 6, and maybe some of the `stats` reads on the shared port.
+        assert!(conns >= 6, "thread {thread} accepted {conns}");
+        let cmds = server.stat_u64("threads", &format!("thread:{thread}:cmd_total"));
+        assert!(cmds > 100, "thread {thread} ran {cmds} commands");
+    }
+    server.assert_forwarded_exactly(0);
+    // --servers and --shard-aware, or --server, are refused together.
+    assert!(Cli::try_parse_from(["loadgen", "--servers", &servers, "--shard-aware"]).is_err());
+    assert!(Cli::try_parse_from(["loadgen", "--servers", &servers, "--server", "x:1"]).is_err());
+}
+
 /// `loadgen compare --quick` against the real server, both runtimes and
-/// thread-per-core with its shard-aware port: the matrix reads
+/// thread-per-core with its shard-aware port and with per-core ports: the
+/// matrix reads
 /// corecache's own counters around every measured phase.
 #[test]
 fn compare_records_the_servers_cpu_and_forwarding_counters() {
@@ -197,7 +254,7 @@ fn compare_records_the_servers_cpu_and_forwarding_counters() {
         "--corecache",
         env!("CARGO_BIN_EXE_corecache"),
         "--systems",
-        "corecache-tpc,corecache-ws,corecache-sa",
+        "corecache-tpc,corecache-ws,corecache-sa,corecache-pc",
         "--layouts",
         "2shared",
         "--pinning",
@@ -218,7 +275,7 @@ fn compare_records_the_servers_cpu_and_forwarding_counters() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let cells = json["cells"].as_array().unwrap();
-    assert_eq!(cells.len(), 3, "{json:#}");
+    assert_eq!(cells.len(), 4, "{json:#}");
     for cell in cells {
         let server = &cell["samples"][0]["server"];
         let n = |k: &str| {
@@ -242,8 +299,9 @@ fn compare_records_the_servers_cpu_and_forwarding_counters() {
             }
             "corecache-ws" => assert_eq!(n("forwarded_requests"), 0, "{server:#}"),
             // Every key went to its owner's connection on the shard-aware
-            // port, multi-gets split by owner.
-            "corecache-sa" => {
+            // port (corecache-sa) or to a per-core port (corecache-pc),
+            // multi-gets split by owner.
+            "corecache-sa" | "corecache-pc" => {
                 assert_eq!(n("forwarded_requests"), 0, "{server:#}");
                 assert_eq!(n("forward_messages"), 0, "{server:#}");
             }

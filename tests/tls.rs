@@ -324,3 +324,42 @@ fn tls_and_the_shard_aware_port_serve_side_by_side() {
     assert_eq!(stat("ssl_handshake_errors"), "0");
     assert_eq!(stat("shard_aware_refused"), "0");
 }
+
+/// With TLS on `--listen`, the per-core ports speak TLS too: plaintext
+/// gets nothing there, and a TLS client on thread 1's port has a key of
+/// thread 0's hash kept on thread 1, with nothing forwarded.
+#[test]
+fn per_core_ports_speak_tls_when_listen_does() {
+    let pki = Pki::new("per-core");
+    let server = TestServer::per_core_with(2, |config| {
+        config.tls = Some(pki.server(false, None));
+    });
+    let port1 = server.per_core[1];
+    let mut raw = Raw::connect(port1);
+    raw.send(b"version\r\n");
+    let got = raw.read_to_close().into_bytes();
+    assert!(
+        got.is_empty() || got[0] == 21,
+        "plaintext answered: {got:?}"
+    );
+    let key = key_on_thread(0, 0);
+    let mut on1 = TlsClient::connect(port1, pki.client(Identity::Anonymous)).unwrap();
+    on1.expect(&format!("set {key} 0 0 2\r\nhi\r\n"), "STORED\r\n");
+    on1.expect(
+        &format!("get {key}\r\n"),
+        &format!("VALUE {key} 0 2\r\nhi\r\nEND\r\n"),
+    );
+    let mut on0 = TlsClient::connect(server.per_core[0], pki.client(Identity::Anonymous)).unwrap();
+    on0.expect(&format!("get {key}\r\n"), "END\r\n");
+    // `stats` over TLS: nothing crossed threads.
+    on0.send(b"stats\r\n");
+    let mut stats = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !stats.ends_with(b"END\r\n") {
+        let n = std::io::Read::read(&mut on0.stream, &mut buf).unwrap();
+        assert!(n > 0, "closed during stats");
+        stats.extend_from_slice(&buf[..n]);
+    }
+    let stats = String::from_utf8(stats).unwrap();
+    assert!(stats.contains("STAT forwarded_requests 0\r\n"), "{stats}");
+}

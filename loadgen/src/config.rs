@@ -71,6 +71,14 @@ pub struct Args {
     /// are drawn independently, so they usually live on different shards.
     #[arg(long, default_value_t = 1)]
     pub multiget: usize,
+    /// Spread keys over several servers, HOST:PORT,HOST:PORT,... (instead
+    /// of --server): each connection slot opens one socket per server and
+    /// sends each key to the server a consistent hash (jump hash of the
+    /// key) picks, as a client with a list of memcached servers does. With
+    /// corecache's per-core ports (`--port-per-core`) as the list, every
+    /// key reaches the core that keeps it.
+    #[arg(long, value_name = "ADDR,...", conflicts_with_all = ["server", "shard_aware"])]
+    pub servers: Option<String>,
     /// Route each key to the server core that owns it: read the server's
     /// rule from `stats settings`, open one connection per core per
     /// `--connections` slot on its shard-aware port (from local ports the
@@ -189,8 +197,11 @@ pub enum VerifyMode {
 /// Validated workload and client configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
-    /// Server address.
+    /// Server address (with `servers`, the first of them).
     pub server: SocketAddr,
+    /// `--servers`: every server keys are spread over, in order; empty =
+    /// only `server`.
+    pub servers: Vec<SocketAddr>,
     /// TLS: the CA that signed the server's certificate; `None` = plaintext.
     pub tls_ca: Option<std::path::PathBuf>,
     /// Total connections.
@@ -257,6 +268,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             server: SocketAddr::from(([127, 0, 0, 1], 11211)),
+            servers: Vec::new(),
             tls_ca: None,
             connections: 50,
             threads: 1,
@@ -287,12 +299,28 @@ impl Default for Config {
 impl Config {
     /// Parses and validates command-line [`Args`].
     pub fn from_args(a: &Args) -> anyhow::Result<Config> {
-        let server = a
-            .server
-            .to_socket_addrs()
-            .with_context(|| format!("resolving --server {}", a.server))?
-            .next()
-            .with_context(|| format!("--server {} resolves to nothing", a.server))?;
+        let resolve = |flag: &str, addr: &str| -> anyhow::Result<SocketAddr> {
+            addr.to_socket_addrs()
+                .with_context(|| format!("resolving {flag} {addr}"))?
+                .next()
+                .with_context(|| format!("{flag} {addr} resolves to nothing"))
+        };
+        let servers = match &a.servers {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|addr| resolve("--servers", addr))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let server = match servers.first() {
+            Some(first) => *first,
+            None => resolve("--server", &a.server)?,
+        };
+        if a.servers.is_some() && servers.is_empty() {
+            bail!("--servers needs at least one HOST:PORT");
+        }
         let (value_min, value_max) = parse_size_range(&a.value_size)?;
         let verify = match a.verify.as_deref() {
             None => VerifyMode::Off,
@@ -303,6 +331,7 @@ impl Config {
         let mix = a.mix.as_deref().map(parse_mix).transpose()?;
         let c = Config {
             server,
+            servers,
             tls_ca: a.tls_ca.clone(),
             connections: a.connections,
             threads: a.threads,
@@ -390,6 +419,23 @@ impl Config {
         // trick picks a core per TCP connection, not per TLS session.
         if self.shard_aware && self.tls_ca.is_some() {
             bail!("--shard-aware does not work with --tls-ca");
+        }
+        if self.shard_aware && !self.servers.is_empty() {
+            bail!("--servers and --shard-aware are two ways to route keys: pick one");
+        }
+        if self.servers.len() > 1024 {
+            bail!("--servers takes at most 1024 servers");
+        }
+        if self
+            .servers
+            .first()
+            .is_some_and(|first| *first != self.server)
+        {
+            bail!("with --servers, the server is the first of them");
+        }
+        // One TLS name checked for every server: its IP address.
+        if self.tls_ca.is_some() && self.servers.iter().any(|s| s.ip() != self.server.ip()) {
+            bail!("--servers with --tls-ca needs every server on one IP address");
         }
         if let Some(r) = self.rate
             && !(r > 0.0 && r.is_finite())

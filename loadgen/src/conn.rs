@@ -2,11 +2,12 @@
 //! counts when the replies come back.
 //!
 //! A slot is what `--connections` counts. It has one socket ([`Link`]),
-//! or with `--shard-aware` one per server core, and one request generator:
-//! the same requests are drawn either way, and `--shard-aware` only
-//! decides which socket each goes out on (the key's owner; a multi-get is
-//! split by owner into one `get` per core and counts as one request,
-//! answered when its last part is). The slot keeps up to `--pipeline`
+//! or with `--shard-aware` one per server core, or with `--servers` one
+//! per server, and one request generator: the same requests are drawn
+//! either way, and the route only decides which socket each goes out on
+//! (the key's owner, or its server; a multi-get is split by owner into
+//! one `get` per socket and counts as one request, answered when its last
+//! part is). The slot keeps up to `--pipeline`
 //! requests in flight over its sockets. Requests are appended to each
 //! socket's reused write buffer and sent with one `write` per socket per
 //! batch; replies are parsed in place and matched in order per socket.
@@ -28,8 +29,8 @@ use crate::config::{Config, VerifyMode};
 use crate::link::{Link, Matching, Pending, WHOLE};
 use crate::model::{Expect, Model, Want};
 use crate::proto::{self, Kind};
+use crate::route::Route;
 use crate::run::{Phase, ThreadState};
-use crate::shard::ShardMap;
 use crate::timer::{PreciseTimer, Schedule, latency_start};
 use crate::tls::Stream;
 use crate::verify;
@@ -50,8 +51,8 @@ struct Split {
 pub(crate) struct Conn {
     id: usize,
     links: Vec<Link>,
-    /// `--shard-aware`: the server's rule; link `i` is served by core `i`.
-    map: Option<ShardMap>,
+    /// Which link each key goes out on.
+    route: Route,
     /// Requests in flight over all links (a split multi-get is one).
     outstanding: usize,
     /// When a reply last freed a slot of a full pipeline: an open-loop
@@ -89,13 +90,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Slot `id` over `streams`: one, or one per core of `map` in core order.
+    /// Slot `id` over `streams`: one, or one per socket `route` picks
+    /// among (in core or server order).
     pub(crate) fn new(
         cfg: &Config,
         dist: KeyDist,
         id: usize,
         streams: Vec<Stream>,
-        map: Option<ShardMap>,
+        route: Route,
         pattern: Rc<[u8]>,
     ) -> Conn {
         let strict = cfg.verify == VerifyMode::Strict;
@@ -106,7 +108,7 @@ impl Conn {
             .collect();
         Conn {
             id,
-            map,
+            route,
             outstanding: 0,
             slot_freed: Instant::now(),
             splits: Vec::with_capacity(if links.len() > 1 { cfg.pipeline } else { 0 }),
@@ -134,17 +136,16 @@ impl Conn {
         }
     }
 
-    /// The link that serves `key`: its owner's with `--shard-aware`.
+    /// The link that serves `key`: its owner's with `--shard-aware`, its
+    /// server's with `--servers`.
     #[inline]
     fn link_of(&mut self, key: u64) -> usize {
-        match &self.map {
-            None => 0,
-            Some(map) => {
-                self.kbuf.clear();
-                proto::push_key(&mut self.kbuf, &self.prefix, key);
-                map.owner(&self.kbuf)
-            }
+        if let Route::One = self.route {
+            return 0;
         }
+        self.kbuf.clear();
+        proto::push_key(&mut self.kbuf, &self.prefix, key);
+        self.route.socket_of(&self.kbuf)
     }
 
     /// Appends one request to its link's write buffer and pending ring.

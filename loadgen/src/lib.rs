@@ -36,6 +36,7 @@ mod link;
 mod model;
 pub mod proto;
 pub mod report;
+pub mod route;
 pub mod run;
 pub mod server_process;
 pub mod shard;

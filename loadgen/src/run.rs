@@ -23,12 +23,13 @@ use tokio::net::TcpStream;
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::report::{Report, Stats, new_histogram};
+use crate::route::{Route, ServerRing};
 use crate::shard::{ShardMap, connect_to_core, first_port};
 use crate::tls::{Stream, Tls};
 use crate::workload::KeyDist;
 
 /// A connection slot's number and its sockets (one per server core with
-/// `--shard-aware`, else one).
+/// `--shard-aware`, one per server with `--servers`, else one).
 type Slot = (usize, Vec<std::net::TcpStream>);
 
 /// Shared clock of the load phases.
@@ -88,14 +89,25 @@ pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Resu
     } else {
         None
     };
+    let route = match (map, cfg.servers.len()) {
+        (Some(map), _) => Route::Owner(map),
+        (None, 0) => Route::One,
+        (None, n) => Route::Ring(ServerRing::new(n)),
+    };
     let mut per_thread: Vec<Vec<Slot>> = (0..cfg.threads).map(|_| Vec::new()).collect();
     let mut next_port = first_port();
+    let connect = |server: &SocketAddr| {
+        std::net::TcpStream::connect(server).with_context(|| format!("connecting to {server}"))
+    };
     for i in 0..cfg.connections {
         let streams = match &map {
-            None => vec![
-                std::net::TcpStream::connect(cfg.server)
-                    .with_context(|| format!("connecting to {}", cfg.server))?,
-            ],
+            // One socket per server, in the order of --servers.
+            None if !cfg.servers.is_empty() => cfg
+                .servers
+                .iter()
+                .map(connect)
+                .collect::<anyhow::Result<_>>()?,
+            None => vec![connect(&cfg.server)?],
             // One socket per core, each from a local port the shard-aware
             // listener hands to that core.
             Some(m) => {
@@ -140,7 +152,7 @@ pub fn run_observed(cfg: &Config, observe: &mut dyn FnMut(Edge)) -> anyhow::Resu
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{t}"))
             .spawn(move || {
-                let share = Share { cpu, conns, map };
+                let share = Share { cpu, conns, route };
                 thread_main(share, &cfg, dist, &barrier, &phase, progress)
             })?;
         handles.push(h);
@@ -241,15 +253,15 @@ fn cpu_times() -> (f64, f64) {
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
-/// What one client thread gets: its CPU, its slots and the shard map.
+/// What one client thread gets: its CPU, its slots and their route.
 struct Share {
     cpu: Option<usize>,
     conns: Vec<Slot>,
-    map: Option<ShardMap>,
+    route: Route,
 }
 
 fn thread_main(
-    Share { cpu, conns, map }: Share,
+    Share { cpu, conns, route }: Share,
     cfg: &Config,
     dist: KeyDist,
     barrier: &Barrier,
@@ -321,7 +333,7 @@ fn thread_main(
                     dist.clone(),
                     i,
                     streams,
-                    map,
+                    route,
                     pattern.clone(),
                 )),
                 Some((what, e)) => {

@@ -93,6 +93,13 @@ pub struct Cli {
     /// [default: 0].
     #[arg(long, value_name = "PORT")]
     pub shard_aware_port: Option<u16>,
+    /// Thread-per-core: thread i also listens on BASE+i, and every key
+    /// sent there is kept on thread i, whatever its hash: list the ports
+    /// as separate servers in a client that spreads keys itself (ketama,
+    /// pymemcache's HashClient, twemproxy) and nothing is forwarded;
+    /// 0 = off [default: 0].
+    #[arg(long, value_name = "BASE")]
+    pub port_per_core: Option<u16>,
     /// TLS certificate chain (PEM), server certificate first. With
     /// --tls-key it turns TLS on: on --listen, or on --tls-listen if given.
     #[arg(long, value_name = "PATH")]
@@ -142,6 +149,7 @@ pub(super) struct FileConfig {
     pub(super) slab_page_size: Option<String>,
     pub(super) enable_shutdown: Option<bool>,
     pub(super) shard_aware_port: Option<u16>,
+    pub(super) port_per_core: Option<u16>,
     pub(super) tls_cert: Option<PathBuf>,
     pub(super) tls_key: Option<PathBuf>,
     pub(super) tls_ca: Option<PathBuf>,

@@ -38,6 +38,8 @@ pub enum Setting {
     SlabPageSize,
     /// `--shard-aware-port`.
     ShardAwarePort,
+    /// `--port-per-core`.
+    PortPerCore,
     /// `--tls-cert`.
     TlsCert,
     /// `--tls-key`.
@@ -52,7 +54,7 @@ pub enum Setting {
 
 impl Setting {
     /// Every setting, for tests that hold the names to the flags.
-    pub const ALL: [Setting; 20] = [
+    pub const ALL: [Setting; 21] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Cpus,
@@ -68,6 +70,7 @@ impl Setting {
         Setting::SlabMinChunk,
         Setting::SlabPageSize,
         Setting::ShardAwarePort,
+        Setting::PortPerCore,
         Setting::TlsCert,
         Setting::TlsKey,
         Setting::TlsCa,
@@ -93,6 +96,7 @@ impl Setting {
             Setting::SlabMinChunk => "slab-min-chunk",
             Setting::SlabPageSize => "slab-page-size",
             Setting::ShardAwarePort => "shard-aware-port",
+            Setting::PortPerCore => "port-per-core",
             Setting::TlsCert => "tls-cert",
             Setting::TlsKey => "tls-key",
             Setting::TlsCa => "tls-ca",

@@ -7,7 +7,7 @@
 use super::cli::{Cli, FileConfig};
 use super::error::{ConfigError, Origin, Setting};
 use super::parse::{parse_cpu_list, parse_listen, parse_size};
-use super::{Config, MIB, PinRule, TlsConfig};
+use super::{Config, MIB, PinRule, RuntimeKind, TlsConfig};
 use crate::storage::SlabConfigError;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -54,6 +54,7 @@ fn merge(cli: &Cli, file: FileConfig, allowed: &[usize]) -> Result<Config, Confi
     merge.timing()?;
     merge.limits()?;
     merge.threads()?;
+    merge.per_core_ports()?;
     merge.fits()?;
     Ok(merge.config)
 }
@@ -473,6 +474,58 @@ impl Merge<'_> {
                 shards.value, config.threads
             )));
         }
+        Ok(())
+    }
+
+    /// `--port-per-core`: thread-per-core only, and `threads` ports from
+    /// the base that fit below 65536 and take none of the other ports on
+    /// the listen address.
+    fn per_core_ports(&mut self) -> Result<(), ConfigError> {
+        let Merge {
+            cli,
+            file,
+            origins,
+            config,
+            ..
+        } = self;
+        let Some(base) = origins.take(Setting::PortPerCore, cli.port_per_core, file.port_per_core)
+        else {
+            return Ok(());
+        };
+        if base.value == 0 {
+            return Ok(());
+        }
+        if config.runtime == RuntimeKind::WorkStealing {
+            // No thread owns a key there, so no port can mean one.
+            return Err(base.error(
+                "needs --runtime thread-per-core (under work-stealing every thread \
+                 serves every key, so no port belongs to one)",
+            ));
+        }
+        let first = u32::from(base.value);
+        let last = first + config.threads as u32 - 1;
+        if last > u32::from(u16::MAX) {
+            return Err(base.error(format!(
+                "{} threads from port {first} need ports up to {last}; the last port is 65535",
+                config.threads
+            )));
+        }
+        let range = first..=last;
+        let listen_ip = config.listen.ip();
+        let tls = config.tls_listen().filter(|tls| tls.ip() == listen_ip);
+        let taken = [
+            ("the listen port", Some(config.listen.port())),
+            ("the --tls-listen port", tls.map(|tls| tls.port())),
+            ("--shard-aware-port", Some(config.shard_aware_port)),
+        ];
+        for (what, port) in taken {
+            if let Some(port) = port.filter(|&p| p != 0 && range.contains(&u32::from(p))) {
+                return Err(base.error(format!(
+                    "ports {first}-{last} (one per thread) include {what} {port}"
+                )));
+            }
+        }
+        config.port_per_core = base.value;
         Ok(())
     }
 

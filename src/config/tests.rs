@@ -287,6 +287,34 @@ fn bad_settings_name_themselves() {
             "--shard-aware-port: 7001 is the --tls-listen port; it needs a port of its own",
         ),
         (
+            vec!["--runtime", "work-stealing", "--port-per-core", "7100"],
+            PortPerCore,
+            "--port-per-core: needs --runtime thread-per-core (under work-stealing every \
+             thread serves every key, so no port belongs to one)",
+        ),
+        (
+            vec!["-t", "3", "--port-per-core", "65534"],
+            PortPerCore,
+            "--port-per-core: 3 threads from port 65534 need ports up to 65536; the last port is 65535",
+        ),
+        (
+            vec!["-t", "4", "-p", "7102", "--port-per-core", "7100"],
+            PortPerCore,
+            "--port-per-core: ports 7100-7103 (one per thread) include the listen port 7102",
+        ),
+        (
+            vec![
+                "-t",
+                "2",
+                "--shard-aware-port",
+                "7100",
+                "--port-per-core",
+                "7099",
+            ],
+            PortPerCore,
+            "--port-per-core: ports 7099-7100 (one per thread) include --shard-aware-port 7100",
+        ),
+        (
             vec!["--tls-cert", "c.pem"],
             TlsCert,
             "--tls-cert: needs --tls-key as well",
@@ -433,6 +461,32 @@ fn tls_takes_listen_unless_it_has_its_own() {
     let file = file.tls.unwrap();
     assert_eq!(file.ca, Some(PathBuf::from("ca.pem")));
     assert_eq!(file.cert, PathBuf::from("c.pem"));
+}
+
+/// `--port-per-core` from the flag or the file: thread i's port is the
+/// base plus i; 0 is off.
+#[test]
+fn port_per_core_gives_each_thread_a_port() {
+    let config = Config::from_cli(&cli(&["-t", "3", "--port-per-core", "7100"]), &FOUR).unwrap();
+    assert_eq!(config.per_core_ports(), [7100, 7101, 7102]);
+    let file = Config::from_toml("port-per-core = 9000\nthreads = 2", &cli(&[]), &FOUR).unwrap();
+    assert_eq!(file.per_core_ports(), [9000, 9001]);
+    let off = Config::from_cli(&cli(&["--port-per-core", "0"]), &FOUR).unwrap();
+    assert!(off.per_core_ports().is_empty());
+    // The last port may be 65535 itself.
+    let top = Config::from_cli(&cli(&["-t", "2", "--port-per-core", "65534"]), &FOUR).unwrap();
+    assert_eq!(top.per_core_ports(), [65534, 65535]);
+    let err = Config::from_toml(
+        "port-per-core = 9000\nruntime = \"work-stealing\"",
+        &cli(&[]),
+        &FOUR,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("port-per-core (config file): needs --runtime thread-per-core"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -463,6 +463,10 @@ fn threads(state: &ServerState, out: &mut StatsOut<'_>) {
             "unpinned".to_string()
         };
         out.stat(&format!("thread:{i}:cpu"), cpu);
+        // The port whose keys are all this thread's (0: none): these
+        // lines are that port's view of the server.
+        let port = state.per_core.get(i).map_or(0, |addr| addr.port());
+        out.stat(&format!("thread:{i}:port"), port);
         for (name, counter) in [
             ("curr_connections", &t.curr_connections),
             ("total_connections", &t.total_connections),
@@ -551,6 +555,11 @@ fn settings(state: &ServerState, out: &mut StatsOut<'_>) {
     // the shard-aware port (docs/shard-aware.md).
     let router = &state.router;
     out.stat("shard_aware_port", c.shard_aware_port);
+    // Thread i's own port is this plus i (docs/per-core-ports.md).
+    out.stat(
+        "port_per_core",
+        c.per_core_ports().first().copied().unwrap_or(0),
+    );
     out.stat("shard_hash", Router::HASH_NAME);
     out.stat("shard_count", router.shards());
     out.stat("shard_select", Router::SELECT_NAME);

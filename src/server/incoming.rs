@@ -1,8 +1,9 @@
 //! Where a runtime's connections come from, and its accept loop: the
 //! plaintext listen port, the TLS port (`--tls-cert`, `--tls-listen`), the
-//! shard-aware port (`--shard-aware-port`), and, in thread-per-core mode,
-//! connections another core accepted there and handed over
-//! (`shard_port.rs`). Each connection comes out with its [`Transport`]: a
+//! shard-aware port (`--shard-aware-port`), the core's own port
+//! (`--port-per-core`, thread-per-core only), and, in thread-per-core mode,
+//! connections another core accepted on the shard-aware port and handed
+//! over (`shard_port.rs`). Each connection comes out with its [`Transport`]: a
 //! TLS one is handshaken in its own task, the others speak at once.
 
 use super::ServerState;
@@ -22,6 +23,9 @@ pub(super) struct Sources {
     pub tls: Option<StdListener>,
     /// The shard-aware port, if on.
     pub shard_aware: Option<StdListener>,
+    /// This core's own port (`--port-per-core`), if on, and what it
+    /// speaks.
+    pub per_core: Option<(StdListener, Transport)>,
     /// Thread-per-core with a shard-aware port: the hand-off.
     pub adoptions: Option<Adoptions>,
 }
@@ -35,6 +39,10 @@ impl Sources {
             plain: register(self.plain)?,
             tls: register(self.tls)?,
             shard_aware: register(self.shard_aware)?,
+            per_core: match self.per_core {
+                Some((listener, transport)) => Some((TcpListener::from_std(listener)?, transport)),
+                None => None,
+            },
             adoptions: self.adoptions,
             index,
             state,
@@ -44,13 +52,18 @@ impl Sources {
 
 /// Deals the `count` listeners bound on each of the plaintext, TLS and
 /// shard-aware ports (those that are on) out to `count` accept loops, one
-/// of each per loop; `hand_off` (thread-per-core) makes the adoption
-/// queues when there is a shard-aware port.
+/// of each per loop, and loop `i` the `i`-th of `per_core` (each core's
+/// own port, none when off), which speaks `per_core_transport`;
+/// `hand_off` (thread-per-core) makes the adoption queues when there is a
+/// shard-aware port.
 pub(super) fn sources(
     count: usize,
     [plain, tls, shard_aware]: [Option<Vec<StdListener>>; 3],
+    per_core: Vec<StdListener>,
+    per_core_transport: Transport,
     hand_off: bool,
 ) -> Vec<Sources> {
+    let mut per_core = per_core.into_iter();
     let (handoff, mut queues) = match &shard_aware {
         Some(_) if hand_off => {
             let (handoff, queues) = Handoff::new(count, ADOPTION_QUEUE);
@@ -65,6 +78,9 @@ pub(super) fn sources(
             plain: plain.as_mut().and_then(Iterator::next),
             tls: tls.as_mut().and_then(Iterator::next),
             shard_aware: shard_aware.as_mut().and_then(Iterator::next),
+            per_core: per_core
+                .next()
+                .map(|listener| (listener, per_core_transport)),
             adoptions: handoff
                 .clone()
                 .zip(queues.next())
@@ -78,6 +94,7 @@ pub(crate) struct Incoming {
     plain: Option<TcpListener>,
     tls: Option<TcpListener>,
     shard_aware: Option<TcpListener>,
+    per_core: Option<(TcpListener, Transport)>,
     adoptions: Option<Adoptions>,
     index: usize,
     state: Arc<ServerState>,
@@ -118,6 +135,11 @@ impl Incoming {
             tokio::select! {
                 plain = accept(self.plain.as_ref()) => return accepted(plain, Transport::Plain),
                 tls = accept(self.tls.as_ref()) => return accepted(tls, Transport::Tls),
+                // Only this core listens on its own port: nothing to hand over.
+                per_core = accept(self.per_core.as_ref().map(|(l, _)| l)) => {
+                    let transport = self.per_core.as_ref().map(|(_, t)| *t);
+                    return accepted(per_core, transport.expect("a per-core listener"));
+                }
                 shard_aware = accept(self.shard_aware.as_ref()) => {
                     let (stream, peer) = shard_aware.ok()?;
                     let here = match &self.adoptions {

@@ -6,7 +6,8 @@
 //! hash of the connection's addresses, not by load: `stats threads` shows
 //! how it came out) and a connection never has to move. With TLS on, each
 //! thread has a second socket, on the TLS address, spread the same way; with
-//! a shard-aware port, a third (`shard_port.rs`).
+//! a shard-aware port, a third (`shard_port.rs`). A per-core port
+//! (`--port-per-core`) is bound once, by its own thread only.
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -22,6 +23,20 @@ pub(crate) enum Transport {
     /// The shard-aware port (directly, or handed over by another core):
     /// plaintext, like `Plain`; it differs in its address.
     ShardAware,
+    /// The accepting core's own port (`--port-per-core`): every key the
+    /// connection sends is that core's. It speaks what `--listen` speaks:
+    /// TLS when TLS took `--listen`, else plaintext.
+    PerCore {
+        /// A TLS handshake comes first.
+        tls: bool,
+    },
+}
+
+impl Transport {
+    /// Whether the connection speaks TLS (a handshake comes first).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::PerCore { tls: true })
+    }
 }
 
 /// Pending connections each listener queues before accepting.

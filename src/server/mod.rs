@@ -62,6 +62,7 @@ pub use tunables::Tunables;
 use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};
 use crate::stats::ThreadStats;
+use listener::Transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +80,12 @@ impl RunningServer {
     /// The address clients connect to (with the real port if 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.state.listen
+    }
+
+    /// Each thread's own port (`--port-per-core`), thread `i`'s at index
+    /// `i`; empty when off.
+    pub fn per_core_addrs(&self) -> &[SocketAddr] {
+        &self.state.per_core
     }
 
     /// The address TLS clients connect to, when TLS is on: the one
@@ -101,7 +108,14 @@ impl RunningServer {
             return warnings;
         }
         let plain = config.plaintext_listen().map(|_| state.listen);
-        let plain = plain.into_iter().chain(state.shard_aware);
+        let per_core = state.per_core.iter().copied();
+        // The per-core ports speak TLS when --listen does, so they are
+        // warned of with it (below).
+        let plain_per_core = per_core.clone().filter(|_| plain.is_some());
+        let plain = plain
+            .into_iter()
+            .chain(state.shard_aware)
+            .chain(plain_per_core);
         for addr in plain.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
             warnings.push(format!(
                 "{addr} is not a loopback address and has neither TLS nor --auth-file: \
@@ -111,8 +125,10 @@ impl RunningServer {
             ));
         }
         let verified = config.tls.as_ref().is_some_and(|tls| tls.ca.is_some());
-        let tls = state.tls_listen.filter(|_| !verified);
-        if let Some(addr) = tls.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
+        let tls_per_core = per_core.filter(|_| config.plaintext_listen().is_none());
+        let tls = state.tls_listen.into_iter().chain(tls_per_core);
+        let tls = tls.filter(|_| !verified);
+        for addr in tls.filter(|addr| !addr.ip().to_canonical().is_loopback()) {
             warnings.push(format!(
                 "TLS on {addr} is not on a loopback address and checks no client \
                  (no --tls-ca, no --auth-file): anyone who can reach it can read, \
@@ -211,12 +227,29 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
             Some((bound, addr))
         }
     };
+    // The per-core ports: on --listen's address, one listener each, bound
+    // by its own thread only; they speak what --listen speaks.
+    let per_core_tls = plain.is_none();
+    let mut per_core = Vec::new();
+    for (thread, port) in config.per_core_ports().into_iter().enumerate() {
+        let addr = SocketAddr::new(listen.ip(), port);
+        let (mut bound, addr) =
+            listener::bind(addr, 1).map_err(|source| StartError::PerCoreBind {
+                addr,
+                thread,
+                source,
+            })?;
+        per_core.push((bound.pop().expect("one listener"), addr));
+    }
+    let per_core_addrs = per_core.iter().map(|(_, addr)| *addr).collect();
     let tls_addr = tls_listen.as_ref().map(|(_, addr)| *addr);
     let shard_aware_addr = shard_aware.as_ref().map(|(_, addr)| *addr);
     let hand_off = config.runtime == RuntimeKind::ThreadPerCore;
     let sources = incoming::sources(
         count,
         [plain, tls_listen, shard_aware].map(|bound| bound.map(|(listeners, _)| listeners)),
+        per_core.into_iter().map(|(listener, _)| listener).collect(),
+        Transport::PerCore { tls: per_core_tls },
         hand_off,
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -225,6 +258,7 @@ pub fn start_with_clock(config: Config, clock: Clock) -> Result<RunningServer, S
         listen,
         tls_listen: tls_addr,
         shard_aware: shard_aware_addr,
+        per_core: per_core_addrs,
         tls,
         auth,
         clock,

@@ -61,14 +61,14 @@ async fn serve_connection<D: Dispatch>(
         return;
     };
     match transport {
-        Transport::Plain | Transport::ShardAware => {
+        Transport::Plain | Transport::ShardAware | Transport::PerCore { tls: false } => {
             // Plaintext: another core may write a reply to the socket itself.
             let dispatch = dispatch(&slot, Some(slot.info.fd));
             Connection::new(stream, slot, state, dispatch, stop)
                 .serve()
                 .await
         }
-        Transport::Tls => {
+        Transport::Tls | Transport::PerCore { tls: true } => {
             let acceptor = state.tls.as_ref().expect("a TLS listener has TLS on");
             let (timeout, stats) = (state.config.tls_handshake_timeout, &state.threads[thread]);
             let handshake = tls::handshake(acceptor, stream, timeout, &mut stop, stats);

@@ -24,6 +24,16 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Binding a per-core port failed.
+    #[error("--port-per-core: port {} (thread {thread}): {source}", addr.port())]
+    PerCoreBind {
+        /// The address (the listen address's IP).
+        addr: SocketAddr,
+        /// The thread whose port it is.
+        thread: usize,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The `--auth-file` could not be read or has a bad line.
     #[error("--auth-file {0}")]
     Auth(String),

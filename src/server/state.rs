@@ -216,6 +216,9 @@ pub struct ServerState {
     pub tls_listen: Option<SocketAddr>,
     /// The shard-aware port's address, when it is on.
     pub shard_aware: Option<SocketAddr>,
+    /// Each thread's own port (`--port-per-core`), by thread; empty when
+    /// off.
+    pub per_core: Vec<SocketAddr>,
     /// The TLS configuration every TLS listener shares, when TLS is on.
     pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
     /// The users of `--auth-file`, when clients must authenticate.
@@ -392,7 +395,7 @@ pub(crate) async fn admit(
     if open >= state.config.max_connections {
         state.connections.fetch_sub(1, Ordering::Relaxed);
         stats.rejected_connections.add_shared(1);
-        if transport != Transport::Tls {
+        if !transport.is_tls() {
             let _ = stream
                 .write_all(b"ERROR Too many open connections\r\n")
                 .await;
@@ -405,6 +408,7 @@ pub(crate) async fn admit(
         Transport::Plain => state.listen,
         Transport::Tls => state.tls_listen.unwrap_or(state.listen),
         Transport::ShardAware => state.shard_aware.unwrap_or(state.listen),
+        Transport::PerCore { .. } => state.per_core[thread],
     };
     let info = Arc::new(ConnInfo {
         fd: std::os::fd::AsRawFd::as_raw_fd(&*stream),
@@ -486,6 +490,7 @@ impl ServerState {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_listen: None,
             shard_aware: None,
+            per_core: Vec::new(),
             tls: None,
             auth: None,
             clock: Clock::new(),

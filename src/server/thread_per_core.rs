@@ -55,6 +55,7 @@
 
 use super::forward::{self, Exchange, Hop, Inbox, LocalShards, MailRun, Mailbox, Referenced};
 use super::incoming::Sources;
+use super::listener::Transport;
 use super::op::Op;
 use super::plan::{Dispatch, Ran, Step};
 use super::spin::SpinWindow;
@@ -116,19 +117,17 @@ impl LocalShards for Core {
     /// Runs `op` on the shard it belongs to, appending its reply to `out`;
     /// false if it panicked (see [`ServerState::run_op`]).
     fn run_op(&self, op: &Op, base: &[u8], now: Millis, out: &mut Vec<u8>) -> bool {
-        let router = &self.state.router;
-        let shard = router.shard(op.hash);
         let mut shards = self.shards.borrow_mut();
-        let local = &mut shards[router.local_index(shard)];
-        self.state.run_op(op, base, local, now, out, self.stats())
+        let local = self.local_shard(op.hash, shards.len());
+        self.state
+            .run_op(op, base, &mut shards[local], now, out, self.stats())
     }
 
     fn prefetch<'o>(&self, ops: impl Iterator<Item = &'o Op> + Clone) {
-        let router = &self.state.router;
         let shards = self.shards.borrow();
         for what in [Prefetch::Bucket, Prefetch::Item] {
             for op in ops.clone() {
-                shards[router.local_index(router.shard(op.hash))].prefetch(op.hash, what);
+                shards[self.local_shard(op.hash, shards.len())].prefetch(op.hash, what);
             }
         }
     }
@@ -149,6 +148,18 @@ impl LocalShards for Core {
 }
 
 impl Core {
+    /// Which of this core's `owned` shards keeps keys with `hash`. A key
+    /// this core owns by its hash is in its own shard's local slot; a key
+    /// sent on this core's own port (`--port-per-core`) may hash to another
+    /// core's shard, whose local slot is taken modulo this core's count
+    /// (a core may own one shard fewer). The same rule for both, so a key
+    /// this core owns is in one place whichever port it came by.
+    #[inline]
+    fn local_shard(&self, hash: u64, owned: usize) -> usize {
+        let local = self.state.router.local_index(self.state.router.shard(hash));
+        if local < owned { local } else { local % owned }
+    }
+
     /// One run of the mailbox ([`Exchange::mail`]), and what it tells the
     /// spin: mail ends a spin (a hit), and mail soon after a sleep with
     /// replies due says a spin would have caught it.
@@ -275,9 +286,19 @@ struct CoreDispatch {
 
 impl CoreDispatch {
     /// A connection's dispatch; `socket` is its socket when another core
-    /// may write a reply to it directly (plaintext connections).
-    fn new(core: Rc<Core>, socket: Option<std::os::fd::RawFd>) -> CoreDispatch {
+    /// may write a reply to it directly (plaintext connections);
+    /// `every_key_here` when it came in on this core's own port.
+    fn new(
+        core: Rc<Core>,
+        socket: Option<std::os::fd::RawFd>,
+        every_key_here: bool,
+    ) -> CoreDispatch {
         let hop = Hop::new(&core.exchange, socket);
+        let hop = if every_key_here {
+            hop.owning_every_key()
+        } else {
+            hop
+        };
         CoreDispatch { core, hop }
     }
 }
@@ -415,11 +436,17 @@ fn run_core(setup: CoreSetup) -> std::io::Result<()> {
             .accept_until_shutdown(&shutdown, |stream, transport| {
                 let (state, core, stop) = (state.clone(), core.clone(), shutdown.clone());
                 let index = core.index;
+                // On this core's own port, every key is this core's.
+                let every_key_here = matches!(transport, Transport::PerCore { .. });
                 // The handshake, if any, runs in this task: on this core.
-                let serve =
-                    super::serve::serve_accepted(state, index, stream, transport, stop, |_, fd| {
-                        CoreDispatch::new(core, fd)
-                    });
+                let serve = super::serve::serve_accepted(
+                    state,
+                    index,
+                    stream,
+                    transport,
+                    stop,
+                    move |_, fd| CoreDispatch::new(core, fd, every_key_here),
+                );
                 connections.spawn_local(serve);
                 while connections.try_join_next().is_some() {}
             })

@@ -27,6 +27,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Where TLS clients connect, when TLS is on.
     pub tls_addr: Option<SocketAddr>,
+    /// Each thread's own port (`--port-per-core`), by thread; empty when off.
+    pub per_core: Vec<SocketAddr>,
     pub runtime: RuntimeKind,
     /// With `--auth-file`: the login the helpers send before `stats`.
     pub login: Option<String>,
@@ -60,10 +62,12 @@ impl TestServer {
         let server = server::start_with_clock(config, Clock::held())?;
         let addr = server.local_addr();
         let tls_addr = server.tls_addr();
+        let per_core = server.per_core_addrs().to_vec();
         Ok(TestServer {
             server: Some(server),
             addr,
             tls_addr,
+            per_core,
             runtime,
             login: None,
         })
@@ -246,6 +250,32 @@ impl TestServer {
             }
         }
         panic!("no free port for the shard-aware listener in 20 tries");
+    }
+
+    /// A thread-per-core server of `threads` threads (two shards each)
+    /// with `--port-per-core`, adjusted by `adjust`; its ports are in
+    /// [`TestServer::per_core`]. The base is a port the OS just had free;
+    /// if one of the ports from it is taken, another base.
+    pub fn per_core_with(threads: usize, adjust: impl Fn(&mut Config)) -> TestServer {
+        for _ in 0..20 {
+            let base = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let started = TestServer::try_with(RuntimeKind::ThreadPerCore, |config| {
+                config.threads = threads;
+                config.shards = 2 * threads;
+                config.cpus = vec![0; threads];
+                config.port_per_core = base;
+                adjust(config);
+            });
+            match started {
+                Ok(server) => return server,
+                Err(StartError::PerCoreBind { .. }) => continue,
+                Err(e) => panic!("server did not start: {e}"),
+            }
+        }
+        panic!("no free run of per-core ports in 20 tries");
     }
 }
 

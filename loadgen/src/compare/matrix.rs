@@ -6,6 +6,7 @@
 //! runs against each of them in turn. A *cell* is a group, a system and a
 //! workload; it is measured once per repetition.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -189,6 +190,12 @@ pub enum System {
     /// `loadgen --shard-aware` (each key sent to its owner core).
     #[serde(rename = "corecache-sa")]
     CorecacheShardAware,
+    /// corecache thread-per-core with `--port-per-core` (thread `i` on
+    /// the port `i + 1` above the main one), loaded with `loadgen
+    /// --servers` over those ports (each key sent to the core that keeps
+    /// it, as a client with a server list does).
+    #[serde(rename = "corecache-pc")]
+    CorecachePerCore,
     /// memcached.
     #[serde(rename = "memcached")]
     Memcached,
@@ -201,6 +208,7 @@ impl System {
             "corecache-tpc" => Ok(System::CorecacheTpc),
             "corecache-ws" => Ok(System::CorecacheWs),
             "corecache-sa" => Ok(System::CorecacheShardAware),
+            "corecache-pc" => Ok(System::CorecachePerCore),
             "memcached" => Ok(System::Memcached),
             o => bail!("unknown system {o:?} in --systems"),
         }
@@ -212,6 +220,7 @@ impl System {
             System::CorecacheTpc => "corecache-tpc",
             System::CorecacheWs => "corecache-ws",
             System::CorecacheShardAware => "corecache-sa",
+            System::CorecachePerCore => "corecache-pc",
             System::Memcached => "memcached",
         }
     }
@@ -228,7 +237,9 @@ impl System {
     ) -> (Vec<String>, Option<Vec<usize>>) {
         let taskset = (pinning == Pinning::Pinned).then(|| layout.server_cpus.clone());
         let runtime = match self {
-            System::CorecacheTpc | System::CorecacheShardAware => "thread-per-core",
+            System::CorecacheTpc | System::CorecacheShardAware | System::CorecachePerCore => {
+                "thread-per-core"
+            }
             System::CorecacheWs => "work-stealing",
             System::Memcached => {
                 return (
@@ -260,7 +271,32 @@ impl System {
             // is free before starting the server.
             argv.extend(["--shard-aware-port".into(), (port + 1).to_string()]);
         }
+        if self == System::CorecachePerCore {
+            // Thread i's port is port + 1 + i; `start` checks they are free.
+            argv.extend(["--port-per-core".into(), (port + 1).to_string()]);
+        }
         (argv, taskset)
+    }
+
+    /// Ports above the main one it also listens on, which must be free
+    /// before it starts.
+    pub fn extra_ports(self, server_threads: usize) -> usize {
+        match self {
+            System::CorecacheShardAware => 1,
+            System::CorecachePerCore => server_threads,
+            System::CorecacheTpc | System::CorecacheWs | System::Memcached => 0,
+        }
+    }
+
+    /// The servers loadgen spreads keys over (`--servers`) when the
+    /// system is started on `port`: its per-core ports; none for the others.
+    pub fn per_core_servers(self, port: u16, server_threads: usize) -> Vec<SocketAddr> {
+        match self {
+            System::CorecachePerCore => (0..server_threads)
+                .map(|i| SocketAddr::from(([127, 0, 0, 1], port + 1 + i as u16)))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -326,6 +362,21 @@ mod tests {
             "/x/corecache --listen 127.0.0.1 --port 7 --threads 2 --cpus 0,1 \
              --runtime thread-per-core -m 64 --shard-aware-port 8"
         );
+        let (argv, _) = System::CorecachePerCore.command(bin, 7, &l, Pinning::Unpinned, 64);
+        assert_eq!(
+            argv.join(" "),
+            "/x/corecache --listen 127.0.0.1 --port 7 --threads 2 --no-pin \
+             --runtime thread-per-core -m 64 --port-per-core 8"
+        );
+        assert_eq!(
+            System::CorecachePerCore.per_core_servers(7, 2),
+            [
+                "127.0.0.1:8".parse().unwrap(),
+                "127.0.0.1:9".parse().unwrap()
+            ]
+        );
+        assert_eq!(System::CorecachePerCore.extra_ports(2), 2);
+        assert!(System::CorecacheTpc.per_core_servers(7, 2).is_empty());
         let (argv, taskset) =
             System::Memcached.command(Path::new("memcached"), 7, &l, Pinning::Unpinned, 64);
         assert!(

@@ -61,12 +61,13 @@ pub struct CompareArgs {
     #[arg(long, default_value = "memcached")]
     pub memcached: PathBuf,
     /// Systems to run, comma-separated, from
-    /// `corecache-tpc,corecache-ws,corecache-sa,memcached` (`corecache-sa`:
-    /// thread-per-core with `--shard-aware-port`, loaded with
-    /// `--shard-aware`).
+    /// `corecache-tpc,corecache-ws,corecache-sa,corecache-pc,memcached`
+    /// (`corecache-sa`: thread-per-core with `--shard-aware-port`, loaded
+    /// with `--shard-aware`; `corecache-pc`: thread-per-core with
+    /// `--port-per-core`, loaded with `--servers` over its per-core ports).
     #[arg(
         long,
-        default_value = "corecache-tpc,corecache-ws,corecache-sa,memcached"
+        default_value = "corecache-tpc,corecache-ws,corecache-sa,corecache-pc,memcached"
     )]
     pub systems: String,
     /// Layouts, comma-separated: `S+L` (S server threads on their own
@@ -199,6 +200,8 @@ struct Running {
     system: System,
     server: ServerProcess,
     addr: SocketAddr,
+    /// corecache-pc: its per-core ports, which loadgen spreads keys over.
+    servers: Vec<SocketAddr>,
     probe: Probe,
     command: Vec<String>,
     taskset: Option<Vec<usize>>,
@@ -412,11 +415,17 @@ fn start(
     settings: &Settings,
     taskset: bool,
 ) -> anyhow::Result<Running> {
+    // corecache-sa also listens on port + 1, corecache-pc on one port per
+    // thread above it: find a run that is free.
+    let extra = system.extra_ports(layout.server_threads);
+    let free_above = |port: u16| {
+        (1..=extra).all(|i| {
+            usize::from(port) + i <= usize::from(u16::MAX)
+                && std::net::TcpListener::bind(("127.0.0.1", port + i as u16)).is_ok()
+        })
+    };
     let mut port = free_port()?;
-    // corecache-sa also listens on port + 1: find a pair that is free.
-    while system == System::CorecacheShardAware
-        && (port == u16::MAX || std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_err())
-    {
+    while !free_above(port) {
         port = free_port()?;
     }
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -438,6 +447,7 @@ fn start(
         system,
         server,
         addr,
+        servers: system.per_core_servers(port, layout.server_threads),
         probe,
         command,
         taskset: pin,
@@ -460,7 +470,10 @@ fn measure(
     group: &str,
 ) {
     let cfg = Config {
-        server: r.addr,
+        // corecache-pc: keys go to the per-core ports; the probe reads the
+        // whole server's counters on the main one.
+        server: r.servers.first().copied().unwrap_or(r.addr),
+        servers: r.servers.clone(),
         connections: settings.connections,
         threads: layout.loadgen_threads,
         cpus: layout.loadgen_cpus.clone(),

@@ -51,6 +51,11 @@
 //! owner's bytes, skipping those. The connection waits for the batch before
 //! it reads again, so nothing it sends can overtake the owner's write.
 //!
+//! **Every key here.** A connection accepted on its core's own port
+//! (`--port-per-core`) owns every key it sends, whatever the key's hash
+//! ([`Hop::owning_every_key`]): each op is local, so nothing is forwarded
+//! and a wave never waits.
+//!
 //! [`Requester::defer_from`]: super::Requester::defer_from
 
 use super::batch::{Batch, Direct, Referenced, Requester};
@@ -149,6 +154,9 @@ pub(crate) struct Hop {
     /// Bytes at the head of what is stitched next that the owner already
     /// wrote to the socket.
     skip: usize,
+    /// Every key this connection sends is this core's (it came in on the
+    /// core's own port), not its hash's owner's.
+    every_key_here: bool,
 }
 
 impl Hop {
@@ -171,7 +179,15 @@ impl Hop {
             failed: false,
             socket,
             skip: 0,
+            every_key_here: false,
         }
+    }
+
+    /// This connection's keys all belong to this core, whatever their
+    /// hash: it came in on the core's own port (`--port-per-core`).
+    pub fn owning_every_key(mut self) -> Hop {
+        self.every_key_here = true;
+        self
     }
 
     /// Runs `steps` (see [`crate::server::plan::Dispatch::run`]): waves
@@ -248,7 +264,11 @@ impl Hop {
             self.head = 0;
         }
         let from = self.answered();
-        let owner_of = |op: &crate::server::op::Op| router.owner(router.shard(op.hash));
+        let every_key_here = self.every_key_here;
+        let owner_of = |op: &crate::server::op::Op| match every_key_here {
+            true => me,
+            false => router.owner(router.shard(op.hash)),
+        };
         let direct = self.direct_to(&steps[from..], out, |op| owner_of(op), me);
         shards.prefetch(steps[from..].iter().filter_map(|step| match step {
             Step::Op(op) if owner_of(op) == me => Some(op),
