@@ -751,4 +751,121 @@ mod tests {
         assert_eq!(step(u, Call::Get, Ret::Stored), None);
         assert_eq!(step(u, Call::Get, Ret::Hit(Seen::Garbled, None)), None);
     }
+
+    /// Every state `call` answered `ret` leaves from `s` under `spec`.
+    fn outs(s: State, call: Call, ret: Ret, spec: Spec) -> Vec<State> {
+        super::step(s, call, ret, spec).as_slice().to_vec()
+    }
+
+    /// memcached's quirk: a gets of a counter that an incr replaces while
+    /// the gets holds it reports the old value with the new unique, and a
+    /// cas with that unique then wins over the incremented value.
+    #[test]
+    fn memcached_a_gets_may_report_the_unique_of_the_incr_that_follows() {
+        let set = State::written(Val::Num(100));
+        let gets = Ret::Hit(Seen::Num(100), Some(7));
+        // Strict: the unique is this version's, nothing else.
+        let strict = outs(set, Call::Gets, gets, Spec::Strict);
+        assert_eq!(strict.len(), 1);
+        let after = step(strict[0], Call::Incr(1), Ret::Number(101)).unwrap();
+        assert_eq!(step(after, Call::Cas(Data::Num(5), 7), Ret::Stored), None);
+        // memcached: it may also be the unique of the next version, which
+        // only an incr may make, and which then has that unique.
+        let mc = outs(set, Call::Gets, gets, Spec::Memcached);
+        assert_eq!(mc.len(), 2, "{mc:?}");
+        let early = mc
+            .iter()
+            .copied()
+            .find(|s| s.succ == Succ::Known(7))
+            .unwrap();
+        assert_eq!(early.val, Val::Num(100));
+        let incr = outs(early, Call::Incr(1), Ret::Number(101), Spec::Memcached);
+        assert_eq!(incr.len(), 1);
+        assert_eq!(incr[0].cas, Cas::Known(7));
+        assert_eq!(
+            outs(
+                incr[0],
+                Call::Cas(Data::Num(5), 7),
+                Ret::Stored,
+                Spec::Memcached
+            )
+            .len(),
+            1
+        );
+        // No other write may replace that version.
+        for call in [
+            Call::Set(Data::Num(9)),
+            Call::Delete,
+            Call::Cas(Data::Num(9), 7),
+        ] {
+            for ret in [Ret::Stored, Ret::Deleted] {
+                assert!(
+                    outs(early, call, ret, Spec::Memcached).is_empty(),
+                    "{call} {ret}"
+                );
+            }
+        }
+        // Reads of it still see the old value, and a second gets may report
+        // either unique (its own, once the version has one, or the next).
+        assert_eq!(
+            outs(
+                early,
+                Call::Get,
+                Ret::Hit(Seen::Num(100), None),
+                Spec::Memcached
+            ),
+            [early]
+        );
+        assert_eq!(outs(early, Call::Gets, gets, Spec::Memcached), [early]);
+    }
+
+    /// The relaxation is for counters only: blobs change by append or
+    /// set, which never write into the item a gets holds.
+    #[test]
+    fn memcached_blobs_are_strict() {
+        let set = State::written(Val::Blob {
+            base: 1,
+            appends: 0,
+            digest: digest(0, 1),
+        });
+        let gets = Ret::Hit(blob(&[1]), Some(7));
+        assert_eq!(
+            outs(set, Call::Gets, gets, Spec::Memcached),
+            outs(set, Call::Gets, gets, Spec::Strict)
+        );
+        let read = outs(set, Call::Gets, gets, Spec::Memcached)[0];
+        let appended = outs(read, Call::Append(2), Ret::Stored, Spec::Memcached);
+        assert!(
+            outs(
+                appended[0],
+                Call::Cas(Data::Blob(3), 7),
+                Ret::Stored,
+                Spec::Memcached
+            )
+            .is_empty()
+        );
+        // Nor may a counter's version report two uniques of its own.
+        let n = State::written(Val::Num(100));
+        let first = outs(
+            n,
+            Call::Gets,
+            Ret::Hit(Seen::Num(100), Some(7)),
+            Spec::Memcached,
+        );
+        let own = first
+            .iter()
+            .copied()
+            .find(|s| s.cas == Cas::Known(7))
+            .unwrap();
+        let again = outs(
+            own,
+            Call::Gets,
+            Ret::Hit(Seen::Num(100), Some(8)),
+            Spec::Memcached,
+        );
+        // Only as the next incr's unique, which then must come.
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].succ, Succ::Known(8));
+        assert!(outs(again[0], Call::Delete, Ret::Deleted, Spec::Memcached).is_empty());
+    }
 }
