@@ -303,12 +303,13 @@ impl Outcomes {
 /// [`State::UNKNOWN`] (an `append` to a value nobody knows) also leaves
 /// that state as it is, yet it writes.
 pub fn writes_nothing(call: Call, ret: Ret) -> bool {
-    match (call, ret) {
-        (Call::Get | Call::Gets, Ret::Hit(..) | Ret::Miss) => true,
-        (Call::Add(_) | Call::Append(_), Ret::NotStored) | (Call::Cas(..), Ret::Exists) => true,
-        (Call::Cas(..) | Call::Incr(_) | Call::Delete, Ret::NotFound) => true,
-        _ => false,
-    }
+    matches!(
+        (call, ret),
+        (Call::Get | Call::Gets, Ret::Hit(..) | Ret::Miss)
+            | (Call::Add(_) | Call::Append(_), Ret::NotStored)
+            | (Call::Cas(..), Ret::Exists)
+            | (Call::Cas(..) | Call::Incr(_) | Call::Delete, Ret::NotFound)
+    )
 }
 
 /// Applies `call` with reply `ret` to `s` as `spec` says the server does:
