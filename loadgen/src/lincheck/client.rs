@@ -718,7 +718,7 @@ fn check_main(rx: Receiver<Msg>, cfg: &CheckConfig, keys: &Keys, backlog: &Atomi
                     // A retired key gets no operation after the epoch it
                     // was retired in: its history is whole.
                     let name = || keys.name(slot as usize, generation);
-                    drain(log, last || log.retired, cfg.budget, &name, &mut found);
+                    drain(log, last || log.retired, cfg, &name, &mut found);
                 }
                 logs.retain(|_, log| !log.retired);
                 if last {
@@ -735,7 +735,13 @@ fn check_main(rx: Receiver<Msg>, cfg: &CheckConfig, keys: &Keys, backlog: &Atomi
 /// Checks every window of `log` that is over: all of them at the end of
 /// an epoch (nothing is in flight then) except one holding an operation
 /// that never got a reply, which stays open until the history is `whole`.
-fn drain(log: &mut KeyLog, whole: bool, budget: u64, name: &dyn Fn() -> String, found: &mut Found) {
+fn drain(
+    log: &mut KeyLog,
+    whole: bool,
+    cfg: &CheckConfig,
+    name: &dyn Fn() -> String,
+    found: &mut Found,
+) {
     if log.ops.is_empty() {
         return;
     }
@@ -747,7 +753,7 @@ fn drain(log: &mut KeyLog, whole: bool, budget: u64, name: &dyn Fn() -> String, 
         if !whole && ops.iter().any(Op::is_maybe) {
             break;
         }
-        window(ops, &mut log.starts, budget, name, found);
+        window(ops, &mut log.starts, cfg, name, found);
         used = part.end;
     }
     log.ops.drain(..used);
@@ -756,7 +762,7 @@ fn drain(log: &mut KeyLog, whole: bool, budget: u64, name: &dyn Fn() -> String, 
 fn window(
     ops: &[Op],
     starts: &mut Vec<State>,
-    budget: u64,
+    cfg: &CheckConfig,
     name: &dyn Fn() -> String,
     found: &mut Found,
 ) {
@@ -768,7 +774,7 @@ fn window(
         found.maybe += o.is_maybe() as u64;
         *found.by_kind.entry(o.call.name().to_string()).or_default() += 1;
     }
-    match checker::check(ops, starts, budget, false) {
+    match checker::check(ops, starts, cfg.budget, false, cfg.spec) {
         Verdict::Linearizable(ends) => *starts = ends,
         Verdict::GaveUp => {
             found.inconclusive += 1;
@@ -776,7 +782,7 @@ fn window(
         }
         Verdict::Violation => {
             if found.violations.len() < MAX_VIOLATIONS {
-                let (small, from) = checker::minimize(ops, starts, budget);
+                let (small, from) = checker::minimize(ops, starts, cfg.budget, cfg.spec);
                 found.violations.push(describe(&name(), ops, &small, &from));
             } else {
                 found.more += 1;

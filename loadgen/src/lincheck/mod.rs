@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use crate::config::parse_duration;
 use crate::shard::{ShardMap, connect_to_core, first_port};
+pub use model::Spec;
 
 /// Flags of `--check` (flattened into [`crate::Args`]). The check also
 /// reads `--server`, `--connections`, `--pipeline`, `--duration`,
@@ -68,6 +69,11 @@ pub struct CheckArgs {
     /// window may visit before the window counts as inconclusive.
     #[arg(long, default_value_t = 2_000_000)]
     pub check_budget: u64,
+    /// `--check linearizable`: the model histories are checked against:
+    /// `strict` (a linearizable key) or `memcached` (strict but for one
+    /// documented quirk of memcached's `incr`; see docs/lincheck.md).
+    #[arg(long, default_value = "strict", value_name = "strict|memcached")]
+    pub spec: String,
 }
 
 /// Which check.
@@ -110,6 +116,8 @@ pub struct CheckConfig {
     pub kill_every: Option<Duration>,
     /// Linearizable: the search budget per window.
     pub budget: u64,
+    /// Linearizable: the model of a key the histories are checked against.
+    pub spec: Spec,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -159,6 +167,11 @@ impl CheckConfig {
                 .transpose()
                 .context("--kill-every")?,
             budget: c.check_budget,
+            spec: match c.spec.as_str() {
+                "strict" => Spec::Strict,
+                "memcached" => Spec::Memcached,
+                other => bail!("--spec takes strict or memcached, not {other:?}"),
+            },
         };
         cfg.validate()?;
         Ok(Some(cfg))
@@ -180,6 +193,7 @@ impl CheckConfig {
             epoch: Duration::from_millis(10),
             kill_every: None,
             budget: 2_000_000,
+            spec: Spec::Strict,
         }
     }
 

@@ -22,6 +22,21 @@
 //! window before it could not be searched to the end. It accepts every
 //! first observation and binds what it learns, so it can hide a violation
 //! but never invent one.
+//!
+//! **memcached's `incr` against a `gets` in flight** ([`Spec::Memcached`]).
+//! memcached 1.6 `incr`s a counter in place only when no other connection
+//! holds its item; when one does (a `get` or `gets` that has taken the item
+//! and not yet sent it), `do_add_delta` links a new item with a new unique
+//! and then writes that unique into the *old* item as well (memcached.c,
+//! since its 2011 fix of bug 220, still so in 1.6.18). A `gets` that took
+//! the old item before the `incr` and prints its unique after it reports
+//! the old value with the new version's unique, a pair the key never held;
+//! a `cas` with that token then wins against the incremented value and
+//! undoes the `incr`. Under [`Spec::Memcached`] the model allows exactly
+//! that: a `gets` of a counter may report, instead of its version's own
+//! unique, the unique of the version the `incr` that replaces it will make
+//! ([`Succ`]); from then on only an `incr` may replace it, and the version
+//! that `incr` makes has that unique. docs/lincheck.md has the evidence.
 
 use std::fmt;
 
@@ -58,6 +73,20 @@ pub enum Cas {
     Any,
 }
 
+/// [`Spec::Memcached`]: what a `gets` of the current version reported of
+/// the unique of the version an `incr` will make of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Succ {
+    /// Nothing: the next write may be any write.
+    None,
+    /// A `gets` of this version reported this unique, which is not this
+    /// version's: it is the one the `incr` that replaces it will give the
+    /// new version, and only an `incr` may replace it.
+    Known(u64),
+    /// Unknown (after [`Val::Unknown`]): either.
+    Any,
+}
+
 /// One key's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct State {
@@ -65,6 +94,9 @@ pub struct State {
     pub val: Val,
     /// Its cas unique (meaningless, and kept [`Cas::Fresh`], when absent).
     pub cas: Cas,
+    /// Its successor's unique, as an early `gets` reported it (always
+    /// [`Succ::None`] under [`Spec::Strict`]).
+    pub succ: Succ,
 }
 
 impl State {
@@ -72,19 +104,37 @@ impl State {
     pub const ABSENT: State = State {
         val: Val::Absent,
         cas: Cas::Fresh,
+        succ: Succ::None,
     };
     /// A key nothing is known of.
     pub const UNKNOWN: State = State {
         val: Val::Unknown,
         cas: Cas::Any,
+        succ: Succ::None,
     };
 
     fn written(val: Val) -> State {
         State {
             val,
             cas: Cas::Fresh,
+            succ: Succ::None,
         }
     }
+}
+
+/// Which server behaviour the model describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Spec {
+    /// A linearizable key: every reply is what one atomic step at some
+    /// moment between request and reply would give.
+    #[default]
+    Strict,
+    /// memcached 1.6 as it is: [`Spec::Strict`] except that a `gets` of a
+    /// counter racing the `incr` that replaces the version it read may
+    /// report that version's value with the *new* version's unique (see
+    /// the module docs). Nothing else is relaxed.
+    Memcached,
 }
 
 /// A value a write sends.
@@ -201,16 +251,81 @@ pub enum Ret {
     Number(u64),
 }
 
-/// Applies `call` with reply `ret` to `s`: the state after it, or `None`
-/// when that reply is impossible in that state.
-pub fn step(s: State, call: Call, ret: Ret) -> Option<State> {
+/// The states an operation may leave: none when its reply is impossible,
+/// two when the reply does not say which of two things happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcomes {
+    states: [State; 2],
+    len: u8,
+}
+
+impl Outcomes {
+    /// No state: the reply is impossible.
+    pub const NONE: Outcomes = Outcomes {
+        states: [State::ABSENT; 2],
+        len: 0,
+    };
+
+    fn one(s: State) -> Outcomes {
+        let mut o = Outcomes::NONE;
+        o.push(s);
+        o
+    }
+
+    fn push(&mut self, s: State) {
+        if !self.as_slice().contains(&s) {
+            self.states[self.len as usize] = s;
+            self.len += 1;
+        }
+    }
+
+    /// The states.
+    pub fn as_slice(&self) -> &[State] {
+        &self.states[..self.len as usize]
+    }
+
+    /// Whether the reply is impossible.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the operation leaves exactly `s`, whatever else it could
+    /// have done.
+    pub fn only(&self, s: State) -> bool {
+        self.as_slice() == [s]
+    }
+}
+
+/// Whether `call` answered `ret` is a write in no state: a read, or a
+/// write whose reply says it did nothing (`NOT_STORED`, `EXISTS`,
+/// `NOT_FOUND`). The checker's no-branching rule needs this as well as
+/// [`Outcomes::only`]: a write the model cannot follow from
+/// [`State::UNKNOWN`] (an `append` to a value nobody knows) also leaves
+/// that state as it is, yet it writes.
+pub fn writes_nothing(call: Call, ret: Ret) -> bool {
+    matches!(
+        (call, ret),
+        (Call::Get | Call::Gets, Ret::Hit(..) | Ret::Miss)
+            | (Call::Add(_) | Call::Append(_), Ret::NotStored)
+            | (Call::Cas(..), Ret::Exists)
+            | (Call::Cas(..) | Call::Incr(_) | Call::Delete, Ret::NotFound)
+    )
+}
+
+/// Applies `call` with reply `ret` to `s` as `spec` says the server does:
+/// every state it may leave (none when that reply is impossible there).
+///
+/// An operation without a reply ([`Ret::Unknown`]) takes effect: whether
+/// it never happened is the checker's choice to make (it may leave it
+/// unplaced), not the model's.
+pub fn step(s: State, call: Call, ret: Ret, spec: Spec) -> Outcomes {
     if s.val == Val::Unknown {
-        return step_unknown(call, ret);
+        return step_unknown(call, ret, spec);
     }
     let present = s.val != Val::Absent;
     // What the server must answer, and the state it leaves.
     let (want, next) = match call {
-        Call::Get | Call::Gets => return read(s, call, ret),
+        Call::Get | Call::Gets => return read(s, call, ret, spec),
         Call::Set(d) => (Ret::Stored, State::written(d.val())),
         Call::Add(d) if !present => (Ret::Stored, State::written(d.val())),
         Call::Add(_) => (Ret::NotStored, s),
@@ -219,14 +334,10 @@ pub fn step(s: State, call: Call, ret: Ret) -> Option<State> {
             Cas::Known(c) if c == token => (Ret::Stored, State::written(d.val())),
             Cas::Known(_) | Cas::Fresh => (Ret::Exists, s),
             // Either outcome is possible.
-            Cas::Any => {
-                return match ret {
-                    Ret::Stored => Some(State::written(d.val())),
-                    Ret::Exists => Some(s),
-                    Ret::Unknown => Some(State::UNKNOWN),
-                    _ => None,
-                };
-            }
+            Cas::Any => match ret {
+                Ret::Exists => (Ret::Exists, s),
+                _ => (Ret::Stored, State::written(d.val())),
+            },
         },
         Call::Append(_) if !present => (Ret::NotStored, s),
         Call::Append(uid) => match s.val {
@@ -249,7 +360,21 @@ pub fn step(s: State, call: Call, ret: Ret) -> Option<State> {
         Call::Incr(delta) => match s.val {
             Val::Num(n) => {
                 let n = n.wrapping_add(delta);
-                (Ret::Number(n), State::written(Val::Num(n)))
+                // memcached: the new version's unique is the one a gets of
+                // the old version may already have reported.
+                let cas = match s.succ {
+                    Succ::None => Cas::Fresh,
+                    Succ::Known(u) => Cas::Known(u),
+                    Succ::Any => Cas::Any,
+                };
+                (
+                    Ret::Number(n),
+                    State {
+                        val: Val::Num(n),
+                        cas,
+                        succ: Succ::None,
+                    },
+                )
             }
             // Never sent: blob keys get no incrs.
             _ => (Ret::Unknown, State::UNKNOWN),
@@ -257,29 +382,63 @@ pub fn step(s: State, call: Call, ret: Ret) -> Option<State> {
         Call::Delete if present => (Ret::Deleted, State::ABSENT),
         Call::Delete => (Ret::NotFound, s),
     };
-    // An operation that may not have answered may have happened: taking
-    // effect is the only choice to model, since one that never returns
-    // can always be placed last, where its effect is invisible.
-    (ret == want || ret == Ret::Unknown).then_some(next)
+    if ret != want && ret != Ret::Unknown {
+        return Outcomes::NONE;
+    }
+    // A version whose successor's unique a gets reported can only be
+    // replaced by that incr: memcached writes the new unique into the old
+    // item in no other path.
+    if matches!(s.succ, Succ::Known(_)) && next != s && !matches!(call, Call::Incr(_)) {
+        return Outcomes::NONE;
+    }
+    Outcomes::one(next)
 }
 
-fn read(s: State, call: Call, ret: Ret) -> Option<State> {
+fn read(s: State, call: Call, ret: Ret, spec: Spec) -> Outcomes {
     match (s.val, ret) {
-        (_, Ret::Unknown) => Some(s),
-        (Val::Absent, Ret::Miss) => Some(s),
+        (_, Ret::Unknown) => Outcomes::one(s),
+        (Val::Absent, Ret::Miss) => Outcomes::one(s),
         (val, Ret::Hit(seen, cas)) if matches(val, seen) => match (call, cas) {
-            (Call::Get, None) => Some(s),
-            (Call::Gets, Some(c)) => match s.cas {
-                Cas::Known(k) => (k == c).then_some(s),
-                Cas::Fresh | Cas::Any => Some(State {
-                    val,
-                    cas: Cas::Known(c),
-                }),
-            },
-            _ => None,
+            (Call::Get, None) => Outcomes::one(s),
+            (Call::Gets, Some(u)) => {
+                let mut out = Outcomes::NONE;
+                // The unique is this version's own.
+                let own = match s.cas {
+                    Cas::Known(k) => k == u,
+                    Cas::Fresh | Cas::Any => true,
+                };
+                if own && s.succ != Succ::Known(u) {
+                    out.push(State {
+                        cas: Cas::Known(u),
+                        ..s
+                    });
+                }
+                // memcached: the gets took this version, and an incr
+                // replaced it before the gets printed its unique.
+                let successor = match s.succ {
+                    Succ::Known(p) => p == u,
+                    Succ::None | Succ::Any => {
+                        reports_successor(spec, val) && s.cas != Cas::Known(u)
+                    }
+                };
+                if successor {
+                    out.push(State {
+                        succ: Succ::Known(u),
+                        ..s
+                    });
+                }
+                out
+            }
+            _ => Outcomes::NONE,
         },
-        _ => None,
+        _ => Outcomes::NONE,
     }
+}
+
+/// Whether a `gets` of `val` may report the unique of the version an
+/// incr makes of it (see [`Spec::Memcached`]).
+fn reports_successor(spec: Spec, val: Val) -> bool {
+    spec == Spec::Memcached && matches!(val, Val::Num(_))
 }
 
 fn matches(val: Val, seen: Seen) -> bool {
@@ -319,31 +478,63 @@ fn seen_val(seen: Seen) -> Option<Val> {
 
 /// [`step`] from [`State::UNKNOWN`]: any reply the command can give is
 /// possible, and the state after it is whatever the reply reveals.
-fn step_unknown(call: Call, ret: Ret) -> Option<State> {
-    let written = |d: Data| Some(State::written(d.val()));
+fn step_unknown(call: Call, ret: Ret, spec: Spec) -> Outcomes {
+    let one = Outcomes::one;
+    let written = |d: Data| one(State::written(d.val()));
+    // What a read learns: the value, and nothing of what a gets before
+    // the window may have reported of its successor.
+    let seen = |val: Val, cas: Cas| State {
+        val,
+        cas,
+        succ: if spec == Spec::Memcached {
+            Succ::Any
+        } else {
+            Succ::None
+        },
+    };
     match (call, ret) {
-        (Call::Get | Call::Gets, Ret::Miss) => Some(State::ABSENT),
-        (Call::Get, Ret::Hit(seen, None)) => Some(State {
-            val: seen_val(seen)?,
-            cas: Cas::Any,
-        }),
-        (Call::Gets, Ret::Hit(seen, Some(c))) => Some(State {
-            val: seen_val(seen)?,
-            cas: Cas::Known(c),
-        }),
-        (Call::Get | Call::Gets, Ret::Unknown) => Some(State::UNKNOWN),
+        (Call::Get | Call::Gets, Ret::Miss) => one(State::ABSENT),
+        (Call::Get, Ret::Hit(seen_as, None)) => match seen_val(seen_as) {
+            Some(val) => one(seen(val, Cas::Any)),
+            None => Outcomes::NONE,
+        },
+        (Call::Gets, Ret::Hit(seen_as, Some(c))) => match seen_val(seen_as) {
+            Some(val) => {
+                let mut out = one(seen(val, Cas::Known(c)));
+                if reports_successor(spec, val) {
+                    out.push(State {
+                        val,
+                        cas: Cas::Any,
+                        succ: Succ::Known(c),
+                    });
+                }
+                out
+            }
+            None => Outcomes::NONE,
+        },
+        (Call::Get | Call::Gets, Ret::Unknown) => one(State::UNKNOWN),
         (Call::Set(d), Ret::Stored | Ret::Unknown) => written(d),
         (Call::Add(d) | Call::Cas(d, _), Ret::Stored) => written(d),
-        (Call::Add(_), Ret::NotStored) | (Call::Cas(..), Ret::Exists) => Some(State::UNKNOWN),
+        (Call::Add(_), Ret::NotStored) | (Call::Cas(..), Ret::Exists) => one(State::UNKNOWN),
         (Call::Add(_) | Call::Cas(..) | Call::Append(_) | Call::Incr(_), Ret::Unknown) => {
-            Some(State::UNKNOWN)
+            one(State::UNKNOWN)
         }
         (Call::Cas(..) | Call::Incr(_) | Call::Delete, Ret::NotFound)
         | (Call::Append(_), Ret::NotStored)
-        | (Call::Delete, Ret::Deleted | Ret::Unknown) => Some(State::ABSENT),
-        (Call::Append(_), Ret::Stored) => Some(State::UNKNOWN),
-        (Call::Incr(_), Ret::Number(n)) => Some(State::written(Val::Num(n))),
-        _ => None,
+        | (Call::Delete, Ret::Deleted | Ret::Unknown) => one(State::ABSENT),
+        (Call::Append(_), Ret::Stored) => one(State::UNKNOWN),
+        // memcached: the old version's gets may have reported this
+        // version's unique, so any token may match it.
+        (Call::Incr(_), Ret::Number(n)) => one(State {
+            val: Val::Num(n),
+            cas: if spec == Spec::Memcached {
+                Cas::Any
+            } else {
+                Cas::Fresh
+            },
+            succ: Succ::None,
+        }),
+        _ => Outcomes::NONE,
     }
 }
 
@@ -422,6 +613,10 @@ impl fmt::Display for State {
             Cas::Fresh => f.write_str(" (cas unread)"),
             Cas::Known(c) => write!(f, " (cas {c})"),
             Cas::Any => f.write_str(" (cas unknown)"),
+        }?;
+        match self.succ {
+            Succ::Known(u) => write!(f, " (the next incr's unique {u} already read)"),
+            Succ::None | Succ::Any => Ok(()),
         }
     }
 }
@@ -429,6 +624,14 @@ impl fmt::Display for State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::step`] under [`Spec::Strict`], which never branches: the
+    /// one state it leaves, or `None`.
+    fn step(s: State, call: Call, ret: Ret) -> Option<State> {
+        let out = super::step(s, call, ret, Spec::Strict);
+        assert!(out.as_slice().len() <= 1, "{out:?}");
+        out.as_slice().first().copied()
+    }
 
     fn blob(uids: &[u64]) -> Seen {
         let mut d = 0;
@@ -548,5 +751,122 @@ mod tests {
         assert!(step(u, Call::Cas(Data::Num(1), 3), Ret::Exists).is_some());
         assert_eq!(step(u, Call::Get, Ret::Stored), None);
         assert_eq!(step(u, Call::Get, Ret::Hit(Seen::Garbled, None)), None);
+    }
+
+    /// Every state `call` answered `ret` leaves from `s` under `spec`.
+    fn outs(s: State, call: Call, ret: Ret, spec: Spec) -> Vec<State> {
+        super::step(s, call, ret, spec).as_slice().to_vec()
+    }
+
+    /// memcached's quirk: a gets of a counter that an incr replaces while
+    /// the gets holds it reports the old value with the new unique, and a
+    /// cas with that unique then wins over the incremented value.
+    #[test]
+    fn memcached_a_gets_may_report_the_unique_of_the_incr_that_follows() {
+        let set = State::written(Val::Num(100));
+        let gets = Ret::Hit(Seen::Num(100), Some(7));
+        // Strict: the unique is this version's, nothing else.
+        let strict = outs(set, Call::Gets, gets, Spec::Strict);
+        assert_eq!(strict.len(), 1);
+        let after = step(strict[0], Call::Incr(1), Ret::Number(101)).unwrap();
+        assert_eq!(step(after, Call::Cas(Data::Num(5), 7), Ret::Stored), None);
+        // memcached: it may also be the unique of the next version, which
+        // only an incr may make, and which then has that unique.
+        let mc = outs(set, Call::Gets, gets, Spec::Memcached);
+        assert_eq!(mc.len(), 2, "{mc:?}");
+        let early = mc
+            .iter()
+            .copied()
+            .find(|s| s.succ == Succ::Known(7))
+            .unwrap();
+        assert_eq!(early.val, Val::Num(100));
+        let incr = outs(early, Call::Incr(1), Ret::Number(101), Spec::Memcached);
+        assert_eq!(incr.len(), 1);
+        assert_eq!(incr[0].cas, Cas::Known(7));
+        assert_eq!(
+            outs(
+                incr[0],
+                Call::Cas(Data::Num(5), 7),
+                Ret::Stored,
+                Spec::Memcached
+            )
+            .len(),
+            1
+        );
+        // No other write may replace that version.
+        for call in [
+            Call::Set(Data::Num(9)),
+            Call::Delete,
+            Call::Cas(Data::Num(9), 7),
+        ] {
+            for ret in [Ret::Stored, Ret::Deleted] {
+                assert!(
+                    outs(early, call, ret, Spec::Memcached).is_empty(),
+                    "{call} {ret}"
+                );
+            }
+        }
+        // Reads of it still see the old value, and a second gets may report
+        // either unique (its own, once the version has one, or the next).
+        assert_eq!(
+            outs(
+                early,
+                Call::Get,
+                Ret::Hit(Seen::Num(100), None),
+                Spec::Memcached
+            ),
+            [early]
+        );
+        assert_eq!(outs(early, Call::Gets, gets, Spec::Memcached), [early]);
+    }
+
+    /// The relaxation is for counters only: blobs change by append or
+    /// set, which never write into the item a gets holds.
+    #[test]
+    fn memcached_blobs_are_strict() {
+        let set = State::written(Val::Blob {
+            base: 1,
+            appends: 0,
+            digest: digest(0, 1),
+        });
+        let gets = Ret::Hit(blob(&[1]), Some(7));
+        assert_eq!(
+            outs(set, Call::Gets, gets, Spec::Memcached),
+            outs(set, Call::Gets, gets, Spec::Strict)
+        );
+        let read = outs(set, Call::Gets, gets, Spec::Memcached)[0];
+        let appended = outs(read, Call::Append(2), Ret::Stored, Spec::Memcached);
+        assert!(
+            outs(
+                appended[0],
+                Call::Cas(Data::Blob(3), 7),
+                Ret::Stored,
+                Spec::Memcached
+            )
+            .is_empty()
+        );
+        // Nor may a counter's version report two uniques of its own.
+        let n = State::written(Val::Num(100));
+        let first = outs(
+            n,
+            Call::Gets,
+            Ret::Hit(Seen::Num(100), Some(7)),
+            Spec::Memcached,
+        );
+        let own = first
+            .iter()
+            .copied()
+            .find(|s| s.cas == Cas::Known(7))
+            .unwrap();
+        let again = outs(
+            own,
+            Call::Gets,
+            Ret::Hit(Seen::Num(100), Some(8)),
+            Spec::Memcached,
+        );
+        // Only as the next incr's unique, which then must come.
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].succ, Succ::Known(8));
+        assert!(outs(again[0], Call::Delete, Ret::Deleted, Spec::Memcached).is_empty());
     }
 }
