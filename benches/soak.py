@@ -49,6 +49,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from forwarding import ROOT, free_port, rss_bytes  # noqa: E402
+from hostile import getkq, never_reads  # noqa: E402
 
 RUNTIMES = ["thread-per-core", "work-stealing"]
 # loadgen's operations: half gets, and writes of every kind strict mode checks.
@@ -333,20 +334,6 @@ def store_big(c, key):
         raise ConnectionError(f"storing {key}: {got!r}")
 
 
-def never_reads(port, payload):
-    """A socket with a 4 KiB receive buffer that sends what the server takes
-    of `payload` and will never read."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", port))
-    s.setblocking(False)
-    try:
-        s.sendall(payload)
-    except BlockingIOError:
-        pass
-    return s
-
-
 def hostile_client(port, stop, tally, seed):
     """Over and over: a 1 MB value named 4,000 times in one get line, 2,000
     pipelined `mg <key> v`, 2,000 binary GETKQ, each from a connection that
@@ -354,11 +341,10 @@ def hostile_client(port, stop, tally, seed):
     key = big_key(seed)
     store_big(Conn(port), key)
     k = key.encode()
-    getkq = bytes([0x80, 0x0D]) + len(k).to_bytes(2, "big") + bytes(4) + len(k).to_bytes(4, "big") + bytes(12) + k
     payloads = {
         "amplifying get lines": b"get" + (b" " + k) * 4000 + b"\r\n",
         "mg pipelines, never read": (b"mg " + k + b" v\r\n") * 2000,
-        "GETKQ pipelines, never read": getkq * 2000,
+        "GETKQ pipelines, never read": getkq(k) * 2000,
     }
     while not stop.is_set():
         held = []
